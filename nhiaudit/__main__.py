@@ -1,0 +1,3 @@
+from nhiaudit.cli import app
+
+app(prog_name="nhiaudit")

@@ -1,0 +1,294 @@
+"""Ingest: find files, detect their source, load each file in one transaction.
+
+Per file: hash it (chain of custody; same bytes twice is a no-op), let its source stage the records
+with DuckDB SQL, then merge the staged rows into ``events`` skipping events already stored (same
+source and dedupe key), write rejected records and the ``evidence_files`` row, and commit. Any
+failure rolls the whole file back. records read = loaded + rejected + duplicates, always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import duckdb
+
+from nhiaudit import store
+from nhiaudit.errors import NhiauditError
+from nhiaudit.sources import SOURCES
+from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, gzip_readable_prefix, is_gzip
+
+# Files that sit next to logs but are never evidence (policies, notes, scripts, stores).
+IGNORED_SUFFIXES = {".md", ".toml", ".py", ".sh", ".duckdb", ".wal", ".yml", ".yaml", ".cfg", ".ini", ".sarif"}
+
+
+@dataclass
+class FileResult:
+    path: Path
+    source: str | None
+    sha256: str = ""
+    size: int = 0
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    already_ingested: bool = False
+    note: str = ""
+
+
+@dataclass
+class IngestResult:
+    files: list[FileResult] = field(default_factory=list)
+    unrecognized: list[Path] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+    def by_source(self) -> dict[str, dict[str, float]]:
+        """Summary per source: files, read, loaded, rejected, duplicates, seconds."""
+        out: dict[str, dict[str, float]] = {}
+        for f in self.files:
+            row = out.setdefault(
+                f.source or "?", dict(files=0, read=0, loaded=0, rejected=0, duplicates=0, skipped=0, seconds=0.0)
+            )
+            row["files"] += 1
+            row["skipped"] += int(f.already_ingested)
+            for key in ("read", "loaded", "rejected", "duplicates"):
+                row[key] += getattr(f, key)
+            row["seconds"] += f.seconds
+        return dict(sorted(out.items()))
+
+
+# DuckDB errors that mean nhiaudit's own SQL is wrong, whatever the file holds.
+_INTERNAL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+
+ProgressFn = Callable[[str, FileResult], None]
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Files under ``paths`` (recursive, sorted), and those skipped as obviously not logs."""
+    found: list[Path] = []
+    ignored: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise NhiauditError(f"{path}: no such file or directory. Check the path.")
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for p in candidates:
+            if any(part.startswith(".") for part in p.relative_to(path).parts) if path.is_dir() else False:
+                continue
+            suffixes = {s.lower() for s in p.suffixes}
+            (ignored if suffixes & IGNORED_SUFFIXES else found).append(p)
+    return found, ignored
+
+
+def detect(path: Path) -> str | None:
+    """The name of the first source that recognizes the file, or None."""
+    for name, module in SOURCES.items():
+        if module.detect(path):
+            return name
+    return None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[Path],
+    source: str | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Ingest files and directories into the store. ``source`` forces one source for every file."""
+    if source is not None and source not in SOURCES:
+        from nhiaudit.errors import did_you_mean
+
+        raise NhiauditError(
+            f"--source: unknown source '{source}'.{did_you_mean(source, SOURCES)} "
+            f"Known sources: {', '.join(SOURCES)}."
+        )
+    files, ignored = discover(paths)
+    result = IngestResult(ignored=ignored)
+    for path in files:
+        name = source or detect(path)
+        if name is None:
+            result.unrecognized.append(path)
+            continue
+        file_result = FileResult(path=path, source=name, size=path.stat().st_size)
+        if progress:
+            progress("start", file_result)
+        load_file(con, path, SOURCES[name], file_result)
+        result.files.append(file_result)
+        if progress:
+            progress("done", file_result)
+    return result
+
+
+def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
+    columns = ", ".join(
+        f"{name} {kind.replace(' NOT NULL', '')}" for name, kind in store.EVENT_COLUMNS.items()
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE staged ({columns})")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE staged_rejected (record_index BIGINT, line BIGINT, reason VARCHAR, raw VARCHAR)"
+    )
+    # Records a source read on purpose without making an event (the response half of a Vault
+    # pair, a digest file): the completeness check below does not flag them.
+    con.execute("CREATE OR REPLACE TEMP TABLE consumed (record_index BIGINT)")
+    con.execute("DROP TABLE IF EXISTS records")
+
+
+def load_file(con: duckdb.DuckDBPyConnection, path: Path, module: ModuleType, result: FileResult) -> None:
+    """Load one file in one transaction; fills ``result``. A file already ingested is a no-op."""
+    started = time.perf_counter()
+    result.sha256 = sha256_of(path)
+    if con.execute("SELECT 1 FROM evidence_files WHERE sha256 = ?", [result.sha256]).fetchone():
+        result.already_ingested = True
+        result.note = "already ingested (same SHA-256)"
+        result.seconds = time.perf_counter() - started
+        return
+    evidence = EvidenceFile(path=path, sha256=result.sha256, size=result.size, read_path=path)
+    try:
+        _load_in_transaction(con, module, evidence, result)
+    except _INTERNAL_ERRORS:
+        _rollback(con)
+        raise  # a bug in nhiaudit's SQL, not bad evidence: never disguise it as a rejected file
+    except duckdb.Error as exc:
+        _rollback(con)
+        if not is_gzip(path):
+            _load_unreadable(con, module, evidence, result, f"{module.NAME} could not read the file: {exc}")
+        else:
+            _load_damaged_gzip(con, module, evidence, result, exc)
+    result.seconds = time.perf_counter() - started
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction was open
+
+
+def _load_in_transaction(
+    con: duckdb.DuckDBPyConnection,
+    module: ModuleType,
+    evidence: EvidenceFile,
+    result: FileResult,
+    extra_rejects: list[tuple[int | None, int | None, str, str | None]] = (),
+) -> None:
+    con.execute("BEGIN TRANSACTION")
+    _create_staging(con)
+    module.load(con, [evidence])
+    for record_index, line, reason, raw in extra_rejects:
+        con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])
+    _merge(con, module.NAME, evidence, result)
+    con.execute("COMMIT")
+
+
+def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, result: FileResult) -> None:
+    """Move staged rows into events (deduplicated) and rejected; record the evidence file."""
+    sha = evidence.sha256
+    _check_complete(con)
+    staged = con.execute("SELECT count(*) FROM staged").fetchone()[0]
+    # An event without its own id gets one from its position: stable for the same bytes.
+    con.execute(
+        """UPDATE staged SET event_id = coalesce(event_id, 'rec-' || left(?, 12) || '-' || record_index),
+                             dedupe_key = coalesce(dedupe_key, md5(raw::VARCHAR))""",
+        [sha],
+    )
+    before = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    con.execute(
+        """INSERT INTO events BY NAME
+        SELECT * EXCLUDE (rn) REPLACE (? AS source, ? AS file_sha256) FROM (
+            SELECT *, row_number() OVER (PARTITION BY dedupe_key ORDER BY record_index) AS rn FROM staged
+        ) s
+        WHERE rn = 1 AND NOT EXISTS (
+            SELECT 1 FROM events e WHERE e.source = ? AND e.dedupe_key = s.dedupe_key)""",
+        [source, sha, source],
+    )
+    loaded = con.execute("SELECT count(*) FROM events").fetchone()[0] - before
+    con.execute(
+        """INSERT INTO rejected SELECT ?, ?, ?, record_index, line, reason, left(raw, ?)
+        FROM staged_rejected ORDER BY line NULLS LAST, record_index NULLS LAST""",
+        [sha, str(evidence.path), source, RAW_EXCERPT],
+    )
+    rejected = con.execute("SELECT count(*) FROM staged_rejected").fetchone()[0]
+    result.read, result.loaded, result.rejected = staged + rejected, loaded, rejected
+    result.duplicates = staged - loaded
+    con.execute(
+        "INSERT INTO evidence_files VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?)",
+        [sha, str(evidence.path), evidence.size, source, result.read, loaded, rejected, result.duplicates],
+    )
+    store.bump_generation(con)
+
+
+def _check_complete(con: duckdb.DuckDBPyConnection) -> None:
+    """Every staged input record must be an event, a rejection or consumed: nothing silently lost."""
+    has_records = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'records' AND temporary"
+    ).fetchone()[0]
+    if not has_records:
+        return
+    con.execute(
+        """INSERT INTO staged_rejected
+        SELECT record_index, line, 'record ' || record_index || ' was read but the source produced no event '
+               || 'from it (an nhiaudit bug: please report it with this record)', left(doc::VARCHAR, ?)
+        FROM records
+        WHERE record_index NOT IN (SELECT record_index FROM staged WHERE record_index IS NOT NULL)
+          AND record_index NOT IN (SELECT record_index FROM staged_rejected WHERE record_index IS NOT NULL)
+          AND record_index NOT IN (SELECT record_index FROM consumed)""",
+        [RAW_EXCERPT],
+    )
+
+
+def _load_unreadable(
+    con: duckdb.DuckDBPyConnection, module: ModuleType, evidence: EvidenceFile, result: FileResult, reason: str
+) -> None:
+    """The file as a whole could not be read: it counts as one rejected record."""
+    con.execute("BEGIN TRANSACTION")
+    _create_staging(con)
+    con.execute("INSERT INTO staged_rejected VALUES (NULL, NULL, ?, NULL)", [_short(reason)])
+    _merge(con, module.NAME, evidence, result)
+    con.execute("COMMIT")
+    result.note = _short(reason)
+
+
+def _load_damaged_gzip(
+    con: duckdb.DuckDBPyConnection, module: ModuleType, evidence: EvidenceFile, result: FileResult, exc: Exception
+) -> None:
+    """Load what a damaged gzip still holds; the damage itself becomes a rejected record."""
+    with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
+        salvaged = Path(tmp) / (evidence.path.name.removesuffix(".gz") or "salvaged")
+        written, problem = gzip_readable_prefix(evidence.path, salvaged)
+        if not problem:  # the gzip is fine: DuckDB failed for another reason
+            _load_unreadable(con, module, evidence, result, f"{module.NAME} could not read the file: {exc}")
+            return
+        reason = (
+            f"{problem}: records after byte {written} of the decompressed stream are lost; "
+            "the partial record at the break was dropped"
+        )
+        try:
+            _load_in_transaction(
+                con,
+                module,
+                EvidenceFile(evidence.path, evidence.sha256, evidence.size, read_path=salvaged),
+                result,
+                extra_rejects=[(None, None, reason, None)],
+            )
+            result.note = reason
+        except duckdb.Error as again:
+            _rollback(con)
+            _load_unreadable(con, module, evidence, result, f"{problem}; nothing readable before it ({again})")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

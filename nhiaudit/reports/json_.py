@@ -1,0 +1,111 @@
+"""The JSON report: every finding, the summary, the audited actions with their chains.
+
+It is also the baseline format: ``--baseline F`` reads a previous JSON report and matches findings
+by ``fingerprint`` (see :mod:`nhiaudit.baseline`). Keys are sorted and every non-ASCII or control
+character is ``\\u``-escaped, so the bytes are stable and print inert in a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, Waiver
+
+TOOL_NAME = "nhiaudit"
+
+
+def render(report: Report) -> str:
+    document = {
+        "findings": [finding_to_dict(f) for f in report.findings],
+        "summary": report.summary,
+        "expired_waivers": [waiver_to_dict(w) for w in report.expired_waivers],
+        "fixed": list(report.fixed),
+        "actions": [_action(a) for a in report.actions],
+        "evidence_files": list(report.evidence_files),
+        "generated_at": report.generated_at,
+        "tool": {"name": TOOL_NAME, "version": report.tool_version},
+    }
+    return dumps(document, indent=2) + "\n"
+
+
+def dumps(value: Any, indent: int | None = None) -> str:
+    """Deterministic JSON: sorted keys, ASCII only, sets as sorted lists, other objects as ``str``."""
+    separators = None if indent else (",", ":")
+    return json.dumps(
+        value, indent=indent, sort_keys=True, ensure_ascii=True, separators=separators, default=_default
+    )
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def finding_to_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "rule": f.rule,
+        "severity": f.severity,
+        "title": f.title,
+        "source": f.source,
+        "event_id": f.event_id,
+        "occurred_at": f.occurred_at,
+        "actor_id": f.actor_id,
+        "credential_id": f.credential_id,
+        "task_id": f.task_id,
+        "agent_id": f.agent_id,
+        "action": f.action,
+        "resource": f.resource,
+        "message": f.message,
+        "evidence": evidence_to_dict(f.evidence),
+        "frameworks": list(f.frameworks),
+        "fingerprint": f.fingerprint,
+        "waived": f.waived,
+        "waiver": waiver_to_dict(f.waiver) if f.waiver else None,
+        "baseline": f.baseline,
+    }
+
+
+def evidence_to_dict(e: Evidence | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "file": e.file,
+        "sha256": e.sha256,
+        "record_index": e.record_index,
+        "line": e.line,
+        "source": e.source,
+        "event_id": e.event_id,
+    }
+
+
+def waiver_to_dict(w: Waiver) -> dict[str, Any]:
+    return asdict(w)
+
+
+def _link(link: Link) -> dict[str, Any]:
+    return {
+        "kind": link.kind,
+        "id": link.id,
+        "status": link.status,
+        "label": link.label,
+        "evidence": evidence_to_dict(link.evidence),
+        "details": link.details,
+        "depth": link.depth,
+    }
+
+
+def _action(a: AuditedAction) -> dict[str, Any]:
+    return {
+        "source": a.source,
+        "event_id": a.event_id,
+        "occurred_at": a.occurred_at,
+        "actor_id": a.actor_id,
+        "action": a.action,
+        "resource": a.resource,
+        "tier": a.tier,
+        "verdict": a.verdict,
+        "links": [_link(link) for link in a.links],
+    }

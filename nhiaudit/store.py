@@ -1,0 +1,154 @@
+"""The evidence store: one DuckDB file holding evidence_files, events, rejected and derived tables.
+
+The schema version lives in ``meta``; opening an older store migrates it in place, opening a newer
+one says which nhiaudit to use. Derived tables are rebuilt by ``correlate``; ``meta`` records the
+ingest generation and policy fingerprint they were built from, so the store knows when they are stale.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from nhiaudit.errors import StoreError
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "nhiaudit.duckdb"
+
+# The events columns, in order. Sources fill what their format has (docs/internals.md).
+EVENT_COLUMNS: dict[str, str] = {
+    "event_id": "VARCHAR NOT NULL",
+    "source": "VARCHAR NOT NULL",
+    "file_sha256": "VARCHAR NOT NULL",
+    "record_index": "BIGINT NOT NULL",
+    "line": "BIGINT",
+    "occurred_at": "TIMESTAMPTZ",
+    "category": "VARCHAR NOT NULL",
+    "actor_id": "VARCHAR",
+    "actor_type": "VARCHAR",
+    "credential_id": "VARCHAR",
+    "credential_type": "VARCHAR",
+    "parent_credential_id": "VARCHAR",
+    "action": "VARCHAR",
+    "resource": "VARCHAR",
+    "read_only": "BOOLEAN",
+    "outcome": "VARCHAR",
+    "error_code": "VARCHAR",
+    "account": "VARCHAR",
+    "region": "VARCHAR",
+    "src_ip": "VARCHAR",
+    "user_agent": "VARCHAR",
+    "task_id": "VARCHAR",
+    "trace_id": "VARCHAR",
+    "span_id": "VARCHAR",
+    "parent_span_id": "VARCHAR",
+    "expires_at": "TIMESTAMPTZ",
+    "ended_at": "TIMESTAMPTZ",
+    "details": "JSON",
+    "raw": "JSON",
+    "dedupe_key": "VARCHAR NOT NULL",
+}
+
+_SCHEMA_V1 = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS evidence_files (
+        sha256 VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, size BIGINT NOT NULL, source VARCHAR NOT NULL,
+        ingested_at TIMESTAMPTZ NOT NULL, records_read BIGINT NOT NULL, records_loaded BIGINT NOT NULL,
+        records_rejected BIGINT NOT NULL, records_duplicate BIGINT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS events ("
+    + ", ".join(f"{name} {kind}" for name, kind in EVENT_COLUMNS.items())
+    + ")",
+    """CREATE TABLE IF NOT EXISTS rejected (
+        file_sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL, source VARCHAR, record_index BIGINT,
+        line BIGINT, reason VARCHAR NOT NULL, raw VARCHAR)""",
+]
+
+# Migrations from version N to N+1, in order. Version 0 is an empty file.
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_V1}
+
+
+def resolve_db_path(option: Path | None, env: dict[str, str] | None = None) -> Path:
+    """``--db``, else ``NHIAUDIT_DB``, else ``./nhiaudit.duckdb``."""
+    env = os.environ if env is None else env
+    if option is not None:
+        return option
+    if env.get("NHIAUDIT_DB"):
+        return Path(env["NHIAUDIT_DB"])
+    return Path(DEFAULT_DB)
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and create or migrate) the store. ``:memory:`` gives an in-memory store for tests."""
+    path = str(path)
+    if read_only and path != ":memory:" and not Path(path).exists():
+        raise StoreError(
+            f"{path}: no store here. Run `nhiaudit ingest PATH...` first, or pass --db / NHIAUDIT_DB."
+        )
+    try:
+        con = duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreError(
+                f"{path}: the store is open in another nhiaudit or DuckDB process. "
+                "Wait for it to finish, or use another --db."
+            ) from exc
+        raise StoreError(f"{path}: cannot open the store ({exc}).") from exc
+    except duckdb.Error as exc:
+        raise StoreError(f"{path}: not a DuckDB store nhiaudit can open ({exc}).") from exc
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        migrate(con, path)
+    else:
+        version = schema_version(con)
+        if version != SCHEMA_VERSION:
+            con.close()
+            raise StoreError(
+                f"{path}: store schema version {version}, this nhiaudit expects {SCHEMA_VERSION}. "
+                "Run `nhiaudit ingest` (it migrates the store) or use a matching nhiaudit."
+            )
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection, where: str = "store") -> None:
+    version = schema_version(con)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{where}: store schema version {version} is newer than this nhiaudit ({SCHEMA_VERSION}). "
+            "Upgrade nhiaudit (pip install -U nhiaudit)."
+        )
+    while version < SCHEMA_VERSION:
+        con.execute("BEGIN TRANSACTION")
+        for statement in _MIGRATIONS[version]:
+            con.execute(statement)
+        version += 1
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)]
+        )
+        con.execute("COMMIT")
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+def bump_generation(con: duckdb.DuckDBPyConnection) -> None:
+    """Mark the evidence as changed: derived tables built before are stale."""
+    current = int(get_meta(con, "evidence_generation") or 0)
+    set_meta(con, "evidence_generation", str(current + 1))
