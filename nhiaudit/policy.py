@@ -9,9 +9,9 @@ The correlation and rule SQL never sees Python objects: :func:`install` writes t
 ``policy_*`` TEMP tables, with each glob already turned into an RE2 regex for
 ``regexp_full_match``.
 
-How to add a key: add it to the section's dataclass with its default, read it in the section's
-``_read_<section>`` function (which rejects unknown keys from ``_KEYS``), and, when SQL needs it,
-add a column to ``policy_params`` (or a table) in :func:`install`.
+How to add a key: add it to the section's dataclass with its default and to ``_KEYS`` (which
+rejects anything not listed), read it in ``_Reader.read_<section>``, and, when SQL needs it, add a
+column to ``policy_params`` (or a table) in :func:`install`.
 """
 
 from __future__ import annotations
@@ -766,8 +766,8 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
     TEMP so the policy of one run never persists into the store (the store keeps only
     :attr:`Policy.fingerprint`); CREATE OR REPLACE so installing twice is harmless. Risk rows hold
     only the listed globs: SQL applies the implicit rule (read-only ``low``, else ``medium``) when
-    no row matches, and the highest matching ``tier_rank`` wins. Tier positions in
-    ``policy_task_keys`` are 0-based; the first present key wins.
+    no row matches, and the highest matching ``tier_rank`` wins. ``policy_task_keys.position`` is
+    0-based; the key with the lowest position present on a record wins.
     """
     rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _TABLES}
     for kind, patterns in (("human", policy.identities.humans), ("broker", policy.identities.brokers)):

@@ -9,42 +9,67 @@ The severity filter is CSS-only (``:has``); a browser without it simply shows ev
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 from nhiaudit.model import SEVERITIES, AuditedAction, Finding, Link, Report
 from nhiaudit.reports._common import action_key, findings_by_action, pointer, visible
-from nhiaudit.reports.json_ import dumps
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 VERDICTS = ("approved", "unapproved", "unknown")
 LINK_STATUSES = ("found", "missing", "conflict")
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#1d2433}
-h1{margin:.2em 0}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;width:100%;margin:.5em 0}th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td{overflow-wrap:anywhere}
+body{
+  font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;
+  margin:0 auto;
+  max-width:1200px;
+  padding:1em 2em;
+  color:#1d2433}
+h1{margin:.2em 0}
+h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;width:100%;margin:.5em 0}
+th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f6f8fa}
+td{overflow-wrap:anywhere}
 .status{font-size:1.2em;font-weight:600;padding:.4em .8em;border-radius:6px;display:inline-block}
-.fail{background:#ffebe9;color:#82071e}.pass{background:#dafbe1;color:#116329}
+.fail{background:#ffebe9;color:#82071e}
+.pass{background:#dafbe1;color:#116329}
 .alert{background:#fff1e5;border:2px solid #bc4c00;border-radius:6px;padding:.5em 1em;margin:1em 0}
 .alert h2{border:0;color:#bc4c00;margin-top:.3em}
-.cards{display:flex;gap:.6em;flex-wrap:wrap}.card{border:1px solid #d0d7de;border-radius:6px;padding:.4em .9em;min-width:6em}
+.cards{display:flex;gap:.6em;flex-wrap:wrap}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:.4em .9em;min-width:6em}
 .card b{display:block;font-size:1.5em}
 .sev{font-weight:600;border-radius:4px;padding:0 .4em;white-space:nowrap}
-.sev-critical{background:#82071e;color:#fff}.sev-high{background:#cf222e;color:#fff}.sev-medium{background:#bf8700;color:#fff}
-.sev-low{background:#0969da;color:#fff}.sev-info{background:#6e7781;color:#fff}
-.verdict-approved{color:#116329}.verdict-unapproved{color:#cf222e}.verdict-unknown,.verdict-other{color:#9a6700}
-.status-found{color:#116329}.status-missing{color:#cf222e}.status-conflict{color:#9a6700}.status-other{color:#6e7781}
-details{border:1px solid #d0d7de;border-radius:6px;margin:.4em 0;padding:.3em .8em}summary{cursor:pointer}
-ol.chain{list-style:none;padding-left:0}ol.chain li{border-left:3px solid #d0d7de;margin:.3em 0;padding:.1em .6em}
-ol.chain li.status-missing{border-color:#cf222e}ol.chain li.status-conflict{border-color:#bf8700}ol.chain li.status-found{border-color:#2da44e}
-dl{display:grid;grid-template-columns:max-content auto;gap:0 .8em;margin:.2em 0}dt{color:#57606a}dd{margin:0;overflow-wrap:anywhere}
-ol.timeline{list-style:none;padding-left:1em;border-left:2px solid #d0d7de}ol.timeline li{margin:.3em 0}
-code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em}.muted{color:#57606a}
+.sev-critical{background:#82071e;color:#fff}
+.sev-high{background:#cf222e;color:#fff}
+.sev-medium{background:#bf8700;color:#fff}
+.sev-low{background:#0969da;color:#fff}
+.sev-info{background:#6e7781;color:#fff}
+.verdict-approved{color:#116329}
+.verdict-unapproved{color:#cf222e}
+.verdict-unknown,.verdict-other{color:#9a6700}
+.status-found{color:#116329}
+.status-missing{color:#cf222e}
+.status-conflict{color:#9a6700}
+.status-other{color:#6e7781}
+details{border:1px solid #d0d7de;border-radius:6px;margin:.4em 0;padding:.3em .8em}
+summary{cursor:pointer}
+ol.chain{list-style:none;padding-left:0}
+ol.chain li{border-left:3px solid #d0d7de;margin:.3em 0;padding:.1em .6em}
+ol.chain li.status-missing{border-color:#cf222e}
+ol.chain li.status-conflict{border-color:#bf8700}
+ol.chain li.status-found{border-color:#2da44e}
+dl{display:grid;grid-template-columns:max-content auto;gap:0 .8em;margin:.2em 0}
+dt{color:#57606a}
+dd{margin:0;overflow-wrap:anywhere}
+ol.timeline{list-style:none;padding-left:1em;border-left:2px solid #d0d7de}
+ol.timeline li{margin:.3em 0}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em}
+.muted{color:#57606a}
 .filters label{margin-right:1em}
-""" + "".join(
-    f"body:has(#show-{s}:not(:checked)) tr.row-{s}{{display:none}}" for s in SEVERITIES
-)
+.msg{white-space:pre-wrap}
+""" + "".join(f"body:has(#show-{s}:not(:checked)) tr.row-{s}{{display:none}}" for s in SEVERITIES)
 
 
 def esc(value: Any) -> str:
@@ -52,6 +77,10 @@ def esc(value: Any) -> str:
     if value is None:
         return "—"
     return html.escape(visible(value), quote=True)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _choice(value: str, allowed: tuple[str, ...], prefix: str) -> str:
@@ -114,7 +143,8 @@ def _header(report: Report, summary: dict[str, Any]) -> list[str]:
         "<h1>nhiaudit report</h1>",
         status,
         f'<p class="muted">{" · ".join(meta)}</p>',
-        '<nav><a href="#findings">Findings</a> · <a href="#chains">Chains</a> · <a href="#timeline">Timeline</a></nav>',
+        '<nav><a href="#findings">Findings</a> · <a href="#chains">Chains</a> · '
+        '<a href="#timeline">Timeline</a></nav>',
         "</header>",
     ]
 
@@ -156,7 +186,14 @@ def _summary(summary: dict[str, Any]) -> list[str]:
     if summary["new"] is not None:
         cards.append(f'<div class="card"><b>{summary["new"]}</b>new</div>')
         cards.append(f'<div class="card"><b>{summary["fixed"]}</b>fixed</div>')
-    return ['<section id="summary">', "<h2>Summary</h2>", '<div class="cards">', *cards, "</div>", "</section>"]
+    return [
+        '<section id="summary">',
+        "<h2>Summary</h2>",
+        '<div class="cards">',
+        *cards,
+        "</div>",
+        "</section>",
+    ]
 
 
 def _finding_row(f: Finding, anchors: dict[str, str]) -> str:
@@ -165,14 +202,16 @@ def _finding_row(f: Finding, anchors: dict[str, str]) -> str:
     action_cell = f'<a href="#{anchor}">{where}</a>' if anchor else where
     if f.action or f.resource:
         action_cell += f"<br>{esc(f.action)} {esc(f.resource)}"
-    status = "waived" if f.waived else (f.baseline or "")
+    status = "waived" if f.waived else esc(f.baseline or "")
     if f.waived and f.waiver is not None:
-        status += f"<br><span class=\"muted\">{esc(f.waiver.reason)} ({esc(f.waiver.owner)}, {esc(f.waiver.expires)})</span>"
+        w = f.waiver
+        status += f'<br><span class="muted">{esc(w.reason)} ({esc(w.owner)}, {esc(w.expires)})</span>'
     return (
-        f'<tr class="row-{_choice(f.severity, SEVERITIES, "sev")[4:]}">'
+        f'<tr class="{_choice(f.severity, SEVERITIES, "row")}">'
         f"<td>{_sev(f.severity)}</td><td><code>{esc(f.rule)}</code><br>{esc(f.title)}</td>"
-        f"<td>{action_cell}</td><td>{esc(f.actor_id)}</td><td>{esc(f.message)}</td>"
-        f'<td class="mono">{esc(pointer(f.evidence))}<br><span class="muted">record {f.evidence.record_index}</span></td>'
+        f'<td>{action_cell}</td><td>{esc(f.actor_id)}</td><td class="msg">{esc(f.message)}</td>'
+        f'<td class="mono">{esc(pointer(f.evidence))}<br>'
+        f'<span class="muted">record {esc(f.evidence.record_index)}</span></td>'
         f"<td>{esc(', '.join(f.frameworks))}</td><td>{status}</td></tr>"
     )
 
@@ -200,12 +239,12 @@ def _link(link: Link) -> str:
     status = _choice(link.status, LINK_STATUSES, "status")
     indent = f' style="margin-left:{max(0, int(link.depth)) * 1.5}em"' if link.depth else ""
     details = "".join(
-        f"<dt>{esc(k)}</dt><dd>{esc(v if isinstance(v, str) else dumps(v))}</dd>"
+        f"<dt>{esc(k)}</dt><dd>{esc(v if isinstance(v, str) else _json(v))}</dd>"
         for k, v in sorted(link.details.items(), key=lambda kv: str(kv[0]))
     )
     evidence = (
         f'<span class="mono">{esc(pointer(link.evidence))}</span> '
-        f'<span class="muted">record {link.evidence.record_index}, '
+        f'<span class="muted">record {esc(link.evidence.record_index)}, '
         f"event {esc(link.evidence.source)}:{esc(link.evidence.event_id)}</span>"
         if link.evidence
         else '<span class="muted">no evidence</span>'
@@ -227,12 +266,17 @@ def _chain(index: int, action: AuditedAction | None, findings: list[Finding]) ->
         title = (
             f'<span class="{verdict}"><b>{esc(action.verdict)}</b></span> '
             f"{esc(action.occurred_at)} · <code>{esc(action.source)}:{esc(action.event_id)}</code> · "
-            f"{esc(action.action)} {esc(action.resource)} · actor {esc(action.actor_id)} · tier {esc(action.tier)}"
+            f"{esc(action.action)} {esc(action.resource)} · "
+            f"actor {esc(action.actor_id)} · tier {esc(action.tier)}"
         )
         links = action.links
     anchor = f' id="action-{index}"' if action is not None else ""
     body = [f"<details{anchor}>", f"<summary>{title} · {len(findings)} finding(s)</summary>"]
-    body += ['<ol class="chain">', *(_link(link) for link in links), "</ol>"] if links else ["<p>No chain links.</p>"]
+    body += (
+        ['<ol class="chain">', *(_link(link) for link in links), "</ol>"]
+        if links
+        else ["<p>No chain links.</p>"]
+    )
     if findings:
         body.append("<ul>")
         body += [
@@ -267,10 +311,23 @@ def _timeline(report: Report, anchors: dict[str, str]) -> list[str]:
         items.append(
             f'<li><span class="mono">{esc(a.occurred_at)}</span> '
             f'<span class="{verdict}">{esc(a.verdict)}</span> '
-            f'<a href="#{anchors[key]}">{esc(a.action)} {esc(a.resource)}</a> '
-            f'<span class="muted">by {esc(a.actor_id)}</span>' + (f" · <b>{n} finding(s)</b>" if n else "") + "</li>"
+            f'<a href="#{anchors[key]}">{esc(_what(a.action, a.resource, key))}</a> '
+            f'<span class="muted">by {esc(a.actor_id)}</span>'
+            + (f" · <b>{n} finding(s)</b>" if n else "")
+            + "</li>"
         )
-    return ['<section id="timeline">', "<h2>Timeline</h2>", '<ol class="timeline">', *items, "</ol>", "</section>"]
+    return [
+        '<section id="timeline">',
+        "<h2>Timeline</h2>",
+        '<ol class="timeline">',
+        *items,
+        "</ol>",
+        "</section>",
+    ]
+
+
+def _what(action: str | None, resource: str | None, key: str) -> str:
+    return " ".join(part for part in (action, resource) if part) or key
 
 
 def _fixed(report: Report) -> list[str]:
@@ -288,14 +345,19 @@ def _fixed(report: Report) -> list[str]:
         if rows
         else ["<p>None.</p>"]
     )
-    return ['<section id="fixed">', f"<h2>Fixed since the baseline ({len(report.fixed)})</h2>", *table, "</section>"]
+    return [
+        '<section id="fixed">',
+        f"<h2>Fixed since the baseline ({len(report.fixed)})</h2>",
+        *table,
+        "</section>",
+    ]
 
 
 def _evidence_files(report: Report) -> list[str]:
     if not report.evidence_files:
         return []
     rows = [
-        f"<tr><td class=\"mono\">{esc(e.get('path'))}</td><td class=\"mono\">{esc(e.get('sha256'))}</td>"
+        f'<tr><td class="mono">{esc(e.get("path"))}</td><td class="mono">{esc(e.get("sha256"))}</td>'
         f"<td>{esc(e.get('source'))}</td><td>{esc(e.get('records'))}</td></tr>"
         for e in report.evidence_files
     ]

@@ -1,8 +1,9 @@
 """The JSON report: every finding, the summary, the audited actions with their chains.
 
 It is also the baseline format: ``--baseline F`` reads a previous JSON report and matches findings
-by ``fingerprint`` (see :mod:`nhiaudit.baseline`). Keys are sorted and every non-ASCII or control
-character is ``\\u``-escaped, so the bytes are stable and print inert in a terminal.
+by ``fingerprint`` (see :mod:`nhiaudit.baseline`). Keys are sorted and every non-ASCII, control or
+``<>&`` character is ``\\u``-escaped, so the bytes are stable, print inert in a terminal and stay
+inert if pasted into HTML.
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ def render(report: Report) -> str:
     return dumps(document, indent=2) + "\n"
 
 
+# "<", ">" and "&" only ever occur inside JSON strings, so escaping them is lossless; it keeps
+# "<script>" or "</script>" from a log inert if the JSON is pasted into an HTML page or script block.
+_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def dumps(value: Any, indent: int | None = None) -> str:
-    """Deterministic JSON: sorted keys, ASCII only, sets as sorted lists, other objects as ``str``."""
+    """Deterministic JSON: sorted keys, ASCII only, ``<>&`` escaped, sets as sorted lists, others ``str``."""
     separators = None if indent else (",", ":")
-    return json.dumps(
+    text = json.dumps(
         value, indent=indent, sort_keys=True, ensure_ascii=True, separators=separators, default=_default
     )
+    return text.translate(_HTML_SAFE)
 
 
 def _default(value: Any) -> Any:

@@ -50,7 +50,11 @@ def _properties(report: Report) -> list[tuple[str, str]]:
     if report.policy_path:
         props.append(("policy", report.policy_path))
     if report.baseline_path:
-        props += [("baseline", report.baseline_path), ("new", str(summary["new"])), ("fixed", str(summary["fixed"]))]
+        props += [
+            ("baseline", report.baseline_path),
+            ("new", str(summary["new"])),
+            ("fixed", str(summary["fixed"])),
+        ]
     for w in report.expired_waivers:
         props.append(("expired_waiver", f"{w.rule} expired {w.expires} (owner {w.owner}): {w.reason}"))
     return props
@@ -65,7 +69,9 @@ def _testcase(action: AuditedAction | None, findings: list[Finding]) -> ET.Eleme
         source, event_id, actor = first.source, first.event_id, first.actor_id
         verb, resource = first.action, first.resource
     name = " ".join(part for part in (f"{source}:{event_id}", verb, resource) if part)
-    case = ET.Element("testcase", {"classname": visible(f"{source}.{actor or 'unknown'}"), "name": visible(name)})
+    case = ET.Element(
+        "testcase", {"classname": visible(f"{source}.{actor or 'unknown'}"), "name": visible(name)}
+    )
 
     waived = []
     for f in findings:
@@ -73,7 +79,9 @@ def _testcase(action: AuditedAction | None, findings: list[Finding]) -> ET.Eleme
             waived.append(f)
             continue
         failure = ET.SubElement(
-            case, "failure", {"message": visible(f"[{f.severity}] {f.rule}: {f.message}"), "type": visible(f.rule)}
+            case,
+            "failure",
+            {"message": visible(f"[{f.severity}] {f.rule}: {f.message}"), "type": visible(f.rule)},
         )
         failure.text = visible(_failure_text(f))
     if waived:

@@ -92,7 +92,8 @@ def _expired_waivers(report: Report) -> list[str]:
     n = len(report.expired_waivers)
     lines = [
         "> [!CAUTION]",
-        f"> **{n} expired waiver{'s' if n != 1 else ''}** no longer suppress findings. "
+        f"> **{n} expired waiver{'s' if n != 1 else ''}** no longer "
+        f"suppress{'es' if n == 1 else ''} findings. "
         "Renew or remove them in the policy.",
         "",
         "| Rule | Expired | Owner | Reason | Match |",
@@ -108,7 +109,8 @@ def _counts(summary: dict[str, Any]) -> list[str]:
     verdicts = summary["verdicts"]
     lines = [
         f"**{summary['actions_audited']}** audited actions "
-        f"({verdicts['approved']} approved, {verdicts['unapproved']} unapproved, {verdicts['unknown']} unknown) · "
+        f"({verdicts['approved']} approved, {verdicts['unapproved']} unapproved, "
+        f"{verdicts['unknown']} unknown) · "
         f"**{summary['findings']}** findings · **{summary['waived']}** waived",
         "",
         "| Severity | Findings |",
@@ -142,7 +144,10 @@ def _findings_table(findings: list[Finding], baseline: bool) -> list[str]:
         used += len(row) + 1
         shown += 1
     if shown < len(findings):
-        lines += ["", f"… and {len(findings) - shown} more findings (see the full JSON, SARIF or HTML report)."]
+        lines += [
+            "",
+            f"… and {len(findings) - shown} more findings (see the full JSON, SARIF or HTML report).",
+        ]
     return [*lines, ""]
 
 
@@ -183,7 +188,12 @@ def _baseline(report: Report, summary: dict[str, Any]) -> list[str]:
     for item in report.fixed[:MAX_ROWS]:
         where = f"{item.get('source', '')}:{item.get('event_id', '')}"
         lines.append(
-            _row("✔", cell(item.get("rule")), cell(item.get("action") or where), cell(item.get("message"), MESSAGE_LIMIT))
+            _row(
+                "✔",
+                cell(item.get("rule")),
+                cell(item.get("action") or where),
+                cell(item.get("message"), MESSAGE_LIMIT),
+            )
         )
     if len(report.fixed) > MAX_ROWS:
         lines += ["", f"… and {len(report.fixed) - MAX_ROWS} more fixed findings."]

@@ -113,7 +113,9 @@ def _logical_locations(f: Finding) -> list[dict[str, str]]:
     if f.task_id:
         locations.append({"name": f.task_id, "fullyQualifiedName": f"task/{f.task_id}", "kind": "object"})
     action_id = f"{f.source}:{f.event_id}"
-    locations.append({"name": f.action or action_id, "fullyQualifiedName": f"action/{action_id}", "kind": "object"})
+    locations.append(
+        {"name": f.action or action_id, "fullyQualifiedName": f"action/{action_id}", "kind": "object"}
+    )
     return locations
 
 
@@ -150,7 +152,7 @@ def _result(f: Finding, rule_index: int) -> dict[str, Any]:
         justification = "waived"
         if f.waiver is not None:
             w = f.waiver
-            justification = f"{w.reason} (owner: {w.owner}, expires: {w.expires})"
+            justification = visible(f"{w.reason} (owner: {w.owner}, expires: {w.expires})")
         result["suppressions"] = [{"kind": "external", "status": "accepted", "justification": justification}]
     if f.baseline in ("new", "unchanged"):
         result["baselineState"] = f.baseline

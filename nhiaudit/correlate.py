@@ -1,0 +1,61 @@
+"""Correlation: rebuild the derived tables from ``events`` and the policy.
+
+The SQL lives in ``queries/correlate/NN_*.sql`` and runs in file-name order; each file reads the
+tables the earlier ones built (DESIGN §3). Derived tables are stale when events were ingested, or
+the policy changed, since they were built; ``ensure`` rebuilds them only then.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+import duckdb
+
+from nhiaudit import store
+from nhiaudit.policy import Policy, install
+
+DERIVED_TABLES = ("credentials", "credential_ancestry", "credential_chain", "tasks", "approvals", "grants", "chains")
+
+
+def sql_files() -> list[tuple[str, str]]:
+    """(name, sql) of every correlation file, in order; read from the installed package."""
+    folder = resources.files("nhiaudit") / "queries" / "correlate"
+    files = sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in folder.iterdir()
+                   if entry.name.endswith(".sql"))
+    return files
+
+
+def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
+    return (
+        store.get_meta(con, "correlated_generation") != (store.get_meta(con, "evidence_generation") or "0")
+        or store.get_meta(con, "correlated_policy") != policy.fingerprint
+    )
+
+
+def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float]:
+    """Rebuild every derived table in one transaction; return seconds per SQL file."""
+    timings: dict[str, float] = {}
+    install(policy, con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, sql in sql_files():
+            started = time.perf_counter()
+            con.execute(sql)
+            timings[name] = time.perf_counter() - started
+        store.set_meta(con, "correlated_generation", store.get_meta(con, "evidence_generation") or "0")
+        store.set_meta(con, "correlated_policy", policy.fingerprint)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return timings
+
+
+def ensure(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
+    """Correlate when stale; always leave the policy tables installed. True when it ran."""
+    if not is_stale(con, policy):
+        install(policy, con)
+        return False
+    correlate(con, policy)
+    return True

@@ -1,0 +1,82 @@
+-- One row per credential: from its issuance (first one wins), its uses and its revocation.
+-- The credential "used" by an issuance call is its parent (the caller's key), so a key that only
+-- ever issued other keys (a broker's) is still known, with its holder.
+CREATE OR REPLACE TEMP TABLE issuance_rows AS
+SELECT e.*,
+       row_number() OVER (PARTITION BY credential_id ORDER BY occurred_at NULLS LAST, source, event_id) AS rn,
+       count(DISTINCT coalesce(parent_credential_id, '')) OVER (PARTITION BY credential_id) AS parent_variants
+FROM events e
+WHERE category = 'credential_issue' AND credential_id IS NOT NULL;
+
+-- Session tags carry the task id under keys the policy names (correlation.task_tag_keys).
+CREATE OR REPLACE TEMP TABLE issuance_tag_task AS
+SELECT source, event_id, arg_min(tag.value, k.position) AS task_id
+FROM (
+    SELECT source, event_id,
+           unnest(from_json(json_extract(details, '$.session_tags'), '[{"key": "VARCHAR", "value": "VARCHAR"}]')) AS tag
+    FROM issuance_rows
+    WHERE rn = 1 AND json_type(json_extract(details, '$.session_tags')) = 'ARRAY'
+) t
+JOIN policy_task_keys k ON k.kind = 'tag' AND k.key = t.tag.key
+GROUP BY source, event_id;
+
+CREATE OR REPLACE TEMP TABLE credential_use AS
+SELECT CASE WHEN category = 'credential_issue' THEN parent_credential_id ELSE credential_id END AS credential_id,
+       actor_id, occurred_at, credential_type, category, source
+FROM events
+WHERE (category = 'credential_issue' AND parent_credential_id IS NOT NULL)
+   OR (category <> 'credential_issue' AND category <> 'credential_revoke' AND credential_id IS NOT NULL);
+
+CREATE OR REPLACE TABLE credentials AS
+WITH used AS (
+    SELECT credential_id,
+           min(occurred_at) AS first_used_at, max(occurred_at) AS last_used_at,
+           arg_min(actor_id, occurred_at) AS first_actor,
+           arg_min(credential_type, occurred_at) AS used_type,
+           arg_min(source, occurred_at) AS used_source
+    FROM credential_use GROUP BY credential_id
+), revoked AS (
+    SELECT credential_id, min(occurred_at) AS revoked_at FROM events
+    WHERE category = 'credential_revoke' AND credential_id IS NOT NULL GROUP BY credential_id
+), issued AS (
+    SELECT i.*, tt.task_id AS tag_task_id FROM issuance_rows i
+    LEFT JOIN issuance_tag_task tt USING (source, event_id)
+    WHERE i.rn = 1
+), ids AS (
+    SELECT credential_id FROM issued UNION SELECT credential_id FROM used
+)
+SELECT
+    ids.credential_id,
+    coalesce(i.credential_type, u.used_type) AS credential_type,
+    coalesce(i.source, u.used_source) AS source,
+    coalesce(json_extract_string(i.details, '$.holder'), u.first_actor) AS holder,
+    i.occurred_at AS issued_at,
+    i.expires_at,
+    r.revoked_at,
+    i.parent_credential_id,
+    i.source AS issuance_source,
+    i.event_id AS issuance_event_id,
+    coalesce(i.parent_variants, 0) > 1 AS issuance_conflict,
+    coalesce(i.task_id, i.tag_task_id) AS task_id,
+    CASE WHEN i.task_id IS NOT NULL THEN coalesce(json_extract_string(i.details, '$.task_link'),
+                                                  CASE i.source WHEN 'cloudtrail' THEN 'sourceIdentity'
+                                                                WHEN 'vault' THEN 'vault_metadata'
+                                                                ELSE i.source || '_task_id' END)
+         WHEN i.tag_task_id IS NOT NULL THEN 'session_tag' END AS task_link,
+    u.first_used_at, u.last_used_at,
+    -- Long-term: an AKIA key, a Vault token issued without TTL, a key the policy calls static.
+    (ids.credential_id LIKE 'AKIA%'
+        OR coalesce(i.credential_type, u.used_type) IN ('aws_long_term_key', 'static')
+        OR coalesce(try_cast(json_extract_string(i.details, '$.long_term') AS BOOLEAN), false)
+        OR ids.credential_id IN (SELECT credential_id FROM policy_static)) AS long_term,
+    -- Temporary credentials are those a chain must explain with an issuance.
+    (ids.credential_id LIKE 'ASIA%'
+        OR coalesce(i.credential_type, u.used_type) IN ('aws_temporary_key', 'vault_token')
+        OR coalesce(i.credential_type, u.used_type) LIKE '%token%'
+        OR coalesce(i.credential_type, u.used_type) LIKE '%temporary%')
+        AND NOT (ids.credential_id LIKE 'AKIA%' OR ids.credential_id IN (SELECT credential_id FROM policy_static))
+        AS temporary
+FROM ids
+LEFT JOIN issued i USING (credential_id)
+LEFT JOIN used u USING (credential_id)
+LEFT JOIN revoked r USING (credential_id);

@@ -1,0 +1,52 @@
+-- Task instances, from provenance records and from invoke_agent spans; a task known from either counts.
+-- A span's task id is the first attribute present among correlation.task_span_attributes.
+CREATE OR REPLACE TEMP TABLE span_task AS
+SELECT e.source, e.event_id,
+       coalesce(arg_min(json_extract_string(e.details, '$.attributes."' || k.key || '"'), k.position)
+                    FILTER (WHERE json_extract_string(e.details, '$.attributes."' || k.key || '"') IS NOT NULL),
+                any_value(e.task_id)) AS task_id
+FROM events e LEFT JOIN policy_task_keys k ON k.kind = 'span_attribute'
+WHERE e.category IN ('task', 'tool_call') AND e.source <> 'provenance'
+GROUP BY e.source, e.event_id;
+
+CREATE OR REPLACE TABLE tasks AS
+WITH prov AS (
+    SELECT task_id,
+           arg_min(json_extract_string(details, '$.agent_id'), record_index) AS agent_id,
+           arg_min(json_extract_string(details, '$.intent'), record_index) AS intent,
+           arg_min(json_extract_string(details, '$.requested_by'), record_index) AS requested_by,
+           arg_min(json_extract_string(details, '$.status'), record_index) AS status,
+           min(occurred_at) AS started_at, max(ended_at) AS ended_at,
+           arg_min(event_id, occurred_at) AS event_id,
+           count(DISTINCT json_extract_string(details, '$.agent_id')) AS agents
+    FROM events WHERE category = 'task' AND source = 'provenance' AND task_id IS NOT NULL
+    GROUP BY task_id
+), trace AS (
+    SELECT st.task_id,
+           arg_min(coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id), e.occurred_at) AS agent_id,
+           arg_min(json_extract_string(e.details, '$.intent'), e.occurred_at) AS intent,
+           arg_min(json_extract_string(e.details, '$.requested_by'), e.occurred_at) AS requested_by,
+           min(e.occurred_at) AS started_at, max(e.ended_at) AS ended_at,
+           arg_min(e.source, e.occurred_at) AS source, arg_min(e.event_id, e.occurred_at) AS event_id,
+           count(DISTINCT coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id)) AS agents
+    FROM events e JOIN span_task st USING (source, event_id)
+    WHERE e.category = 'task' AND st.task_id IS NOT NULL
+    GROUP BY st.task_id
+)
+SELECT
+    coalesce(p.task_id, t.task_id) AS task_id,
+    coalesce(p.agent_id, t.agent_id) AS agent_id,
+    coalesce(p.intent, t.intent) AS intent,
+    coalesce(p.requested_by, t.requested_by) AS requested_by,
+    p.status,
+    coalesce(p.started_at, t.started_at) AS started_at,
+    coalesce(p.ended_at, t.ended_at) AS ended_at,
+    CASE WHEN p.task_id IS NOT NULL AND t.task_id IS NOT NULL THEN 'both'
+         WHEN p.task_id IS NOT NULL THEN 'provenance' ELSE 'trace' END AS known_from,
+    -- Provenance and trace disagree on the agent, or one of them names several.
+    (coalesce(p.agents, 0) > 1 OR coalesce(t.agents, 0) > 1
+        OR (p.agent_id IS NOT NULL AND t.agent_id IS NOT NULL AND p.agent_id <> t.agent_id)) AS agent_conflict,
+    CASE WHEN p.task_id IS NOT NULL THEN 'provenance' ELSE t.source END AS evidence_source,
+    coalesce(p.event_id, t.event_id) AS evidence_event_id,
+    t.source AS trace_source, t.event_id AS trace_event_id
+FROM prov p FULL OUTER JOIN trace t ON p.task_id = t.task_id;

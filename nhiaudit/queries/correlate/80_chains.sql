@@ -1,0 +1,183 @@
+-- One row per audited action with every link of its chain, each link's status
+-- (found / missing / conflict / not_required) and the evidence event of each link, plus the
+-- checks the rules read. Times compare with correlation.clock_skew on both sides.
+CREATE OR REPLACE MACRO glob_regex(p) AS
+    replace(replace(regexp_replace(p, '([.^$+(){}\[\]|\\])', '\\\1', 'g'), '*', '.*'), '?', '.');
+
+CREATE OR REPLACE TEMP TABLE chain_base AS
+SELECT a.*,
+       tk.task_id, tk.task_link, tk.task_credential_id, tk.task_ids, tk.span_source, tk.span_event_id,
+       c.credential_type AS cred_type, c.holder AS credential_holder, c.long_term AS credential_long_term,
+       c.issuance_source, c.issuance_event_id, c.issued_at, c.expires_at AS credential_expires_at,
+       c.revoked_at AS credential_revoked_at, c.parent_credential_id, c.issuance_conflict,
+       cc.root_credential_id, cc.root_kind, cc.chain_depth, cc.chain_credential_ids, cc.broken_credential_id,
+       cc.human_holder, cc.human_credential_id,
+       t.task_id IS NOT NULL AS task_known, t.agent_id, t.intent, t.requested_by AS task_requested_by,
+       t.started_at AS task_started_at, t.ended_at AS task_ended_at, t.known_from AS task_known_from,
+       t.agent_conflict, t.evidence_source AS task_source, t.evidence_event_id AS task_event_id,
+       p.clock_skew_s, p.approval_max_age_s, p.revoke_grace_s, p.approval_required_rank
+FROM audited a
+JOIN action_task tk USING (source, event_id)
+LEFT JOIN credentials c ON c.credential_id = a.credential_id
+LEFT JOIN credential_chain cc ON cc.credential_id = a.credential_id
+LEFT JOIN tasks t ON t.task_id = tk.task_id
+CROSS JOIN policy_params p;
+
+-- Every approval record of the action's task, judged against the action.
+CREATE OR REPLACE TEMP TABLE action_approval AS
+SELECT b.source, b.event_id, ap.*,
+       ap.decided_at <= b.occurred_at + to_seconds(b.clock_skew_s) AS decided_before,
+       (ap.expires_at IS NULL OR b.occurred_at <= ap.expires_at + to_seconds(b.clock_skew_s))
+           AND b.occurred_at <= ap.decided_at + to_seconds(b.approval_max_age_s) + to_seconds(b.clock_skew_s)
+           AS unexpired
+FROM chain_base b JOIN approvals ap ON ap.task_id = b.task_id
+WHERE b.task_known;
+
+-- The covering approval: approved, decided before the action and unexpired wins; then the latest
+-- decided before it; then the earliest decided after it. The effective decision is the latest
+-- decision (approved or denied) taken before the action.
+CREATE OR REPLACE TEMP TABLE covering AS
+SELECT source, event_id,
+       count(*) AS approval_records,
+       count(*) FILTER (WHERE decision = 'approved') AS approved_records,
+       count(*) FILTER (WHERE decision = 'denied') AS denied_records,
+       arg_max(approval_id, (decided_before AND unexpired, decided_before,
+                             CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END))
+           FILTER (WHERE decision = 'approved') AS approval_id,
+       arg_max(decision, epoch(decided_at)) FILTER (WHERE decided_before) AS effective_decision,
+       arg_max(approval_id, epoch(decided_at)) FILTER (WHERE decided_before) AS effective_approval_id
+FROM action_approval GROUP BY source, event_id;
+
+-- Authority: the roles the approver held at decision time, and whether one is listed for the tier.
+CREATE OR REPLACE TEMP TABLE approver_authority AS
+SELECT cv.source, cv.event_id,
+       list(DISTINCT g.role ORDER BY g.role) FILTER (WHERE g.role IS NOT NULL) AS roles_held,
+       bool_or(pa.role IS NOT NULL) AS authorized,
+       arg_min(g.event_id, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_event_id,
+       arg_min(g.source, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_source,
+       arg_min(g.role, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_role
+FROM covering cv
+JOIN approvals ap ON ap.approval_id = cv.approval_id
+JOIN chain_base b ON b.source = cv.source AND b.event_id = cv.event_id
+LEFT JOIN grants g ON g.approver = ap.approver
+     AND g.valid_from <= ap.decided_at AND (g.valid_to IS NULL OR ap.decided_at < g.valid_to)
+LEFT JOIN policy_authority pa ON pa.role = g.role AND pa.tier_rank = b.tier_rank
+GROUP BY cv.source, cv.event_id;
+
+-- Scope checks: the covering approval's scope and the agent's standing scope (globs).
+CREATE OR REPLACE TEMP TABLE scope_check AS
+SELECT b.source, b.event_id,
+       CASE WHEN ap.approval_id IS NULL OR NOT ap.has_scope THEN NULL
+            ELSE (len(ap.scope_actions) = 0
+                      OR len(list_filter(ap.scope_actions, g -> regexp_full_match(b.action, glob_regex(g)))) > 0)
+                 AND (b.resource IS NULL OR len(ap.scope_resources) = 0
+                      OR len(list_filter(ap.scope_resources, g -> regexp_full_match(b.resource, glob_regex(g)))) > 0)
+       END AS in_approval_scope,
+       CASE WHEN pag.agent_id IS NULL THEN NULL
+            ELSE (NOT pag.has_actions OR EXISTS (
+                      SELECT 1 FROM policy_agent_scope s WHERE s.agent_id = b.agent_id AND s.kind = 'action'
+                        AND regexp_full_match(b.action, s.regex)))
+                 AND (b.resource IS NULL OR NOT pag.has_resources OR EXISTS (
+                      SELECT 1 FROM policy_agent_scope s WHERE s.agent_id = b.agent_id AND s.kind = 'resource'
+                        AND regexp_full_match(b.resource, s.regex)))
+       END AS in_agent_scope
+FROM chain_base b
+LEFT JOIN covering cv ON cv.source = b.source AND cv.event_id = b.event_id
+LEFT JOIN approvals ap ON ap.approval_id = cv.approval_id
+LEFT JOIN policy_agents pag ON pag.agent_id = b.agent_id;
+
+CREATE OR REPLACE TABLE chains AS
+WITH shared AS (
+    SELECT credential_id,
+           count(DISTINCT task_id) AS task_count, count(DISTINCT agent_id) AS agent_count,
+           list(DISTINCT task_id ORDER BY task_id) FILTER (WHERE task_id IS NOT NULL) AS tasks_of_credential,
+           list(DISTINCT agent_id ORDER BY agent_id) FILTER (WHERE agent_id IS NOT NULL) AS agents_of_credential
+    FROM chain_base WHERE credential_id IS NOT NULL GROUP BY credential_id
+), j AS (
+    SELECT b.*,
+           cv.approval_records, cv.approved_records, cv.denied_records, cv.effective_decision,
+           cv.effective_approval_id,
+           ap.approval_id, ap.approver, ap.decision, ap.decided_at, ap.expires_at AS approval_expires_at,
+           ap.scope_actions, ap.scope_resources, ap.has_scope, ap.source AS approval_source,
+           ap.event_id AS approval_event_id, ap.ticket,
+           aa.roles_held, aa.authorized, aa.grant_source, aa.grant_event_id, aa.grant_role,
+           sc.in_approval_scope, sc.in_agent_scope,
+           coalesce(pc.is_human, false) AS approver_is_human,
+           sh.task_count AS credential_task_count, sh.agent_count AS credential_agent_count,
+           sh.tasks_of_credential, sh.agents_of_credential
+    FROM chain_base b
+    LEFT JOIN covering cv USING (source, event_id)
+    LEFT JOIN approvals ap ON ap.approval_id = cv.approval_id
+    LEFT JOIN approver_authority aa USING (source, event_id)
+    LEFT JOIN scope_check sc USING (source, event_id)
+    LEFT JOIN principal_class pc ON pc.principal = ap.approver
+    LEFT JOIN shared sh ON sh.credential_id = b.credential_id
+)
+SELECT
+    source, event_id, occurred_at, actor_id, actor_type, action, resource, read_only, outcome,
+    tier_rank, ['low', 'medium', 'high', 'critical'][tier_rank + 1] AS tier,
+    -- credential and issuance
+    credential_id, cred_type AS credential_type, credential_holder, credential_long_term,
+    CASE WHEN credential_id IS NULL THEN 'missing' ELSE 'found' END AS credential_status,
+    issuance_source, issuance_event_id, issued_at, credential_expires_at, credential_revoked_at,
+    parent_credential_id,
+    CASE WHEN issuance_event_id IS NOT NULL AND issuance_conflict THEN 'conflict'
+         WHEN issuance_event_id IS NOT NULL THEN 'found'
+         WHEN credential_long_term THEN 'not_required'
+         ELSE 'missing' END AS issuance_status,
+    root_credential_id, root_kind, chain_depth, chain_credential_ids, broken_credential_id,
+    human_holder, human_credential_id,
+    -- task
+    task_id, task_link, task_credential_id, task_ids, span_source, span_event_id,
+    CASE WHEN task_id IS NULL THEN 'missing'
+         WHEN len(task_ids) > 1 OR agent_conflict THEN 'conflict'
+         WHEN NOT task_known THEN 'missing'
+         ELSE 'found' END AS task_status,
+    task_known, agent_id, intent, task_requested_by, task_started_at, task_ended_at, task_known_from,
+    task_source, task_event_id,
+    -- approval
+    coalesce(approval_records, 0) AS approval_records, coalesce(approved_records, 0) AS approved_records,
+    coalesce(denied_records, 0) AS denied_records, effective_decision, effective_approval_id,
+    approval_id, approver, decision, decided_at, approval_expires_at, scope_actions, scope_resources,
+    has_scope, approval_source, approval_event_id, ticket,
+    tier_rank >= approval_required_rank AS approval_required,
+    CASE WHEN NOT task_known THEN 'missing'
+         WHEN approval_id IS NULL AND coalesce(approval_records, 0) > 0 THEN 'conflict'
+         WHEN approval_id IS NULL AND tier_rank < approval_required_rank THEN 'not_required'
+         WHEN approval_id IS NULL THEN 'missing'
+         WHEN effective_decision = 'denied' THEN 'conflict'
+         ELSE 'found' END AS approval_status,
+    approval_id IS NOT NULL AND decided_at > occurred_at + to_seconds(clock_skew_s) AS approval_late,
+    approval_id IS NOT NULL AND (
+        (approval_expires_at IS NOT NULL AND occurred_at > approval_expires_at + to_seconds(clock_skew_s))
+        OR occurred_at > decided_at + to_seconds(approval_max_age_s) + to_seconds(clock_skew_s)) AS approval_expired,
+    -- authority
+    roles_held, coalesce(authorized, false) AS authorized, grant_source, grant_event_id, grant_role,
+    CASE WHEN approval_id IS NULL THEN 'missing'
+         WHEN coalesce(authorized, false) THEN 'found'
+         WHEN len(coalesce(roles_held, [])) > 0 THEN 'conflict'
+         ELSE 'missing' END AS authority_status,
+    approver_is_human,
+    approval_id IS NOT NULL AND (approver = task_requested_by OR approver = agent_id
+        OR (NOT approver_is_human AND EXISTS (SELECT 1 FROM policy_identity WHERE kind = 'human'))) AS self_approved,
+    in_approval_scope, in_agent_scope,
+    task_ended_at IS NOT NULL AND occurred_at > task_ended_at + to_seconds(revoke_grace_s) AS outlived_task,
+    credential_task_count, credential_agent_count, tasks_of_credential, agents_of_credential
+FROM j;
+
+-- The verdict: approved when the chain is whole and every check holds; unknown when a link is
+-- missing from the evidence (no task, unknown task, a broken delegation chain); unapproved when
+-- the evidence contradicts approval (none, denied, late, expired, unauthorised, self-approved,
+-- out of scope).
+CREATE OR REPLACE TABLE chains AS
+SELECT *,
+    CASE WHEN task_status = 'missing' OR broken_credential_id IS NOT NULL THEN 'unknown'
+         WHEN NOT approval_required AND approval_id IS NULL AND approval_records = 0
+              AND coalesce(in_agent_scope, true) THEN 'approved'
+         WHEN approval_id IS NOT NULL AND coalesce(effective_decision, 'approved') = 'approved'
+              AND NOT approval_late AND NOT approval_expired
+              AND (authorized OR NOT EXISTS (SELECT 1 FROM policy_authority))
+              AND NOT self_approved
+              AND coalesce(in_approval_scope, true) AND coalesce(in_agent_scope, true) THEN 'approved'
+         ELSE 'unapproved' END AS verdict
+FROM chains;

@@ -1,0 +1,23 @@
+"""Report writers: one pure ``render(report: model.Report) -> str`` per format, no I/O, no clock.
+
+How to add one:
+1. Write ``nhiaudit/reports/<fmt>.py`` with ``render(report)``; escape every log string for the medium.
+2. Register it in ``WRITERS`` below (the key is the CLI flag: ``--<fmt> FILE``).
+3. ``tests/reports`` runs every writer against hostile input; add a test that the output is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nhiaudit.model import Report
+from nhiaudit.reports import html_, json_, junit, markdown, ocsf, sarif
+
+WRITERS: dict[str, Callable[[Report], str]] = {
+    "json": json_.render,
+    "sarif": sarif.render,
+    "junit": junit.render,
+    "markdown": markdown.render,
+    "ocsf": ocsf.render,
+    "html": html_.render,
+}

@@ -1,0 +1,44 @@
+"""Shared pytest options. Golden files are rewritten with ``pytest --update-golden``, never by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from nhiaudit import store as nhiaudit_store
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite golden files with the current output instead of comparing against them",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when the run should write golden files rather than compare with them."""
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def store() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory store with the current schema applied."""
+    con = nhiaudit_store.connect(":memory:")
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    """The shared real-format samples (``../shared/samples``); tests that need them skip without."""
+    if not SAMPLES.is_dir():
+        pytest.skip(f"shared samples not found at {SAMPLES}")
+    return SAMPLES

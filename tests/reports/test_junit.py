@@ -1,0 +1,73 @@
+"""JUnit XML: valid against junit-10.xsd, one testcase per audited action, hostile text survives as text."""
+
+from __future__ import annotations
+
+from lxml import etree
+from report_fixtures import ACTIONS, CDATA_END, EV_ORPHAN, FINDINGS, SCRIPT
+
+from nhiaudit.reports import junit
+
+
+def _parse(report) -> etree._Element:
+    return etree.fromstring(junit.render(report).encode("utf-8"))
+
+
+def test_validates_against_the_xsd(any_report, schemas):
+    xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
+    document = etree.fromstring(junit.render(any_report).encode("utf-8"))
+    assert xsd.validate(document), xsd.error_log
+
+
+def test_one_testcase_per_action_plus_orphan_findings(report):
+    cases = _parse(report).findall(".//testcase")
+    assert len(cases) == len(ACTIONS) + 1
+    names = [c.get("name") for c in cases]
+    assert names[0] == f"cloudtrail:ev-1{SCRIPT} s3:PutObject arn:aws:s3:::reports-prod/{SCRIPT}{CDATA_END}"
+    assert names[2] == "gcp:insert-3"
+    assert names[3] == f"vault:{EV_ORPHAN.event_id}"
+    assert cases[2].get("classname") == "gcp.unknown"
+
+
+def test_a_failure_per_unwaived_finding_and_waived_in_system_out(report):
+    root = _parse(report)
+    failures = root.findall(".//failure")
+    assert len(failures) == sum(1 for f in FINDINGS if not f.waived)
+    assert {f.get("type") for f in failures} == {f.rule for f in FINDINGS if not f.waived}
+    first = failures[0]
+    assert first.get("message").startswith("[critical] approval-denied: Approval APR-1 denied by alice")
+    assert "logs/ct <script>alert(1)</script>.json:1" in first.text
+    assert "NHI5:2025, ASI03, AU-10" in first.text
+
+    (out,) = root.findall(".//testcase/system-out")
+    assert out.text.startswith("waived [medium] long-lived-credential")
+    assert "JIT rollout" in out.text and "2027-01-31" in out.text
+
+
+def test_counts_are_failed_testcases(report):
+    root = _parse(report)
+    suite = root.find("testsuite")
+    failed = sum(1 for c in suite.findall("testcase") if c.find("failure") is not None)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", str(failed), "0")
+    assert (root.get("tests"), root.get("failures")) == ("4", str(failed))
+    assert suite.get("timestamp") == "2026-11-03T07:00:00Z"
+
+
+def test_hostile_text_round_trips_as_text(report):
+    root = _parse(report)
+    text = etree.tostring(root, encoding="unicode", method="text") + " ".join(
+        v for e in root.iter() for v in e.attrib.values()
+    )
+    assert CDATA_END in text and SCRIPT in text  # parsed back intact: it was escaped, not dropped
+    assert "\\x1b[31mred" in text  # ESC spelled out, not emitted
+    assert "\x1b" not in text and "\x00" not in text
+
+
+def test_expired_waivers_are_suite_properties(report):
+    props = {p.get("name"): p.get("value") for p in _parse(report).findall(".//property")}
+    assert props["fail_on"] == "high"
+    assert props["expired_waiver"].startswith("long-lived-credential expired 2026-01-31")
+
+
+def test_empty_report_is_a_passing_suite(any_report):
+    root = _parse(any_report)
+    assert root.find("testsuite").get("name") == "nhiaudit"

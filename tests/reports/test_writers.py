@@ -1,0 +1,92 @@
+"""Properties every writer in WRITERS must have: deterministic, one wall-clock value, hostile input inert."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from report_fixtures import GENERATED_AT, hostile_report
+
+from nhiaudit.model import Report
+from nhiaudit.reports import WRITERS
+
+# Characters that must never reach an output raw: C0 controls but TAB/LF/CR, DEL, C1 (incl. the
+# one-byte CSI U+009B), bidi overrides/isolates, lone surrogates.
+UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+FORMATS = sorted(WRITERS)
+
+
+def test_registry_has_every_cli_format():
+    assert set(WRITERS) == {"json", "sarif", "junit", "markdown", "ocsf", "html"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_same_report_same_bytes(fmt, any_report):
+    first = WRITERS[fmt](any_report)
+    assert isinstance(first, str)
+    assert WRITERS[fmt](any_report) == first
+    # An equal but distinct Report (fresh dicts, fresh objects) must not change a byte either.
+    assert WRITERS[fmt](copy.deepcopy(any_report)) == first
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_generated_at_is_the_only_clock_and_used_at_most_once(fmt, report):
+    later = dataclasses.replace(report, generated_at="2031-01-01T00:00:00Z")
+    before, after = WRITERS[fmt](report), WRITERS[fmt](later)
+    assert before.count(GENERATED_AT) <= 1
+    changed = [
+        line
+        for line in difflib.ndiff(before.splitlines(), after.splitlines())
+        if line.startswith(("- ", "+ "))
+    ]
+    assert len(changed) <= 2, changed  # at most one line removed and one added
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_no_terminal_or_control_characters_survive(fmt, report):
+    out = WRITERS[fmt](report)
+    assert "\x1b" not in out
+    assert not UNSAFE.search(out), repr(UNSAFE.search(out))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_script_tags_never_appear_raw(fmt, report):
+    out = WRITERS[fmt](report).lower()
+    assert "<script" not in out
+    assert "</script" not in out
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_output_ends_with_a_newline(fmt, report):
+    assert WRITERS[fmt](report).endswith("\n")
+
+
+_hostile_text = st.text(
+    alphabet=st.characters(blacklist_categories=()), min_size=0, max_size=60
+) | st.sampled_from(["]]>", "<script>", "|", "\x1b[2J", "\u202e", "`", "[x](y)", "\ud800", "\uffff"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=_hostile_text, actor=_hostile_text, resource=_hostile_text)
+def test_any_text_is_rendered_inert_by_every_writer(message, actor, resource):
+    base = hostile_report()
+    findings = tuple(
+        dataclasses.replace(f, message=message, actor_id=actor, resource=resource) for f in base.findings
+    )
+    actions = tuple(dataclasses.replace(a, actor_id=actor, resource=resource) for a in base.actions)
+    report = Report(**{**_fields(base), "findings": findings, "actions": actions})
+    for fmt, render in WRITERS.items():
+        out = render(report)
+        assert not UNSAFE.search(out), (fmt, UNSAFE.search(out))
+        assert "<script" not in out.lower(), fmt
+        out.encode("utf-8")  # no lone surrogate left to crash the file write
+
+
+def _fields(report: Report) -> dict[str, object]:
+    return {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
