@@ -17,8 +17,18 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 from rich.text import Text
 
-from nhiaudit import __version__, ingest, query, store
-from nhiaudit.errors import NhiauditError, NotFoundError
+import json
+import os
+from datetime import datetime, timezone
+
+from rich.tree import Tree
+
+from nhiaudit import __version__, correlate, ingest, query, report, rules, store
+from nhiaudit import trace as tracing
+from nhiaudit.errors import NhiauditError, NotFoundError, RuleError
+from nhiaudit.model import SEVERITIES, AuditedAction, Finding
+from nhiaudit.policy import load_policy, resolve_policy_path
+from nhiaudit.reports import WRITERS
 from nhiaudit.sources import SOURCES
 from nhiaudit.textsafe import terminal_safe
 
@@ -36,6 +46,10 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+PolicyOption = Annotated[
+    Optional[Path],
+    typer.Option("--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False),
+]
 DbOption = Annotated[
     Optional[Path],
     typer.Option("--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False),
@@ -184,3 +198,231 @@ def _not_found(exc: NotFoundError) -> typer.Exit:
     if exc.suggestions:
         err_console.print(Text("closest ids: " + ", ".join(terminal_safe(s) for s in exc.suggestions)))
     return fail(str(exc))
+
+
+STATUS_STYLE = {"found": "green", "missing": "red", "conflict": "bold red", "not_required": "dim"}
+VERDICT_STYLE = {"approved": "bold green", "unapproved": "bold red", "unknown": "bold yellow"}
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _open_for_audit(db: Path | None, policy_path: Path | None):
+    policy = load_policy(resolve_policy_path(policy_path))
+    con = store.connect(store.resolve_db_path(db), read_only=False) if store.resolve_db_path(db).exists() \
+        else store.connect(store.resolve_db_path(db), read_only=True)  # raises the "run ingest" error
+    return con, policy
+
+
+@app.command("trace")
+def trace_cmd(
+    action_id: Annotated[str, typer.Argument(help="Event id, bare or as source:event_id.")],
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the chain as one JSON object.")] = False,
+) -> None:
+    """Rebuild the authorization chain of one action, with evidence for each link."""
+    try:
+        con, pol = _open_for_audit(db, policy)
+        report.check_evidence(con)
+        correlate.ensure(con, pol)
+        action, event = tracing.trace(con, action_id)
+        findings = _findings_for(con, pol, event) if action else []
+    except NotFoundError as exc:
+        raise _not_found(exc) from None
+    except NhiauditError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(_trace_json(action, event, findings), indent=2, sort_keys=True,
+                                    ensure_ascii=True) + "\n")
+        return
+    if action is None:
+        console.print(Text(f"{terminal_safe(event['source'])}:{terminal_safe(event['event_id'])} is not an "
+                           f"audited action: {terminal_safe(event['not_audited_because'])}.", style="yellow"))
+        return
+    console.print(_tree(action, findings))
+
+
+def _findings_for(con, pol, event) -> list[Finding]:
+    found = report.evaluate.evaluate(con, pol, rules.load_rules(list(pol.rules.dirs)))
+    return [f for f in found if f.source == event["source"] and f.event_id == event["event_id"]]
+
+
+def _evidence_text(link) -> Text:
+    ev = link.evidence
+    if ev is None:
+        return Text("  (no evidence)", style="dim")
+    return Text(f"  [{terminal_safe(ev.source)} {terminal_safe(ev.file, 80)}:{ev.line} "
+                f"record {ev.record_index} id {terminal_safe(ev.event_id, 60)}]", style="dim")
+
+
+def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
+    root = Tree(Text("verdict: ") + Text(action.verdict, style=VERDICT_STYLE.get(action.verdict, "")))
+    # Two branches: the credential chain (action <- credential <- issuance <- parents) and the
+    # authorization (task <- approval <- authority).
+    chain = authorization = root
+    for link in action.links:
+        label = (Text(f"{link.kind}", style="bold") + Text(" ")
+                 + Text(link.status, style=STATUS_STYLE.get(link.status, "")) + Text("  ")
+                 + t(link.id or "-", 120) + Text("\n") + t(link.label, 400) + _evidence_text(link))
+        if link.kind in ("task", "approval", "authority"):
+            authorization = authorization.add(label)
+        else:
+            chain = chain.add(label)
+    if findings:
+        branch = root.add(Text(f"findings ({len(findings)})", style="bold"))
+        for f in findings:
+            branch.add(Text(f.severity, style=SEVERITY_STYLE[f.severity]) + Text(f"  {f.rule}  ")
+                       + t(f.message, 400) + (Text("  (waived)", style="dim") if f.waived else Text("")))
+    else:
+        root.add(Text("findings: none", style="green"))
+    return root
+
+
+def _trace_json(action: AuditedAction | None, event: dict, findings: list[Finding]) -> dict:
+    def ev(e):
+        return None if e is None else {"source": e.source, "event_id": e.event_id, "file": e.file,
+                                       "sha256": e.sha256, "record_index": e.record_index, "line": e.line}
+    if action is None:
+        return {"action": event, "verdict": "not_audited", "reason": event.get("not_audited_because"),
+                "links": [], "findings": []}
+    return {
+        "action": {"source": action.source, "event_id": action.event_id, "occurred_at": action.occurred_at,
+                   "actor_id": action.actor_id, "action": action.action, "resource": action.resource,
+                   "tier": action.tier},
+        "verdict": action.verdict,
+        "links": [{"kind": link.kind, "id": link.id, "status": link.status, "label": link.label,
+                   "depth": link.depth, "details": link.details, "evidence": ev(link.evidence)}
+                  for link in action.links],
+        "findings": [{"rule": f.rule, "severity": f.severity, "message": f.message, "waived": f.waived,
+                      "frameworks": list(f.frameworks), "fingerprint": f.fingerprint} for f in findings],
+    }
+
+
+@app.command("report")
+def report_cmd(
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report ('-' = stdout).")] = None,
+    sarif_out: Annotated[Optional[str], typer.Option("--sarif", help="Write SARIF 2.1.0.")] = None,
+    junit_out: Annotated[Optional[str], typer.Option("--junit", help="Write JUnit XML.")] = None,
+    markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write Markdown.")] = None,
+    ocsf_out: Annotated[Optional[str], typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")] = None,
+    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above this severity: "
+                                         + "|".join(SEVERITIES) + ".")] = "high",
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous JSON report: only new "
+                                                     "findings count toward --fail-on.")] = None,
+    rules_dir: Annotated[Optional[list[Path]], typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+) -> None:
+    """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
+    outputs = {"json": json_out, "sarif": sarif_out, "junit": junit_out, "markdown": markdown_out,
+               "ocsf": ocsf_out, "html": html_out}
+    try:
+        con, pol = _open_for_audit(db, policy)
+        result = report.audit(con, pol, fail_on=fail_on, baseline_path=baseline,
+                              extra_rule_dirs=list(rules_dir or []), generated_at=_generated_at())
+        rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
+    except RuleError as exc:
+        raise fail("rules:\n" + "\n".join(exc.problems)) from None
+    except NhiauditError as exc:
+        raise fail(str(exc)) from None
+    to_stdout = any(target == "-" for target in outputs.values())
+    for fmt, target in outputs.items():
+        if target == "-":
+            sys.stdout.write(rendered[fmt])
+        elif target:
+            try:
+                Path(target).write_text(rendered[fmt], encoding="utf-8")
+            except OSError as exc:
+                raise fail(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
+    _print_summary(result, Console(stderr=True) if to_stdout else console)
+    if report.failing(result):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _generated_at() -> datetime | None:
+    """SOURCE_DATE_EPOCH pins the one wall-clock value, for byte-identical reports in CI."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return datetime.fromtimestamp(int(epoch), tz=timezone.utc) if epoch and epoch.isdigit() else None
+
+
+def _print_summary(result, out: Console) -> None:
+    summary = result.summary
+    verdicts = summary["verdicts"]
+    out.print(Text(f"{summary['actions_audited']} audited actions: ", style="bold")
+              + Text(f"{verdicts['approved']} approved", style="green") + Text(", ")
+              + Text(f"{verdicts['unapproved']} unapproved", style="red") + Text(", ")
+              + Text(f"{verdicts['unknown']} unknown", style="yellow"))
+    table = Table(title="Findings by rule", title_justify="left")
+    for column in ("severity", "rule", "findings", "waived"):
+        table.add_column(column, justify="right" if column in ("findings", "waived") else "left")
+    rows: dict[str, list] = {}
+    for f in result.findings:
+        row = rows.setdefault(f.rule, [f.severity, 0, 0])
+        row[2 if f.waived else 1] += 1
+    for rule_id, (severity, count, waived) in sorted(
+            rows.items(), key=lambda kv: (-SEVERITIES.index(kv[1][0]), kv[0])):
+        table.add_row(Text(severity, style=SEVERITY_STYLE[severity]), rule_id, str(count), str(waived or ""))
+    out.print(table)
+    worst = report.worst_actions(result)
+    if worst:
+        table = Table(title="Worst actions (trace them with `nhiaudit trace ID`)", title_justify="left")
+        for column in ("action id", "action", "worst", "findings"):
+            table.add_column(column)
+        for key, action, severity, count in worst:
+            table.add_row(t(key, 80), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
+        out.print(table)
+    for waiver in result.expired_waivers:
+        out.print(Text("EXPIRED WAIVER: ", style="bold white on red")
+                  + t(f"{waiver.rule} for {waiver.match} (owner {waiver.owner}) expired {waiver.expires}; "
+                      "its findings are no longer suppressed.", 400))
+    if result.baseline_path:
+        out.print(Text(f"baseline: {summary['new']} new, {summary['fixed']} fixed"))
+    status = "FAIL" if summary["failing"] else "PASS"
+    out.print(Text(f"{status}: {summary['failing']} finding(s) at or above {result.fail_on}"
+                   + (" (new only)" if result.baseline_path else ""),
+                   style="bold red" if summary["failing"] else "bold green"))
+
+
+@app.command("rules")
+def rules_cmd(
+    lint: Annotated[Optional[list[Path]], typer.Option("--lint", help="Validate the rule files of DIR "
+                                                         "(repeatable) and report every problem.")] = None,
+    rules_dir: Annotated[Optional[list[Path]], typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    db: DbOption = None,
+) -> None:
+    """List the rules with severity and framework tags, or lint rule folders."""
+    if lint is not None:
+        con = None
+        db_path = store.resolve_db_path(db)
+        if db_path.exists():
+            con = store.connect(db_path, read_only=True)
+        problems = rules.lint(list(lint), con=_bindable(con))
+        if problems:
+            for problem in problems:
+                err_console.print(t(problem, None))
+            raise fail(f"{len(problems)} problem(s) in rule files.")
+        console.print(Text("rules: no problems", style="green"))
+        return
+    try:
+        loaded = rules.load_rules(list(rules_dir or []))
+    except RuleError as exc:
+        raise fail("rules:\n" + "\n".join(exc.problems)) from None
+    table = Table(title=f"{len(loaded)} rules", title_justify="left", show_lines=True)
+    for column in ("id", "severity", "title", "frameworks"):
+        table.add_column(column)
+    for info, _ in sorted(loaded, key=lambda r: (-SEVERITIES.index(r[0].severity), r[0].id)):
+        table.add_row(info.id, Text(info.severity, style=SEVERITY_STYLE[info.severity]), t(info.title),
+                      t(", ".join(info.frameworks), None))
+    console.print(table)
+
+
+def _bindable(con):
+    """A connection with the derived tables, so lint can bind rule queries; None when there are none."""
+    if con is None:
+        return None
+    has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'chains'").fetchone()[0]
+    if not has:
+        return None
+    from nhiaudit.policy import install
+    install(load_policy(resolve_policy_path(None)), con)
+    return con

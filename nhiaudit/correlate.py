@@ -15,7 +15,7 @@ import duckdb
 from nhiaudit import store
 from nhiaudit.policy import Policy, install
 
-DERIVED_TABLES = ("credentials", "credential_ancestry", "credential_chain", "tasks", "approvals", "grants", "chains")
+DERIVED_TABLES = ("principal_class", "credentials", "credential_ancestry", "credential_chain", "tasks", "approvals", "grants", "chains")
 
 
 def sql_files() -> list[tuple[str, str]]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from nhiaudit.sources import cloudtrail
+from nhiaudit.sources import kong
 
 # Detection order matters: the first source whose detect() says yes takes the file.
 SOURCES: dict[str, ModuleType] = {
     module.NAME: module
     for module in (
         cloudtrail,
+        kong,
     )
 }

@@ -1,5 +1,5 @@
 -- Every principal seen (actors and credential holders), classified by the policy's identity globs.
-CREATE OR REPLACE TEMP TABLE principal_class AS
+CREATE OR REPLACE TABLE principal_class AS
 WITH seen AS (
     SELECT DISTINCT actor_id AS principal FROM events WHERE actor_id IS NOT NULL
     UNION

@@ -1,0 +1,108 @@
+"""Evaluate rules over the derived tables: every rule's rows become :class:`model.Finding` values.
+
+A rule returns ``source, event_id, message``; the rest of a finding (actor, credential, task,
+agent, evidence pointer) is read from ``chains`` and ``events`` here, once for all rules, so rule
+files stay short. Waivers from the policy mark findings waived; an expired waiver does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+import duckdb
+
+from nhiaudit.errors import RuleError
+from nhiaudit.model import SEVERITY_RANK, Evidence, Finding, RuleInfo, Waiver
+from nhiaudit.policy import Policy, glob_match
+from nhiaudit.trace import iso
+
+_CONTEXT_SQL = """
+WITH hits AS ({hits}),
+ev AS (
+    SELECT e.source, e.event_id, e.occurred_at, e.actor_id, e.credential_id, e.task_id, e.action, e.resource,
+           ef.path, e.file_sha256, e.record_index, coalesce(e.line, 1) AS line
+    FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256
+    WHERE (e.source, e.event_id) IN (SELECT (source, event_id) FROM hits)
+    QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id ORDER BY ef.ingested_at, e.record_index) = 1
+)
+SELECT h.rule_id, h.source, h.event_id, h.message,
+       coalesce(c.occurred_at, ev.occurred_at), coalesce(c.actor_id, ev.actor_id),
+       coalesce(h.credential_id, c.credential_id, ev.credential_id), coalesce(h.task_id, c.task_id, ev.task_id),
+       c.agent_id, coalesce(c.action, ev.action), coalesce(c.resource, ev.resource),
+       ev.path, ev.file_sha256, ev.record_index, ev.line
+FROM hits h
+LEFT JOIN chains c ON c.source = h.source AND c.event_id = h.event_id
+LEFT JOIN ev ON ev.source = h.source AND ev.event_id = h.event_id
+"""
+
+
+def fingerprint(rule: str, source: str, event_id: str) -> str:
+    """Stable across runs and machines: the same rule on the same event is the same finding."""
+    return hashlib.sha256(f"{rule}\x1f{source}\x1f{event_id}".encode()).hexdigest()[:32]
+
+
+def _hits_sql(rule_id: str, sql: str, columns: Sequence[str]) -> str:
+    extra = ", ".join(
+        f"{name}::VARCHAR AS {name}" if name in columns else f"NULL::VARCHAR AS {name}"
+        for name in ("credential_id", "task_id")
+    )
+    quoted = rule_id.replace("'", "''")
+    return (f"SELECT '{quoted}' AS rule_id, source::VARCHAR AS source, event_id::VARCHAR AS event_id, "
+            f"message::VARCHAR AS message, {extra} FROM (\n{sql}\n) WHERE event_id IS NOT NULL")
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection, policy: Policy, rules: Sequence[tuple[RuleInfo, str]]
+) -> list[Finding]:
+    """Run every enabled rule; return findings sorted most severe first, then by time and id."""
+    active = [(info, sql) for info, sql in rules if info.id not in policy.rules.disabled]
+    parts = []
+    problems = []
+    for info, sql in active:
+        try:
+            columns = [d[0] for d in con.execute(f"SELECT * FROM (\n{sql}\n) LIMIT 0").description]
+        except duckdb.Error as exc:
+            problems.append(f"{info.path or info.id}: the rule's query fails: {str(exc).splitlines()[0]}. "
+                            "Run `nhiaudit rules --lint` for details.")
+            continue
+        parts.append(_hits_sql(info.id, sql, columns))
+    if problems:
+        raise RuleError(problems)
+    if not parts:
+        return []
+    rows = con.execute(_CONTEXT_SQL.format(hits=" UNION ALL ".join(parts))).fetchall()
+    by_id = {info.id: info for info, _ in active}
+    findings = [_finding(by_id[r[0]], r) for r in rows]
+    findings = [_waive(f, policy.waivers) for f in findings]
+    return sort_findings(findings)
+
+
+def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.occurred_at, f.source, f.event_id, f.rule))
+
+
+def _finding(info: RuleInfo, r: tuple) -> Finding:
+    (rule_id, source, event_id, message, occurred_at, actor_id, credential_id, task_id, agent_id,
+     action, resource, path, sha, record_index, line) = r
+    return Finding(
+        rule=rule_id, severity=info.severity, title=info.title, message=message or info.title,
+        source=source, event_id=event_id,
+        occurred_at=iso(occurred_at) if isinstance(occurred_at, datetime) else (occurred_at or ""),
+        actor_id=actor_id, credential_id=credential_id, task_id=task_id, agent_id=agent_id,
+        action=action, resource=resource,
+        evidence=Evidence(source, event_id, path or "", sha or "", int(record_index or 0), int(line or 1)),
+        frameworks=info.frameworks, fingerprint=fingerprint(rule_id, source, event_id),
+    )
+
+
+def _waive(finding: Finding, waivers: Sequence[Waiver]) -> Finding:
+    from dataclasses import replace
+
+    for waiver in waivers:
+        if waiver.expired or waiver.rule != finding.rule:
+            continue
+        if all(glob_match(pattern, str(getattr(finding, key) or "")) for key, pattern in waiver.match.items()):
+            return replace(finding, waived=True, waiver=waiver)
+    return finding

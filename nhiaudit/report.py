@@ -1,0 +1,101 @@
+"""One audit run as a value: correlate when stale, evaluate the rules, assemble the Report.
+
+``audit`` is the pipeline of ``nhiaudit report``: ensure -> evaluate -> baseline -> Report.
+Writers then render the same Report to every requested format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from nhiaudit import __version__, correlate, evaluate, trace
+from nhiaudit.baseline import apply_baseline
+from nhiaudit.errors import NhiauditError
+from nhiaudit.model import SEVERITIES, SEVERITY_RANK, Report
+from nhiaudit.policy import Policy
+from nhiaudit.rules import load_rules
+
+
+def check_evidence(con: duckdb.DuckDBPyConnection) -> None:
+    """A run that has no evidence must not look clean (DESIGN §7: never exit 0 without evidence)."""
+    if not con.execute("SELECT count(*) FROM events").fetchone()[0]:
+        raise NhiauditError("store: no events in the store. Run `nhiaudit ingest PATH...` first.")
+
+
+def audit(
+    con: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    fail_on: str = "high",
+    baseline_path: Path | None = None,
+    extra_rule_dirs: list[Path] | None = None,
+    generated_at: datetime | None = None,
+) -> Report:
+    if fail_on not in SEVERITIES:
+        raise NhiauditError(f"--fail-on: unknown severity '{fail_on}'. Use one of {', '.join(SEVERITIES)}.")
+    check_evidence(con)
+    rules = load_rules([*policy.rules.dirs, *(extra_rule_dirs or [])])
+    unknown = sorted({w.rule for w in policy.waivers} - {info.id for info, _ in rules})
+    if unknown:
+        raise NhiauditError(
+            f"{policy.path or 'policy'}: waiver for unknown rule(s) {', '.join(unknown)}. "
+            "Use a rule id from `nhiaudit rules`."
+        )
+    correlate.ensure(con, policy)
+    findings = evaluate.evaluate(con, policy, rules)
+    fixed: tuple = ()
+    if baseline_path is not None:
+        try:
+            text = baseline_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NhiauditError(f"{baseline_path}: cannot read the baseline ({exc.strerror}).") from exc
+        marked, fixed = apply_baseline(findings, text, where=str(baseline_path))
+        findings = list(marked)
+    actions = trace.load_actions(con)
+    by_action: dict[tuple[str, str], list] = {}
+    for f in findings:
+        by_action.setdefault((f.source, f.event_id), []).append(f)
+    actions = [replace(a, findings=tuple(by_action.get((a.source, a.event_id), ()))) for a in actions]
+    files = con.execute(
+        "SELECT path, sha256, source, records_read, records_loaded, records_rejected FROM evidence_files ORDER BY path"
+    ).fetchall()
+    stamp = generated_at or datetime.now(timezone.utc)
+    return Report(
+        generated_at=stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        tool_version=__version__,
+        policy_path=str(policy.path) if policy.path else None,
+        fail_on=fail_on,
+        rules=tuple(sorted((info for info, _ in rules), key=lambda i: i.id)),
+        findings=tuple(findings),
+        actions=tuple(actions),
+        expired_waivers=tuple(w for w in policy.waivers if w.expired),
+        fixed=fixed,
+        evidence_files=tuple(
+            dict(path=p, sha256=s, source=src, records_read=r, records_loaded=ld, records_rejected=rj)
+            for p, s, src, r, ld, rj in files
+        ),
+        baseline_path=str(baseline_path) if baseline_path else None,
+    )
+
+
+def failing(report: Report) -> bool:
+    """True when an unwaived finding (a new one, with a baseline) is at or above ``fail_on``."""
+    return report.summary["failing"] > 0
+
+
+def worst_actions(report: Report, limit: int = 10) -> list[tuple[str, str, str, int]]:
+    """(source:event_id, action, worst severity, findings) of the actions with the worst findings."""
+    scored: dict[str, list] = {}
+    for f in report.findings:
+        if f.waived:
+            continue
+        key = f"{f.source}:{f.event_id}"
+        entry = scored.setdefault(key, [f.action or "", f.severity, 0])
+        entry[2] += 1
+        if SEVERITY_RANK[f.severity] > SEVERITY_RANK[entry[1]]:
+            entry[1] = f.severity
+    ranked = sorted(scored.items(), key=lambda kv: (-SEVERITY_RANK[kv[1][1]], -kv[1][2], kv[0]))
+    return [(key, action, severity, count) for key, (action, severity, count) in ranked[:limit]]

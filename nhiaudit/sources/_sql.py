@@ -1,0 +1,142 @@
+"""SQL fragments shared by the gateway and IdP sources (kong, envoy, apigateway, keycloak, auth0).
+
+Each function returns a piece of DuckDB SQL over a column expression; Python only assembles the
+query, DuckDB evaluates it for every record. Also stages a text log (one record a line) as the
+temp table ``lines`` for the formats that are not JSON throughout (Envoy, Keycloak).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, read_lines_sql
+
+# W3C Trace Context (https://www.w3.org/TR/trace-context/#traceparent-header):
+# version "00" is exactly 55 characters; a higher version may append fields after the flags;
+# version "ff" and all-zero trace or parent ids are invalid.
+_TRACEPARENT = r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?"
+
+# Methods that do not change state (RFC 9110 §9.2.1 "safe" methods).
+_SAFE_METHODS = "('GET', 'HEAD', 'OPTIONS', 'TRACE')"
+
+
+def _valid_traceparent(tp: str) -> str:
+    return (
+        f"(regexp_full_match({tp}, '{_TRACEPARENT}') AND left({tp}, 2) <> 'ff' "
+        f"AND (left({tp}, 2) <> '00' OR length({tp}) = 55) "
+        f"AND substr({tp}, 4, 32) <> repeat('0', 32) AND substr({tp}, 37, 16) <> repeat('0', 16))"
+    )
+
+
+def trace_id(traceparent: str) -> str:
+    """The trace id (lower-case hex) of a ``traceparent`` value, NULL when it is not valid."""
+    tp = f"lower(trim({traceparent}))"
+    return f"CASE WHEN {_valid_traceparent(tp)} THEN substr({tp}, 4, 32) END"
+
+
+def parent_span_id(traceparent: str) -> str:
+    """The span id carried by ``traceparent``: the caller's span (the agent's tool-call span)."""
+    tp = f"lower(trim({traceparent}))"
+    return f"CASE WHEN {_valid_traceparent(tp)} THEN substr({tp}, 37, 16) END"
+
+
+def http_outcome(status: str) -> str:
+    """HTTP status (an integer expression) -> success (1xx-3xx), denied (401, 403), failure."""
+    return (
+        f"CASE WHEN {status} IS NULL THEN NULL WHEN {status} BETWEEN 100 AND 399 THEN 'success' "
+        f"WHEN {status} IN (401, 403) THEN 'denied' ELSE 'failure' END"
+    )
+
+
+def http_error_code(status: str) -> str:
+    """The status as text when the call failed (>= 400 or no response), else NULL."""
+    return f"CASE WHEN {status} >= 400 OR {status} < 100 THEN CAST({status} AS VARCHAR) END"
+
+
+def read_only(method: str) -> str:
+    return f"CASE WHEN {method} IS NOT NULL THEN upper({method}) IN {_SAFE_METHODS} END"
+
+
+def without_query(path: str) -> str:
+    """A request path without its query string or fragment (query strings can carry secrets)."""
+    return f"regexp_replace({path}, '[?#].*$', '')"
+
+
+def header(headers: str, name: str) -> str:
+    """A request header from a JSON object of headers; a repeated header (a JSON array) gives its
+    first value. ``name`` must be lower case (Kong and Envoy log header names in lower case)."""
+    path = "$." + '"' + name.replace('"', '\\"') + '"'
+    return (
+        f"CASE json_type({headers}, '{path}') WHEN 'ARRAY' THEN json_extract_string({headers}, '{path}[0]') "
+        f"WHEN 'OBJECT' THEN NULL ELSE json_extract_string({headers}, '{path}') END"
+    )
+
+
+def json_string(doc: str, path: str) -> str:
+    """``json_extract_string`` that gives NULL for a JSON object or array (never its text)."""
+    return (
+        f"CASE WHEN json_type({doc}, '{path}') NOT IN ('OBJECT', 'ARRAY', 'NULL') "
+        f"THEN json_extract_string({doc}, '{path}') END"
+    )
+
+
+def type_problem(doc: str, path: str, label: str, allowed: tuple[str, ...], expected: str) -> str:
+    """A ``WHEN … THEN reason`` branch: the field at ``path`` exists with a JSON type not allowed."""
+    kinds = ", ".join(f"'{kind}'" for kind in ("NULL", *allowed))
+    return (
+        f"WHEN json_type({doc}, '{path}') NOT IN ({kinds}) "
+        f"THEN '{label} is a JSON ' || lower(json_type({doc}, '{path}')) || ', expected {expected}'"
+    )
+
+
+NUMBER = ("UBIGINT", "BIGINT", "DOUBLE")
+STRING = ("VARCHAR",)
+OBJECT = ("OBJECT",)
+
+
+def act_chain(act: str, depth: int = 8) -> str:
+    """RFC 8693 §4.1 ``act``: the current actor, whose own ``act`` is the prior actor, and so on.
+    Gives ``[act.sub, act.act.sub, …]`` (outermost first) or NULL when ``act`` is NULL."""
+    subs = ", ".join(f"json_extract_string({act}, '$.{'act.' * level}sub')" for level in range(depth))
+    return f"CASE WHEN {act} IS NOT NULL THEN list_filter([{subs}], x -> x IS NOT NULL) END"
+
+
+def json_object_at(doc: str, path: str) -> str:
+    """The JSON object at ``path``, also when it is logged as a JSON string holding an object
+    (IdP event details are string maps, so a decoded ``act`` claim arrives as text)."""
+    text = f"json_extract_string({doc}, '{path}')"
+    return (
+        f"CASE WHEN json_type({doc}, '{path}') = 'OBJECT' THEN json_extract({doc}, '{path}') "
+        f"WHEN json_type({doc}, '{path}') = 'VARCHAR' AND json_valid({text}) "
+        f"AND json_type(TRY_CAST({text} AS JSON)) = 'OBJECT' THEN TRY_CAST({text} AS JSON) END"
+    )
+
+
+def stage_lines(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
+    """Temp tables ``lines(record_index, line, text, doc)`` and ``records(record_index, line, doc)``
+    for a line-oriented log: one record per non-blank line, ``doc`` the line parsed as JSON when
+    the line is a JSON object (a container wrapper or a JSON-format log line), else NULL.
+
+    ``records`` (with ``doc`` = the line as a JSON string for text lines) lets the framework check
+    that every line became an event, a rejection or a deliberate skip.
+    """
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE lines AS
+        SELECT (row_number() OVER (ORDER BY line) - 1) AS record_index, line, text,
+               CASE WHEN starts_with(ltrim(text), '{{') AND json_valid(text) THEN text::JSON END AS doc
+        FROM (SELECT line, regexp_replace(text, '\\s+$', '') AS text FROM ({read_lines_sql(file.read_path)}))
+        WHERE trim(coalesce(text, '')) <> ''"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE records AS "
+        "SELECT record_index, line, coalesce(doc, to_json(text)) AS doc FROM lines"
+    )
+
+
+def reject_lines(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Move rows of ``table`` (record_index, line, text, reason) with a reason to staged_rejected."""
+    con.execute(
+        f"""INSERT INTO staged_rejected SELECT record_index, line, reason, left(text, ?)
+        FROM {table} WHERE reason IS NOT NULL""",
+        [RAW_EXCERPT],
+    )

@@ -1,0 +1,307 @@
+"""OpenTelemetry OTLP/JSON exports: traces (agent task and tool-call spans) and logs (DESIGN §4, FORMATS §7).
+
+A file is one ``{"resourceSpans": [...]}`` (or ``resourceLogs``) document, pretty-printed or not, or
+one such document a line (the collector's file exporter). Each span, and each log record, is one
+event: its ``record_index`` is its position among the spans/log records of the file, its ``line``
+the line of the document that holds it. Attributes are flattened to a JSON object in SQL, with span
+attributes over scope attributes over resource attributes, and kept whole in ``details.attributes``
+so that correlation can re-resolve the task id with the policy's attribute list.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
+
+NAME = "otel"
+READS = "OTLP/JSON trace and log exports (resourceSpans / resourceLogs documents, whole or one a line), gzip or not"
+DETECTION = 'JSON whose head has a "resourceSpans" or "resourceLogs" array (OTLP/JSON)'
+
+# Default of correlation.task_span_attributes (DESIGN §5); correlation re-resolves with the policy.
+TASK_ATTRIBUTES = ("nhiaudit.task.id", "task.id", "gen_ai.conversation.id")
+REQUESTER_ATTRIBUTES = ("enduser.id", "user.id", "enduser.pseudo.id")
+MAX_ANCESTRY = 64  # bound on the parent-span walk (a malformed trace may hold a cycle)
+
+_DOC = re.compile(r'"resource(Spans|Logs)"\s*:\s*\[')
+
+# (container key in the document, scope-list keys (current, pre-1.0 OTLP), item key, kind)
+_SHAPES = (
+    ("resourceSpans", ("scopeSpans", "instrumentationLibrarySpans"), "spans", "span"),
+    ("resourceLogs", ("scopeLogs", "instrumentationLibraryLogs"), "logRecords", "log"),
+)
+
+# OTLP AnyValue -> JSON scalar. intValue is an int64 as a string in OTLP/JSON (a number from some
+# exporters); arrays and key-value lists are flattened one level, deeper values are kept as OTLP JSON.
+_MACROS = """
+CREATE OR REPLACE TEMP MACRO otel_scalar(v) AS CASE
+    WHEN json_exists(v, '$.stringValue') THEN to_json(json_extract_string(v, '$.stringValue'))
+    WHEN json_exists(v, '$.intValue')
+        THEN coalesce(to_json(try_cast(json_extract_string(v, '$.intValue') AS HUGEINT)), json_extract(v, '$.intValue'))
+    WHEN json_exists(v, '$.doubleValue') THEN json_extract(v, '$.doubleValue')
+    WHEN json_exists(v, '$.boolValue') THEN json_extract(v, '$.boolValue')
+    WHEN json_exists(v, '$.bytesValue') THEN json_extract(v, '$.bytesValue')
+    WHEN json_exists(v, '$.arrayValue') THEN json_extract(v, '$.arrayValue')
+    WHEN json_exists(v, '$.kvlistValue') THEN json_extract(v, '$.kvlistValue')
+END;
+CREATE OR REPLACE TEMP MACRO otel_value(v) AS CASE
+    WHEN json_exists(v, '$.arrayValue') THEN coalesce((
+        SELECT to_json(list(otel_scalar(e) ORDER BY p))
+        FROM unnest(CAST(json_extract(v, '$.arrayValue.values[*]') AS JSON[])) WITH ORDINALITY AS t(e, p)), '[]'::JSON)
+    WHEN json_exists(v, '$.kvlistValue') THEN coalesce((
+        SELECT json_group_object(json_extract_string(e, '$.key'), otel_scalar(json_extract(e, '$.value')))
+        FROM unnest(CAST(json_extract(v, '$.kvlistValue.values[*]') AS JSON[])) AS t(e)
+        WHERE json_extract_string(e, '$.key') IS NOT NULL), '{}'::JSON)
+    ELSE otel_scalar(v)
+END;
+CREATE OR REPLACE TEMP MACRO otel_attributes(a) AS json_merge_patch('{}', coalesce((
+    SELECT json_group_object(json_extract_string(e, '$.key'), otel_value(json_extract(e, '$.value')))
+    FROM unnest(CAST(json_extract(a, '$[*]') AS JSON[])) AS t(e)
+    WHERE json_extract_string(e, '$.key') IS NOT NULL), '{}'::JSON));
+-- OTLP/JSON ids are hex; the protobuf JSON mapping would give base64 (16 or 8 bytes).
+CREATE OR REPLACE TEMP MACRO otel_id(x) AS CASE
+    WHEN x IS NULL OR x = '' THEN NULL
+    WHEN regexp_full_match(x, '[0-9a-fA-F]{16}|[0-9a-fA-F]{32}') THEN lower(x)
+    WHEN regexp_full_match(x, '[A-Za-z0-9+/]{22}==|[A-Za-z0-9+/]{11}=') THEN lower(hex(from_base64(x)))
+END;
+CREATE OR REPLACE TEMP MACRO otel_time(x) AS CASE
+    WHEN regexp_full_match(x, '[0-9]{1,19}') AND x::HUGEINT < 9223372036854775807 AND x::HUGEINT > 0
+        THEN make_timestamp(x::BIGINT // 1000) AT TIME ZONE 'UTC'
+END;
+CREATE OR REPLACE TEMP MACRO otel_attr(attrs, key) AS json_extract_string(attrs, '$."' || key || '"');
+"""
+
+
+def detect(path: Path) -> bool:
+    return _DOC.search(head(path)) is not None
+
+
+def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+    con.execute(_MACROS)
+    for file in files:
+        stage_json_records(con, file)
+        _items(con)
+        _normalize(con)
+
+
+def _kind(expr: str) -> str:
+    return f"CASE WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' ELSE lower(json_type({expr})) END"
+
+
+def _items(con: duckdb.DuckDBPyConnection) -> None:
+    """Unnest documents to spans / log records; reject what does not have the OTLP shape.
+
+    Every document is consumed here: its spans become events (or rejections) of their own, and a
+    malformed level (a resource that is not an object, ``spans`` that is not an array) is rejected
+    with its JSON path.
+    """
+    containers = " OR ".join(f"json_type(doc, '$.{c}') = 'ARRAY'" for c, *_ in _SHAPES)
+    con.execute(
+        f"""INSERT INTO staged_rejected
+        SELECT record_index, line, CASE
+            WHEN json_exists(doc, '$.resourceSpans') THEN 'resourceSpans is a JSON ' || {_kind("doc, '$.resourceSpans'")}
+                                                          || ', expected an array'
+            WHEN json_exists(doc, '$.resourceLogs') THEN 'resourceLogs is a JSON ' || {_kind("doc, '$.resourceLogs'")}
+                                                         || ', expected an array'
+            ELSE 'neither resourceSpans nor resourceLogs: not an OTLP/JSON trace or logs document' END,
+            left(doc::VARCHAR, ?)
+        FROM records WHERE NOT ({containers})""",
+        [RAW_EXCERPT],
+    )
+    con.execute(f"INSERT INTO consumed SELECT record_index FROM records WHERE {containers}")
+    levels = []
+    for container, scope_keys, item_key, kind in _SHAPES:
+        scope_list = "coalesce(" + ", ".join(f"json_extract(res, '$.{k}')" for k in scope_keys) + ")"
+        levels.append(
+            f"""SELECT '{kind}' AS kind, '{container}' AS container, '{scope_keys[0]}' AS scope_key,
+                       '{item_key}' AS item_key, record_index AS doc_index, line, res, rpos - 1 AS rpos,
+                       {scope_list} AS scopes
+                FROM records, unnest(CAST(json_extract(doc, '$.{container}[*]') AS JSON[])) WITH ORDINALITY AS t(res, rpos)
+                WHERE json_type(doc, '$.{container}') = 'ARRAY'"""
+        )
+    con.execute("CREATE OR REPLACE TEMP TABLE otel_resources AS " + " UNION ALL ".join(levels))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE otel_scopes AS
+        SELECT r.*, sc, spos - 1 AS spos FROM otel_resources r,
+               unnest(CAST(json_extract(scopes, '$[*]') AS JSON[])) WITH ORDINALITY AS t(sc, spos)
+        WHERE json_type(res) = 'OBJECT' AND json_type(scopes) = 'ARRAY'"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE otel_raw_items AS
+        SELECT s.*, item, ipos - 1 AS ipos FROM otel_scopes s,
+               unnest(CAST(json_extract(sc, '$.' || item_key || '[*]') AS JSON[])) WITH ORDINALITY AS t(item, ipos)
+        WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) = 'ARRAY'"""
+    )
+    # Structural problems above the span level: the whole branch is one rejected record.
+    con.execute(
+        f"""INSERT INTO staged_rejected
+        SELECT NULL, line, where_ || ' is a JSON ' || what || ', expected ' || expected, left(value::VARCHAR, ?) FROM (
+            SELECT line, container || '[' || rpos || ']' AS where_, {_kind('res')} AS what, 'an object' AS expected,
+                   res AS value
+            FROM otel_resources WHERE json_type(res) <> 'OBJECT'
+            UNION ALL
+            SELECT line, container || '[' || rpos || '].' || scope_key, {_kind('scopes')}, 'an array', scopes
+            FROM otel_resources WHERE json_type(res) = 'OBJECT' AND scopes IS NOT NULL AND json_type(scopes) <> 'ARRAY'
+            UNION ALL
+            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || ']', {_kind('sc')}, 'an object', sc
+            FROM otel_scopes WHERE json_type(sc) <> 'OBJECT'
+            UNION ALL
+            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || '].' || item_key,
+                   {_kind("json_extract(sc, '$.' || item_key)")}, 'an array', json_extract(sc, '$.' || item_key)
+            FROM otel_scopes
+            WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) NOT IN ('ARRAY', 'NULL')
+        )""",
+        [RAW_EXCERPT],
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE otel_items AS
+        SELECT row_number() OVER (ORDER BY doc_index, kind DESC, rpos, spos, ipos) - 1 AS record_index, *
+        FROM otel_raw_items"""
+    )
+
+
+def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    time_checks = []
+    for field in ("startTimeUnixNano", "endTimeUnixNano", "timeUnixNano", "observedTimeUnixNano"):
+        time_checks.append(
+            f"WHEN json_type(item, '$.{field}') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL') "
+            f"OR (json_type(item, '$.{field}') <> 'NULL' "
+            f"AND NOT regexp_full_match(json_extract_string(item, '$.{field}'), '[0-9]{{1,19}}')) "
+            f"THEN '{field} ''' || left(json_extract_string(item, '$.{field}'), 60) "
+            "|| ''' is not an integer nanosecond Unix time'"
+        )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE otel_checked AS
+        SELECT *, CASE
+            WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'
+            WHEN kind = 'span' AND coalesce(json_extract_string(item, '$.spanId'), '') = '' THEN 'span has no spanId'
+            WHEN kind = 'span' AND coalesce(json_extract_string(item, '$.traceId'), '') = '' THEN 'span has no traceId'
+            WHEN json_type(item, '$.spanId') NOT IN ('VARCHAR', 'NULL')
+                 OR (coalesce(json_extract_string(item, '$.spanId'), '') <> '' AND otel_id(json_extract_string(item, '$.spanId')) IS NULL)
+                THEN 'spanId ''' || left(json_extract_string(item, '$.spanId'), 60) || ''' is not a hex span id'
+            WHEN json_type(item, '$.traceId') NOT IN ('VARCHAR', 'NULL')
+                 OR (coalesce(json_extract_string(item, '$.traceId'), '') <> '' AND otel_id(json_extract_string(item, '$.traceId')) IS NULL)
+                THEN 'traceId ''' || left(json_extract_string(item, '$.traceId'), 60) || ''' is not a hex trace id'
+            WHEN json_type(item, '$.parentSpanId') NOT IN ('VARCHAR', 'NULL')
+                 OR (coalesce(json_extract_string(item, '$.parentSpanId'), '') <> ''
+                     AND otel_id(json_extract_string(item, '$.parentSpanId')) IS NULL)
+                THEN 'parentSpanId ''' || left(json_extract_string(item, '$.parentSpanId'), 60) || ''' is not a hex span id'
+            {chr(10).join(time_checks)}
+            WHEN kind = 'span' AND json_extract_string(item, '$.startTimeUnixNano') IS NULL THEN 'span has no startTimeUnixNano'
+            WHEN json_type(item, '$.attributes') NOT IN ('ARRAY', 'NULL')
+                THEN 'attributes is a JSON ' || {_kind("item, '$.attributes'")} || ', expected an array of {{key, value}}'
+            WHEN json_type(item, '$.status') NOT IN ('OBJECT', 'NULL')
+                THEN 'status is a JSON ' || {_kind("item, '$.status'")} || ', expected an object'
+        END AS reason
+        FROM otel_items"""
+    )
+    con.execute(
+        """INSERT INTO staged_rejected SELECT record_index, line, reason, left(item::VARCHAR, ?)
+        FROM otel_checked WHERE reason IS NOT NULL""",
+        [RAW_EXCERPT],
+    )
+    task_attr = "coalesce(" + ", ".join(f"otel_attr(attrs, '{a}')" for a in TASK_ATTRIBUTES) + ")"
+    requester = "coalesce(" + ", ".join(f"otel_attr(attrs, '{a}')" for a in REQUESTER_ATTRIBUTES) + ")"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE otel_spans AS
+        WITH typed AS (
+            SELECT record_index, line, kind, item,
+                   json_merge_patch(otel_attributes(json_extract(res, '$.resource.attributes')),
+                                    otel_attributes(json_extract(sc, '$.scope.attributes')),
+                                    otel_attributes(json_extract(item, '$.attributes'))) AS attrs,
+                   json_extract_string(sc, '$.scope.name') AS scope_name,
+                   otel_id(json_extract_string(item, '$.traceId')) AS trace_id,
+                   otel_id(json_extract_string(item, '$.spanId')) AS span_id,
+                   otel_id(json_extract_string(item, '$.parentSpanId')) AS parent_span_id,
+                   json_extract_string(item, '$.name') AS name,
+                   json_extract_string(item, '$.status.code') AS status_code,
+                   json_extract_string(item, '$.status.message') AS status_message
+            FROM otel_checked WHERE reason IS NULL
+        )
+        SELECT *,
+            CASE WHEN kind = 'log' THEN 'other'
+                 WHEN otel_attr(attrs, 'gen_ai.operation.name') = 'invoke_agent'
+                      OR (otel_attr(attrs, 'gen_ai.operation.name') IS NULL AND starts_with(name, 'invoke_agent')) THEN 'task'
+                 WHEN otel_attr(attrs, 'gen_ai.operation.name') = 'execute_tool'
+                      OR (otel_attr(attrs, 'gen_ai.operation.name') IS NULL AND starts_with(name, 'execute_tool')) THEN 'tool_call'
+                 ELSE 'other' END AS category,
+            coalesce(otel_attr(attrs, 'gen_ai.agent.id'), otel_attr(attrs, 'gen_ai.agent.name')) AS own_agent,
+            {task_attr} AS own_task
+        FROM typed"""
+    )
+    # A span without its own agent or task id inherits them from its nearest invoke_agent ancestor in
+    # the same file: the semantic conventions put gen_ai.agent.* on the agent span, not on the tool
+    # spans and HTTP client spans below it (whose traceparent is what a gateway logs).
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE otel_inherited AS
+        WITH RECURSIVE up(record_index, trace_id, cursor, depth, agent, task, found) AS (
+            SELECT record_index, trace_id, parent_span_id, 0, NULL::VARCHAR, NULL::VARCHAR, false
+            FROM otel_spans
+            WHERE kind = 'span' AND category <> 'task' AND parent_span_id IS NOT NULL
+              AND (own_agent IS NULL OR own_task IS NULL)
+            UNION ALL
+            SELECT up.record_index, up.trace_id, p.parent_span_id, up.depth + 1, p.own_agent, p.own_task,
+                   p.category = 'task'
+            FROM up JOIN otel_spans p ON p.kind = 'span' AND p.trace_id = up.trace_id AND p.span_id = up.cursor
+            WHERE NOT up.found AND up.depth < {MAX_ANCESTRY}
+        )
+        SELECT record_index, arg_min(agent, depth) AS agent, arg_min(task, depth) AS task
+        FROM up WHERE found GROUP BY record_index"""
+    )
+    con.execute(
+        """INSERT INTO staged BY NAME
+        WITH s AS (
+            SELECT s.*, i.agent AS inherited_agent, i.task AS inherited_task,
+                   coalesce(s.own_agent, i.agent) AS agent,
+                   coalesce(s.own_task, i.task) AS task,
+                   CASE WHEN kind = 'span' THEN otel_time(json_extract_string(item, '$.startTimeUnixNano'))
+                        ELSE coalesce(otel_time(json_extract_string(item, '$.timeUnixNano')),
+                                      otel_time(json_extract_string(item, '$.observedTimeUnixNano'))) END AS occurred_at,
+                   otel_time(json_extract_string(item, '$.endTimeUnixNano')) AS ended_at
+            FROM otel_spans s LEFT JOIN otel_inherited i USING (record_index)
+        )
+        SELECT
+            CASE WHEN kind = 'span' THEN span_id END AS event_id,
+            record_index, line, occurred_at, ended_at, category,
+            coalesce(agent, otel_attr(attrs, 'service.name')) AS actor_id,
+            CASE WHEN agent IS NOT NULL THEN 'agent' WHEN otel_attr(attrs, 'service.name') IS NOT NULL THEN 'service' END
+                AS actor_type,
+            CASE WHEN status_code IN ('2', 'STATUS_CODE_ERROR') THEN 'failure' WHEN kind = 'span' THEN 'success' END AS outcome,
+            CASE WHEN status_code IN ('2', 'STATUS_CODE_ERROR')
+                 THEN coalesce(otel_attr(attrs, 'error.type'), nullif(status_message, ''), 'error') END AS error_code,
+            task AS task_id, trace_id, span_id, parent_span_id,
+            json_merge_patch('{}', json_object(
+                'name', name,
+                'scope', scope_name,
+                'span_kind', json_extract(item, '$.kind'),
+                'attributes', attrs,
+                'task_link', CASE WHEN own_task IS NOT NULL THEN 'span_attribute'
+                                  WHEN inherited_task IS NOT NULL THEN 'parent_span' END
+            ), CASE category
+                WHEN 'task' THEN json_object(
+                    'agent_id', agent,
+                    'agent_name', otel_attr(attrs, 'gen_ai.agent.name'),
+                    'intent', otel_attr(attrs, 'nhiaudit.task.intent'),
+                    'requested_by', REQUESTER,
+                    'status', CASE WHEN status_code IN ('2', 'STATUS_CODE_ERROR') THEN 'error'
+                                   WHEN status_code IN ('1', 'STATUS_CODE_OK') THEN 'ok' END,
+                    'known_from', 'trace')
+                WHEN 'tool_call' THEN json_object(
+                    'tool_name', otel_attr(attrs, 'gen_ai.tool.name'),
+                    'tool_call_id', otel_attr(attrs, 'gen_ai.tool.call.id'),
+                    'tool_type', otel_attr(attrs, 'gen_ai.tool.type'),
+                    'agent_id', agent)
+                ELSE json_object(
+                    'event_name', json_extract_string(item, '$.eventName'),
+                    'severity_text', json_extract_string(item, '$.severityText'),
+                    'severity_number', json_extract(item, '$.severityNumber'),
+                    'body', CASE WHEN json_type(item, '$.body') = 'OBJECT' THEN otel_value(json_extract(item, '$.body')) END)
+                END) AS details,
+            item AS raw,
+            CASE WHEN kind = 'span' THEN trace_id || span_id
+                 ELSE 'log|' || md5(coalesce(json_extract(attrs, '$')::VARCHAR, '') || item::VARCHAR) END AS dedupe_key
+        FROM s""".replace("REQUESTER", requester)
+    )

@@ -1,0 +1,350 @@
+"""HashiCorp Vault audit device: file, socket or syslog JSON, one object a line (DESIGN §4, FORMATS §5).
+
+Vault writes every request twice: a ``request`` line when it arrives and a ``response`` line when it
+is answered, both carrying the same ``request.id``. The two halves are paired into one event (the
+request half's position is the evidence pointer, the response half goes to ``consumed``); a half
+whose partner is not in the file (log rotation, a crash) is still an event on its own.
+
+Token issuance (logins, ``auth/token/create*``) describes the new token in ``response.auth``; reads
+of dynamic cloud credentials expose ``response.data.access_key`` when the mount does not HMAC it.
+Accessors and keys are kept exactly as logged: HMACs from one audit device compare equal.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
+
+NAME = "vault"
+READS = "HashiCorp Vault audit device logs: JSON request/response lines (file, socket or syslog device), gzip or not"
+DETECTION = (
+    'NDJSON whose first record has "type" request, response, kmip-request or kmip-response, a "time", '
+    'and a "request" or "auth" object'
+)
+
+TYPES = ("request", "response", "kmip-request", "kmip-response")
+# Auth-method metadata keys that only machine identities carry (Nomad tokens, the Kubernetes and
+# AppRole auth methods, Nomad workload identity via JWT): the caller is a workload. OIDC/userpass
+# metadata (email, role) says nothing reliable about the holder, which stays "unknown".
+WORKLOAD_METADATA_KEYS = (
+    "AllocationID", "nomad_allocation_id", "nomad_task", "service_account_name", "service_account_uid", "role_name",
+)
+LOGIN_PATH = r"^auth/.+/(login(/.*)?|callback)$"  # auth/approle/login, auth/userpass/login/bob, auth/oidc/oidc/callback
+TOKEN_CREATE_PATH = r"^auth/token/create"  # create, create-orphan, create/<role>
+CLOUD_CREDS_PATH = r"^aws/(creds|sts)/"
+REVOKE_PATH = r"^(auth/token/revoke|sys/(leases/)?revoke(-prefix|-force)?(/|$))"
+
+_STRUCT = '{"time": "JSON", "type": "JSON", "auth": "JSON", "request": "JSON", "response": "JSON", "error": "JSON"}'
+_FIRST = re.compile(r'^\s*\{\s*"time"\s*:\s*"[^"]*"\s*,\s*"type"\s*:\s*"(kmip-)?(request|response)"')
+
+# Fields whose JSON type is checked before use: (path, allowed json_type values, what was expected).
+# A missing field is never an error (Vault omits empty fields); a field of the wrong type is.
+_NUMBER = ("BIGINT", "UBIGINT", "DOUBLE")
+_CHECKS = (
+    ("$.auth", ("OBJECT",), "an object"),
+    ("$.response", ("OBJECT",), "an object"),
+    ("$.error", ("VARCHAR",), "a string"),
+    ("$.request.id", ("VARCHAR",), "a string"),
+    ("$.request.path", ("VARCHAR",), "a string"),
+    ("$.request.operation", ("VARCHAR",), "a string"),
+    ("$.request.client_token_accessor", ("VARCHAR",), "a string"),
+    ("$.auth.accessor", ("VARCHAR",), "a string"),
+    ("$.auth.display_name", ("VARCHAR",), "a string"),
+    ("$.auth.metadata", ("OBJECT",), "an object"),
+    ("$.response.auth", ("OBJECT",), "an object"),
+    ("$.response.auth.accessor", ("VARCHAR",), "a string"),
+    ("$.response.auth.token_ttl", _NUMBER, "a number of seconds"),
+    ("$.response.auth.metadata", ("OBJECT",), "an object"),
+    ("$.response.data", ("OBJECT",), "an object"),
+    ("$.response.secret", ("OBJECT",), "an object"),
+)
+
+
+def detect(path: Path) -> bool:
+    text = head(path)
+    first = first_json_line(text)
+    if isinstance(first, dict):
+        return (
+            first.get("type") in TYPES
+            and "time" in first
+            and (isinstance(first.get("request"), dict) or isinstance(first.get("auth"), dict))
+        )
+    # A first line longer than the head (a big response): Vault writes "time" then "type" first.
+    return first is None and _FIRST.search(text) is not None
+
+
+def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+    for file in files:
+        stage_json_records(con, file)
+        _check(con)
+        _pair(con)
+        _normalize(con)
+        con.execute(
+            f"INSERT INTO staged BY NAME SELECT {', '.join(_EVENT_COLUMNS)} FROM vault_events"
+        )
+
+
+def _kind(expr: str) -> str:
+    """SQL naming the JSON type of ``expr`` for a person: 'number' rather than 'ubigint'."""
+    return f"CASE WHEN {expr} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' ELSE lower({expr}) END"
+
+
+def _check(con: duckdb.DuckDBPyConnection) -> None:
+    """Type every record once; reject the ones that are not usable Vault audit lines."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE vault_lines AS
+        SELECT record_index, line, doc, r, json_extract_string(r.type, '$') AS type,
+               json_extract_string(r.time, '$') AS time_text,
+               try_cast(json_extract_string(r.time, '$') AS TIMESTAMPTZ) AS ts
+        FROM (SELECT *, json_transform(doc, '{_STRUCT}') AS r FROM records)"""
+    )
+    branches = [
+        "WHEN coalesce(json_type(r.type), 'NULL') = 'NULL' "
+        "THEN 'no \"type\" (expected request or response): not a Vault audit record'",
+        f"WHEN json_type(r.type) <> 'VARCHAR' THEN 'type is a JSON ' || {_kind('json_type(r.type)')} "
+        "|| ', expected request or response'",
+        f"WHEN type NOT IN ({', '.join(repr(t) for t in TYPES)}) "
+        "THEN 'type ''' || left(type, 60) || ''' is not request, response, kmip-request or kmip-response'",
+        "WHEN coalesce(json_type(r.time), 'NULL') = 'NULL' THEN 'no \"time\"'",
+        f"WHEN json_type(r.time) <> 'VARCHAR' THEN 'time is a JSON ' || {_kind('json_type(r.time)')} "
+        "|| ', expected an RFC 3339 string'",
+        "WHEN ts IS NULL THEN 'time ''' || left(time_text, 60) || ''' is not an RFC 3339 time'",
+        "WHEN type IN ('request', 'response') AND coalesce(json_type(r.request), 'NULL') = 'NULL' "
+        "THEN 'a ' || type || ' line without a \"request\" object'",
+        f"WHEN type IN ('request', 'response') AND json_type(r.request) <> 'OBJECT' "
+        f"THEN 'request is a JSON ' || {_kind('json_type(r.request)')} || ', expected an object'",
+    ]
+    for path, allowed, expected in _CHECKS:
+        types = ", ".join(f"'{t}'" for t in (*allowed, "NULL"))
+        kind = _kind(f"json_type(doc, '{path}')")
+        branches.append(
+            f"WHEN coalesce(json_type(doc, '{path}'), 'NULL') NOT IN ({types}) "
+            f"THEN '{path[2:]} is a JSON ' || {kind} || ', expected {expected}'"
+        )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE vault_checked AS
+        SELECT *, CASE {chr(10).join(branches)} END AS reason FROM vault_lines"""
+    )
+    con.execute(
+        """INSERT INTO staged_rejected SELECT record_index, line, reason, left(doc::VARCHAR, ?)
+        FROM vault_checked WHERE reason IS NOT NULL""",
+        [RAW_EXCERPT],
+    )
+
+
+def _pair(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per event: the request half (q_*) and the response half (s_*), either may be missing.
+
+    The n-th request line with an id pairs with the n-th response line with that id, so a log that
+    holds the same pair twice yields two identical events (deduplicated later), not a cross product.
+    """
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE vault_halves AS
+        SELECT record_index, line, doc, type, ts, time_text,
+               nullif(json_extract_string(doc, '$.request.id'), '') AS rid,
+               row_number() OVER (PARTITION BY nullif(json_extract_string(doc, '$.request.id'), ''), type
+                                  ORDER BY record_index) AS n
+        FROM vault_checked WHERE reason IS NULL"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE vault_pairs AS
+        WITH q AS (SELECT * FROM vault_halves WHERE type = 'request' AND rid IS NOT NULL),
+             s AS (SELECT * FROM vault_halves WHERE type = 'response' AND rid IS NOT NULL)
+        SELECT 'vault' AS kind, coalesce(q.rid, s.rid) AS rid,
+               q.record_index AS q_index, q.line AS q_line, q.doc AS q_doc, q.ts AS q_at, q.time_text AS q_time,
+               s.record_index AS s_index, s.line AS s_line, s.doc AS s_doc, s.ts AS s_at, s.time_text AS s_time
+        FROM q FULL OUTER JOIN s ON q.rid = s.rid AND q.n = s.n
+        UNION ALL
+        -- Lines without a request id cannot be paired; KMIP lines are kept as evidence, unpaired.
+        SELECT CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END, rid,
+               CASE WHEN type LIKE '%request' THEN record_index END, CASE WHEN type LIKE '%request' THEN line END,
+               CASE WHEN type LIKE '%request' THEN doc END, CASE WHEN type LIKE '%request' THEN ts END,
+               CASE WHEN type LIKE '%request' THEN time_text END,
+               CASE WHEN type LIKE '%response' THEN record_index END, CASE WHEN type LIKE '%response' THEN line END,
+               CASE WHEN type LIKE '%response' THEN doc END, CASE WHEN type LIKE '%response' THEN ts END,
+               CASE WHEN type LIKE '%response' THEN time_text END
+        FROM vault_halves WHERE rid IS NULL OR type LIKE 'kmip-%'"""
+    )
+    con.execute("INSERT INTO consumed SELECT s_index FROM vault_pairs WHERE q_index IS NOT NULL AND s_index IS NOT NULL")
+
+
+def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    workload_keys = " OR ".join(f"json_exists(meta, '$.{key}')" for key in WORKLOAD_METADATA_KEYS)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE vault_events AS
+        WITH halves AS (
+            SELECT *,
+                coalesce(json_extract(q_doc, '$.request'), json_extract(s_doc, '$.request')) AS rq,
+                coalesce(CASE WHEN json_type(q_doc, '$.auth') = 'OBJECT' THEN json_extract(q_doc, '$.auth') END,
+                         CASE WHEN json_type(s_doc, '$.auth') = 'OBJECT' THEN json_extract(s_doc, '$.auth') END) AS au,
+                CASE WHEN json_type(s_doc, '$.response') = 'OBJECT' THEN json_extract(s_doc, '$.response') END AS rs,
+                nullif(trim(json_extract_string(q_doc, '$.error')), '') AS q_err,
+                nullif(trim(json_extract_string(s_doc, '$.error')), '') AS s_err,
+                CASE WHEN q_index IS NOT NULL AND s_index IS NOT NULL THEN 'request+response'
+                     WHEN q_index IS NOT NULL THEN 'request' ELSE 'response' END AS halves
+            FROM vault_pairs
+        ), fields AS (
+            SELECT *,
+                json_extract_string(rq, '$.path') AS path,
+                json_extract_string(rq, '$.operation') AS op,
+                coalesce(json_extract_string(rq, '$.mount_type'), json_extract_string(rs, '$.mount_type')) AS mount_type,
+                coalesce(nullif(json_extract_string(au, '$.accessor'), ''),
+                         nullif(json_extract_string(rq, '$.client_token_accessor'), '')) AS caller_cred,
+                coalesce(s_err, q_err) AS err,
+                regexp_matches(coalesce(q_err, '') || ' ' || coalesce(s_err, ''), 'permission denied', 'i') AS denied,
+                json_type(rs, '$.auth') = 'OBJECT' AS has_new_token,
+                nullif(json_extract_string(rs, '$.wrap_info.wrapped_accessor'), '') AS wrapped_accessor,
+                coalesce(json_extract_string(rs, '$.auth.token_ttl')::DOUBLE::BIGINT, 0) AS token_ttl,
+                coalesce(try_cast(json_extract_string(rs, '$.secret.lease_duration') AS BIGINT),
+                         try_cast(json_extract_string(rs, '$.lease_duration') AS BIGINT),
+                         CASE WHEN json_type(rs, '$.data.ttl') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                              THEN json_extract_string(rs, '$.data.ttl')::DOUBLE::BIGINT END,
+                         CASE WHEN json_type(rs, '$.data.lease_duration') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                              THEN json_extract_string(rs, '$.data.lease_duration')::DOUBLE::BIGINT END) AS lease_ttl,
+                json_extract_string(rq, '$.headers."user-agent"[0]') AS header_user_agent,
+                regexp_extract(json_extract_string(rq, '$.headers.traceparent[0]'),
+                               '^[0-9a-f]{{2}}-([0-9a-f]{{32}})-([0-9a-f]{{16}})-[0-9a-f]{{2}}$', ['trace', 'span']) AS tp
+            FROM halves
+        ), kinds AS (
+            SELECT *,
+                regexp_matches(coalesce(path, ''), '{LOGIN_PATH}') AS login,
+                kind = 'vault' AND (has_new_token OR wrapped_accessor IS NOT NULL)
+                    AND regexp_matches(coalesce(path, ''), '{LOGIN_PATH}|{TOKEN_CREATE_PATH}') AS token_issue,
+                kind = 'vault' AND rs IS NOT NULL AND err IS NULL
+                    AND (regexp_matches(coalesce(path, ''), '{CLOUD_CREDS_PATH}')
+                         OR (mount_type = 'aws' AND regexp_matches(coalesce(path, ''), '^[^/]+(/.+)?/(creds|sts)/'))
+                         OR json_type(rs, '$.data.access_key') = 'VARCHAR') AS cloud_issue,
+                kind = 'vault' AND err IS NULL AND regexp_matches(coalesce(path, ''), '{REVOKE_PATH}') AS revoke
+            FROM fields
+        ), classified AS (
+            SELECT *,
+                CASE WHEN kind = 'kmip' THEN 'other'
+                     WHEN token_issue OR cloud_issue THEN 'credential_issue'
+                     WHEN revoke THEN 'credential_revoke'
+                     WHEN op IS NULL THEN 'other'
+                     ELSE 'action' END AS category,
+                -- The caller of a login has no token yet: the identity is the one the login produced.
+                coalesce(CASE WHEN json_type(au, '$.metadata') = 'OBJECT' AND json_extract(au, '$.metadata') <> '{{}}'
+                              THEN json_extract(au, '$.metadata') END,
+                         CASE WHEN login THEN json_extract(rs, '$.auth.metadata') END) AS meta,
+                CASE WHEN revoke AND NOT starts_with(path, 'auth/') THEN coalesce(
+                    nullif(json_extract_string(rq, '$.data.lease_id'), ''),
+                    nullif(regexp_extract(path, '^sys/(?:leases/)?revoke(?:-force)?/(.+)$', 1), '')) END AS revoked_lease_id,
+                CASE WHEN revoke THEN nullif(regexp_extract(path, '^sys/(?:leases/)?revoke-prefix/(.+)$', 1), '')
+                     END AS revoked_lease_prefix
+            FROM kinds
+        )
+        SELECT
+            rid AS event_id,
+            coalesce(q_index, s_index) AS record_index,
+            coalesce(q_line, s_line) AS line,
+            coalesce(q_at, s_at) AS occurred_at,
+            category,
+            coalesce(nullif(json_extract_string(au, '$.display_name'), ''), nullif(json_extract_string(au, '$.entity_id'), ''),
+                     CASE WHEN login THEN coalesce(nullif(json_extract_string(rs, '$.auth.display_name'), ''),
+                                                   nullif(json_extract_string(rs, '$.auth.entity_id'), '')) END) AS actor_id,
+            CASE WHEN meta IS NOT NULL AND ({workload_keys}) THEN 'workload'
+                 WHEN coalesce(json_extract_string(au, '$.display_name'), json_extract_string(au, '$.entity_id'), caller_cred,
+                               CASE WHEN login THEN json_extract_string(rs, '$.auth.display_name') END) IS NOT NULL
+                     THEN 'unknown' END AS actor_type,
+            CASE WHEN token_issue THEN coalesce(nullif(json_extract_string(rs, '$.auth.accessor'), ''), wrapped_accessor)
+                 WHEN cloud_issue THEN json_extract_string(rs, '$.data.access_key')
+                 WHEN revoke AND starts_with(path, 'auth/token/revoke-self') THEN caller_cred
+                 WHEN revoke THEN nullif(json_extract_string(rq, '$.data.accessor'), '')
+                 WHEN category = 'other' AND kind = 'kmip' THEN NULL
+                 ELSE caller_cred END AS credential_id,
+            CASE WHEN (token_issue AND NOT login) OR cloud_issue THEN caller_cred END AS parent_credential_id,
+            CASE WHEN op IS NOT NULL THEN 'vault:' || op END AS action,
+            path AS resource,
+            CASE WHEN category = 'action' THEN op IN ('read', 'list', 'help')
+                 WHEN category LIKE 'credential_%' THEN false END AS read_only,
+            CASE WHEN denied THEN 'denied' WHEN err IS NOT NULL THEN 'failure' ELSE 'success' END AS outcome,
+            CASE WHEN denied THEN 'permission denied'
+                 WHEN err IS NOT NULL THEN left(trim(regexp_replace(err, '\\s+', ' ', 'g')), 200) END AS error_code,
+            nullif(json_extract_string(rq, '$.remote_address'), '') AS src_ip,
+            CASE WHEN NOT starts_with(header_user_agent, 'hmac-') THEN header_user_agent END AS user_agent,
+            CASE WHEN token_issue THEN json_extract_string(rs, '$.auth.metadata.task_id')
+                 ELSE json_extract_string(au, '$.metadata.task_id') END AS task_id,
+            nullif(tp.trace, '') AS trace_id,
+            nullif(tp.span, '') AS parent_span_id,
+            CASE WHEN token_issue AND has_new_token AND token_ttl > 0
+                     THEN coalesce(try_cast(json_extract_string(rs, '$.auth.token_issue_time') AS TIMESTAMPTZ), s_at, q_at)
+                          + to_seconds(token_ttl)
+                 WHEN cloud_issue AND lease_ttl > 0 THEN coalesce(s_at, q_at) + to_seconds(lease_ttl) END AS expires_at,
+            revoked_lease_id, mount_type, token_issue, cloud_issue, revoke, login, caller_cred, has_new_token,
+            token_ttl, lease_ttl, halves, rq, au, rs, meta, revoked_lease_prefix,
+            json_object('request', q_doc, 'response', s_doc) AS raw,
+            CASE WHEN rid IS NOT NULL THEN rid || '|' || halves || '|' || coalesce(q_time, s_time) END AS dedupe_key
+        FROM classified"""
+    )
+    # A lease revocation names the lease; the credential is the key issued under that lease, when
+    # the issuance is in the same file (across files, correlation joins on details.lease_id).
+    con.execute(
+        """UPDATE vault_events AS v SET credential_id = (
+            SELECT min(i.credential_id) FROM vault_events i
+            WHERE i.cloud_issue AND json_extract_string(i.rs, '$.secret.lease_id') = v.revoked_lease_id)
+        WHERE v.revoke AND v.credential_id IS NULL AND v.revoked_lease_id IS NOT NULL"""
+    )
+    con.execute(
+        """ALTER TABLE vault_events ADD COLUMN credential_type VARCHAR;
+        ALTER TABLE vault_events ADD COLUMN details JSON;"""
+    )
+    con.execute(
+        """UPDATE vault_events SET
+            credential_type = CASE
+                WHEN credential_id IS NULL THEN NULL
+                WHEN cloud_issue OR revoked_lease_id IS NOT NULL THEN CASE
+                    WHEN credential_id LIKE 'AKIA%' THEN 'aws_long_term_key'
+                    WHEN credential_id LIKE 'ASIA%' THEN 'aws_temporary_key'
+                    ELSE 'aws_access_key' END
+                ELSE 'vault_token' END,
+            details = json_merge_patch('{}', json_object(
+                'halves', halves,
+                'mount_type', mount_type,
+                'namespace', coalesce(json_extract_string(rq, '$.namespace.path'), json_extract_string(rq, '$.namespace.id')),
+                'entity_id', nullif(json_extract_string(au, '$.entity_id'), ''),
+                'policies', coalesce(json_extract(au, '$.token_policies'), json_extract(au, '$.policies')),
+                'token_type', json_extract_string(au, '$.token_type'),
+                'metadata', meta,
+                'wrap_accessor', json_extract_string(rs, '$.wrap_info.accessor'),
+                'wrapped_accessor', json_extract_string(rs, '$.wrap_info.wrapped_accessor'),
+                'wrap_creation_path', json_extract_string(rs, '$.wrap_info.creation_path')
+            ), CASE
+                WHEN token_issue THEN json_object(
+                    'holder', coalesce(nullif(json_extract_string(rs, '$.auth.display_name'), ''),
+                                       nullif(json_extract_string(rs, '$.auth.entity_id'), '')),
+                    'issued_by', CASE WHEN login THEN 'login' ELSE 'token_create' END,
+                    'ttl_seconds', CASE WHEN has_new_token THEN token_ttl END,
+                    'long_term', CASE WHEN has_new_token THEN token_ttl = 0 END,
+                    'policies', coalesce(json_extract(rs, '$.auth.token_policies'), json_extract(rs, '$.auth.policies')),
+                    'metadata', json_extract(rs, '$.auth.metadata'),
+                    'entity_id', nullif(json_extract_string(rs, '$.auth.entity_id'), ''),
+                    'token_type', json_extract_string(rs, '$.auth.token_type'),
+                    'task_link', CASE WHEN task_id IS NOT NULL THEN 'vault_metadata' END)
+                WHEN cloud_issue THEN json_object(
+                    'holder', CASE WHEN NOT starts_with(json_extract_string(rs, '$.data.arn'), 'hmac-')
+                                   THEN json_extract_string(rs, '$.data.arn') END,
+                    'role', regexp_extract(resource, '/(creds|sts)/(.+)$', 2),
+                    'lease_id', json_extract_string(rs, '$.secret.lease_id'),
+                    'ttl_seconds', lease_ttl,
+                    'long_term', CASE WHEN lease_ttl IS NOT NULL THEN lease_ttl = 0
+                                      WHEN credential_id LIKE 'AKIA%' THEN true END,
+                    'task_link', CASE WHEN task_id IS NOT NULL THEN 'vault_caller_metadata' END)
+                WHEN revoke THEN json_object(
+                    'lease_id', revoked_lease_id,
+                    'lease_prefix', revoked_lease_prefix,
+                    'revoked_accessor', CASE WHEN starts_with(resource, 'auth/') THEN credential_id END,
+                    'by_credential_id', caller_cred)
+                ELSE '{}'::JSON END)"""
+    )
+
+
+_EVENT_COLUMNS = (
+    "event_id", "record_index", "line", "occurred_at", "category", "actor_id", "actor_type", "credential_id",
+    "credential_type", "parent_credential_id", "action", "resource", "read_only", "outcome", "error_code",
+    "src_ip", "user_agent", "task_id", "trace_id", "parent_span_id", "expires_at", "details", "raw", "dedupe_key",
+)

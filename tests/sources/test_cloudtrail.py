@@ -1,0 +1,446 @@
+"""CloudTrail: every shared sample loads cleanly, spot checks against values read in the files,
+and the same records give the same events in every layout CloudTrail logs come in."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from nhiaudit import ingest
+from nhiaudit.sources import cloudtrail
+
+CT_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "aws_cloudtrail"
+SAMPLE_FILES = sorted(p for p in CT_SAMPLES.glob("*") if p.is_file()) if CT_SAMPLES.is_dir() else []
+
+OTRF = "otrf__ec2_proxy_s3_exfiltration_2020-09-14011940.ndjson"
+FEDERATION = "stratus-red-team__aws.persistence.sts-federation-token.json"
+ELASTIC_TAGS = "elastic__test-assume-role-json.log"
+IAM_DOCS = "awsdocs-iam-user-guide__sts_and_signin_examples.records.json"
+CT_DOCS = "awsdocs-cloudtrail-user-guide__log_file_and_signin_examples.records.json"
+PASSWORD_DATA = "stratus-red-team__aws.credential-access.ec2-get-password-data.json"
+SQS = "aws-cloudtrail-processing-library__SQSMessageBody.json"
+GZIP_RECORDS = "aws-cloudtrail-processing-library__SerializerTestFileCompact.json.gz"
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
+    found = rows(con, "SELECT * FROM events WHERE event_id = ?", [event_id])
+    assert len(found) == 1, f"{event_id}: {len(found)} events"
+    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
+    return found[0]
+
+
+def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
+    result = ingest.ingest(con, [path])
+    assert not result.unrecognized, f"{path.name} was not recognized"
+    (file_result,) = result.files
+    assert file_result.source == "cloudtrail"
+    return file_result
+
+
+def python_record_count(path: Path) -> int:
+    """How many records the file holds, counted independently of DuckDB."""
+    data = (gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()).decode()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return sum(1 for line in data.splitlines() if line.strip())
+    if isinstance(doc, list):
+        return len(doc)
+    if doc.get("Type") == "Notification":
+        return 0  # an SNS/SQS delivery notification: no events
+    return len(doc["Records"]) if "Records" in doc else 1
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
+def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
+    assert cloudtrail.detect(path)
+    result = load(store, path)
+    assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
+    assert result.read == python_record_count(path)
+    assert result.read == result.loaded + result.duplicates
+    assert store.execute("SELECT count(*) FROM events").fetchone()[0] == result.loaded
+    record_indexes = [r[0] for r in store.execute("SELECT record_index FROM events").fetchall()]
+    assert len(set(record_indexes)) == len(record_indexes)
+    assert all(0 <= i < max(result.read, 1) for i in record_indexes)
+    (stored,) = rows(store, "SELECT * FROM evidence_files")
+    assert (stored["records_read"], stored["records_loaded"], stored["records_rejected"]) == (
+        result.read, result.loaded, 0
+    )
+    assert stored["path"] == str(path) and stored["size"] == path.stat().st_size
+
+
+def test_sqs_notification_is_recognized_and_holds_no_events(
+    store: duckdb.DuckDBPyConnection, samples_dir: Path
+) -> None:
+    path = samples_dir / "aws_cloudtrail" / SQS
+    assert ingest.detect(path) == "cloudtrail"
+    result = load(store, path)
+    assert (result.read, result.loaded, result.rejected, result.duplicates) == (0, 0, 0, 0)
+    assert store.execute("SELECT count(*) FROM evidence_files").fetchone()[0] == 1  # custody recorded
+
+
+def test_gzip_records_sample(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
+    result = load(store, samples_dir / "aws_cloudtrail" / GZIP_RECORDS)
+    assert (result.read, result.loaded, result.rejected) == (6, 6, 0)
+    first = rows(store, "SELECT * FROM events WHERE record_index = 0")[0]
+    assert first["action"] == "eventSource1:eventName1"
+    assert first["outcome"] == "failure" and first["error_code"] == "errorCode1"
+    assert first["occurred_at"] == utc(2013, 11, 1)
+
+
+# --- spot checks on real records ----------------------------------------------------------------
+
+
+@pytest.fixture
+def otrf(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> duckdb.DuckDBPyConnection:
+    result = load(store, samples_dir / "aws_cloudtrail" / OTRF)
+    assert (result.read, result.loaded, result.rejected) == (103, 103, 0)
+    return store
+
+
+def test_otrf_instance_credential_issuance(otrf: duckdb.DuckDBPyConnection) -> None:
+    issued = event(otrf, "a3a3dded-7c27-42c0-a42d-891cdd436278")
+    assert issued["category"] == "credential_issue"
+    assert issued["action"] == "sts:AssumeRole"
+    assert issued["credential_id"] == "ASIA5FLZVX4OPVKKVBMX"
+    assert issued["credential_type"] == "aws_temporary_key"
+    assert issued["parent_credential_id"] is None  # EC2 (AWSService) asked for it: no caller key
+    assert issued["expires_at"] == utc(2020, 9, 14, 7, 10, 27)  # "Sep 14, 2020, 7:10:27 AM"
+    # The record has no eventTime (Logstash export): the time comes from @timestamp.
+    assert issued["occurred_at"] == utc(2020, 9, 14, 0, 48, 30)
+    assert issued["actor_id"] == "ec2.amazonaws.com" and issued["actor_type"] == "service"
+    assert issued["resource"] == "arn:aws:iam::123456789123:role/MordorNginxStack-BankingWAFRole-9S3E0UAE1MM0"
+    assert issued["details"]["role_session_name"] == "i-0317f6c6b66ae9c40"
+    assert issued["account"] == "123456789123" and issued["region"] == "us-east-1"
+    assert issued["line"] == 44 and issued["record_index"] == 43
+
+
+def test_otrf_stolen_credential_used_for_s3(otrf: duckdb.DuckDBPyConnection) -> None:
+    get = event(otrf, "771299cb-e200-4926-9604-c85358b30499")
+    assert get["credential_id"] == "ASIA5FLZVX4OPVKKVBMX"
+    assert get["category"] == "action"
+    assert get["action"] == "s3:GetObject"
+    assert get["resource"] == "arn:aws:s3:::mordors3stack-s3bucket-llp2yingx64a/ring.txt"
+    assert get["src_ip"] == "1.2.3.4"
+    assert get["actor_type"] == "workload"  # sessionContext.ec2RoleDelivery: an instance credential
+    assert get["read_only"] is True and get["outcome"] == "success"
+    assert get["occurred_at"] == utc(2020, 9, 14, 1, 2, 34)
+    assert get["line"] == 80
+
+    listing = event(otrf, "bf575a0c-c344-4302-a468-00e6a84a127a")
+    assert listing["action"] == "s3:ListObjects"
+    # The object resource is only an ARNPrefix: the bucket is the first real ARN.
+    assert listing["resource"] == "arn:aws:s3:::mordors3stack-s3bucket-llp2yingx64a"
+    assert listing["credential_id"] == "ASIA5FLZVX4OPVKKVBMX"
+
+    uses = otrf.execute(
+        "SELECT count(*) FROM events WHERE credential_id = 'ASIA5FLZVX4OPVKKVBMX' AND category = 'action'"
+    ).fetchone()[0]
+    assert uses > 10
+    assert otrf.execute("SELECT count(*) FROM events WHERE occurred_at IS NULL").fetchone()[0] == 0
+
+
+def test_federation_token_issuance(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
+    load(store, samples_dir / "aws_cloudtrail" / FEDERATION)
+    issued = event(store, "6e882b9d-2af8-4c67-b91f-aeac6a0e5e70")
+    assert issued["category"] == "credential_issue"
+    assert issued["action"] == "sts:GetFederationToken"
+    assert issued["credential_id"] == "ASIASTJKC5GCM7ZE6LUP"
+    assert issued["parent_credential_id"] == "AKIA6V1GNZTT65XQH36M"
+    assert issued["details"]["holder"] == "arn:aws:sts::742491224508:federated-user/stratus_red_team"
+    assert issued["expires_at"] == utc(2024, 11, 30, 20, 43, 17)  # "Nov 30, 2024, 8:43:17 PM"
+    assert issued["read_only"] is False
+    assert issued["actor_id"] == "arn:aws:iam::742491224508:user/stratus-red-team-user-federation-user"
+    # The secret never leaves raw: no normalized column or detail carries the session token.
+    assert "IQoJb3JpZ2lu" not in json.dumps(issued["details"])
+
+    used = event(store, "91529247-c4c4-4793-afc8-d70bbcfe9d19")
+    assert (used["category"], used["action"], used["credential_id"]) == (
+        "action", "sts:GetCallerIdentity", "ASIASTJKC5GCM7ZE6LUP"
+    )
+    assert used["read_only"] is True
+    assert used["details"]["session_issuer"] == issued["actor_id"]
+
+
+def test_assume_role_with_session_tags(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
+    result = load(store, samples_dir / "aws_cloudtrail" / ELASTIC_TAGS)
+    # Both lines carry eventID 1917948f-… with the same time, name and account: one event.
+    assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
+    issued = event(store, "1917948f-3042-46ec-98e2-62865EXAMPLE")
+    assert issued["record_index"] == 0 and issued["line"] == 1  # the first copy is the one kept
+    assert issued["details"]["session_tags"] == [
+        {"value": "johndoe@example.com", "key": "Email"},
+        {"value": "12345", "key": "CostCenter"},
+    ]
+    assert issued["parent_credential_id"] == "AKIAI44QH8DHBEXAMPLE"  # role chaining
+    assert issued["credential_id"] == "ASIAWHOJDLGPOEXAMPLE"
+    assert issued["expires_at"] == utc(2019, 10, 2, 23, 12, 29)  # "Oct 2, 2019 11:12:29 PM", no comma
+    assert issued["details"]["holder"] == "arn:aws:sts::111111111111:assumed-role/test-role/Role2WithTags"
+    assert issued["details"]["duration_seconds"] == 3600
+    assert issued["resource"] == "arn:aws:iam::111122223333:role/JohnRole2"
+
+
+def test_source_identity_is_the_task_id(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
+    path = samples_dir / "aws_cloudtrail" / IAM_DOCS
+    result = load(store, path)
+    assert (result.read, result.loaded, result.rejected) == (13, 13, 0)
+    john = rows(store, "SELECT * FROM events WHERE record_index = 1")[0]
+    assert john["event_id"] == "dEXAMPLE-ac7f-466c-a608-4ac8dEXAMPLE"
+    assert (john["category"], john["task_id"]) == ("credential_issue", "JohnDoe")
+    assert john["expires_at"] == utc(2023, 7, 18, 16, 7, 39)  # "Jul 18, 2023, 4:07:39 PM"
+    assert john["credential_type"] == "aws_long_term_key"  # the doc example issues an AKIA… id
+
+    # A doc fragment with no eventID: the issuance still carries its task id, with a stable id.
+    issuance = rows(store, "SELECT * FROM events WHERE record_index = 10")[0]
+    assert issuance["task_id"] == "source-identity-value-set"
+    assert issuance["category"] == "credential_issue"
+    assert issuance["event_id"] == f"rec-{result.sha256[:12]}-10"
+    # Later calls carry it in userIdentity.sessionContext.sourceIdentity.
+    use = rows(store, "SELECT * FROM events WHERE record_index = 11")[0]
+    assert use["task_id"] == "source-identity-value-present"
+    assert use["credential_id"] == "ASIAIOSFODNN7EXAMPLE"
+    assert use["occurred_at"] is None and use["category"] == "other"
+
+    web = event(store, "bEXAMPLE-0b30-4246-b28c-e3da3EXAMPLE")
+    assert (web["action"], web["task_id"]) == ("sts:AssumeRoleWithWebIdentity", "MyWebIdentityUser")
+
+
+def test_error_codes_set_the_outcome(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
+    load(store, samples_dir / "aws_cloudtrail" / PASSWORD_DATA)
+    load(store, samples_dir / "aws_cloudtrail" / CT_DOCS)
+    outcomes = dict(
+        store.execute(
+            "SELECT error_code, any_value(outcome) FROM events WHERE error_code IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    assert outcomes["AccessDenied"] == "denied"
+    assert outcomes["Client.UnauthorizedOperation"] == "denied"
+    assert outcomes["TrailNotFoundException"] == "failure"
+    # Without an errorCode only a failed console sign-in is not a success.
+    assert store.execute(
+        "SELECT DISTINCT action, outcome FROM events WHERE error_code IS NULL AND outcome <> 'success'"
+    ).fetchall() == [("signin:ConsoleLogin", "failure")]
+    trail = event(store, "b7d4398e-b2f0-4faa-9c76-e2d316a8d67f")
+    assert (trail["action"], trail["outcome"]) == ("cloudtrail:UpdateTrail", "failure")
+
+
+# --- inline records --------------------------------------------------------------------------------
+
+
+def record(i: int, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "eventID": f"00000000-0000-0000-0000-{i:012d}",
+        "eventTime": f"2024-05-01T10:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "PutObject",
+        "awsRegion": "eu-west-1",
+        "sourceIPAddress": "198.51.100.7",
+        "userAgent": "agent/1.0",
+        "recipientAccountId": "111122223333",
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1",
+            "accountId": "111122223333",
+            "accessKeyId": "ASIAAGENTKEY00000001",
+            "sessionContext": {"sourceIdentity": "t-1"},
+        },
+        "requestParameters": {"bucketName": "reports", "key": f"r/{i}.csv"},
+        "responseElements": None,
+    }
+    base.update(fields)
+    return base
+
+
+def load_records(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, records: list[dict[str, Any]]
+) -> ingest.FileResult:
+    path = tmp_path / "records.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return load(con, path)
+
+
+def test_resources_object_before_bucket(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    bucket = {"ARN": "arn:aws:s3:::reports", "accountId": "111122223333", "type": "AWS::S3::Bucket"}
+    obj = {"ARN": "arn:aws:s3:::reports/r/1.csv", "type": "AWS::S3::Object"}
+    roles = [{"ARN": f"arn:aws:iam::111122223333:role/r{n}", "type": "AWS::IAM::Role"} for n in range(6)]
+    load_records(store, tmp_path, [
+        record(1, resources=[bucket, obj]),
+        record(2, resources=[obj, bucket]),
+        record(3, resources=[{"ARNPrefix": "arn:aws:s3:::reports/", "type": "AWS::S3::Object"}, bucket]),
+        record(4, resources=roles),  # no object: the first ARN in the list
+        record(5, resources=[], requestParameters={"bucketName": "reports", "key": "k"}),
+        record(6, eventSource="ec2.amazonaws.com", eventName="DescribeInstances", requestParameters=None),
+    ])
+    resource = dict(store.execute("SELECT record_index, resource FROM events").fetchall())
+    assert resource == {
+        0: "arn:aws:s3:::reports/r/1.csv",
+        1: "arn:aws:s3:::reports/r/1.csv",
+        2: "arn:aws:s3:::reports",
+        3: "arn:aws:iam::111122223333:role/r0",
+        4: "arn:aws:s3:::reports/k",  # built from requestParameters
+        5: None,
+    }
+
+
+def test_read_only(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    load_records(store, tmp_path, [
+        record(1, readOnly=True, eventName="PutObject"),  # the field wins over the name
+        record(2, readOnly=False, eventName="GetObject"),
+        record(3, readOnly="true"),
+        record(4, eventName="GetObject"),  # no field: Get/List/Describe… are reads
+        record(5, eventName="ListBuckets"),
+        record(6, eventName="DeleteObject"),
+    ])
+    read_only = dict(store.execute("SELECT record_index, read_only FROM events").fetchall())
+    assert read_only == {0: True, 1: False, 2: True, 3: True, 4: True, 5: False}
+
+
+def test_timestamp_fallback_and_precedence(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    no_time = record(1, **{"@timestamp": "2020-09-14T00:48:30.000Z"})
+    del no_time["eventTime"]
+    both = record(2, **{"@timestamp": "2001-01-01T00:00:00Z"})
+    offset = record(3, eventTime="2024-05-01T12:00:00+02:00")
+    neither = record(4)
+    del neither["eventTime"]
+    load_records(store, tmp_path, [no_time, both, offset, neither])
+    times = dict(store.execute("SELECT record_index, occurred_at FROM events").fetchall())
+    assert times == {
+        0: utc(2020, 9, 14, 0, 48, 30),
+        1: utc(2024, 5, 1, 10, 0, 2),  # eventTime wins over @timestamp
+        2: utc(2024, 5, 1, 10, 0, 0),
+        3: None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("expiration", "expected"),
+    [
+        ("Sep 14, 2020, 7:01:26 AM", utc(2020, 9, 14, 7, 1, 26)),
+        ("Oct 2, 2019 11:12:29 PM", utc(2019, 10, 2, 23, 12, 29)),
+        ("Dec 1, 2024, 12:05:00 AM", utc(2024, 12, 1, 0, 5, 0)),
+        ("2024-05-01T11:00:00Z", utc(2024, 5, 1, 11, 0, 0)),
+        ("not a time", None),
+    ],
+)
+def test_expiration_spellings(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, expiration: str, expected: datetime | None
+) -> None:
+    load_records(store, tmp_path, [record(
+        1, eventSource="sts.amazonaws.com", eventName="AssumeRole",
+        requestParameters={"roleArn": "arn:aws:iam::111122223333:role/agent", "roleSessionName": "t-1",
+                           "tags": [{"key": "TaskId", "value": "t-1"}]},
+        responseElements={"credentials": {"accessKeyId": "ASIANEWKEY0000000001", "expiration": expiration,
+                                          "sessionToken": "secret"}},
+    )])
+    issued = event(store, "00000000-0000-0000-0000-000000000001")
+    assert issued["expires_at"] == expected
+    assert issued["parent_credential_id"] == "ASIAAGENTKEY00000001"
+    assert issued["credential_id"] == "ASIANEWKEY0000000001"
+
+
+def test_identity_and_outcome_columns(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    load_records(store, tmp_path, [
+        record(1),
+        record(2, errorCode="AccessDenied", errorMessage="no"),
+        record(3, errorCode="NoSuchKey"),
+        record(4, eventType="AwsConsoleSignIn", eventSource="signin.amazonaws.com", eventName="ConsoleLogin",
+               responseElements={"ConsoleLogin": "Failure"}),
+        record(5, userIdentity={"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ci",
+                                "accessKeyId": "AKIALONGTERMKEY00001"}),
+    ])
+    got = {r["record_index"]: r for r in rows(store, "SELECT * FROM events")}
+    assert got[0]["task_id"] == "t-1" and got[0]["outcome"] == "success"
+    assert got[0]["action"] == "s3:PutObject" and got[0]["read_only"] is False
+    assert (got[1]["outcome"], got[1]["error_code"]) == ("denied", "AccessDenied")
+    assert got[2]["outcome"] == "failure"
+    assert (got[3]["category"], got[3]["outcome"]) == ("signin", "failure")
+    assert got[4]["credential_type"] == "aws_long_term_key"
+    assert got[0]["credential_type"] == "aws_temporary_key"
+
+
+# --- the same records in every layout ------------------------------------------------------------
+
+LAYOUT_RECORDS = [
+    record(1, eventSource="sts.amazonaws.com", eventName="AssumeRole",
+           requestParameters={"roleArn": "arn:aws:iam::111122223333:role/agent", "roleSessionName": "t-1",
+                              "sourceIdentity": "t-1"},
+           responseElements={"credentials": {"accessKeyId": "ASIAAGENTKEY00000001",
+                                             "expiration": "May 1, 2024, 11:00:00 AM", "sessionToken": "x"}}),
+    record(2),
+    record(3, eventName="GetObject", errorCode="AccessDenied"),
+    record(4, eventSource="ec2.amazonaws.com", eventName="RunInstances",
+           requestParameters={"note": "ü ✓ \u2028"}),
+]
+
+
+def _write_layout(tmp_path: Path, layout: str) -> Path:
+    if layout == "native gzip Records":
+        path = tmp_path / "111122223333_CloudTrail_eu-west-1_20240501T1000Z_abc.json.gz"
+        path.write_bytes(gzip.compress(json.dumps({"Records": LAYOUT_RECORDS}).encode()))
+    elif layout == "NDJSON":
+        path = tmp_path / "export.ndjson"
+        path.write_text("".join(json.dumps(r) + "\n" for r in LAYOUT_RECORDS))
+    elif layout == "JSON array":
+        path = tmp_path / "array.json"
+        path.write_text(json.dumps(LAYOUT_RECORDS, indent=3))
+    elif layout == "single-line Records":
+        path = tmp_path / "records.json"
+        path.write_text(json.dumps({"Records": LAYOUT_RECORDS}))
+    elif layout == "pretty Records":
+        path = tmp_path / "pretty.json"
+        path.write_text(json.dumps({"Records": LAYOUT_RECORDS}, indent=2, ensure_ascii=False))
+    else:
+        raise AssertionError(layout)
+    return path
+
+
+LAYOUTS = ["native gzip Records", "NDJSON", "JSON array", "single-line Records", "pretty Records"]
+COMPARED = ("event_id", "record_index", "occurred_at", "category", "actor_id", "actor_type", "credential_id",
+            "credential_type", "parent_credential_id", "action", "resource", "read_only", "outcome",
+            "error_code", "account", "region", "src_ip", "user_agent", "task_id", "expires_at", "dedupe_key")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts_give_the_same_events(tmp_path: Path, layout: str) -> None:
+    from nhiaudit import store as nhistore
+
+    con = nhistore.connect(":memory:")
+    path = _write_layout(tmp_path, layout)
+    assert cloudtrail.detect(path)
+    result = load(con, path)
+    assert (result.read, result.loaded, result.rejected, result.duplicates) == (4, 4, 0, 0)
+    got = rows(con, f"SELECT {', '.join(COMPARED)}, raw, line FROM events ORDER BY record_index")
+    assert [json.loads(r.pop("raw")) for r in got] == LAYOUT_RECORDS  # the original record, untouched
+    lines = [r.pop("line") for r in got]
+    if layout == "NDJSON":
+        assert lines == [1, 2, 3, 4]
+    elif layout in ("native gzip Records", "single-line Records"):
+        assert lines == [1, 1, 1, 1]
+
+    reference = nhistore.connect(":memory:")
+    (tmp_path / "ref").mkdir()
+    load(reference, _write_layout(tmp_path / "ref", "NDJSON"))
+    expected = rows(reference, f"SELECT {', '.join(COMPARED)} FROM events ORDER BY record_index")
+    assert got == expected
+    assert [r["event_id"] for r in got] == [r["eventID"] for r in LAYOUT_RECORDS]
+    assert got[0]["category"] == "credential_issue" and got[0]["task_id"] == "t-1"
+    assert got[0]["expires_at"] == utc(2024, 5, 1, 11, 0, 0)
+    con.close()
+    reference.close()
