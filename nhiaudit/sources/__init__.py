@@ -12,13 +12,33 @@ from __future__ import annotations
 from types import ModuleType
 
 from nhiaudit.sources import cloudtrail
+from nhiaudit.sources import k8s_audit
+from nhiaudit.sources import gcp_audit
+from nhiaudit.sources import azure
 from nhiaudit.sources import kong
+from nhiaudit.sources import envoy
+from nhiaudit.sources import apigateway
+from nhiaudit.sources import keycloak
+from nhiaudit.sources import auth0
+from nhiaudit.sources import otel
+from nhiaudit.sources import provenance
+from nhiaudit.sources import vault
 
 # Detection order matters: the first source whose detect() says yes takes the file.
 SOURCES: dict[str, ModuleType] = {
     module.NAME: module
     for module in (
         cloudtrail,
+        k8s_audit,
+        gcp_audit,
+        azure,
         kong,
+        envoy,
+        apigateway,
+        keycloak,
+        auth0,
+        provenance,
+        vault,
+        otel,
     )
 }

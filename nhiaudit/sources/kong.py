@@ -18,9 +18,13 @@ from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_r
 
 NAME = "kong"
 READS = "Kong file-log/http-log/tcp-log JSON request logs (one object a line, or http-log batch arrays)"
-DETECTION = 'JSON whose first record has Kong\'s serializer keys "started_at", "latencies" and "client_ip" or "upstream_uri"'
+DETECTION = (
+    'JSON whose first record has Kong\'s log serializer keys "started_at", "latencies" and "client_ip" '
+    'or "upstream_uri"'
+)
 
 _MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+_STATUS = "an HTTP status (a number)"
 
 _STRUCT = """{
     "started_at": "JSON", "client_ip": "VARCHAR", "upstream_uri": "VARCHAR",
@@ -50,16 +54,16 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE kong AS
         SELECT record_index, line, doc, r, CASE
-            {s.type_problem('doc', '$.started_at', 'started_at', s.NUMBER, 'epoch milliseconds (a number)')}
-            {s.type_problem('doc', '$.request', 'request', s.OBJECT, 'an object')}
-            {s.type_problem('doc', '$.request.method', 'request.method', s.STRING, 'a string')}
-            {s.type_problem('doc', '$.request.headers', 'request.headers', s.OBJECT, 'an object')}
-            {s.type_problem('doc', '$.response', 'response', s.OBJECT, 'an object')}
-            {s.type_problem('doc', '$.response.status', 'response.status', s.NUMBER, 'an HTTP status (a number)')}
-            {s.type_problem('doc', '$.authenticated_entity', 'authenticated_entity', s.OBJECT, 'an object')}
-            {s.type_problem('doc', '$.consumer', 'consumer', s.OBJECT, 'an object')}
-            {s.type_problem('doc', '$.route', 'route', s.OBJECT, 'an object')}
-            {s.type_problem('doc', '$.service', 'service', s.OBJECT, 'an object')}
+            {s.type_problem("doc", "$.started_at", "started_at", s.NUMBER, "epoch milliseconds (a number)")}
+            {s.type_problem("doc", "$.request", "request", s.OBJECT, "an object")}
+            {s.type_problem("doc", "$.request.method", "request.method", s.STRING, "a string")}
+            {s.type_problem("doc", "$.request.headers", "request.headers", s.OBJECT, "an object")}
+            {s.type_problem("doc", "$.response", "response", s.OBJECT, "an object")}
+            {s.type_problem("doc", "$.response.status", "response.status", s.NUMBER, _STATUS)}
+            {s.type_problem("doc", "$.authenticated_entity", "authenticated_entity", s.OBJECT, "an object")}
+            {s.type_problem("doc", "$.consumer", "consumer", s.OBJECT, "an object")}
+            {s.type_problem("doc", "$.route", "route", s.OBJECT, "an object")}
+            {s.type_problem("doc", "$.service", "service", s.OBJECT, "an object")}
             WHEN NOT coalesce(TRY_CAST(json_extract_string(doc, '$.started_at') AS DOUBLE)
                               BETWEEN 0 AND {_MAX_EPOCH_MS}, true)
                 THEN 'started_at ' || json_extract_string(doc, '$.started_at') || ' is not epoch milliseconds'
@@ -78,25 +82,26 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         f"""INSERT INTO staged BY NAME
         WITH base AS (
             SELECT *,
-                {s.json_string('doc', '$.request.id')} AS request_id,
-                {s.header(headers, 'x-kong-request-id')} AS kong_request_id_header,
-                {s.header(headers, 'traceparent')} AS traceparent,
-                {s.header(headers, 'user-agent')} AS user_agent_header,
-                {s.header(headers, 'host')} AS host_header,
+                {s.json_string("doc", "$.request.id")} AS request_id,
+                {s.header(headers, "x-kong-request-id")} AS kong_request_id_header,
+                {s.header(headers, "traceparent")} AS traceparent,
+                {s.header(headers, "user-agent")} AS user_agent_header,
+                {s.header(headers, "host")} AS host_header,
                 json_extract_string(doc, '$.request.method') AS method,
                 json_extract_string(doc, '$.request.uri') AS uri,
                 TRY_CAST(json_extract_string(doc, '$.response.status') AS INTEGER) AS status,
                 CASE WHEN json_type(doc, '$.started_at') <> 'NULL'
-                     THEN timezone('UTC', epoch_ms(TRY_CAST(json_extract_string(doc, '$.started_at') AS DOUBLE)::BIGINT))
+                     THEN timezone('UTC', epoch_ms(
+                         TRY_CAST(json_extract_string(doc, '$.started_at') AS DOUBLE)::BIGINT))
                 END AS occurred_at,
-                {s.json_string('doc', '$.authenticated_entity.id')} AS entity_id,
-                {s.json_string('doc', '$.consumer.username')} AS consumer_username,
-                {s.json_string('doc', '$.consumer.id')} AS consumer_id,
-                {s.json_string('doc', '$.consumer.custom_id')} AS consumer_custom_id,
-                {s.json_string('doc', '$.service.name')} AS service_name,
-                {s.json_string('doc', '$.service.host')} AS service_host,
-                {s.json_string('doc', '$.route.name')} AS route_name,
-                {s.json_string('doc', '$.route.id')} AS route_id
+                {s.json_string("doc", "$.authenticated_entity.id")} AS entity_id,
+                {s.json_string("doc", "$.consumer.username")} AS consumer_username,
+                {s.json_string("doc", "$.consumer.id")} AS consumer_id,
+                {s.json_string("doc", "$.consumer.custom_id")} AS consumer_custom_id,
+                {s.json_string("doc", "$.service.name")} AS service_name,
+                {s.json_string("doc", "$.service.host")} AS service_host,
+                {s.json_string("doc", "$.route.name")} AS route_name,
+                {s.json_string("doc", "$.route.id")} AS route_id
             FROM kong WHERE reason IS NULL
         ), ided AS (
             -- Kong 3.5+ logs request.id; older versions only echo the x-kong-request-id header when
@@ -113,29 +118,30 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN entity_id IS NOT NULL THEN 'kong_credential' END AS credential_type,
             'http:' || upper(method) AS action,
             'kong:' || coalesce(service_name, service_host, host_header, '-')
-                || coalesce({s.without_query('uri')}, '') AS resource,
-            {s.read_only('method')} AS read_only,
-            {s.http_outcome('status')} AS outcome,
-            {s.http_error_code('status')} AS error_code,
+                || coalesce({s.without_query("uri")}, '') AS resource,
+            {s.read_only("method")} AS read_only,
+            {s.http_outcome("status")} AS outcome,
+            {s.http_error_code("status")} AS error_code,
             r.client_ip AS src_ip,
             user_agent_header AS user_agent,
-            {s.trace_id('traceparent')} AS trace_id,
-            {s.parent_span_id('traceparent')} AS parent_span_id,
+            {s.trace_id("traceparent")} AS trace_id,
+            {s.parent_span_id("traceparent")} AS parent_span_id,
             json_merge_patch('{{}}', json_object(  -- drops null members: keys absent when unknown
                 'consumer', CASE WHEN json_type(doc, '$.consumer') = 'OBJECT' THEN json_object(
                     'id', consumer_id, 'username', consumer_username, 'custom_id', consumer_custom_id) END,
                 'route', CASE WHEN json_type(doc, '$.route') = 'OBJECT' THEN json_object(
                     'id', route_id, 'name', route_name, 'paths', json_extract(doc, '$.route.paths')) END,
                 'service', CASE WHEN json_type(doc, '$.service') = 'OBJECT' THEN json_object(
-                    'id', {s.json_string('doc', '$.service.id')}, 'name', service_name, 'host', service_host,
-                    'path', {s.json_string('doc', '$.service.path')}) END,
+                    'id', {s.json_string("doc", "$.service.id")}, 'name', service_name, 'host', service_host,
+                    'path', {s.json_string("doc", "$.service.path")}) END,
                 'workspace', coalesce(r.workspace_name, r.workspace),
                 'status', status,
-                'upstream_uri', {s.without_query('r.upstream_uri')},
+                'upstream_uri', {s.without_query("r.upstream_uri")},
                 'traceparent', traceparent
             )) AS details,
             doc AS raw,
             CASE WHEN gateway_id IS NOT NULL
-                 THEN gateway_id || '|' || coalesce(json_extract_string(doc, '$.started_at'), '') END AS dedupe_key
+                 THEN gateway_id || '|' || coalesce(json_extract_string(doc, '$.started_at'), '')
+            END AS dedupe_key
         FROM ided"""
     )

@@ -1,4 +1,4 @@
-"""OpenTelemetry OTLP/JSON exports: traces (agent task and tool-call spans) and logs (DESIGN §4, FORMATS §7).
+"""OpenTelemetry OTLP/JSON exports: agent traces and logs (DESIGN §4, FORMATS §7).
 
 A file is one ``{"resourceSpans": [...]}`` (or ``resourceLogs``) document, pretty-printed or not, or
 one such document a line (the collector's file exporter). Each span, and each log record, is one
@@ -18,12 +18,13 @@ import duckdb
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
 
 NAME = "otel"
-READS = "OTLP/JSON trace and log exports (resourceSpans / resourceLogs documents, whole or one a line), gzip or not"
+READS = "OTLP/JSON trace and log exports (resourceSpans / resourceLogs documents, whole or one a line)"
 DETECTION = 'JSON whose head has a "resourceSpans" or "resourceLogs" array (OTLP/JSON)'
 
 # Default of correlation.task_span_attributes (DESIGN §5); correlation re-resolves with the policy.
 TASK_ATTRIBUTES = ("nhiaudit.task.id", "task.id", "gen_ai.conversation.id")
 REQUESTER_ATTRIBUTES = ("enduser.id", "user.id", "enduser.pseudo.id")
+ERROR_STATUS = "('2', 'STATUS_CODE_ERROR')"  # status.code: an int, or the enum name in protobuf JSON
 MAX_ANCESTRY = 64  # bound on the parent-span walk (a malformed trace may hold a cycle)
 
 _DOC = re.compile(r'"resource(Spans|Logs)"\s*:\s*\[')
@@ -33,14 +34,16 @@ _SHAPES = (
     ("resourceSpans", ("scopeSpans", "instrumentationLibrarySpans"), "spans", "span"),
     ("resourceLogs", ("scopeLogs", "instrumentationLibraryLogs"), "logRecords", "log"),
 )
+_TIMES = ("startTimeUnixNano", "endTimeUnixNano", "timeUnixNano", "observedTimeUnixNano")
+_IDS = (("spanId", "span id"), ("traceId", "trace id"), ("parentSpanId", "span id"))
 
-# OTLP AnyValue -> JSON scalar. intValue is an int64 as a string in OTLP/JSON (a number from some
-# exporters); arrays and key-value lists are flattened one level, deeper values are kept as OTLP JSON.
+# OTLP AnyValue -> JSON value. intValue is an int64 as a string in OTLP/JSON (a number from some
+# exporters); arrays and key-value lists are flattened one level, deeper values stay OTLP JSON.
 _MACROS = """
 CREATE OR REPLACE TEMP MACRO otel_scalar(v) AS CASE
     WHEN json_exists(v, '$.stringValue') THEN to_json(json_extract_string(v, '$.stringValue'))
-    WHEN json_exists(v, '$.intValue')
-        THEN coalesce(to_json(try_cast(json_extract_string(v, '$.intValue') AS HUGEINT)), json_extract(v, '$.intValue'))
+    WHEN json_exists(v, '$.intValue') THEN coalesce(
+        to_json(try_cast(json_extract_string(v, '$.intValue') AS HUGEINT)), json_extract(v, '$.intValue'))
     WHEN json_exists(v, '$.doubleValue') THEN json_extract(v, '$.doubleValue')
     WHEN json_exists(v, '$.boolValue') THEN json_extract(v, '$.boolValue')
     WHEN json_exists(v, '$.bytesValue') THEN json_extract(v, '$.bytesValue')
@@ -50,25 +53,29 @@ END;
 CREATE OR REPLACE TEMP MACRO otel_value(v) AS CASE
     WHEN json_exists(v, '$.arrayValue') THEN coalesce((
         SELECT to_json(list(otel_scalar(e) ORDER BY p))
-        FROM unnest(CAST(json_extract(v, '$.arrayValue.values[*]') AS JSON[])) WITH ORDINALITY AS t(e, p)), '[]'::JSON)
+        FROM unnest(CAST(json_extract(v, '$.arrayValue.values[*]') AS JSON[])) WITH ORDINALITY AS t(e, p)
+    ), '[]'::JSON)
     WHEN json_exists(v, '$.kvlistValue') THEN coalesce((
         SELECT json_group_object(json_extract_string(e, '$.key'), otel_scalar(json_extract(e, '$.value')))
         FROM unnest(CAST(json_extract(v, '$.kvlistValue.values[*]') AS JSON[])) AS t(e)
-        WHERE json_extract_string(e, '$.key') IS NOT NULL), '{}'::JSON)
+        WHERE json_extract_string(e, '$.key') IS NOT NULL
+    ), '{}'::JSON)
     ELSE otel_scalar(v)
 END;
 CREATE OR REPLACE TEMP MACRO otel_attributes(a) AS json_merge_patch('{}', coalesce((
     SELECT json_group_object(json_extract_string(e, '$.key'), otel_value(json_extract(e, '$.value')))
     FROM unnest(CAST(json_extract(a, '$[*]') AS JSON[])) AS t(e)
-    WHERE json_extract_string(e, '$.key') IS NOT NULL), '{}'::JSON));
+    WHERE json_extract_string(e, '$.key') IS NOT NULL
+), '{}'::JSON));
 -- OTLP/JSON ids are hex; the protobuf JSON mapping would give base64 (16 or 8 bytes).
 CREATE OR REPLACE TEMP MACRO otel_id(x) AS CASE
     WHEN x IS NULL OR x = '' THEN NULL
     WHEN regexp_full_match(x, '[0-9a-fA-F]{16}|[0-9a-fA-F]{32}') THEN lower(x)
     WHEN regexp_full_match(x, '[A-Za-z0-9+/]{22}==|[A-Za-z0-9+/]{11}=') THEN lower(hex(from_base64(x)))
 END;
+-- Nanoseconds since the epoch as a string; 0 means "unknown" in OTLP.
 CREATE OR REPLACE TEMP MACRO otel_time(x) AS CASE
-    WHEN regexp_full_match(x, '[0-9]{1,19}') AND x::HUGEINT < 9223372036854775807 AND x::HUGEINT > 0
+    WHEN try_cast(x AS HUGEINT) BETWEEN 1 AND 9223372036854775806
         THEN make_timestamp(x::BIGINT // 1000) AT TIME ZONE 'UTC'
 END;
 CREATE OR REPLACE TEMP MACRO otel_attr(attrs, key) AS json_extract_string(attrs, '$."' || key || '"');
@@ -84,42 +91,49 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
     for file in files:
         stage_json_records(con, file)
         _items(con)
+        _check(con)
         _normalize(con)
 
 
 def _kind(expr: str) -> str:
-    return f"CASE WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' ELSE lower(json_type({expr})) END"
+    """SQL naming the JSON type of ``expr`` for a person: 'number' rather than 'ubigint'."""
+    return (
+        f"CASE WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
+        f"WHEN json_type({expr}) = 'VARCHAR' THEN 'string' ELSE lower(json_type({expr})) END"
+    )
 
 
 def _items(con: duckdb.DuckDBPyConnection) -> None:
-    """Unnest documents to spans / log records; reject what does not have the OTLP shape.
+    """Unnest the documents to spans and log records (temp table ``otel_items``).
 
-    Every document is consumed here: its spans become events (or rejections) of their own, and a
+    Every document is consumed here: its spans become events or rejections of their own, and a
     malformed level (a resource that is not an object, ``spans`` that is not an array) is rejected
-    with its JSON path.
+    with its JSON path. From here on positions are span positions, so a rejection above the span
+    level carries only its line.
     """
-    containers = " OR ".join(f"json_type(doc, '$.{c}') = 'ARRAY'" for c, *_ in _SHAPES)
+    containers = " OR ".join(f"coalesce(json_type(doc, '$.{c}') = 'ARRAY', false)" for c, *_ in _SHAPES)
+    not_array = ""
+    for container, *_ in _SHAPES:
+        kind = _kind(f"doc, '$.{container}'")
+        not_array += f"WHEN json_exists(doc, '$.{container}') THEN '{container} is a JSON ' || {kind} || ', expected an array'\n"
     con.execute(
         f"""INSERT INTO staged_rejected
-        SELECT record_index, line, CASE
-            WHEN json_exists(doc, '$.resourceSpans') THEN 'resourceSpans is a JSON ' || {_kind("doc, '$.resourceSpans'")}
-                                                          || ', expected an array'
-            WHEN json_exists(doc, '$.resourceLogs') THEN 'resourceLogs is a JSON ' || {_kind("doc, '$.resourceLogs'")}
-                                                         || ', expected an array'
+        SELECT NULL, line, CASE {not_array}
             ELSE 'neither resourceSpans nor resourceLogs: not an OTLP/JSON trace or logs document' END,
             left(doc::VARCHAR, ?)
         FROM records WHERE NOT ({containers})""",
         [RAW_EXCERPT],
     )
-    con.execute(f"INSERT INTO consumed SELECT record_index FROM records WHERE {containers}")
+    con.execute("INSERT INTO consumed SELECT record_index FROM records")
     levels = []
     for container, scope_keys, item_key, kind in _SHAPES:
-        scope_list = "coalesce(" + ", ".join(f"json_extract(res, '$.{k}')" for k in scope_keys) + ")"
+        scopes = "coalesce(" + ", ".join(f"json_extract(res, '$.{k}')" for k in scope_keys) + ")"
         levels.append(
             f"""SELECT '{kind}' AS kind, '{container}' AS container, '{scope_keys[0]}' AS scope_key,
                        '{item_key}' AS item_key, record_index AS doc_index, line, res, rpos - 1 AS rpos,
-                       {scope_list} AS scopes
-                FROM records, unnest(CAST(json_extract(doc, '$.{container}[*]') AS JSON[])) WITH ORDINALITY AS t(res, rpos)
+                       {scopes} AS scopes
+                FROM records,
+                     unnest(CAST(json_extract(doc, '$.{container}[*]') AS JSON[])) WITH ORDINALITY AS t(res, rpos)
                 WHERE json_type(doc, '$.{container}') = 'ARRAY'"""
         )
     con.execute("CREATE OR REPLACE TEMP TABLE otel_resources AS " + " UNION ALL ".join(levels))
@@ -129,28 +143,33 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
                unnest(CAST(json_extract(scopes, '$[*]') AS JSON[])) WITH ORDINALITY AS t(sc, spos)
         WHERE json_type(res) = 'OBJECT' AND json_type(scopes) = 'ARRAY'"""
     )
+    # The CASE keeps the cast from seeing a non-array (the WHERE is applied after the unnest).
     con.execute(
         """CREATE OR REPLACE TEMP TABLE otel_raw_items AS
         SELECT s.*, item, ipos - 1 AS ipos FROM otel_scopes s,
-               unnest(CAST(json_extract(sc, '$.' || item_key || '[*]') AS JSON[])) WITH ORDINALITY AS t(item, ipos)
-        WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) = 'ARRAY'"""
+               unnest(CASE WHEN json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) = 'ARRAY'
+                           THEN CAST(json_extract(sc, '$.' || item_key) AS JSON[]) END)
+                   WITH ORDINALITY AS t(item, ipos)"""
     )
-    # Structural problems above the span level: the whole branch is one rejected record.
+    items = "json_extract(sc, '$.' || item_key)"
     con.execute(
         f"""INSERT INTO staged_rejected
-        SELECT NULL, line, where_ || ' is a JSON ' || what || ', expected ' || expected, left(value::VARCHAR, ?) FROM (
-            SELECT line, container || '[' || rpos || ']' AS where_, {_kind('res')} AS what, 'an object' AS expected,
-                   res AS value
+        SELECT NULL, line, place || ' is a JSON ' || what || ', expected ' || expected, left(value::VARCHAR, ?)
+        FROM (
+            SELECT line, container || '[' || rpos || ']' AS place, {_kind("res")} AS what,
+                   'an object' AS expected, res AS value
             FROM otel_resources WHERE json_type(res) <> 'OBJECT'
             UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key, {_kind('scopes')}, 'an array', scopes
-            FROM otel_resources WHERE json_type(res) = 'OBJECT' AND scopes IS NOT NULL AND json_type(scopes) <> 'ARRAY'
+            SELECT line, container || '[' || rpos || '].' || scope_key, {_kind("scopes")}, 'an array', scopes
+            FROM otel_resources
+            WHERE json_type(res) = 'OBJECT' AND scopes IS NOT NULL AND json_type(scopes) <> 'ARRAY'
             UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || ']', {_kind('sc')}, 'an object', sc
+            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || ']', {_kind("sc")},
+                   'an object', sc
             FROM otel_scopes WHERE json_type(sc) <> 'OBJECT'
             UNION ALL
             SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || '].' || item_key,
-                   {_kind("json_extract(sc, '$.' || item_key)")}, 'an array', json_extract(sc, '$.' || item_key)
+                   {_kind(items)}, 'an array', {items}
             FROM otel_scopes
             WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) NOT IN ('ARRAY', 'NULL')
         )""",
@@ -163,48 +182,50 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _normalize(con: duckdb.DuckDBPyConnection) -> None:
-    time_checks = []
-    for field in ("startTimeUnixNano", "endTimeUnixNano", "timeUnixNano", "observedTimeUnixNano"):
-        time_checks.append(
-            f"WHEN json_type(item, '$.{field}') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL') "
-            f"OR (json_type(item, '$.{field}') <> 'NULL' "
-            f"AND NOT regexp_full_match(json_extract_string(item, '$.{field}'), '[0-9]{{1,19}}')) "
-            f"THEN '{field} ''' || left(json_extract_string(item, '$.{field}'), 60) "
-            "|| ''' is not an integer nanosecond Unix time'"
+def _check(con: duckdb.DuckDBPyConnection) -> None:
+    """Reject spans and log records whose ids, times or attributes do not have the OTLP shape."""
+    branches = [
+        f"WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'",
+        "WHEN kind = 'span' AND coalesce(spanId, '') = '' THEN 'span has no spanId'",
+        "WHEN kind = 'span' AND coalesce(traceId, '') = '' THEN 'span has no traceId'",
+    ]
+    for field, what in _IDS:
+        branches.append(
+            f"WHEN json_type(item, '$.{field}') NOT IN ('VARCHAR', 'NULL') "
+            f"OR (coalesce({field}, '') <> '' AND otel_id({field}) IS NULL) "
+            f"THEN '{field} ''' || left({field}, 60) || ''' is not a hex {what}'"
         )
+    for field in _TIMES:
+        branches.append(
+            f"WHEN json_type(item, '$.{field}') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL') "
+            f"OR NOT regexp_full_match({field}, '[0-9]{{1,19}}') "
+            f"THEN '{field} ''' || left({field}, 60) || ''' is not an integer nanosecond Unix time'"
+        )
+    attributes, status = _kind("item, '$.attributes'"), _kind("item, '$.status'")
+    branches += [
+        "WHEN kind = 'span' AND startTimeUnixNano IS NULL THEN 'span has no startTimeUnixNano'",
+        "WHEN json_type(item, '$.attributes') NOT IN ('ARRAY', 'NULL') "
+        f"THEN 'attributes is a JSON ' || {attributes} || ', expected an array of {{key, value}}'",
+        "WHEN json_type(item, '$.status') NOT IN ('OBJECT', 'NULL') "
+        f"THEN 'status is a JSON ' || {status} || ', expected an object'",
+    ]
+    fields = ", ".join(f"json_extract_string(item, '$.{f}') AS {f}" for f in (*(f for f, _ in _IDS), *_TIMES))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE otel_checked AS
-        SELECT *, CASE
-            WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'
-            WHEN kind = 'span' AND coalesce(json_extract_string(item, '$.spanId'), '') = '' THEN 'span has no spanId'
-            WHEN kind = 'span' AND coalesce(json_extract_string(item, '$.traceId'), '') = '' THEN 'span has no traceId'
-            WHEN json_type(item, '$.spanId') NOT IN ('VARCHAR', 'NULL')
-                 OR (coalesce(json_extract_string(item, '$.spanId'), '') <> '' AND otel_id(json_extract_string(item, '$.spanId')) IS NULL)
-                THEN 'spanId ''' || left(json_extract_string(item, '$.spanId'), 60) || ''' is not a hex span id'
-            WHEN json_type(item, '$.traceId') NOT IN ('VARCHAR', 'NULL')
-                 OR (coalesce(json_extract_string(item, '$.traceId'), '') <> '' AND otel_id(json_extract_string(item, '$.traceId')) IS NULL)
-                THEN 'traceId ''' || left(json_extract_string(item, '$.traceId'), 60) || ''' is not a hex trace id'
-            WHEN json_type(item, '$.parentSpanId') NOT IN ('VARCHAR', 'NULL')
-                 OR (coalesce(json_extract_string(item, '$.parentSpanId'), '') <> ''
-                     AND otel_id(json_extract_string(item, '$.parentSpanId')) IS NULL)
-                THEN 'parentSpanId ''' || left(json_extract_string(item, '$.parentSpanId'), 60) || ''' is not a hex span id'
-            {chr(10).join(time_checks)}
-            WHEN kind = 'span' AND json_extract_string(item, '$.startTimeUnixNano') IS NULL THEN 'span has no startTimeUnixNano'
-            WHEN json_type(item, '$.attributes') NOT IN ('ARRAY', 'NULL')
-                THEN 'attributes is a JSON ' || {_kind("item, '$.attributes'")} || ', expected an array of {{key, value}}'
-            WHEN json_type(item, '$.status') NOT IN ('OBJECT', 'NULL')
-                THEN 'status is a JSON ' || {_kind("item, '$.status'")} || ', expected an object'
-        END AS reason
-        FROM otel_items"""
+        SELECT *, CASE {chr(10).join(branches)} END AS reason
+        FROM (SELECT *, {fields} FROM otel_items)"""
     )
     con.execute(
         """INSERT INTO staged_rejected SELECT record_index, line, reason, left(item::VARCHAR, ?)
         FROM otel_checked WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
-    task_attr = "coalesce(" + ", ".join(f"otel_attr(attrs, '{a}')" for a in TASK_ATTRIBUTES) + ")"
+
+
+def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    task = "coalesce(" + ", ".join(f"otel_attr(attrs, '{a}')" for a in TASK_ATTRIBUTES) + ")"
     requester = "coalesce(" + ", ".join(f"otel_attr(attrs, '{a}')" for a in REQUESTER_ATTRIBUTES) + ")"
+    operation = "otel_attr(attrs, 'gen_ai.operation.name')"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE otel_spans AS
         WITH typed AS (
@@ -213,23 +234,24 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                                     otel_attributes(json_extract(sc, '$.scope.attributes')),
                                     otel_attributes(json_extract(item, '$.attributes'))) AS attrs,
                    json_extract_string(sc, '$.scope.name') AS scope_name,
-                   otel_id(json_extract_string(item, '$.traceId')) AS trace_id,
-                   otel_id(json_extract_string(item, '$.spanId')) AS span_id,
-                   otel_id(json_extract_string(item, '$.parentSpanId')) AS parent_span_id,
+                   otel_id(traceId) AS trace_id, otel_id(spanId) AS span_id,
+                   otel_id(parentSpanId) AS parent_span_id,
+                   CASE WHEN kind = 'span' THEN otel_time(startTimeUnixNano)
+                        ELSE coalesce(otel_time(timeUnixNano), otel_time(observedTimeUnixNano)) END AS occurred_at,
+                   otel_time(endTimeUnixNano) AS ended_at,
                    json_extract_string(item, '$.name') AS name,
                    json_extract_string(item, '$.status.code') AS status_code,
                    json_extract_string(item, '$.status.message') AS status_message
             FROM otel_checked WHERE reason IS NULL
         )
         SELECT *,
+            -- The span name ("invoke_agent report-bot") when an SDK omits gen_ai.operation.name.
             CASE WHEN kind = 'log' THEN 'other'
-                 WHEN otel_attr(attrs, 'gen_ai.operation.name') = 'invoke_agent'
-                      OR (otel_attr(attrs, 'gen_ai.operation.name') IS NULL AND starts_with(name, 'invoke_agent')) THEN 'task'
-                 WHEN otel_attr(attrs, 'gen_ai.operation.name') = 'execute_tool'
-                      OR (otel_attr(attrs, 'gen_ai.operation.name') IS NULL AND starts_with(name, 'execute_tool')) THEN 'tool_call'
+                 WHEN coalesce({operation}, split_part(name, ' ', 1)) = 'invoke_agent' THEN 'task'
+                 WHEN coalesce({operation}, split_part(name, ' ', 1)) = 'execute_tool' THEN 'tool_call'
                  ELSE 'other' END AS category,
             coalesce(otel_attr(attrs, 'gen_ai.agent.id'), otel_attr(attrs, 'gen_ai.agent.name')) AS own_agent,
-            {task_attr} AS own_task
+            {task} AS own_task
         FROM typed"""
     )
     # A span without its own agent or task id inherits them from its nearest invoke_agent ancestor in
@@ -237,7 +259,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # spans and HTTP client spans below it (whose traceparent is what a gateway logs).
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE otel_inherited AS
-        WITH RECURSIVE up(record_index, trace_id, cursor, depth, agent, task, found) AS (
+        WITH RECURSIVE up(record_index, trace_id, next_span, depth, agent, task, found) AS (
             SELECT record_index, trace_id, parent_span_id, 0, NULL::VARCHAR, NULL::VARCHAR, false
             FROM otel_spans
             WHERE kind = 'span' AND category <> 'task' AND parent_span_id IS NOT NULL
@@ -245,35 +267,33 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             UNION ALL
             SELECT up.record_index, up.trace_id, p.parent_span_id, up.depth + 1, p.own_agent, p.own_task,
                    p.category = 'task'
-            FROM up JOIN otel_spans p ON p.kind = 'span' AND p.trace_id = up.trace_id AND p.span_id = up.cursor
+            FROM up JOIN otel_spans p
+              ON p.kind = 'span' AND p.trace_id = up.trace_id AND p.span_id = up.next_span
             WHERE NOT up.found AND up.depth < {MAX_ANCESTRY}
         )
         SELECT record_index, arg_min(agent, depth) AS agent, arg_min(task, depth) AS task
         FROM up WHERE found GROUP BY record_index"""
     )
+    failed = f"status_code IN {ERROR_STATUS}"
+    # json_merge_patch('{}', x) drops the keys whose value is null: details keys are absent when unknown.
     con.execute(
-        """INSERT INTO staged BY NAME
+        f"""INSERT INTO staged BY NAME
         WITH s AS (
-            SELECT s.*, i.agent AS inherited_agent, i.task AS inherited_task,
-                   coalesce(s.own_agent, i.agent) AS agent,
-                   coalesce(s.own_task, i.task) AS task,
-                   CASE WHEN kind = 'span' THEN otel_time(json_extract_string(item, '$.startTimeUnixNano'))
-                        ELSE coalesce(otel_time(json_extract_string(item, '$.timeUnixNano')),
-                                      otel_time(json_extract_string(item, '$.observedTimeUnixNano'))) END AS occurred_at,
-                   otel_time(json_extract_string(item, '$.endTimeUnixNano')) AS ended_at
+            SELECT s.*, i.task AS inherited_task,
+                   coalesce(s.own_agent, i.agent) AS agent, coalesce(s.own_task, i.task) AS task
             FROM otel_spans s LEFT JOIN otel_inherited i USING (record_index)
         )
         SELECT
             CASE WHEN kind = 'span' THEN span_id END AS event_id,
             record_index, line, occurred_at, ended_at, category,
             coalesce(agent, otel_attr(attrs, 'service.name')) AS actor_id,
-            CASE WHEN agent IS NOT NULL THEN 'agent' WHEN otel_attr(attrs, 'service.name') IS NOT NULL THEN 'service' END
-                AS actor_type,
-            CASE WHEN status_code IN ('2', 'STATUS_CODE_ERROR') THEN 'failure' WHEN kind = 'span' THEN 'success' END AS outcome,
-            CASE WHEN status_code IN ('2', 'STATUS_CODE_ERROR')
-                 THEN coalesce(otel_attr(attrs, 'error.type'), nullif(status_message, ''), 'error') END AS error_code,
+            CASE WHEN agent IS NOT NULL THEN 'agent'
+                 WHEN otel_attr(attrs, 'service.name') IS NOT NULL THEN 'service' END AS actor_type,
+            CASE WHEN {failed} THEN 'failure' WHEN kind = 'span' THEN 'success' END AS outcome,
+            CASE WHEN {failed} THEN coalesce(otel_attr(attrs, 'error.type'), nullif(status_message, ''), 'error')
+                 END AS error_code,
             task AS task_id, trace_id, span_id, parent_span_id,
-            json_merge_patch('{}', json_object(
+            json_merge_patch('{{}}', json_object(
                 'name', name,
                 'scope', scope_name,
                 'span_kind', json_extract(item, '$.kind'),
@@ -285,8 +305,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     'agent_id', agent,
                     'agent_name', otel_attr(attrs, 'gen_ai.agent.name'),
                     'intent', otel_attr(attrs, 'nhiaudit.task.intent'),
-                    'requested_by', REQUESTER,
-                    'status', CASE WHEN status_code IN ('2', 'STATUS_CODE_ERROR') THEN 'error'
+                    'requested_by', {requester},
+                    'status', CASE WHEN {failed} THEN 'error'
                                    WHEN status_code IN ('1', 'STATUS_CODE_OK') THEN 'ok' END,
                     'known_from', 'trace')
                 WHEN 'tool_call' THEN json_object(
@@ -295,13 +315,16 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     'tool_type', otel_attr(attrs, 'gen_ai.tool.type'),
                     'agent_id', agent)
                 ELSE json_object(
+                    'agent_id', agent,
                     'event_name', json_extract_string(item, '$.eventName'),
                     'severity_text', json_extract_string(item, '$.severityText'),
                     'severity_number', json_extract(item, '$.severityNumber'),
-                    'body', CASE WHEN json_type(item, '$.body') = 'OBJECT' THEN otel_value(json_extract(item, '$.body')) END)
+                    'body', CASE WHEN json_type(item, '$.body') = 'OBJECT'
+                                 THEN otel_value(json_extract(item, '$.body')) END)
                 END) AS details,
             item AS raw,
+            -- A span is the same span wherever it is exported; a log record has no id of its own.
             CASE WHEN kind = 'span' THEN trace_id || span_id
-                 ELSE 'log|' || md5(coalesce(json_extract(attrs, '$')::VARCHAR, '') || item::VARCHAR) END AS dedupe_key
-        FROM s""".replace("REQUESTER", requester)
+                 ELSE 'log|' || md5(attrs::VARCHAR || item::VARCHAR) END AS dedupe_key
+        FROM s"""
     )

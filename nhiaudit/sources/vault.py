@@ -17,10 +17,11 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
 
 NAME = "vault"
-READS = "HashiCorp Vault audit device logs: JSON request/response lines (file, socket or syslog device), gzip or not"
+READS = "HashiCorp Vault audit device logs: JSON request/response lines (file, socket or syslog device)"
 DETECTION = (
     'NDJSON whose first record has "type" request, response, kmip-request or kmip-response, a "time", '
     'and a "request" or "auth" object'
@@ -31,14 +32,24 @@ TYPES = ("request", "response", "kmip-request", "kmip-response")
 # AppRole auth methods, Nomad workload identity via JWT): the caller is a workload. OIDC/userpass
 # metadata (email, role) says nothing reliable about the holder, which stays "unknown".
 WORKLOAD_METADATA_KEYS = (
-    "AllocationID", "nomad_allocation_id", "nomad_task", "service_account_name", "service_account_uid", "role_name",
+    "AllocationID",
+    "nomad_allocation_id",
+    "nomad_task",
+    "service_account_name",
+    "service_account_uid",
+    "role_name",
 )
-LOGIN_PATH = r"^auth/.+/(login(/.*)?|callback)$"  # auth/approle/login, auth/userpass/login/bob, auth/oidc/oidc/callback
+# auth/approle/login, auth/userpass/login/bob, auth/oidc/oidc/callback
+LOGIN_PATH = r"^auth/.+/(login(/.*)?|callback)$"
 TOKEN_CREATE_PATH = r"^auth/token/create"  # create, create-orphan, create/<role>
+# The AWS secrets engine at its default mount, or any mount whose type is aws.
 CLOUD_CREDS_PATH = r"^aws/(creds|sts)/"
+AWS_MOUNT_CREDS_PATH = r"^[^/]+(/.+)?/(creds|sts)/"
 REVOKE_PATH = r"^(auth/token/revoke|sys/(leases/)?revoke(-prefix|-force)?(/|$))"
 
-_STRUCT = '{"time": "JSON", "type": "JSON", "auth": "JSON", "request": "JSON", "response": "JSON", "error": "JSON"}'
+_STRUCT = (
+    '{"time": "JSON", "type": "JSON", "auth": "JSON", "request": "JSON", "response": "JSON", "error": "JSON"}'
+)
 _FIRST = re.compile(r'^\s*\{\s*"time"\s*:\s*"[^"]*"\s*,\s*"type"\s*:\s*"(kmip-)?(request|response)"')
 
 # Fields whose JSON type is checked before use: (path, allowed json_type values, what was expected).
@@ -63,6 +74,13 @@ _CHECKS = (
     ("$.response.secret", ("OBJECT",), "an object"),
 )
 
+_EVENT_COLUMNS = (
+    "event_id", "record_index", "line", "occurred_at", "category", "actor_id", "actor_type",
+    "credential_id", "credential_type", "parent_credential_id", "action", "resource", "read_only",
+    "outcome", "error_code", "src_ip", "user_agent", "task_id", "trace_id", "parent_span_id",
+    "expires_at", "details", "raw", "dedupe_key",
+)  # fmt: skip
+
 
 def detect(path: Path) -> bool:
     text = head(path)
@@ -83,14 +101,31 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _check(con)
         _pair(con)
         _normalize(con)
-        con.execute(
-            f"INSERT INTO staged BY NAME SELECT {', '.join(_EVENT_COLUMNS)} FROM vault_events"
-        )
+        con.execute(f"INSERT INTO staged BY NAME SELECT {', '.join(_EVENT_COLUMNS)} FROM vault_events")
 
 
-def _kind(expr: str) -> str:
-    """SQL naming the JSON type of ``expr`` for a person: 'number' rather than 'ubigint'."""
-    return f"CASE WHEN {expr} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' ELSE lower({expr}) END"
+def _kind(json_type: str) -> str:
+    """SQL naming a JSON type (a ``json_type(...)`` expression) for a person: 'number', not 'ubigint'."""
+    return (
+        f"CASE WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
+        f"WHEN {json_type} = 'VARCHAR' THEN 'string' ELSE lower({json_type}) END"
+    )
+
+
+def _s(doc: str, path: str) -> str:
+    """A string field, NULL when absent or empty (Vault writes "" for unset fields)."""
+    return f"nullif(json_extract_string({doc}, '{path}'), '')"
+
+
+def _object(doc: str, path: str) -> str:
+    return f"CASE WHEN json_type({doc}, '{path}') = 'OBJECT' THEN json_extract({doc}, '{path}') END"
+
+
+def _seconds(doc: str, path: str) -> str:
+    return (
+        f"CASE WHEN json_type({doc}, '{path}') IN ('BIGINT', 'UBIGINT', 'DOUBLE') "
+        f"THEN json_extract_string({doc}, '{path}')::DOUBLE::BIGINT END"
+    )
 
 
 def _check(con: duckdb.DuckDBPyConnection) -> None:
@@ -105,17 +140,17 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
     branches = [
         "WHEN coalesce(json_type(r.type), 'NULL') = 'NULL' "
         "THEN 'no \"type\" (expected request or response): not a Vault audit record'",
-        f"WHEN json_type(r.type) <> 'VARCHAR' THEN 'type is a JSON ' || {_kind('json_type(r.type)')} "
-        "|| ', expected request or response'",
+        f"WHEN json_type(r.type) <> 'VARCHAR' "
+        f"THEN 'type is a JSON ' || {_kind('json_type(r.type)')} || ', expected request or response'",
         f"WHEN type NOT IN ({', '.join(repr(t) for t in TYPES)}) "
         "THEN 'type ''' || left(type, 60) || ''' is not request, response, kmip-request or kmip-response'",
         "WHEN coalesce(json_type(r.time), 'NULL') = 'NULL' THEN 'no \"time\"'",
-        f"WHEN json_type(r.time) <> 'VARCHAR' THEN 'time is a JSON ' || {_kind('json_type(r.time)')} "
-        "|| ', expected an RFC 3339 string'",
+        f"WHEN json_type(r.time) <> 'VARCHAR' "
+        f"THEN 'time is a JSON ' || {_kind('json_type(r.time)')} || ', expected an RFC 3339 string'",
         "WHEN ts IS NULL THEN 'time ''' || left(time_text, 60) || ''' is not an RFC 3339 time'",
         "WHEN type IN ('request', 'response') AND coalesce(json_type(r.request), 'NULL') = 'NULL' "
         "THEN 'a ' || type || ' line without a \"request\" object'",
-        f"WHEN type IN ('request', 'response') AND json_type(r.request) <> 'OBJECT' "
+        "WHEN type IN ('request', 'response') AND json_type(r.request) <> 'OBJECT' "
         f"THEN 'request is a JSON ' || {_kind('json_type(r.request)')} || ', expected an object'",
     ]
     for path, allowed, expected in _CHECKS:
@@ -150,38 +185,45 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
                                   ORDER BY record_index) AS n
         FROM vault_checked WHERE reason IS NULL"""
     )
+    half = ("record_index", "line", "doc", "ts", "time_text")
+    names = ("index", "line", "doc", "at", "time")
+    paired = ", ".join(
+        f"{side}.{col} AS {side}_{name}" for side in "qs" for col, name in zip(half, names, strict=True)
+    )
+    lone = ", ".join(
+        f"CASE WHEN type LIKE '%{kind}' THEN {col} END AS {side}_{name}"
+        for side, kind in (("q", "request"), ("s", "response"))
+        for col, name in zip(half, names, strict=True)
+    )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE vault_pairs AS
+        f"""CREATE OR REPLACE TEMP TABLE vault_pairs AS
         WITH q AS (SELECT * FROM vault_halves WHERE type = 'request' AND rid IS NOT NULL),
              s AS (SELECT * FROM vault_halves WHERE type = 'response' AND rid IS NOT NULL)
-        SELECT 'vault' AS kind, coalesce(q.rid, s.rid) AS rid,
-               q.record_index AS q_index, q.line AS q_line, q.doc AS q_doc, q.ts AS q_at, q.time_text AS q_time,
-               s.record_index AS s_index, s.line AS s_line, s.doc AS s_doc, s.ts AS s_at, s.time_text AS s_time
+        SELECT 'vault' AS kind, coalesce(q.rid, s.rid) AS rid, {paired}
         FROM q FULL OUTER JOIN s ON q.rid = s.rid AND q.n = s.n
         UNION ALL
         -- Lines without a request id cannot be paired; KMIP lines are kept as evidence, unpaired.
-        SELECT CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END, rid,
-               CASE WHEN type LIKE '%request' THEN record_index END, CASE WHEN type LIKE '%request' THEN line END,
-               CASE WHEN type LIKE '%request' THEN doc END, CASE WHEN type LIKE '%request' THEN ts END,
-               CASE WHEN type LIKE '%request' THEN time_text END,
-               CASE WHEN type LIKE '%response' THEN record_index END, CASE WHEN type LIKE '%response' THEN line END,
-               CASE WHEN type LIKE '%response' THEN doc END, CASE WHEN type LIKE '%response' THEN ts END,
-               CASE WHEN type LIKE '%response' THEN time_text END
+        SELECT CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END, rid, {lone}
         FROM vault_halves WHERE rid IS NULL OR type LIKE 'kmip-%'"""
     )
-    con.execute("INSERT INTO consumed SELECT s_index FROM vault_pairs WHERE q_index IS NOT NULL AND s_index IS NOT NULL")
+    # The response half of a pair is part of the request's event, not an event of its own.
+    con.execute(
+        "INSERT INTO consumed SELECT s_index FROM vault_pairs "
+        "WHERE q_index IS NOT NULL AND s_index IS NOT NULL"
+    )
 
 
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
-    workload_keys = " OR ".join(f"json_exists(meta, '$.{key}')" for key in WORKLOAD_METADATA_KEYS)
+    workload = " OR ".join(f"json_exists(meta, '$.{key}')" for key in WORKLOAD_METADATA_KEYS)
+    headers = "json_extract(rq, '$.headers')"
+    traceparent = _sql.header(headers, "traceparent")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE vault_events AS
         WITH halves AS (
             SELECT *,
                 coalesce(json_extract(q_doc, '$.request'), json_extract(s_doc, '$.request')) AS rq,
-                coalesce(CASE WHEN json_type(q_doc, '$.auth') = 'OBJECT' THEN json_extract(q_doc, '$.auth') END,
-                         CASE WHEN json_type(s_doc, '$.auth') = 'OBJECT' THEN json_extract(s_doc, '$.auth') END) AS au,
-                CASE WHEN json_type(s_doc, '$.response') = 'OBJECT' THEN json_extract(s_doc, '$.response') END AS rs,
+                coalesce({_object("q_doc", "$.auth")}, {_object("s_doc", "$.auth")}) AS au,
+                {_object("s_doc", "$.response")} AS rs,
                 nullif(trim(json_extract_string(q_doc, '$.error')), '') AS q_err,
                 nullif(trim(json_extract_string(s_doc, '$.error')), '') AS s_err,
                 CASE WHEN q_index IS NOT NULL AND s_index IS NOT NULL THEN 'request+response'
@@ -190,35 +232,35 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         ), fields AS (
             SELECT *,
                 json_extract_string(rq, '$.path') AS path,
+                coalesce(json_extract_string(rq, '$.path'), '') AS p,
                 json_extract_string(rq, '$.operation') AS op,
-                coalesce(json_extract_string(rq, '$.mount_type'), json_extract_string(rs, '$.mount_type')) AS mount_type,
-                coalesce(nullif(json_extract_string(au, '$.accessor'), ''),
-                         nullif(json_extract_string(rq, '$.client_token_accessor'), '')) AS caller_cred,
+                coalesce({_s("rq", "$.mount_type")}, {_s("rs", "$.mount_type")}) AS mount_type,
+                coalesce({_s("au", "$.accessor")}, {_s("rq", "$.client_token_accessor")}) AS caller_cred,
                 coalesce(s_err, q_err) AS err,
-                regexp_matches(coalesce(q_err, '') || ' ' || coalesce(s_err, ''), 'permission denied', 'i') AS denied,
+                -- A denial is "permission denied", or wrapped: "1 error occurred:\\n\\t* permission denied"
+                regexp_matches(concat_ws(' ', q_err, s_err), 'permission denied', 'i') AS denied,
                 json_type(rs, '$.auth') = 'OBJECT' AS has_new_token,
-                nullif(json_extract_string(rs, '$.wrap_info.wrapped_accessor'), '') AS wrapped_accessor,
-                coalesce(json_extract_string(rs, '$.auth.token_ttl')::DOUBLE::BIGINT, 0) AS token_ttl,
-                coalesce(try_cast(json_extract_string(rs, '$.secret.lease_duration') AS BIGINT),
-                         try_cast(json_extract_string(rs, '$.lease_duration') AS BIGINT),
-                         CASE WHEN json_type(rs, '$.data.ttl') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                              THEN json_extract_string(rs, '$.data.ttl')::DOUBLE::BIGINT END,
-                         CASE WHEN json_type(rs, '$.data.lease_duration') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                              THEN json_extract_string(rs, '$.data.lease_duration')::DOUBLE::BIGINT END) AS lease_ttl,
-                json_extract_string(rq, '$.headers."user-agent"[0]') AS header_user_agent,
-                regexp_extract(json_extract_string(rq, '$.headers.traceparent[0]'),
-                               '^[0-9a-f]{{2}}-([0-9a-f]{{32}})-([0-9a-f]{{16}})-[0-9a-f]{{2}}$', ['trace', 'span']) AS tp
+                {_s("rs", "$.wrap_info.wrapped_accessor")} AS wrapped_accessor,
+                coalesce({_seconds("rs", "$.auth.token_ttl")}, 0) AS token_ttl,
+                -- Real audit devices log only secret.lease_id; some builds add the duration, and the
+                -- STS credential types return their ttl in data.
+                coalesce({_seconds("rs", "$.secret.lease_duration")}, {_seconds("rs", "$.lease_duration")},
+                         {_seconds("rs", "$.data.ttl")}, {_seconds("rs", "$.data.lease_duration")})
+                    AS lease_ttl,
+                {_sql.header(headers, "user-agent")} AS header_user_agent,
+                {_sql.trace_id(traceparent)} AS trace_id,
+                {_sql.parent_span_id(traceparent)} AS parent_span_id
             FROM halves
         ), kinds AS (
             SELECT *,
-                regexp_matches(coalesce(path, ''), '{LOGIN_PATH}') AS login,
+                regexp_matches(p, '{LOGIN_PATH}') AS login,
                 kind = 'vault' AND (has_new_token OR wrapped_accessor IS NOT NULL)
-                    AND regexp_matches(coalesce(path, ''), '{LOGIN_PATH}|{TOKEN_CREATE_PATH}') AS token_issue,
+                    AND regexp_matches(p, '{LOGIN_PATH}|{TOKEN_CREATE_PATH}') AS token_issue,
                 kind = 'vault' AND rs IS NOT NULL AND err IS NULL
-                    AND (regexp_matches(coalesce(path, ''), '{CLOUD_CREDS_PATH}')
-                         OR (mount_type = 'aws' AND regexp_matches(coalesce(path, ''), '^[^/]+(/.+)?/(creds|sts)/'))
+                    AND (regexp_matches(p, '{CLOUD_CREDS_PATH}')
+                         OR (mount_type = 'aws' AND regexp_matches(p, '{AWS_MOUNT_CREDS_PATH}'))
                          OR json_type(rs, '$.data.access_key') = 'VARCHAR') AS cloud_issue,
-                kind = 'vault' AND err IS NULL AND regexp_matches(coalesce(path, ''), '{REVOKE_PATH}') AS revoke
+                kind = 'vault' AND err IS NULL AND regexp_matches(p, '{REVOKE_PATH}') AS revoke
             FROM fields
         ), classified AS (
             SELECT *,
@@ -228,13 +270,17 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                      WHEN op IS NULL THEN 'other'
                      ELSE 'action' END AS category,
                 -- The caller of a login has no token yet: the identity is the one the login produced.
-                coalesce(CASE WHEN json_type(au, '$.metadata') = 'OBJECT' AND json_extract(au, '$.metadata') <> '{{}}'
-                              THEN json_extract(au, '$.metadata') END,
-                         CASE WHEN login THEN json_extract(rs, '$.auth.metadata') END) AS meta,
+                coalesce(CASE WHEN json_extract(au, '$.metadata') <> '{{}}'
+                              THEN {_object("au", "$.metadata")} END,
+                         CASE WHEN login THEN {_object("rs", "$.auth.metadata")} END) AS meta,
+                coalesce({_s("au", "$.display_name")}, {_s("au", "$.entity_id")},
+                         CASE WHEN login THEN coalesce({_s("rs", "$.auth.display_name")},
+                                                       {_s("rs", "$.auth.entity_id")}) END) AS actor,
                 CASE WHEN revoke AND NOT starts_with(path, 'auth/') THEN coalesce(
-                    nullif(json_extract_string(rq, '$.data.lease_id'), ''),
-                    nullif(regexp_extract(path, '^sys/(?:leases/)?revoke(?:-force)?/(.+)$', 1), '')) END AS revoked_lease_id,
-                CASE WHEN revoke THEN nullif(regexp_extract(path, '^sys/(?:leases/)?revoke-prefix/(.+)$', 1), '')
+                    {_s("rq", "$.data.lease_id")},
+                    nullif(regexp_extract(path, '^sys/(?:leases/)?revoke(?:-force)?/(.+)$', 1), '')) END
+                    AS revoked_lease_id,
+                CASE WHEN revoke THEN nullif(regexp_extract(p, '^sys/(?:leases/)?revoke-prefix/(.+)$', 1), '')
                      END AS revoked_lease_prefix
             FROM kinds
         )
@@ -244,18 +290,14 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(q_line, s_line) AS line,
             coalesce(q_at, s_at) AS occurred_at,
             category,
-            coalesce(nullif(json_extract_string(au, '$.display_name'), ''), nullif(json_extract_string(au, '$.entity_id'), ''),
-                     CASE WHEN login THEN coalesce(nullif(json_extract_string(rs, '$.auth.display_name'), ''),
-                                                   nullif(json_extract_string(rs, '$.auth.entity_id'), '')) END) AS actor_id,
-            CASE WHEN meta IS NOT NULL AND ({workload_keys}) THEN 'workload'
-                 WHEN coalesce(json_extract_string(au, '$.display_name'), json_extract_string(au, '$.entity_id'), caller_cred,
-                               CASE WHEN login THEN json_extract_string(rs, '$.auth.display_name') END) IS NOT NULL
-                     THEN 'unknown' END AS actor_type,
-            CASE WHEN token_issue THEN coalesce(nullif(json_extract_string(rs, '$.auth.accessor'), ''), wrapped_accessor)
+            actor AS actor_id,
+            CASE WHEN meta IS NOT NULL AND ({workload}) THEN 'workload'
+                 WHEN actor IS NOT NULL OR caller_cred IS NOT NULL THEN 'unknown' END AS actor_type,
+            CASE WHEN token_issue THEN coalesce({_s("rs", "$.auth.accessor")}, wrapped_accessor)
                  WHEN cloud_issue THEN json_extract_string(rs, '$.data.access_key')
                  WHEN revoke AND starts_with(path, 'auth/token/revoke-self') THEN caller_cred
-                 WHEN revoke THEN nullif(json_extract_string(rq, '$.data.accessor'), '')
-                 WHEN category = 'other' AND kind = 'kmip' THEN NULL
+                 WHEN revoke THEN {_s("rq", "$.data.accessor")}
+                 WHEN kind = 'kmip' THEN NULL
                  ELSE caller_cred END AS credential_id,
             CASE WHEN (token_issue AND NOT login) OR cloud_issue THEN caller_cred END AS parent_credential_id,
             CASE WHEN op IS NOT NULL THEN 'vault:' || op END AS action,
@@ -264,37 +306,39 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                  WHEN category LIKE 'credential_%' THEN false END AS read_only,
             CASE WHEN denied THEN 'denied' WHEN err IS NOT NULL THEN 'failure' ELSE 'success' END AS outcome,
             CASE WHEN denied THEN 'permission denied'
-                 WHEN err IS NOT NULL THEN left(trim(regexp_replace(err, '\\s+', ' ', 'g')), 200) END AS error_code,
-            nullif(json_extract_string(rq, '$.remote_address'), '') AS src_ip,
+                 WHEN err IS NOT NULL THEN left(trim(regexp_replace(err, '\\s+', ' ', 'g')), 200)
+                 END AS error_code,
+            {_s("rq", "$.remote_address")} AS src_ip,
+            -- Headers are HMACed unless the device lists them in audit_non_hmac_request_keys.
             CASE WHEN NOT starts_with(header_user_agent, 'hmac-') THEN header_user_agent END AS user_agent,
             CASE WHEN token_issue THEN json_extract_string(rs, '$.auth.metadata.task_id')
                  ELSE json_extract_string(au, '$.metadata.task_id') END AS task_id,
-            nullif(tp.trace, '') AS trace_id,
-            nullif(tp.span, '') AS parent_span_id,
+            trace_id, parent_span_id,
             CASE WHEN token_issue AND has_new_token AND token_ttl > 0
-                     THEN coalesce(try_cast(json_extract_string(rs, '$.auth.token_issue_time') AS TIMESTAMPTZ), s_at, q_at)
+                     THEN coalesce(try_cast({_s("rs", "$.auth.token_issue_time")} AS TIMESTAMPTZ), s_at, q_at)
                           + to_seconds(token_ttl)
-                 WHEN cloud_issue AND lease_ttl > 0 THEN coalesce(s_at, q_at) + to_seconds(lease_ttl) END AS expires_at,
-            revoked_lease_id, mount_type, token_issue, cloud_issue, revoke, login, caller_cred, has_new_token,
-            token_ttl, lease_ttl, halves, rq, au, rs, meta, revoked_lease_prefix,
+                 WHEN cloud_issue AND lease_ttl > 0 THEN coalesce(s_at, q_at) + to_seconds(lease_ttl)
+                 END AS expires_at,
+            revoked_lease_id, revoked_lease_prefix, mount_type, token_issue, cloud_issue, revoke, login,
+            caller_cred, has_new_token, token_ttl, lease_ttl, halves, rq, au, rs, meta,
             json_object('request', q_doc, 'response', s_doc) AS raw,
-            CASE WHEN rid IS NOT NULL THEN rid || '|' || halves || '|' || coalesce(q_time, s_time) END AS dedupe_key
+            CASE WHEN rid IS NOT NULL THEN concat_ws('|', rid, halves, coalesce(q_time, s_time)) END
+                AS dedupe_key
         FROM classified"""
     )
     # A lease revocation names the lease; the credential is the key issued under that lease, when
-    # the issuance is in the same file (across files, correlation joins on details.lease_id).
+    # the issuance is in the same file (across files, correlation can join on details.lease_id).
     con.execute(
         """UPDATE vault_events AS v SET credential_id = (
             SELECT min(i.credential_id) FROM vault_events i
             WHERE i.cloud_issue AND json_extract_string(i.rs, '$.secret.lease_id') = v.revoked_lease_id)
         WHERE v.revoke AND v.credential_id IS NULL AND v.revoked_lease_id IS NOT NULL"""
     )
+    con.execute("ALTER TABLE vault_events ADD COLUMN credential_type VARCHAR")
+    con.execute("ALTER TABLE vault_events ADD COLUMN details JSON")
+    # json_merge_patch('{}', x) drops the keys whose value is null: details keys are absent when unknown.
     con.execute(
-        """ALTER TABLE vault_events ADD COLUMN credential_type VARCHAR;
-        ALTER TABLE vault_events ADD COLUMN details JSON;"""
-    )
-    con.execute(
-        """UPDATE vault_events SET
+        f"""UPDATE vault_events SET
             credential_type = CASE
                 WHEN credential_id IS NULL THEN NULL
                 WHEN cloud_issue OR revoked_lease_id IS NOT NULL THEN CASE
@@ -302,34 +346,34 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     WHEN credential_id LIKE 'ASIA%' THEN 'aws_temporary_key'
                     ELSE 'aws_access_key' END
                 ELSE 'vault_token' END,
-            details = json_merge_patch('{}', json_object(
+            details = json_merge_patch('{{}}', json_object(
                 'halves', halves,
                 'mount_type', mount_type,
-                'namespace', coalesce(json_extract_string(rq, '$.namespace.path'), json_extract_string(rq, '$.namespace.id')),
-                'entity_id', nullif(json_extract_string(au, '$.entity_id'), ''),
+                'namespace', coalesce({_s("rq", "$.namespace.path")}, {_s("rq", "$.namespace.id")}),
+                'entity_id', {_s("au", "$.entity_id")},
                 'policies', coalesce(json_extract(au, '$.token_policies'), json_extract(au, '$.policies')),
-                'token_type', json_extract_string(au, '$.token_type'),
+                'token_type', {_s("au", "$.token_type")},
                 'metadata', meta,
-                'wrap_accessor', json_extract_string(rs, '$.wrap_info.accessor'),
-                'wrapped_accessor', json_extract_string(rs, '$.wrap_info.wrapped_accessor'),
-                'wrap_creation_path', json_extract_string(rs, '$.wrap_info.creation_path')
+                'wrap_accessor', {_s("rs", "$.wrap_info.accessor")},
+                'wrapped_accessor', {_s("rs", "$.wrap_info.wrapped_accessor")},
+                'wrap_creation_path', {_s("rs", "$.wrap_info.creation_path")}
             ), CASE
                 WHEN token_issue THEN json_object(
-                    'holder', coalesce(nullif(json_extract_string(rs, '$.auth.display_name'), ''),
-                                       nullif(json_extract_string(rs, '$.auth.entity_id'), '')),
+                    'holder', coalesce({_s("rs", "$.auth.display_name")}, {_s("rs", "$.auth.entity_id")}),
                     'issued_by', CASE WHEN login THEN 'login' ELSE 'token_create' END,
                     'ttl_seconds', CASE WHEN has_new_token THEN token_ttl END,
                     'long_term', CASE WHEN has_new_token THEN token_ttl = 0 END,
-                    'policies', coalesce(json_extract(rs, '$.auth.token_policies'), json_extract(rs, '$.auth.policies')),
+                    'policies', coalesce(json_extract(rs, '$.auth.token_policies'),
+                                         json_extract(rs, '$.auth.policies')),
                     'metadata', json_extract(rs, '$.auth.metadata'),
-                    'entity_id', nullif(json_extract_string(rs, '$.auth.entity_id'), ''),
-                    'token_type', json_extract_string(rs, '$.auth.token_type'),
+                    'entity_id', {_s("rs", "$.auth.entity_id")},
+                    'token_type', {_s("rs", "$.auth.token_type")},
                     'task_link', CASE WHEN task_id IS NOT NULL THEN 'vault_metadata' END)
                 WHEN cloud_issue THEN json_object(
-                    'holder', CASE WHEN NOT starts_with(json_extract_string(rs, '$.data.arn'), 'hmac-')
-                                   THEN json_extract_string(rs, '$.data.arn') END,
+                    'holder', CASE WHEN NOT starts_with({_s("rs", "$.data.arn")}, 'hmac-')
+                                   THEN {_s("rs", "$.data.arn")} END,
                     'role', regexp_extract(resource, '/(creds|sts)/(.+)$', 2),
-                    'lease_id', json_extract_string(rs, '$.secret.lease_id'),
+                    'lease_id', {_s("rs", "$.secret.lease_id")},
                     'ttl_seconds', lease_ttl,
                     'long_term', CASE WHEN lease_ttl IS NOT NULL THEN lease_ttl = 0
                                       WHEN credential_id LIKE 'AKIA%' THEN true END,
@@ -339,12 +383,5 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     'lease_prefix', revoked_lease_prefix,
                     'revoked_accessor', CASE WHEN starts_with(resource, 'auth/') THEN credential_id END,
                     'by_credential_id', caller_cred)
-                ELSE '{}'::JSON END)"""
+                ELSE '{{}}'::JSON END)"""
     )
-
-
-_EVENT_COLUMNS = (
-    "event_id", "record_index", "line", "occurred_at", "category", "actor_id", "actor_type", "credential_id",
-    "credential_type", "parent_credential_id", "action", "resource", "read_only", "outcome", "error_code",
-    "src_ip", "user_agent", "task_id", "trace_id", "parent_span_id", "expires_at", "details", "raw", "dedupe_key",
-)

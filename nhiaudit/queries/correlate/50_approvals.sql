@@ -13,7 +13,10 @@ SELECT
         OR json_extract(details, '$.scope_resources') IS NOT NULL AS has_scope,
     json_extract_string(details, '$.ticket') AS ticket,
     json_extract_string(details, '$.justification') AS justification,
-    source, event_id
+    source, event_id,
+    -- One row per approval record. approval_id is not unique: a provenance record re-emitted with
+    -- a new decision keeps its id (and event_id), and ids may repeat across tasks.
+    source || ':' || file_sha256 || ':' || record_index AS approval_key
 FROM events WHERE category = 'approval';
 
 CREATE OR REPLACE TABLE grants AS

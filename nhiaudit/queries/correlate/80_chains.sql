@@ -41,9 +41,9 @@ SELECT source, event_id,
        count(*) AS approval_records,
        count(*) FILTER (WHERE decision = 'approved') AS approved_records,
        count(*) FILTER (WHERE decision = 'denied') AS denied_records,
-       arg_max(approval_id, (decided_before AND unexpired, decided_before,
-                             CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END))
-           FILTER (WHERE decision = 'approved') AS approval_id,
+       arg_max(approval_key, (decided_before AND unexpired, decided_before,
+                              CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END))
+           FILTER (WHERE decision = 'approved') AS approval_key,
        arg_max(decision, epoch(decided_at)) FILTER (WHERE decided_before) AS effective_decision,
        arg_max(approval_id, epoch(decided_at)) FILTER (WHERE decided_before) AS effective_approval_id
 FROM action_approval GROUP BY source, event_id;
@@ -57,7 +57,7 @@ SELECT cv.source, cv.event_id,
        arg_min(g.source, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_source,
        arg_min(g.role, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_role
 FROM covering cv
-JOIN approvals ap ON ap.approval_id = cv.approval_id
+JOIN approvals ap ON ap.approval_key = cv.approval_key
 JOIN chain_base b ON b.source = cv.source AND b.event_id = cv.event_id
 LEFT JOIN grants g ON g.approver = ap.approver
      AND g.valid_from <= ap.decided_at AND (g.valid_to IS NULL OR ap.decided_at < g.valid_to)
@@ -83,7 +83,7 @@ SELECT b.source, b.event_id,
        END AS in_agent_scope
 FROM chain_base b
 LEFT JOIN covering cv ON cv.source = b.source AND cv.event_id = b.event_id
-LEFT JOIN approvals ap ON ap.approval_id = cv.approval_id
+LEFT JOIN approvals ap ON ap.approval_key = cv.approval_key
 LEFT JOIN policy_agents pag ON pag.agent_id = b.agent_id;
 
 CREATE OR REPLACE TABLE chains AS
@@ -107,7 +107,7 @@ WITH shared AS (
            sh.tasks_of_credential, sh.agents_of_credential
     FROM chain_base b
     LEFT JOIN covering cv USING (source, event_id)
-    LEFT JOIN approvals ap ON ap.approval_id = cv.approval_id
+    LEFT JOIN approvals ap ON ap.approval_key = cv.approval_key
     LEFT JOIN approver_authority aa USING (source, event_id)
     LEFT JOIN scope_check sc USING (source, event_id)
     LEFT JOIN principal_class pc ON pc.principal = ap.approver

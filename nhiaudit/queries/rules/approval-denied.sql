@@ -12,4 +12,7 @@ SELECT source, event_id, credential_id, task_id,
                ELSE ' (decision ' || effective_approval_id || ' denied it before the action)' END AS message
 FROM chains
 WHERE task_known AND approval_records > 0
-  AND (approved_records = 0 OR effective_decision = 'denied')
+  -- A denial withdrew an approval only when one was decided before the action: then the covering
+  -- approval is decided before it (not late). A denial followed by a late approval is
+  -- approval-after-action, not a withdrawn approval.
+  AND (approved_records = 0 OR (effective_decision = 'denied' AND NOT approval_late))

@@ -1,0 +1,273 @@
+"""Envoy access logs (Envoy, Istio, Ambassador/Emissary, Contour): the default text format, and
+JSON-format (``json_format``) logs. DESIGN §4, FORMATS §6.
+
+Text lines follow Envoy's default format
+(https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage#default-format-string):
+
+    [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
+    %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%
+    "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"
+
+optionally prefixed ``ACCESS `` (Ambassador), optionally wrapped in a container log line
+(``{"message": …}`` Kubernetes/Ambassador, ``{"log": …}`` Docker json-file). TCP proxy lines have
+``"- - -"``. The default format carries no identity and no trace context; a ``json_format`` log
+names its own keys, so the JSON keys read are the module constant ``FIELD_MAP``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+
+from nhiaudit.sources import _sql
+from nhiaudit.sources._read import EvidenceFile, head, sql_str
+
+NAME = "envoy"
+READS = (
+    "Envoy access logs: the default text format (plain, ACCESS-prefixed or container-wrapped) "
+    "and json_format logs"
+)
+DETECTION = (
+    'first line is a default-format access-log line ([START_TIME] "METHOD PATH PROTOCOL" CODE …), '
+    "such a line inside a container JSON wrapper, or a JSON object with FIELD_MAP's start_time "
+    "and response_code"
+)
+
+# json_format access logs: logical field -> the JSON keys that may hold it, first present wins.
+# A key is a top-level key; a value starting with "$" is used as a JSON path (nested formats).
+# Defaults follow Envoy's docs and Istio's JSON encoding. The policy may override any entry.
+FIELD_MAP: dict[str, tuple[str, ...]] = {
+    "start_time": ("start_time",),
+    "method": ("method",),
+    "path": ("path",),
+    "protocol": ("protocol",),
+    "response_code": ("response_code",),
+    "response_flags": ("response_flags",),
+    "request_id": ("x_request_id", "request_id"),
+    "traceparent": ("traceparent",),
+    "jwt_id": ("jwt_jti",),  # %DYNAMIC_METADATA(envoy.filters.http.jwt_authn:<payload>:jti)%
+    "peer_uri_san": ("downstream_peer_uri_san",),  # the SPIFFE id of an mTLS workload
+    "jwt_sub": ("jwt_sub",),
+    "client_id": ("client_id",),
+    "authority": ("authority",),
+    "upstream_host": ("upstream_host",),
+    "user_agent": ("user_agent",),
+    "remote_address": ("downstream_remote_address",),
+    "x_forwarded_for": ("x_forwarded_for",),
+    "bytes_received": ("bytes_received",),
+    "bytes_sent": ("bytes_sent",),
+    "duration": ("duration",),
+}
+
+# The default text format, one named group per command operator (RE2 syntax).
+TEXT_PATTERN = (
+    r'^(?:ACCESS )?\[(?P<start_time>[^\]]+)\] "(?P<method>[^ "]+) (?P<path>[^ "]+) (?P<protocol>[^"]+)" '
+    r"(?P<response_code>\d+) (?P<response_flags>[^ ]+) (?P<bytes_received>\d+|-) (?P<bytes_sent>\d+|-) "
+    r'(?P<duration>\d+|-) (?P<upstream_service_time>[^ ]+) "(?P<x_forwarded_for>[^"]*)" '
+    r'"(?P<user_agent>[^"]*)" "(?P<request_id>[^"]*)" "(?P<authority>[^"]*)" "(?P<upstream_host>[^"]*)"'
+    r"(?P<extra>.*)$"
+)
+_GROUPS = re.findall(r"\?P<(\w+)>", TEXT_PATTERN)
+_DETECT = re.compile(r'^(?:ACCESS )?\[\d{4}-\d\d-\d\dT[^\]]*\] "[^"]*" \d+ ')
+# Columns both layouts have (TEXT_PATTERN group = FIELD_MAP entry), and those only json_format has.
+_BOTH = (
+    "start_time",
+    "method",
+    "path",
+    "protocol",
+    "response_flags",
+    "request_id",
+    "authority",
+    "upstream_host",
+    "user_agent",
+    "x_forwarded_for",
+    "bytes_received",
+    "bytes_sent",
+    "duration",
+)
+_JSON_ONLY = ("remote_address", "traceparent", "jwt_id", "peer_uri_san", "jwt_sub", "client_id")
+_WRAPPER_KEYS = ("message", "log")  # Kubernetes/Ambassador, Docker json-file
+NOT_ENVOY = (
+    'not an Envoy access-log line (expected the default format: [START_TIME] "METHOD PATH PROTOCOL" ...)'
+)
+
+
+def detect(path: Path) -> bool:
+    for line in head(path).splitlines():
+        if not line.strip():
+            continue
+        line = line.strip()
+        if _DETECT.match(line):
+            return True
+        if not line.startswith("{"):
+            return False
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(doc, dict):
+            return False
+        wrapped = next((doc[k] for k in _WRAPPER_KEYS if isinstance(doc.get(k), str)), None)
+        if wrapped is not None:
+            return bool(_DETECT.match(wrapped.strip()))
+        return (
+            _has(doc, "start_time")
+            and _has(doc, "response_code")
+            and any(_has(doc, f) for f in ("method", "authority", "upstream_host", "response_flags"))
+        )
+    return False
+
+
+def _has(doc: dict, field: str) -> bool:
+    return any(key in doc for key in FIELD_MAP.get(field, ()) if not key.startswith("$"))
+
+
+def _field(field: str) -> str:
+    """SQL: the first present key of FIELD_MAP[field] in the line's JSON, as text."""
+    parts = []
+    for key in FIELD_MAP.get(field, ()):
+        path = key if key.startswith("$") else "$." + json.dumps(key)
+        parts.append(_sql.json_string("doc", sql_str(path)[1:-1]))
+    return f"coalesce({', '.join(parts)}, NULL)" if parts else "NULL"
+
+
+def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+    for file in files:
+        _sql.stage_lines(con, file)
+        _normalize(con)
+
+
+def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    pattern = sql_str(TEXT_PATTERN)
+    groups = "[" + ", ".join(sql_str(g) for g in _GROUPS) + "]"
+    wrapped = " ".join(
+        f"WHEN json_type(doc, '$.{k}') = 'VARCHAR' THEN json_extract_string(doc, '$.{k}')"
+        for k in _WRAPPER_KEYS
+    )
+    # One row per line: the text to match (the line, or the message of a container wrapper) or,
+    # for a json_format line, the FIELD_MAP values. Both end up in the same columns.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE envoy_lines AS
+        SELECT *, CASE WHEN log_text IS NOT NULL AND regexp_matches(log_text, {pattern})
+                       THEN regexp_extract(log_text, {pattern}, {groups}) END AS m
+        FROM (
+            SELECT record_index, line, text, doc,
+                   regexp_replace(CASE WHEN doc IS NULL THEN text {wrapped} END, '\\s+$', '') AS log_text,
+                   doc IS NOT NULL AND coalesce({_field("start_time")}, {_field("response_code")}) IS NOT NULL
+                       AND NOT coalesce(json_type(doc, '$.message') = 'VARCHAR'
+                                        OR json_type(doc, '$.log') = 'VARCHAR', false)
+                       AS json_format
+            FROM lines
+        )"""
+    )
+    # "-" is Envoy's "no value" in both layouts.
+    both = ", ".join(
+        f"nullif(nullif(CASE WHEN json_format THEN {_field(f)} ELSE m.{f} END, '-'), '') AS {f}"
+        for f in _BOTH
+    )
+    json_only = ", ".join(
+        f"CASE WHEN json_format THEN nullif(nullif({_field(f)}, '-'), '') END AS {f}" for f in _JSON_ONLY
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE envoy AS
+        SELECT record_index, line, text, doc, json_format,
+            CASE WHEN json_format THEN 'json' WHEN doc IS NOT NULL THEN 'text-wrapped' ELSE 'text' END
+                AS layout,
+            {both}, {json_only},
+            CASE WHEN json_format THEN {_field("response_code")} ELSE m.response_code END
+                AS response_code_text,
+            nullif(nullif(m.upstream_service_time, '-'), '') AS upstream_service_time,
+            CASE
+                WHEN NOT json_format AND m IS NULL AND doc IS NOT NULL AND log_text IS NULL
+                    THEN 'line ' || line || ': a JSON object that is neither a json_format access log '
+                         || '(no start_time/response_code keys) nor a container log wrapper ("message"/"log")'
+                WHEN NOT json_format AND m IS NULL AND doc IS NULL AND starts_with(text, '{{')
+                    THEN 'line ' || line || ': not valid JSON (truncated or malformed record)'
+                WHEN NOT json_format AND m IS NULL THEN 'line ' || line || ': ' || {sql_str(NOT_ENVOY)}
+            END AS reason
+        FROM envoy_lines"""
+    )
+    con.execute(
+        """UPDATE envoy SET reason = CASE
+            WHEN start_time IS NULL THEN 'line ' || line || ': no START_TIME'
+            WHEN TRY_CAST(start_time AS TIMESTAMPTZ) IS NULL AND TRY_CAST(start_time AS DOUBLE) IS NULL
+                THEN 'line ' || line || ': START_TIME ''' || left(start_time, 60)
+                     || ''' is not an ISO-8601 time'
+            WHEN TRY_CAST(response_code_text AS INTEGER) IS NULL AND response_code_text IS NOT NULL
+                THEN 'line ' || line || ': RESPONSE_CODE ''' || left(response_code_text, 20)
+                     || ''' is not a number'
+        END WHERE reason IS NULL"""
+    )
+    _sql.reject_lines(con, "envoy")
+    s = _sql
+    con.execute(
+        f"""INSERT INTO staged BY NAME
+        WITH base AS (
+            SELECT *,
+                TRY_CAST(response_code_text AS INTEGER) AS status,
+                method IS NULL AND path IS NULL AS tcp,
+                coalesce(TRY_CAST(start_time AS TIMESTAMPTZ),
+                         -- a numeric START_TIME(%s) / (%s%3f): seconds, milliseconds above 1e11
+                         CASE WHEN TRY_CAST(start_time AS DOUBLE) > 1e11
+                              THEN timezone('UTC', epoch_ms(TRY_CAST(start_time AS DOUBLE)::BIGINT))
+                              ELSE to_timestamp(TRY_CAST(start_time AS DOUBLE)) END) AS occurred_at,
+                -- the client: Envoy's peer address (ip:port, [v6]:port) or the first X-Forwarded-For hop
+                coalesce(
+                    CASE WHEN regexp_matches(remote_address, '^\\[.*\\]:\\d+$')
+                         THEN regexp_extract(remote_address, '^\\[(.*)\\]:\\d+$', 1)
+                         WHEN regexp_matches(remote_address, '^[^:]+:\\d+$')
+                         THEN split_part(remote_address, ':', 1)
+                         ELSE remote_address END,
+                    nullif(trim(split_part(x_forwarded_for, ',', 1)), '')) AS client_ip,
+                CASE WHEN jwt_id IS NOT NULL THEN jwt_id
+                     WHEN peer_uri_san IS NOT NULL THEN peer_uri_san
+                     WHEN jwt_sub IS NOT NULL THEN 'jwt-sub:' || jwt_sub
+                     WHEN client_id IS NOT NULL THEN 'oauth-client:' || client_id END AS credential_id,
+                CASE WHEN jwt_id IS NOT NULL THEN 'jwt'
+                     WHEN peer_uri_san IS NOT NULL THEN 'mtls_peer_certificate'
+                     WHEN jwt_sub IS NOT NULL THEN 'jwt_subject'
+                     WHEN client_id IS NOT NULL THEN 'oauth_client' END AS credential_type
+            FROM envoy WHERE reason IS NULL
+        )
+        SELECT
+            coalesce(request_id, md5(text)) AS event_id,
+            record_index, line, occurred_at,
+            CASE WHEN tcp THEN 'other' ELSE 'action' END AS category,
+            coalesce(jwt_sub, peer_uri_san, client_id) AS actor_id,
+            'unknown' AS actor_type,
+            credential_id, credential_type,
+            CASE WHEN tcp THEN 'tcp:connect' ELSE 'http:' || upper(method) END AS action,
+            CASE WHEN tcp THEN upstream_host
+                 ELSE coalesce(authority, '') || coalesce({s.without_query("path")}, '') END AS resource,
+            {s.read_only("method")} AS read_only,
+            CASE WHEN tcp THEN CASE WHEN response_flags IS NULL THEN 'success' ELSE 'failure' END
+                 ELSE {s.http_outcome("status")} END AS outcome,
+            CASE WHEN tcp THEN response_flags
+                 WHEN status = 0 THEN coalesce(response_flags, '0')  -- no response: the flags say why
+                 ELSE {s.http_error_code("status")} END AS error_code,
+            client_ip AS src_ip,
+            user_agent,
+            {s.trace_id("traceparent")} AS trace_id,
+            {s.parent_span_id("traceparent")} AS parent_span_id,
+            json_merge_patch('{{}}', json_object(
+                'format', layout, 'protocol', protocol, 'response_code', status,
+                'response_flags', response_flags, 'authority', authority, 'upstream_host', upstream_host,
+                'x_forwarded_for', x_forwarded_for,
+                'bytes_received', TRY_CAST(bytes_received AS BIGINT),
+                'bytes_sent', TRY_CAST(bytes_sent AS BIGINT),
+                'duration_ms', TRY_CAST(duration AS BIGINT),
+                'upstream_service_time_ms', TRY_CAST(upstream_service_time AS BIGINT),
+                'request_id', request_id, 'traceparent', traceparent,
+                'jwt_sub', jwt_sub, 'peer_uri_san', peer_uri_san, 'client_id', client_id
+            )) AS details,
+            coalesce(doc, to_json(text)) AS raw,
+            -- Envoy logs one line per hop with the same x-request-id: keep hops apart.
+            CASE WHEN request_id IS NOT NULL
+                 THEN concat_ws('|', request_id, start_time, method, path, response_code_text, upstream_host)
+            END
+                AS dedupe_key
+        FROM base"""
+    )

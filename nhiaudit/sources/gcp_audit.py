@@ -1,0 +1,362 @@
+"""GCP Cloud Audit Logs: LogEntry records whose protoPayload is an AuditLog (DESIGN §4, FORMATS §2).
+
+Three export shapes reach nhiaudit: NDJSON or a JSON array of LogEntry (GCS sink, ``gcloud logging
+read --format=json``, the Logging API's ``{"entries": [...]}``), Pub/Sub messages whose
+``message.data`` is the LogEntry base64-encoded, and BigQuery exports where the payload is
+``protopayload_auditlog`` (with ``requestJson``/``metadataJson`` strings). Each is reduced to one
+LogEntry per record in SQL, then normalized once. GKE entries (``serviceName`` ``k8s.io``) are
+Kubernetes API calls: they are normalized by ``k8s_audit`` so that one API call gets the same
+action and resource whichever way its log arrived.
+
+GCP logs no id for the access tokens it mints, so credential ids are built (docs/sources.md):
+``serviceAccountKeyName`` for a user-managed key; ``gcp-sa-token:<sa-email>`` for a token minted
+for a service account (the issued credential of ``iamcredentials`` ``GenerateAccessToken`` and the
+credential of a later call that carries ``serviceAccountDelegationInfo``); ``gcp:<principal>``
+otherwise (the caller's own credential, not individually identified).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+
+import duckdb
+
+from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
+
+NAME = "gcp_audit"
+READS = (
+    "GCP Cloud Audit Logs (LogEntry with protoPayload AuditLog) as NDJSON or JSON arrays, "
+    "Pub/Sub messages (base64 message.data) and BigQuery exports (protopayload_auditlog)"
+)
+DETECTION = (
+    "JSON whose first record is a LogEntry with a protoPayload of @type google.cloud.audit.AuditLog "
+    "(or BigQuery's protopayload_auditlog), or a Pub/Sub message whose base64 data decodes to one"
+)
+
+ISSUING = ("GenerateAccessToken", "GenerateIdToken", "SignJwt", "SignBlob")
+_AUDIT_LOG = "google.cloud.audit.AuditLog"
+# Methods whose name says they only read (last dotted segment of methodName, case-insensitive).
+_READ_METHOD = r"^(get|list|aggregatedlist|search|lookup|read|query|describe|batchget|testiampermissions)"
+# Google-managed service agents act for the platform itself, not for a customer workload.
+_SERVICE_AGENT = (
+    r"@(gcp-sa-[a-z0-9-]+\.iam|cloudservices|system|container-engine-robot|compute-system)\.gserviceaccount\.com$"
+)
+
+_ENTRY = """{
+    "insertId": "VARCHAR", "timestamp": "JSON", "logName": "VARCHAR", "resource": "JSON",
+    "operation": "JSON", "trace": "VARCHAR", "spanId": "VARCHAR", "severity": "VARCHAR"
+}"""
+_PAYLOAD = """{
+    "@type": "VARCHAR", "serviceName": "JSON", "methodName": "JSON", "resourceName": "VARCHAR",
+    "authenticationInfo": "JSON", "requestMetadata": "JSON", "status": "JSON", "authorizationInfo": "JSON",
+    "resourceLocation": "JSON",
+    "request": "JSON", "response": "JSON", "metadata": "JSON",
+    "requestJson": "VARCHAR", "responseJson": "VARCHAR", "metadataJson": "VARCHAR"
+}"""
+
+
+def detect(path: Path) -> bool:
+    text = head(path)
+    record = first_json_line(text)
+    if record is None:
+        return _looks_like_audit_document(text)
+    return _is_audit_record(_first_of(record))
+
+
+def _first_of(record: object) -> object:
+    if isinstance(record, list):
+        return record[0] if record else None
+    if isinstance(record, dict):
+        for key in ("entries", "receivedMessages"):
+            if isinstance(record.get(key), list) and record[key]:
+                return record[key][0]
+    return record
+
+
+def _is_audit_record(record: object) -> bool:
+    if not isinstance(record, dict):
+        return False
+    if isinstance(record.get("protopayload_auditlog"), dict):
+        return True
+    payload = record.get("protoPayload")
+    if isinstance(payload, dict):
+        return str(payload.get("@type", "")).endswith(_AUDIT_LOG)
+    message = record.get("message") if isinstance(record.get("message"), dict) else record
+    data = message.get("data")
+    if not isinstance(data, str) or not ("messageId" in message or "publishTime" in message or message is not record):
+        return False
+    try:
+        entry = json.loads(base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_" if "-" in data else None))
+    except (ValueError, binascii.Error):
+        return False
+    return isinstance(entry, dict) and "protoPayload" in entry and _is_audit_record(entry)
+
+
+def _looks_like_audit_document(text: str) -> bool:
+    """A pretty-printed array or document (``gcloud logging read --format=json``): the first record
+    holds an AuditLog payload and is not a Kubernetes Event (which k8s_audit reads)."""
+    start = text.lstrip()[:1]
+    payload = text.find('"protoPayload"')
+    if start not in ("[", "{") or payload < 0 or _AUDIT_LOG not in text:
+        return '"protopayload_auditlog"' in text and start in ("[", "{")
+    return '"auditID"' not in text[:payload]
+
+
+def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+    # Imported here: k8s_audit imports this module for the LogEntry credential rules below.
+    from nhiaudit.sources import k8s_audit
+
+    for file in files:
+        stage_json_records(con, file, unwrap=("entries", "receivedMessages"))
+        _stage_entries(con)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE k8s_in AS
+            SELECT record_index, line, raw, entry AS body, 'gke' AS envelope, NULL::VARCHAR AS reason,
+                   NULL::VARCHAR AS aks_resource_id
+            FROM gcp_in WHERE reason IS NULL AND is_gke"""
+        )
+        k8s_audit.normalize(con)
+        con.execute("DELETE FROM gcp_in WHERE reason IS NULL AND is_gke")
+        _normalize(con)
+
+
+def delegated_by_sql(auth: str) -> str:
+    """SQL list of the principals that delegated to the caller (impersonation: the original caller
+    of a service account token), from ``authenticationInfo.serviceAccountDelegationInfo[]``.
+    Empty entries (``[{}]`` in the iamcredentials sample) give an empty list."""
+    return (
+        f"list_filter(list_transform(json_extract({auth}, '$.serviceAccountDelegationInfo[*]'), "
+        "d -> coalesce(json_extract_string(d, '$.firstPartyPrincipal.principalEmail'), "
+        "json_extract_string(d, '$.principalSubject'))), p -> p IS NOT NULL)"
+    )
+
+
+def caller_credential_sql(key_name: str, email: str, subject: str, delegated_by: str) -> str:
+    """SQL for the credential a caller used (columns of the given names): its user-managed key, else
+    the token minted for the impersonated service account, else the principal's own credential."""
+    return f"""CASE WHEN {key_name} IS NOT NULL THEN {key_name}
+        WHEN len({delegated_by}) > 0 AND {email} IS NOT NULL THEN 'gcp-sa-token:' || {email}
+        WHEN coalesce({email}, {subject}) IS NOT NULL THEN 'gcp:' || coalesce({email}, {subject}) END"""
+
+
+def credential_type_sql(credential: str) -> str:
+    return f"""CASE WHEN {credential} LIKE '//iam.googleapis.com/%/keys/%' THEN 'gcp_sa_key'
+        WHEN {credential} LIKE 'gcp-sa-token:%' THEN 'gcp_sa_token'
+        WHEN {credential} LIKE 'gcp:%' THEN 'gcp_principal' END"""
+
+
+def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
+    """``gcp_in``: one LogEntry per record (Pub/Sub data decoded), with a reason when it is not one."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE gcp_in AS
+        WITH m AS (
+            SELECT record_index, line, doc,
+                CASE WHEN json_type(doc, '$.protoPayload') IS NOT NULL
+                          OR json_type(doc, '$.protopayload_auditlog') IS NOT NULL THEN NULL
+                     WHEN json_type(doc, '$.message.data') IS NOT NULL THEN json_extract(doc, '$.message.data')
+                     WHEN json_type(doc, '$.data') IS NOT NULL AND (json_type(doc, '$.messageId') IS NOT NULL
+                          OR json_type(doc, '$.publishTime') IS NOT NULL) THEN json_extract(doc, '$.data')
+                END AS data
+            FROM records
+        ), d AS (
+            SELECT *, translate(json_extract_string(data, '$'), '-_', '+/') AS b64 FROM m
+        ), e AS (
+            SELECT *, try(from_base64(b64 || repeat('=', (4 - length(b64) % 4) % 4))) AS bytes FROM d
+        ), t AS (
+            SELECT *, try(decode(bytes)) AS text FROM e
+        ), j AS (
+            SELECT record_index, line, doc, data, text,
+                   CASE WHEN data IS NULL THEN doc ELSE try(json(text)) END AS entry,
+                   CASE WHEN data IS NULL THEN NULL
+                        WHEN json_type(data) <> 'VARCHAR'
+                            THEN 'message.data is a JSON ' || lower(json_type(data)) || ', expected a base64 string'
+                        WHEN bytes IS NULL THEN 'message.data is not valid base64 (a Pub/Sub message carries '
+                                                || 'the LogEntry base64-encoded)'
+                        WHEN text IS NULL THEN 'message.data decodes to bytes that are not UTF-8 text'
+                        WHEN try(json(text)) IS NULL
+                            THEN 'message.data decodes to text that is not JSON: ''' || left(text, 60) || ''''
+                   END AS data_reason
+            FROM t
+        ), p AS (
+            SELECT *, coalesce(json_extract(entry, '$.protoPayload'), json_extract(entry, '$.protopayload_auditlog'))
+                          AS pp
+            FROM j
+        )
+        SELECT record_index, line, doc AS raw, entry, pp,
+            coalesce(json_extract_string(pp, '$.serviceName') = 'k8s.io', false) AS is_gke,
+            coalesce(data_reason,
+                CASE WHEN json_type(entry) <> 'OBJECT'
+                         THEN 'message.data holds a JSON ' || lower(json_type(entry)) || ', expected a LogEntry object'
+                     WHEN pp IS NULL
+                         THEN 'LogEntry without protoPayload: not a Cloud Audit Log entry (jsonPayload and '
+                              || 'textPayload logs carry no audit fields)'
+                     WHEN json_type(pp) <> 'OBJECT'
+                         THEN 'protoPayload is a JSON ' || lower(json_type(pp)) || ', expected an AuditLog object'
+                     WHEN json_extract_string(pp, '$."@type"') IS NOT NULL
+                          AND NOT ends_with(json_extract_string(pp, '$."@type"'), 'google.cloud.audit.AuditLog')
+                         THEN 'protoPayload @type ''' || left(json_extract_string(pp, '$."@type"'), 80)
+                              || ''' is not google.cloud.audit.AuditLog'
+                END) AS reason
+        FROM p"""
+    )
+
+
+def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE gcp_e AS
+        SELECT record_index, line, raw, reason, json_transform(entry, '{_ENTRY}') AS e,
+               CASE WHEN reason IS NULL THEN json_transform(pp, '{_PAYLOAD}') END AS p
+        FROM gcp_in"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE gcp_f AS
+        SELECT *,
+            json_type(e.timestamp) AS time_type,
+            json_extract_string(e.timestamp, '$') AS time_text,
+            try_cast(json_extract_string(e.timestamp, '$') AS TIMESTAMPTZ) AS occurred_at,
+            json_extract_string(p.serviceName, '$') AS service,
+            json_extract_string(p.methodName, '$') AS method,
+            json_extract_string(p.authenticationInfo, '$.principalEmail') AS email,
+            json_extract_string(p.authenticationInfo, '$.principalSubject') AS subject,
+            json_extract_string(p.authenticationInfo, '$.serviceAccountKeyName') AS key_name,
+            coalesce(p.request, try(json(p.requestJson))) AS req,
+            coalesce(p.response, try(json(p.responseJson))) AS resp,
+            coalesce(p.metadata, try(json(p.metadataJson))) AS meta
+        FROM gcp_e"""
+    )
+    con.execute(
+        """INSERT INTO staged_rejected
+        SELECT record_index, line, reason, left(raw::VARCHAR, ?) FROM (
+            SELECT record_index, line, raw, coalesce(reason, CASE
+                WHEN time_type IS NOT NULL AND time_type NOT IN ('VARCHAR', 'NULL')
+                    THEN 'timestamp is a JSON ' || lower(time_type) || ', expected an RFC 3339 string'
+                WHEN time_type = 'VARCHAR' AND occurred_at IS NULL
+                    THEN 'timestamp ''' || left(time_text, 60) || ''' is not an RFC 3339 time'
+                WHEN json_type(p.methodName) NOT IN ('VARCHAR', 'NULL')
+                    THEN 'protoPayload.methodName is a JSON ' || lower(json_type(p.methodName)) || ', expected a string'
+                WHEN json_type(p.serviceName) NOT IN ('VARCHAR', 'NULL')
+                    THEN 'protoPayload.serviceName is a JSON ' || lower(json_type(p.serviceName))
+                         || ', expected a string'
+                WHEN json_type(p.authenticationInfo) NOT IN ('OBJECT', 'NULL')
+                    THEN 'protoPayload.authenticationInfo is a JSON ' || lower(json_type(p.authenticationInfo))
+                         || ', expected an object'
+                WHEN json_type(p.status) NOT IN ('OBJECT', 'NULL')
+                    THEN 'protoPayload.status is a JSON ' || lower(json_type(p.status)) || ', expected an object'
+                WHEN json_type(p.status, '$.code') NOT IN ('BIGINT', 'UBIGINT', 'NULL')
+                    THEN 'protoPayload.status.code is a JSON ' || lower(json_type(p.status, '$.code'))
+                         || ', expected an integer'
+            END) AS reason FROM gcp_f
+        ) WHERE reason IS NOT NULL""",
+        [RAW_EXCERPT],
+    )
+    con.execute("DELETE FROM gcp_f WHERE record_index IN (SELECT record_index FROM staged_rejected)")
+    issuing = ", ".join(ISSUING)
+    con.execute(
+        f"""INSERT INTO staged BY NAME
+        WITH base AS (
+            SELECT *,
+                regexp_extract(method, '[^.]+$') AS method_leaf,
+                {delegated_by_sql('p.authenticationInfo')} AS delegated_by,
+                coalesce(email, subject) AS principal,
+                json_extract_string(e.resource, '$.labels.email_id') AS label_email,
+                regexp_extract(coalesce(json_extract_string(req, '$.name'), ''), 'serviceAccounts/([^/]+)$', 1)
+                    AS request_sa,
+                regexp_extract(coalesce(p.resourceName, ''), 'serviceAccounts/([^/]+)$', 1) AS resource_sa,
+                try_cast(json_extract_string(p.status, '$.code') AS BIGINT) AS status_code
+            FROM gcp_f
+        ), kinds AS (
+            SELECT *,
+                service = 'iamcredentials.googleapis.com'
+                    AND regexp_matches(method_leaf, '^({issuing.replace(", ", "|")})$') AS token_issue,
+                service = 'iam.googleapis.com' AND method_leaf = 'CreateServiceAccountKey' AS key_issue,
+                service = 'iam.googleapis.com' AND method_leaf = 'DeleteServiceAccountKey' AS key_revoke,
+                {caller_credential_sql('key_name', 'email', 'subject', 'delegated_by')} AS caller_cred
+            FROM base
+        ), keyed AS (
+            SELECT *,
+                CASE WHEN token_issue THEN coalesce(
+                         label_email, nullif(request_sa, ''),
+                         CASE WHEN resource_sa LIKE '%@%' THEN resource_sa END, nullif(resource_sa, ''))
+                     WHEN key_issue OR key_revoke THEN nullif(regexp_extract(coalesce(
+                         json_extract_string(resp, '$.name'), json_extract_string(req, '$.name'), p.resourceName, ''),
+                         'serviceAccounts/([^/]+)', 1), '') END AS holder,
+                CASE WHEN key_issue AND json_extract_string(resp, '$.name') IS NOT NULL
+                         THEN '//iam.googleapis.com/' || json_extract_string(resp, '$.name')
+                     WHEN key_revoke AND json_extract_string(req, '$.name') LIKE 'projects/%/keys/%'
+                         THEN '//iam.googleapis.com/' || json_extract_string(req, '$.name') END AS key_id
+            FROM kinds
+        ), creds AS (
+            SELECT *,
+                CASE WHEN token_issue THEN 'gcp-sa-token:' || holder
+                     WHEN key_issue OR key_revoke THEN key_id
+                     ELSE caller_cred END AS cred
+            FROM keyed
+        )
+        SELECT
+            e.insertId AS event_id,
+            record_index, line, occurred_at,
+            CASE WHEN token_issue OR key_issue THEN 'credential_issue'
+                 WHEN key_revoke THEN 'credential_revoke'
+                 WHEN method IS NULL THEN 'other'
+                 ELSE 'action' END AS category,
+            principal AS actor_id,
+            CASE WHEN regexp_matches(principal, '{_SERVICE_AGENT}') THEN 'service'
+                 WHEN principal LIKE '%.gserviceaccount.com' OR principal LIKE 'serviceAccount:%'
+                      OR principal LIKE '%/workloadIdentityPools/%' THEN 'workload'
+                 ELSE 'unknown' END AS actor_type,
+            cred AS credential_id,
+            {credential_type_sql('cred')} AS credential_type,
+            CASE WHEN token_issue OR key_issue THEN caller_cred END AS parent_credential_id,
+            CASE WHEN method IS NOT NULL
+                 THEN coalesce(regexp_replace(service, '\\.googleapis\\.com$', ''), 'unknown') || ':' || method
+            END AS action,
+            p.resourceName AS resource,
+            regexp_matches(lower(method_leaf), '{_READ_METHOD}') AS read_only,
+            CASE WHEN coalesce(status_code, 0) = 0 THEN 'success'
+                 WHEN status_code IN (7, 16) THEN 'denied'
+                 ELSE 'failure' END AS outcome,
+            CASE WHEN coalesce(status_code, 0) <> 0
+                 THEN coalesce(json_extract_string(p.status, '$.message'), status_code::VARCHAR) END AS error_code,
+            coalesce(json_extract_string(e.resource, '$.labels.project_id'),
+                     regexp_extract(e.logName, '^projects/([^/]+)/', 1)) AS account,
+            coalesce(json_extract_string(e.resource, '$.labels.location'),
+                     json_extract_string(e.resource, '$.labels.region'),
+                     json_extract_string(e.resource, '$.labels.zone'),
+                     json_extract_string(p.resourceLocation, '$.currentLocations[0]')) AS region,
+            json_extract_string(p.requestMetadata, '$.callerIp') AS src_ip,
+            json_extract_string(p.requestMetadata, '$.callerSuppliedUserAgent') AS user_agent,
+            lower(nullif(regexp_extract(coalesce(e.trace, ''), '([0-9a-fA-F]{{32}})$', 1), '')) AS trace_id,
+            lower(e.spanId) AS span_id,
+            CASE WHEN key_issue THEN try_cast(json_extract_string(resp, '$.validBeforeTime') AS TIMESTAMPTZ)
+                 WHEN token_issue THEN try_cast(json_extract_string(resp, '$.expireTime') AS TIMESTAMPTZ)
+            END AS expires_at,
+            CASE WHEN token_issue OR key_issue THEN json_object(
+                'holder', holder,
+                'long_term', key_issue,
+                'ttl_seconds', try_cast(rtrim(json_extract_string(req, '$.lifetime'), 's') AS DOUBLE)::BIGINT,
+                'delegation_chain', json_extract(meta, '$.identityDelegationChain'),
+                'delegates', json_extract(req, '$.delegates'),
+                'scopes', json_extract(req, '$.scope'),
+                'audience', json_extract_string(req, '$.audience'),
+                'principal_subject', subject,
+                'log_name', e.logName)
+            ELSE json_object(
+                'delegated_by', CASE WHEN len(delegated_by) > 0 THEN to_json(delegated_by) END,
+                'principal_subject', subject,
+                'service_account_key', key_name,
+                'operation_id', json_extract_string(e.operation, '$.id'),
+                'log_name', e.logName,
+                'resource_type', json_extract_string(e.resource, '$.type'),
+                'denied_permissions', to_json(nullif(list_filter(list_transform(
+                    json_extract(p.authorizationInfo, '$[*]'),
+                    a -> CASE WHEN json_extract_string(a, '$.granted') = 'false'
+                              THEN json_extract_string(a, '$.permission') END), x -> x IS NOT NULL), [])))
+            END AS details,
+            raw,
+            CASE WHEN e.insertId IS NOT NULL
+                 THEN e.insertId || '|' || coalesce(time_text, '') || '|' || coalesce(e.logName, '') END AS dedupe_key
+        FROM creds"""
+    )

@@ -1,0 +1,251 @@
+"""Azure: the Entra sign-in and Activity Log samples load cleanly, spot checks against values read in
+the files, a sign-in joining the ARM call made with its token (uti normalized), the Log Analytics
+and Event Hub shapes, and bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from nhiaudit import ingest
+from nhiaudit.sources import azure, gcp_audit, k8s_audit
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+AZ_SAMPLES = SAMPLES / "azure"
+SAMPLE_FILES = sorted(p for p in AZ_SAMPLES.glob("*") if p.is_file()) if AZ_SAMPLES.is_dir() else []
+SP_SIGNINS = "elastic__test-service-principal-signinlogs-sample.log"
+MI_SIGNINS = "elastic__test-managed-identity-sample.first5lines.log"
+ACTIVITY = "elastic__test-activitylogs-raw.log"
+SP_ID = "5f0e8a8c-3c1d-4c5e-9a51-2f8b2b1e9d10"
+SUB = "11111111-2222-3333-4444-555555555555"
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
+    found = rows(con, "SELECT * FROM events WHERE source = 'azure' AND event_id = ?", [event_id])
+    assert len(found) == 1, f"{event_id}: {len(found)} events"
+    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else {}
+    return found[0]
+
+
+def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
+    result = ingest.ingest(con, [path])
+    assert not result.unrecognized, f"{path.name} was not recognized"
+    (file_result,) = result.files
+    assert file_result.source == "azure"
+    return file_result
+
+
+def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def sample(name: str) -> Path:
+    path = AZ_SAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"sample {name} not found under {AZ_SAMPLES}")
+    return path
+
+
+def signin(signin_id: str, token_id: str, **properties: Any) -> dict[str, Any]:
+    """A ServicePrincipalSignInLogs record in the diagnostic-settings shape."""
+    return {
+        "time": "2026-11-02T09:00:00.1234567Z", "operationName": "Sign-in activity",
+        "category": "ServicePrincipalSignInLogs", "tenantId": "tenant-1", "resultType": "0",
+        "callerIpAddress": "20.1.2.3", "correlationId": "corr-1",
+        "properties": {"id": signin_id, "createdDateTime": "2026-11-02T09:00:00.12+00:00",
+                       "appId": "app-1", "servicePrincipalId": SP_ID, "servicePrincipalName": "report-bot",
+                       "servicePrincipalCredentialKeyId": "key-1", "resourceId": "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+                       "resourceDisplayName": "Windows Azure Service Management API",
+                       "uniqueTokenIdentifier": token_id, "ipAddress": "20.1.2.3", **properties},
+    }
+
+
+def activity(uti: str, result: str = "Success", **fields: Any) -> dict[str, Any]:
+    """An Activity Log record (diagnostic-settings shape) made with the token whose uti is given."""
+    record = {
+        "time": "2026-11-02T09:05:00.7654321Z", "category": "Administrative",
+        "operationName": "MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION",
+        "resourceId": f"/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.STORAGE/STORAGEACCOUNTS/REPORTS",
+        "resultType": result, "resultSignature": "Succeeded.", "correlationId": "op-1", "callerIpAddress": "20.1.2.3",
+        "identity": {"claims": {"uti": uti, "appid": "app-1", "appidacr": "1", "iat": "1793610000",
+                                "http://schemas.microsoft.com/identity/claims/objectidentifier": SP_ID},
+                     "authorization": {"evidence": {"principalId": SP_ID, "principalType": "ServicePrincipal",
+                                                    "role": "Storage Account Contributor"}}},
+        "location": "westeurope",
+    }
+    record.update(fields)
+    return record
+
+
+# --- the shared samples -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
+def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
+    assert azure.detect(path)
+    assert ingest.detect(path) == "azure"
+    result = load(store, path)
+    assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
+    assert result.read == sum(1 for line in path.read_text().splitlines() if line.strip())
+    assert result.read == result.loaded + result.duplicates
+
+
+def test_service_principal_signin(store: duckdb.DuckDBPyConnection) -> None:
+    load(store, sample(SP_SIGNINS))
+    e = event(store, "d5935dca-86f2-4ac9-a42c-3593b00af801")
+    assert e["occurred_at"] == utc(2022, 2, 8, 6, 22, 28, 351840)  # 7 fractional digits in the file
+    assert e["category"] == "credential_issue" and e["action"] == "entra:ServicePrincipalSignIn"
+    assert e["actor_id"] == "b029d485-a308-4311-8720-fb3192e5284e"
+    assert e["credential_id"] == "azure-token:ZDU5MzVkY2EtODZmMi00YWM5LWE0MmMtMzU5M2IwMGFmODAx"
+    assert e["parent_credential_id"] == "azure-key:dbcd79c0-c3ea-46b9-9604-ff40d43b8618"
+    assert e["resource"] == "797f4846-ba00-4fd7-ba43-dac1f8f63013"
+    assert (e["outcome"], e["account"], e["src_ip"]) == ("success", "4bbb79f7-5724-4c9e-95f3-de075f6ec090", "1.128.3.4")
+    assert e["details"]["holder"] == e["actor_id"]
+    assert e["details"]["holder_name"] == "Terraform-Datadog-CLI"
+    assert e["details"]["app_id"] == "6131d760-7fda-4db5-8bb1-b771898e9f15"
+    assert e["details"]["audience_name"] == "Windows Azure Service Management API"
+
+
+def test_managed_identity_signin(store: duckdb.DuckDBPyConnection) -> None:
+    load(store, sample(MI_SIGNINS))
+    e = event(store, "a08869a8-3b15-46e4-8de3-273849e60100")
+    assert e["action"] == "entra:ManagedIdentitySignIn" and e["actor_type"] == "workload"
+    assert e["actor_id"] == "9d370547-cb61-4753-be23-68534909af90"
+    assert e["credential_id"] == "azure-token:YTA4ODY5YTgtM2IxNS00NmU0LThkZTMtMjczODQ5ZTYwMTAw"
+    assert e["parent_credential_id"] is None  # a managed identity has no customer-held secret
+    assert e["src_ip"] is None  # "" in the record
+    assert e["details"]["holder_name"] == "testplatformlogslube"
+
+
+def test_activity_log_sample(store: duckdb.DuckDBPyConnection) -> None:
+    result = load(store, sample(ACTIVITY))
+    assert (result.loaded, result.duplicates) == (2, 1)  # lines 2 and 3: one event, two body encodings
+    found = rows(store, "SELECT * FROM events ORDER BY record_index")
+    listkeys = found[0]
+    assert listkeys["occurred_at"] == utc(2019, 10, 24, 0, 13, 46, 355425)
+    assert listkeys["category"] == "action"
+    assert listkeys["action"] == "azure:microsoft.eventhub/namespaces/authorizationrules/listkeys/action"
+    assert listkeys["resource"] == ("/subscriptions/8a4de8b5-095c-47d0-a96f-a75130c61d53/resourcegroups/sa-hema/"
+                                    "providers/microsoft.eventhub/namespaces/azurelsevents/authorizationrules/"
+                                    "rootmanagesharedaccesskey")
+    assert listkeys["actor_id"] == "8a4de8b5-095c-47d0-a96f-a75130c61d53"
+    assert listkeys["credential_id"] == "azure-token:8a4de8b5-095c-47d0-a96f-a75130c61d53"
+    assert (listkeys["outcome"], listkeys["read_only"], listkeys["src_ip"]) == ("success", False, "81.2.69.144")
+    details = json.loads(listkeys["details"])
+    assert details["role"] == "Azure EventGrid Service BuiltIn Role"
+    assert details["correlation_id"] == "8a4de8b5-095c-47d0-a96f-a75130c61d53"
+    assert details["result_type"] == "Start" and details["app_auth_method"] == "2"
+    health = found[1]
+    assert health["category"] == "other" and health["actor_id"] is None  # a platform notice, no caller
+    assert health["action"] == "azure:microsoft.resourcehealth/healthevent/updated/action"
+
+
+# --- issuance and use -----------------------------------------------------------------------------
+
+
+def test_signin_token_joins_the_arm_call(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    # The same 16 bytes, base64 with padding in the sign-in, base64url without in the token's uti.
+    path = write_lines(tmp_path / "azure.json", [
+        signin("signin-1", "q+7/AbCdEfGhIjKlMnOpQA=="), activity("q-7_AbCdEfGhIjKlMnOpQA")])
+    load(store, path)
+    issued = event(store, "signin-1")
+    (used,) = rows(store, "SELECT * FROM events WHERE category = 'action'")
+    assert issued["credential_id"] == "azure-token:q-7_AbCdEfGhIjKlMnOpQA"
+    assert used["credential_id"] == issued["credential_id"]
+    assert used["actor_id"] == issued["actor_id"] == SP_ID
+    assert used["account"] == SUB.lower()
+    assert used["action"] == "azure:microsoft.storage/storageaccounts/listkeys/action"
+
+
+def test_log_analytics_rows_join_the_same_way(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    la_signin = {"TimeGenerated": "2026-11-02T09:00:00.1234567Z", "Type": "AADServicePrincipalSignInLogs",
+                 "Category": "ServicePrincipalSignInLogs", "Id": "la-signin-1", "ServicePrincipalId": SP_ID,
+                 "ServicePrincipalName": "report-bot", "AppId": "app-1", "ResultType": "0",
+                 "UniqueTokenIdentifier": "q+7/AbCdEfGhIjKlMnOpQA==", "ServicePrincipalCredentialKeyId": "key-1",
+                 "ResourceIdentity": "797f4846-ba00-4fd7-ba43-dac1f8f63013", "IPAddress": "20.1.2.3",
+                 "TenantId": "tenant-1"}
+    claims = {"uti": "q-7_AbCdEfGhIjKlMnOpQA",
+              "http://schemas.microsoft.com/identity/claims/objectidentifier": SP_ID}
+    la_activity = {"TimeGenerated": "2026-11-02T09:05:00Z", "Type": "AzureActivity", "EventDataId": "la-act-1",
+                   "CorrelationId": "op-1", "OperationNameValue": "MICROSOFT.STORAGE/STORAGEACCOUNTS/READ",
+                   "ActivityStatusValue": "Failure", "CategoryValue": "Administrative", "Caller": SP_ID,
+                   "CallerIpAddress": "20.1.2.3", "Claims": json.dumps(claims),
+                   "Properties_d": {"statusCode": "Forbidden"},
+                   "ResourceId": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/"
+                                 "storageAccounts/reports"}
+    path = write_lines(tmp_path / "la.json", [la_signin, la_activity])
+    assert azure.detect(path)
+    load(store, path)
+    issued, used = event(store, "la-signin-1"), event(store, "la-act-1")
+    assert issued["credential_id"] == used["credential_id"] == "azure-token:q-7_AbCdEfGhIjKlMnOpQA"
+    assert issued["parent_credential_id"] == "azure-key:key-1" and issued["account"] == "tenant-1"
+    assert (used["outcome"], used["error_code"], used["read_only"]) == ("denied", "Forbidden", True)
+    assert used["actor_id"] == SP_ID
+
+
+def test_event_hub_wrapper_and_failed_signin(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    failed = signin("signin-2", "AAAA", status={"errorCode": 7000215})
+    failed["resultType"] = "7000215"
+    path = tmp_path / "eventhub.json"
+    path.write_text(json.dumps({"records": [signin("signin-1", "q+7/AbCdEfGhIjKlMnOpQA=="), failed]}, indent=2))
+    assert azure.detect(path)
+    assert load(store, path).loaded == 2
+    assert (event(store, "signin-2")["outcome"], event(store, "signin-2")["error_code"]) == ("failure", "7000215")
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+
+def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "azure.json", [
+        signin("good-1", "AAAA"),
+        '{"time": "2026-11-02T09:00:00Z", "category": "ServicePrincipalSignInLogs", "properties": {',
+        {**signin("bad-time", "BBBB"), "time": "last tuesday"},
+        {**signin("bad-props", "CCCC"), "properties": "oops"},
+        activity("DDDD", identity="someone"),
+        {"category": "Something", "time": "2026-11-02T09:00:00Z"},
+        signin("good-2", "EEEE"),
+    ])
+    result = load(store, path)
+    assert (result.loaded, result.rejected) == (2, 5)
+    assert result.read == result.loaded + result.rejected + result.duplicates
+    reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
+    assert reasons == [
+        "line 2: not valid JSON (truncated or malformed record)",
+        "time 'last tuesday' is not an ISO-8601 time",
+        "properties is a JSON varchar, expected an object",
+        "identity is a JSON varchar, expected an object",
+        "not an Entra sign-in or Activity Log record (category 'Something'): expected ServicePrincipalSignInLogs, "
+        "ManagedIdentitySignInLogs or an Activity Log category",
+    ]
+
+
+def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
+    first = load(store, sample(SP_SIGNINS))
+    again = load(store, sample(SP_SIGNINS))
+    assert again.already_ingested and again.loaded == 0
+    assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
+
+
+def test_detect_claims_no_other_source(samples_dir: Path) -> None:
+    others = [p for folder in ("aws_cloudtrail", "k8s_audit", "gcp_audit", "vault_audit", "api_gateway")
+              for p in sorted((samples_dir / folder).glob("*")) if p.is_file()]
+    assert any("aks" in p.name for p in others)
+    assert not [p.name for p in others if azure.detect(p)]
+    assert not [p.name for p in SAMPLE_FILES if k8s_audit.detect(p) or gcp_audit.detect(p)]

@@ -1,0 +1,266 @@
+"""Keycloak: the shared sample (undated JBoss event lines) loads cleanly, spot checks against values
+read in it; token issuances, delegation (act) and refresh chains; the JSON layouts; bad lines,
+skipped non-event lines and re-ingest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from nhiaudit import ingest
+from nhiaudit.sources import keycloak
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLE = SAMPLES / "idp_oauth" / "elastic__keycloak_test-log.events-lines.log"
+OTHER_SAMPLES = (
+    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE) if SAMPLES.is_dir() else []
+)
+
+CLIENT_LOGIN = (
+    '2026-11-02 09:00:00,123 INFO  [org.keycloak.events] (executor-thread-1) type="CLIENT_LOGIN", '
+    'realmId="agents", clientId="report-bot", userId="sa-1", sessionId="s-1", ipAddress="10.0.0.5", '
+    'grant_type="client_credentials", token_id="jti-111", scope="profile email", '
+    'username="service-account-report-bot"'
+)
+EXCHANGE_WITH_ACT = (
+    "2026-11-02 09:00:05,000 INFO  [org.keycloak.events] (executor-thread-2) type=TOKEN_EXCHANGE, "
+    "realmId=agents, clientId=agent-gw, userId=u-bob, sessionId=s-1, ipAddress=10.0.0.6, token_id=jti-222, "
+    'subject_token_client_id=web-app, audience=reports-api, act="{\\"sub\\": \\"agent-gw\\", '
+    '\\"act\\": {\\"sub\\": \\"report-bot\\"}}"'
+)
+EXCHANGE = (
+    "09:00:06,000 INFO  [org.keycloak.events] (default task-3) type=TOKEN_EXCHANGE, realmId=agents, "
+    "clientId=agent-gw, userId=u-bob, ipAddress=10.0.0.6, token_id=jti-223, subject_token_client_id=web-app"
+)
+REFRESH = (
+    "2026-11-02 09:01:00,000 INFO  [org.keycloak.events] (executor-thread-3) type=REFRESH_TOKEN, "
+    "realmId=agents, clientId=web-app, userId=u-bob, token_id=jti-333, refresh_token_id=rt-1, "
+    "access_token_expiration_time=300"
+)
+EXCHANGE_ERROR = (
+    "2026-11-02 09:02:00,000 WARN  [org.keycloak.events] (executor-thread-3) type=TOKEN_EXCHANGE_ERROR, "
+    "realmId=agents, clientId=agent-gw, userId=null, ipAddress=10.0.0.6, error=not_allowed"
+)
+JSON_LOG = {
+    "timestamp": "2026-11-02T10:03:00.5+01:00",
+    "sequence": 9,
+    "loggerClassName": "org.jboss.logging.Logger",
+    "loggerName": "org.keycloak.events",
+    "level": "INFO",
+    "message": 'type="LOGIN", realmId="agents", clientId="web-app", userId="u-bob", ipAddress="10.0.0.7", '
+    'username="bob@example.com"',
+    "threadName": "executor-thread-4",
+}
+JSON_EVENT = {
+    "id": "ev-9",
+    "time": 1793610240000,
+    "type": "CODE_TO_TOKEN",
+    "realmId": "agents",
+    "clientId": "web-app",
+    "userId": "u-bob",
+    "sessionId": "s-2",
+    "ipAddress": "10.0.0.7",
+    "details": {"token_id": "jti-444", "grant_type": "authorization_code", "refresh_token_id": "rt-2"},
+}
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
+    found = rows(con, "SELECT * FROM events WHERE source = 'keycloak' AND event_id = ?", [event_id])
+    assert len(found) == 1, f"{event_id}: {len(found)} events"
+    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
+    return found[0]
+
+
+def line_id(line: str) -> str:
+    """Text events carry no id: theirs is the MD5 of the line."""
+    return hashlib.md5(line.encode()).hexdigest()
+
+
+def load(con: duckdb.DuckDBPyConnection, path: Path, source: str = "keycloak") -> ingest.FileResult:
+    result = ingest.ingest(con, [path])
+    assert not result.unrecognized, f"{path.name} was not recognized"
+    (file_result,) = result.files
+    assert file_result.source == source
+    return file_result
+
+
+def write(path: Path, *lines: dict[str, Any] | str) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def sample() -> Path:
+    if not SAMPLE.is_file():
+        pytest.skip(f"shared sample not found at {SAMPLE}")
+    return SAMPLE
+
+
+def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
+    assert keycloak.detect(sample)
+    result = load(store, sample)
+    assert (result.read, result.loaded, result.rejected) == (15, 15, 0)
+
+
+def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
+    load(store, sample)
+    lines = sample.read_text().splitlines()
+    e = event(store, line_id(lines[0]))
+    # The JBoss layout of the sample prints no date: no occurred_at, the time of day is kept.
+    assert e["occurred_at"] is None
+    assert e["details"]["time_of_day"] == "21:01:45,403"
+    assert (e["category"], e["action"], e["outcome"]) == ("signin", "keycloak:LOGIN_ERROR", "failure")
+    assert (e["error_code"], e["account"], e["src_ip"]) == ("invalid_redirect_uri", "test", "172.18.0.1")
+    assert e["actor_id"] is None  # userId=null and no username: the client only names the application
+    assert e["resource"] == "keycloak:test/test"
+    assert (e["record_index"], e["line"]) == (0, 1)
+    assert json.loads(e["raw"]) == lines[0]
+
+    e = event(store, line_id(lines[8]))
+    assert e["actor_id"] == "cc74404c-de7e-482a-98f7-b271ff3c49be"
+    assert (e["error_code"], e["details"]["username"]) == ("invalid_user_credentials", "admin")
+
+    e = event(store, line_id(lines[10]))
+    assert (e["actor_id"], e["account"], e["error_code"]) == ("asdf", "master", "user_not_found")
+    assert e["resource"] == "keycloak:master/security-admin-console"
+    categories = {r["category"] for r in rows(store, "SELECT category FROM events")}
+    assert categories == {"signin"}
+
+
+def test_token_issuance_and_delegation(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = write(tmp_path / "server.log", CLIENT_LOGIN, EXCHANGE_WITH_ACT, EXCHANGE, REFRESH, EXCHANGE_ERROR)
+    result = load(store, path)
+    assert (result.loaded, result.rejected) == (5, 0)
+
+    e = event(store, line_id(CLIENT_LOGIN))  # client credentials, values in Keycloak 26 "quotes"
+    assert e["occurred_at"] == datetime(2026, 11, 2, 9, 0, 0, 123000, tzinfo=timezone.utc)
+    assert (e["category"], e["credential_id"], e["credential_type"]) == (
+        "credential_issue",
+        "jti-111",
+        "oauth_access_token",
+    )
+    assert (e["actor_id"], e["actor_type"]) == ("report-bot", "service")
+    assert e["details"]["holder"] == "sa-1"
+    assert e["details"]["scope"] == "profile email"
+    assert e["details"]["long_term"] is False
+
+    e = event(store, line_id(EXCHANGE_WITH_ACT))  # RFC 8693: act names the current actor, then prior ones
+    assert e["credential_id"] == "jti-222"
+    assert e["details"]["act_chain"] == ["agent-gw", "report-bot"]
+    assert e["parent_credential_id"] == "agent-gw"
+    assert e["resource"] == "reports-api"  # the audience
+
+    e = event(store, line_id(EXCHANGE))  # no act claim: the subject token's client is the parent
+    assert (e["credential_id"], e["parent_credential_id"]) == ("jti-223", "web-app")
+    assert e["occurred_at"] is None and e["details"]["time_of_day"] == "09:00:06,000"
+
+    e = event(store, line_id(REFRESH))  # the refresh token used is the parent
+    assert (e["credential_id"], e["parent_credential_id"]) == ("jti-333", "rt-1")
+    assert e["expires_at"] == e["occurred_at"] + timedelta(seconds=300)
+    assert e["details"]["ttl_seconds"] == 300
+
+    e = event(store, line_id(EXCHANGE_ERROR))  # a refused exchange issues nothing
+    assert (e["category"], e["outcome"], e["error_code"]) == ("signin", "denied", "not_allowed")
+    assert e["credential_id"] is None
+
+
+def test_json_layouts(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    load(store, write(tmp_path / "keycloak.json.log", JSON_LOG, JSON_EVENT))
+    e = event(store, line_id(json.dumps(JSON_LOG)))  # KC_LOG_CONSOLE_OUTPUT=json
+    assert e["occurred_at"] == datetime(2026, 11, 2, 9, 3, 0, 500000, tzinfo=timezone.utc)
+    assert (e["category"], e["actor_id"], e["outcome"]) == ("signin", "u-bob", "success")
+    assert e["details"]["username"] == "bob@example.com"
+    e = event(store, "ev-9")  # an event object as the admin REST API returns it
+    assert e["occurred_at"] == datetime(2026, 11, 2, 9, 4, tzinfo=timezone.utc)
+    assert (e["category"], e["credential_id"], e["actor_id"]) == ("credential_issue", "jti-444", "u-bob")
+    assert e["details"]["refresh_token_id"] == "rt-2"
+
+
+def test_admin_api_export_array(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps([JSON_EVENT, {**JSON_EVENT, "id": "ev-10", "type": "LOGOUT"}], indent=2))
+    assert keycloak.detect(path)
+    result = load(store, path)
+    assert (result.loaded, result.rejected) == (2, 0)
+    assert event(store, "ev-10")["category"] == "other"
+
+
+def test_issued_token_links_to_the_gateway_call(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """The chain key: Keycloak's token_id is the jti an Envoy json_format log records."""
+    load(store, write(tmp_path / "server.log", CLIENT_LOGIN))
+    call = {
+        "start_time": "2026-11-02T09:00:30Z",
+        "method": "PUT",
+        "path": "/v1/reports",
+        "response_code": 200,
+        "x_request_id": "gw-1",
+        "jwt_jti": "jti-111",
+        "jwt_sub": "sa-1",
+        "authority": "reports.internal",
+    }
+    load(store, write(tmp_path / "access.log", call), source="envoy")
+    linked = rows(
+        store,
+        """SELECT a.event_id AS action_id, i.event_id AS issue_id, a.actor_id, i.details->>'holder' AS holder
+        FROM events a JOIN events i ON a.credential_id = i.credential_id
+        WHERE a.category = 'action' AND i.category = 'credential_issue'""",
+    )
+    assert linked == [
+        {"action_id": "gw-1", "issue_id": line_id(CLIENT_LOGIN), "actor_id": "sa-1", "holder": "sa-1"}
+    ]
+
+
+def test_bad_and_skipped_lines(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "server.log",
+        CLIENT_LOGIN,
+        "2026-11-02 09:00:06,000 INFO  [org.keycloak.services] (main) KC-SERVICES0001: Loading config",
+        "this is garbage",
+        "2026-11-02 09:00:07,000 WARN  [org.keycloak.events] (main) something that is not an event",
+        {**JSON_EVENT, "id": "ev-bad", "time": "soon"},
+        {**JSON_EVENT, "id": "ev-bad2", "details": "token_id=1"},
+        '{"id": "cut", "time": 17',
+        REFRESH,
+    )
+    result = load(store, path)
+    # the [org.keycloak.services] line is a log line, not an event: skipped on purpose, not "read"
+    assert (result.loaded, result.rejected) == (2, 5)
+    assert result.read == result.loaded + result.rejected + result.duplicates
+    reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
+    assert reasons == {
+        3: "line 3: not a Keycloak event line (expected 'HH:mm:ss,SSS LEVEL [org.keycloak.events] (thread) "
+        "type=…', a JSON log line or a JSON event object)",
+        4: "line 4: an [org.keycloak.events] line whose message is not 'type=…' or 'operationType=…' "
+        "(not a Keycloak event)",
+        5: "line 5: time is a JSON varchar, expected epoch milliseconds (a number)",
+        6: "line 6: details is a JSON varchar, expected an object",
+        7: "line 7: not valid JSON (truncated or malformed record)",
+    }
+
+
+def test_reingest_is_a_noop_and_duplicates_are_skipped(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    first = write(tmp_path / "a.log", CLIENT_LOGIN, REFRESH)
+    load(store, first)
+    assert load(store, first).already_ingested
+    result = load(store, write(tmp_path / "b.log", REFRESH, JSON_EVENT))
+    assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
+    assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize("path", OTHER_SAMPLES, ids=[str(p.relative_to(SAMPLES)) for p in OTHER_SAMPLES])
+def test_detect_does_not_claim_other_samples(path: Path) -> None:
+    assert not keycloak.detect(path)

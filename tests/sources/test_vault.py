@@ -1,0 +1,417 @@
+"""Vault audit device: the shared samples load cleanly, request/response halves pair into one event,
+and issuance, dynamic cloud credentials and revocation are normalized per DESIGN §4."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from nhiaudit import ingest
+from nhiaudit.sources import vault
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+VAULT_SAMPLES = SAMPLES / "vault_audit"
+SAMPLE_FILES = sorted(p for p in VAULT_SAMPLES.glob("*.log")) if VAULT_SAMPLES.is_dir() else []
+AUDIT = "elastic__test-audit.first9lines.log"
+FAKED = "elastic__test-faked-all-fields.log"
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
+    found = rows(con, "SELECT * FROM events WHERE source = 'vault' AND event_id = ?", [event_id])
+    assert len(found) == 1, f"{event_id}: {len(found)} events"
+    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else {}
+    return found[0]
+
+
+def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
+    result = ingest.ingest(con, [path])
+    assert not result.unrecognized, f"{path.name} was not recognized"
+    (file_result,) = result.files
+    assert file_result.source == "vault"
+    return file_result
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+# --- the shared samples -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
+def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
+    assert vault.detect(path)
+    assert ingest.detect(path) == "vault"
+    result = load(store, path)
+    assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    requests = {
+        ln["request"].get("id") for ln in lines if ln["type"] == "request" and ln["request"].get("id")
+    }
+    responses = {
+        ln["request"].get("id") for ln in lines if ln["type"] == "response" and ln["request"].get("id")
+    }
+    unpaired = sum(1 for ln in lines if not ln["request"].get("id"))
+    # One event per request id (pairs and lone halves), plus lines without an id.
+    assert result.loaded == len(requests | responses) + unpaired
+    assert result.read == result.loaded + result.duplicates
+
+
+def test_audit_sample_pairs_and_normalizes(store: duckdb.DuckDBPyConnection) -> None:
+    if not SAMPLE_FILES:
+        pytest.skip("shared vault samples not found")
+    result = load(store, VAULT_SAMPLES / AUDIT)
+    assert (result.read, result.loaded) == (5, 5)  # 9 lines: 4 pairs and one lone request
+
+    oidc = event(store, "cd09708b-11cc-2985-648b-cfe262cf7e50")
+    assert oidc["record_index"] == 0 and oidc["line"] == 1
+    assert oidc["occurred_at"] == utc(2020, 12, 1, 20, 29, 4, 356625)  # the request half's time
+    assert oidc["category"] == "action"
+    assert oidc["action"] == "vault:update" and oidc["resource"] == "sys/capabilities-self"
+    assert oidc["actor_id"] == "oidc-12349999999999999999" and oidc["actor_type"] == "unknown"
+    assert (
+        oidc["credential_id"]
+        == "hmac-sha256:eb605bd7f8a5ceb951b9ab42cae6d6c3f12f203cb2c2a78e33e899f77dceb931"
+    )
+    assert oidc["credential_type"] == "vault_token"
+    assert oidc["outcome"] == "success" and oidc["src_ip"] == "67.43.156.13"
+    raw = json.loads(oidc["raw"])
+    assert raw["request"]["type"] == "request" and raw["response"]["type"] == "response"
+    assert raw["response"]["time"] == "2020-12-01T20:29:04.36089379Z"
+
+    denied = event(store, "24ac580b-805a-d9ee-4d0d-7046932f4e05")
+    assert denied["outcome"] == "denied" and denied["error_code"] == "permission denied"
+    assert denied["action"] == "vault:update" and denied["resource"] == "internal-ca/issue/internal-server"
+    assert denied["actor_id"] is None and denied["credential_id"] is None
+
+    nomad = event(store, "0042ad1b-1400-7eb7-5e25-1dfc898c1998")
+    assert nomad["actor_id"] == "token-375f9cb3-4355-42c7-eab5-029f8a310ca7-runner"
+    assert nomad["actor_type"] == "workload"  # Nomad AllocationID metadata
+    assert nomad["read_only"] is True and nomad["action"] == "vault:read"
+    assert nomad["details"]["metadata"]["Task"] == "runner"
+
+    # The last line is a request without an id: an event of its own, with a framework id.
+    (lone,) = rows(store, "SELECT * FROM events WHERE record_index = 8")
+    assert lone["action"] == "vault:help" and lone["event_id"].startswith("rec-")
+    assert json.loads(lone["raw"])["response"] is None
+    positions = {r[0] for r in store.execute("SELECT record_index FROM events").fetchall()}
+    assert positions == {0, 2, 4, 6, 8}  # the response halves are not events of their own
+
+
+def test_faked_sample_keeps_plain_accessors_and_wrap_info(store: duckdb.DuckDBPyConnection) -> None:
+    if not SAMPLE_FILES:
+        pytest.skip("shared vault samples not found")
+    load(store, VAULT_SAMPLES / FAKED)
+    kv = event(store, "002c8225-e859-44a0-9ccb-471c3655dbd8")
+    assert kv["credential_id"] == "bar"  # auth.accessor wins over request.client_token_accessor
+    assert kv["outcome"] == "failure" and kv["error_code"] == "this is an error"
+    assert kv["category"] == "action"  # response.auth on a kv path is not an issuance
+    assert kv["user_agent"] == "Go-http-client/2.0"
+    assert kv["details"]["wrapped_accessor"] == "Bh57rT8zuhspG9APjXpGpiAJ"
+    lookup = event(store, "b2f72168-6cba-1bab-808a-72d9304b82f8")
+    assert lookup["resource"] == "auth/token/lookup-self" and lookup["category"] == "action"
+    assert lookup["outcome"] == "success"  # "error": "" is no error
+
+
+# --- issuance, cloud credentials, revocation (DESIGN §4) -----------------------------------------
+
+ORCH = {
+    "accessor": "acc-orch",
+    "display_name": "token-orchestrator",
+    "entity_id": "ent-orch",
+    "metadata": {"service_account_name": "orchestrator", "service_account_namespace": "agents"},
+    "token_policies": ["orchestrator"],
+    "token_ttl": 3600,
+}
+
+
+def pair(
+    rid: str,
+    time: str,
+    path: str,
+    operation: str = "update",
+    auth: dict | None = None,
+    response: dict | None = None,
+    error: str = "",
+    req_data: dict | None = None,
+    headers: dict | None = None,
+    response_time: str | None = None,
+) -> list[dict[str, Any]]:
+    request = {
+        "id": rid,
+        "operation": operation,
+        "path": path,
+        "remote_address": "10.0.0.7",
+        "client_token_accessor": (auth or {}).get("accessor", ""),
+        "namespace": {"id": "root"},
+    }
+    if req_data is not None:
+        request["data"] = req_data
+    if headers is not None:
+        request["headers"] = headers
+    req = {"time": time, "type": "request", "auth": auth or {}, "request": request}
+    resp = {
+        "time": response_time or time,
+        "type": "response",
+        "auth": auth or {},
+        "request": request,
+        "response": response or {},
+    }
+    if error:
+        req["error"] = resp["error"] = error
+    return [req, resp]
+
+
+@pytest.fixture
+def world(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    child = {
+        **ORCH,
+        "accessor": "acc-child",
+        "display_name": "token-report-bot",
+        "metadata": {"task_id": "t-7f3a"},
+        "token_ttl": 0,
+    }
+    lines = [
+        *pair(
+            "r-login",
+            "2026-11-02T09:00:00.123456789Z",
+            "auth/approle/login",
+            response={
+                "auth": {
+                    "accessor": "acc-login",
+                    "display_name": "approle",
+                    "entity_id": "ent-app",
+                    "token_ttl": 1800,
+                    "token_issue_time": "2026-11-02T09:00:00Z",
+                    "metadata": {"role_name": "deployer", "task_id": "t-login"},
+                    "token_policies": ["deploy"],
+                    "client_token": "hmac-sha256:aa",
+                }
+            },
+        ),
+        *pair(
+            "r-create",
+            "2026-11-02T09:01:00Z",
+            "auth/token/create",
+            auth=ORCH,
+            response={
+                "auth": {
+                    "accessor": "acc-child",
+                    "display_name": "token-report-bot",
+                    "metadata": {"task_id": "t-7f3a"},
+                    "token_policies": ["report"],
+                    "client_token": "hmac-sha256:bb",
+                }
+            },
+        ),
+        *pair(
+            "r-creds",
+            "2026-11-02T09:02:00Z",
+            "aws/creds/deploy-role",
+            operation="read",
+            auth=child,
+            response={
+                "mount_type": "aws",
+                "secret": {"lease_id": "aws/creds/deploy-role/L1"},
+                "data": {"access_key": "ASIAEXAMPLEKEY000001", "secret_key": "hmac-sha256:cc", "ttl": 900},
+            },
+        ),
+        *pair(
+            "r-kv",
+            "2026-11-02T09:03:00Z",
+            "secret/data/reports",
+            operation="read",
+            auth=child,
+            headers={"traceparent": ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]},
+        ),
+        *pair(
+            "r-revoke-lease",
+            "2026-11-02T09:04:00Z",
+            "sys/leases/revoke",
+            auth=ORCH,
+            req_data={"lease_id": "aws/creds/deploy-role/L1"},
+        ),
+        *pair(
+            "r-revoke-tok",
+            "2026-11-02T09:05:00Z",
+            "auth/token/revoke-accessor",
+            auth=ORCH,
+            req_data={"accessor": "acc-child"},
+        ),
+        *pair("r-denied", "2026-11-02T09:06:00Z", "auth/token/create", auth=child, error="permission denied"),
+        *pair(
+            "r-hmac-key",
+            "2026-11-02T09:07:00Z",
+            "aws-prod/sts/ops",
+            operation="read",
+            auth=child,
+            response={"mount_type": "aws", "data": {"access_key": "hmac-sha256:dd"}},
+        ),
+        # A response whose request half is in another (rotated) file.
+        pair("r-rotated", "2026-11-02T09:08:00Z", "secret/data/x", operation="read", auth=child)[1],
+        {"time": "2026-11-02T09:09:00Z", "type": "kmip-request", "auth": {}, "request": {"id": "k1"}},
+    ]
+    load(store, write_lines(tmp_path / "audit.log", lines))
+    return store
+
+
+def test_login_issues_a_token(world: duckdb.DuckDBPyConnection) -> None:
+    login = event(world, "r-login")
+    assert login["category"] == "credential_issue"
+    assert login["credential_id"] == "acc-login" and login["credential_type"] == "vault_token"
+    assert login["parent_credential_id"] is None  # a login has no parent token
+    assert login["task_id"] == "t-login"
+    assert login["actor_id"] == "approle" and login["actor_type"] == "workload"  # AppRole metadata
+    assert login["occurred_at"] == utc(2026, 11, 2, 9, 0, 0, 123456)
+    assert login["expires_at"] == utc(2026, 11, 2, 9, 30)  # token_issue_time + 1800 s
+    details = login["details"]
+    assert details["holder"] == "approle" and details["ttl_seconds"] == 1800 and details["long_term"] is False
+    assert details["policies"] == ["deploy"] and details["task_link"] == "vault_metadata"
+    assert "hmac-sha256:aa" not in login["details"].__repr__()  # no token (even hashed) in details
+
+
+def test_token_create_without_ttl_is_long_term(world: duckdb.DuckDBPyConnection) -> None:
+    create = event(world, "r-create")
+    assert create["category"] == "credential_issue"
+    assert create["credential_id"] == "acc-child" and create["parent_credential_id"] == "acc-orch"
+    assert create["actor_id"] == "token-orchestrator" and create["actor_type"] == "workload"
+    assert create["task_id"] == "t-7f3a"
+    assert create["expires_at"] is None
+    assert create["details"]["ttl_seconds"] == 0 and create["details"]["long_term"] is True
+    assert create["details"]["holder"] == "token-report-bot"
+
+
+def test_dynamic_cloud_credentials_are_issuances(world: duckdb.DuckDBPyConnection) -> None:
+    creds = event(world, "r-creds")
+    assert creds["category"] == "credential_issue"
+    assert (
+        creds["credential_id"] == "ASIAEXAMPLEKEY000001" and creds["credential_type"] == "aws_temporary_key"
+    )
+    assert creds["parent_credential_id"] == "acc-child"
+    assert creds["task_id"] == "t-7f3a"  # the calling token's metadata
+    assert creds["action"] == "vault:read" and creds["resource"] == "aws/creds/deploy-role"
+    assert creds["expires_at"] == utc(2026, 11, 2, 9, 2) + timedelta(seconds=900)
+    assert creds["details"]["lease_id"] == "aws/creds/deploy-role/L1"
+    assert creds["details"]["role"] == "deploy-role" and creds["details"]["long_term"] is False
+    hashed = event(world, "r-hmac-key")  # another aws mount, key HMACed: still recorded as logged
+    assert hashed["category"] == "credential_issue" and hashed["credential_id"] == "hmac-sha256:dd"
+
+
+def test_revocations(world: duckdb.DuckDBPyConnection) -> None:
+    lease = event(world, "r-revoke-lease")
+    assert lease["category"] == "credential_revoke"
+    assert lease["credential_id"] == "ASIAEXAMPLEKEY000001"  # the key issued under that lease
+    assert lease["details"]["lease_id"] == "aws/creds/deploy-role/L1"
+    assert lease["details"]["by_credential_id"] == "acc-orch"
+    token = event(world, "r-revoke-tok")
+    assert token["category"] == "credential_revoke" and token["credential_id"] == "acc-child"
+    assert token["credential_type"] == "vault_token"
+
+
+def test_actions_denials_trace_context_and_lone_halves(world: duckdb.DuckDBPyConnection) -> None:
+    kv = event(world, "r-kv")
+    assert kv["category"] == "action" and kv["credential_id"] == "acc-child" and kv["task_id"] == "t-7f3a"
+    assert kv["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and kv["parent_span_id"] == "b7ad6b7169203331"
+    denied = event(world, "r-denied")
+    assert denied["category"] == "action" and denied["outcome"] == "denied"  # no token was issued
+    rotated = event(world, "r-rotated")
+    assert rotated["details"]["halves"] == "response" and json.loads(rotated["raw"])["request"] is None
+    (kmip,) = rows(world, "SELECT * FROM events WHERE source = 'vault' AND category = 'other'")
+    assert kmip["occurred_at"] == utc(2026, 11, 2, 9, 9)
+
+
+# --- bad input, re-ingest, detection ---------------------------------------------------------------
+
+
+def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    good = pair("ok-1", "2026-11-02T09:00:00Z", "secret/data/a", operation="read", auth=ORCH)
+    lines = [
+        *good,
+        '{"time": "2026-11-02T09:00:01Z", "type": "request", "request": {"id": "broken"',
+        {"time": 1762074000, "type": "request", "auth": {}, "request": {"id": "t1", "path": "a"}},
+        {"time": "yesterday", "type": "request", "auth": {}, "request": {"id": "t2", "path": "a"}},
+        {"time": "2026-11-02T09:00:02Z", "type": "audit", "request": {"id": "t3"}},
+        {"time": "2026-11-02T09:00:03Z", "type": "request", "request": "secret/data/a"},
+        {
+            "time": "2026-11-02T09:00:04Z",
+            "type": "response",
+            "request": {"id": "t5", "path": "a"},
+            "response": {"auth": {"accessor": "x", "token_ttl": "forever"}},
+        },
+        *pair("ok-2", "2026-11-02T09:00:05Z", "secret/data/b", operation="list", auth=ORCH),
+    ]
+    result = load(store, write_lines(tmp_path / "bad.log", lines))
+    reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
+    assert reasons == {
+        3: "line 3: not valid JSON (truncated or malformed record)",
+        4: "time is a JSON number, expected an RFC 3339 string",
+        5: "time 'yesterday' is not an RFC 3339 time",
+        6: "type 'audit' is not request, response, kmip-request or kmip-response",
+        7: "request is a JSON string, expected an object",
+        8: "response.auth.token_ttl is a JSON string, expected a number of seconds",
+    }
+    assert result.loaded == 2 and result.rejected == 6
+    assert result.read == result.loaded + result.rejected + result.duplicates
+    assert {e["event_id"] for e in rows(store, "SELECT event_id FROM events")} == {"ok-1", "ok-2"}
+
+
+def test_duplicate_pairs_and_reingest(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    lines = pair("dup", "2026-11-02T09:00:00Z", "secret/data/a", operation="read", auth=ORCH)
+    path = write_lines(tmp_path / "dup.log", lines + lines)  # the same pair logged twice
+    first = load(store, path)
+    assert (first.read, first.loaded, first.duplicates, first.rejected) == (2, 1, 1, 0)
+    again = ingest.ingest(store, [path]).files[0]
+    assert again.already_ingested and again.loaded == 0
+    # The same records in a different file (other bytes) are duplicates, not new events.
+    other = write_lines(tmp_path / "dup-copy.log", [*lines, lines[0]])
+    copy = load(store, other)
+    assert copy.loaded == 1 and copy.duplicates == 1  # the extra lone request is a distinct half
+    assert store.execute("SELECT count(*) FROM events WHERE event_id = 'dup'").fetchone()[0] == 2
+
+
+def test_detect_claims_only_vault_audit_lines(tmp_path: Path) -> None:
+    for folder in (
+        "aws_cloudtrail",
+        "genai_otel",
+        "k8s_audit",
+        "gcp_audit",
+        "api_gateway",
+        "azure",
+        "idp_oauth",
+    ):
+        for path in sorted((SAMPLES / folder).glob("*")) if (SAMPLES / folder).is_dir() else []:
+            assert not vault.detect(path), path.name
+    mcp = write_lines(
+        tmp_path / "rpc-messages.jsonl",
+        [
+            {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "direction": "OUT",
+                "type": "REQUEST",
+                "method": "tools/call",
+            }
+        ],
+    )
+    assert not vault.detect(mcp)
+    # A first line longer than the head is still recognized from its start.
+    big = pair(
+        "big", "2026-11-02T09:00:00Z", "secret/data/a", auth=ORCH, response={"data": {"blob": "x" * 20000}}
+    )[1]
+    long_line = write_lines(tmp_path / "long.log", [json.dumps(big)])
+    assert vault.detect(long_line)
