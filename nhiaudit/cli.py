@@ -263,7 +263,7 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
         label = (Text(f"{link.kind}", style="bold") + Text(" ")
                  + Text(link.status, style=STATUS_STYLE.get(link.status, "")) + Text("  ")
                  + t(link.id or "-", 120) + Text("\n") + t(link.label, 400) + _evidence_text(link))
-        if link.kind in ("task", "approval", "authority"):
+        if link.kind in ("span", "task", "approval", "authority"):
             authorization = authorization.add(label)
         else:
             chain = chain.add(label)

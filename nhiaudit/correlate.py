@@ -7,6 +7,7 @@ the policy changed, since they were built; ``ensure`` rebuilds them only then.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from importlib import resources
 
@@ -26,10 +27,18 @@ def sql_files() -> list[tuple[str, str]]:
     return files
 
 
+def _fingerprint(policy: Policy) -> str:
+    """The policy and the correlation SQL itself: an upgraded nhiaudit rebuilds derived tables."""
+    digest = hashlib.sha256(policy.fingerprint.encode())
+    for name, sql in sql_files():
+        digest.update(name.encode() + b"\0" + sql.encode())
+    return digest.hexdigest()
+
+
 def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
     return (
         store.get_meta(con, "correlated_generation") != (store.get_meta(con, "evidence_generation") or "0")
-        or store.get_meta(con, "correlated_policy") != policy.fingerprint
+        or store.get_meta(con, "correlated_policy") != _fingerprint(policy)
     )
 
 
@@ -44,7 +53,7 @@ def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float
             con.execute(sql)
             timings[name] = time.perf_counter() - started
         store.set_meta(con, "correlated_generation", store.get_meta(con, "evidence_generation") or "0")
-        store.set_meta(con, "correlated_policy", policy.fingerprint)
+        store.set_meta(con, "correlated_policy", _fingerprint(policy))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -156,6 +156,15 @@ def _action(r: dict[str, Any], parents: list[dict[str, Any]], ev: dict[tuple[str
             {"holder": p["holder"], "human": p["is_human"], "broker": p["is_broker"]},
             depth=p["depth"],
         ))
+    if r["span_event_id"]:
+        # A gateway call joined to its agent through W3C trace context: show the hop.
+        links.append(Link(
+            "span", f"{r['span_source']}:{r['span_event_id']}", "found",
+            f"traceparent of the call names trace {r['trace_id']} span {r['parent_span_id']}; "
+            f"the task comes from span {r['span_event_id']}",
+            _ev(ev, r["span_source"], r["span_event_id"]),
+            {"trace_id": r["trace_id"], "parent_span_id": r["parent_span_id"]},
+        ))
     links.append(Link(
         "task", r["task_id"], r["task_status"],
         (f"agent {r['agent_id'] or '?'}: {r['intent'] or '(no intent)'}; requested by "
@@ -164,7 +173,7 @@ def _action(r: dict[str, Any], parents: list[dict[str, Any]], ev: dict[tuple[str
          if r["task_known"] else
          f"task {r['task_id']} (linked by {r['task_link']}) is in no task record or agent trace"
          if r["task_id"] else "no task id on the credential chain and no trace context"),
-        _ev(ev, r["task_source"], r["task_event_id"]) or _ev(ev, r["span_source"], r["span_event_id"]),
+        _ev(ev, r["task_source"], r["task_event_id"]),
         {"agent_id": r["agent_id"], "link": r["task_link"], "task_ids": list(r["task_ids"] or [])},
     ))
     approval_label = (

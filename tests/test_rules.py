@@ -33,10 +33,14 @@ def run_world(world: Path) -> tuple[list[Finding], int]:
     con = store.connect(":memory:")
     try:
         result = ingest.ingest(con, files)
-        assert not result.unrecognized, f"{world}: no source recognized {[p.name for p in result.unrecognized]}"
+        assert not result.unrecognized, (
+            f"{world}: no source recognized {[p.name for p in result.unrecognized]}"
+        )
         rejected = con.execute("SELECT path, line, reason FROM rejected").fetchall()
         assert not rejected, f"{world}: evidence rejected: {rejected}"
-        policy_file = next((p for p in (world / "nhiaudit.toml", world.parent / "nhiaudit.toml") if p.is_file()), None)
+        policy_file = next(
+            (p for p in (world / "nhiaudit.toml", world.parent / "nhiaudit.toml") if p.is_file()), None
+        )
         policy = load_policy(policy_file)
         correlate.correlate(con, policy)
         audited = con.execute("SELECT count(*) FROM chains").fetchone()[0]

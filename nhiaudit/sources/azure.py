@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
+from nhiaudit.sources.gcp_audit import expect_sql, expect_time_sql
 
 NAME = "azure"
 READS = (
@@ -60,14 +61,15 @@ ACTIVITY_CATEGORIES = (
 _CALLER_CATEGORIES = ("administrative", "action", "security", "policy")
 
 _RECORD = """{
-    "time": "JSON", "TimeGenerated": "JSON", "eventTimestamp": "JSON", "category": "JSON", "CategoryValue": "VARCHAR",
-    "Type": "VARCHAR", "operationName": "JSON", "OperationNameValue": "VARCHAR", "resultType": "JSON",
-    "ActivityStatusValue": "VARCHAR", "status": "JSON", "resultSignature": "VARCHAR", "correlationId": "VARCHAR",
+    "time": "JSON", "TimeGenerated": "JSON", "eventTimestamp": "JSON", "category": "JSON",
+    "CategoryValue": "VARCHAR", "Type": "VARCHAR", "operationName": "JSON", "OperationNameValue": "VARCHAR",
+    "resultType": "JSON", "ActivityStatusValue": "VARCHAR", "status": "JSON", "resultSignature": "VARCHAR",
+    "correlationId": "VARCHAR",
     "tenantId": "VARCHAR", "AADTenantId": "VARCHAR", "callerIpAddress": "VARCHAR", "IPAddress": "VARCHAR",
     "caller": "VARCHAR", "resourceId": "VARCHAR", "_ResourceId": "VARCHAR", "location": "VARCHAR",
     "eventDataId": "VARCHAR", "operationId": "VARCHAR", "SubscriptionId": "VARCHAR", "identity": "JSON",
-    "Claims": "JSON", "Claims_d": "JSON", "Authorization": "JSON", "Authorization_d": "JSON", "properties": "JSON",
-    "Properties_d": "JSON"
+    "Claims": "JSON", "Claims_d": "JSON", "Authorization": "JSON", "Authorization_d": "JSON",
+    "properties": "JSON", "Properties_d": "JSON"
 }"""
 # Log Analytics columns whose names differ from a diagnostic field only by case. DuckDB struct
 # fields are case-insensitive, so they get a struct of their own.
@@ -125,7 +127,7 @@ def _is_azure_record(record: object) -> bool:
         if isinstance(record.get(key), list) and record[key]:
             return _is_azure_record(record[key][0])
     category = _value(record.get("category"))
-    if category in SIGNIN_CATEGORIES or record.get("Type") in LA_SIGNIN_TYPES or record.get("Type") == "AzureActivity":
+    if category in SIGNIN_CATEGORIES or record.get("Type") in (*LA_SIGNIN_TYPES, "AzureActivity"):
         return True
     if "operationName" not in record or "resourceId" not in record or category.startswith("kube-audit"):
         return False
@@ -159,7 +161,13 @@ def token_id_sql(expr: str) -> str:
     return f"'azure-token:' || rtrim(translate(trim({expr}), '+/', '-_'), '=')"
 
 
+def _epoch_text(expr: str) -> str:
+    """JWT times (iat, exp) are epoch seconds, as strings in the Activity Log claims: ISO-8601 text."""
+    return f"strftime(to_timestamp(try_cast({expr} AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ')"
+
+
 def _text(expr: str) -> str:
+
     """A string field that may be ``{"value": …}`` in REST shapes."""
     return (
         f"CASE WHEN json_type({expr}) = 'OBJECT' THEN json_extract_string({expr}, '$.value') "
@@ -182,54 +190,53 @@ def _classify(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE az AS
         WITH t AS (
-            SELECT record_index, line, doc, json_transform(doc, '{_RECORD}') AS r, json_transform(doc, '{_LA}') AS la
+            SELECT record_index, line, doc,
+                   json_transform(doc, '{_RECORD}') AS r, json_transform(doc, '{_LA}') AS la
             FROM records
         ), c AS (
             SELECT *, coalesce({_text('r.category')}, la.Category, r.CategoryValue) AS cat,
                    coalesce(json_extract_string(r.time, '$'), json_extract_string(r.eventTimestamp, '$'),
-                            json_extract_string(r.TimeGenerated, '$')) AS time_text,
-                   coalesce(json_type(r.time), json_type(r.eventTimestamp), json_type(r.TimeGenerated)) AS time_type
+                            json_extract_string(r.TimeGenerated, '$')) AS time_text
             FROM t
         )
         SELECT *,
             CASE WHEN cat IN ({signin_categories}) OR r.Type IN ({la_types}) THEN 'signin'
                  WHEN r.Type = 'AzureActivity' OR r.identity IS NOT NULL OR r.Claims IS NOT NULL
                       OR (lower(cat) IN ({activity})
-                          AND coalesce(r.operationName::VARCHAR, r.OperationNameValue) IS NOT NULL) THEN 'activity'
+                          AND coalesce(r.operationName::VARCHAR, r.OperationNameValue) IS NOT NULL)
+                     THEN 'activity'
             END AS kind,
             try_cast(time_text AS TIMESTAMPTZ) AS occurred_at
         FROM c"""
     )
+    signin_checks = " ".join([
+        expect_sql("r.properties", "properties", ("OBJECT",), "an object"),
+        expect_sql("json_extract(r.properties, '$.uniqueTokenIdentifier')",
+                   "properties.uniqueTokenIdentifier", ("VARCHAR",), "a string"),
+    ])
+    activity_checks = " ".join([
+        expect_sql("r.identity", "identity", ("OBJECT",), "an object"),
+        expect_sql("json_extract(r.identity, '$.claims')", "identity.claims", ("OBJECT",), "an object"),
+        expect_sql("json_extract(r.identity, '$.claims.uti')", "identity.claims.uti", ("VARCHAR",),
+                   "a string"),
+    ])
     con.execute(
-        """INSERT INTO staged_rejected
+        f"""INSERT INTO staged_rejected
         SELECT record_index, line, reason, left(doc::VARCHAR, ?) FROM (
             SELECT record_index, line, doc, CASE
                 WHEN kind IS NULL THEN 'not an Entra sign-in or Activity Log record (category '''
                     || left(coalesce(cat, '?'), 60) || '''): expected ServicePrincipalSignInLogs, '
                     || 'ManagedIdentitySignInLogs or an Activity Log category'
-                WHEN time_type NOT IN ('VARCHAR', 'NULL')
-                    THEN 'time is a JSON ' || lower(time_type) || ', expected an ISO-8601 string'
-                WHEN time_type = 'VARCHAR' AND occurred_at IS NULL
-                    THEN 'time ''' || left(time_text, 60) || ''' is not an ISO-8601 time'
-                WHEN kind = 'signin' AND json_type(r.properties) NOT IN ('OBJECT', 'NULL')
-                    THEN 'properties is a JSON ' || lower(json_type(r.properties)) || ', expected an object'
-                WHEN kind = 'signin' AND json_type(r.properties, '$.uniqueTokenIdentifier') NOT IN ('VARCHAR', 'NULL')
-                    THEN 'properties.uniqueTokenIdentifier is a JSON '
-                         || lower(json_type(r.properties, '$.uniqueTokenIdentifier')) || ', expected a string'
-                WHEN kind = 'activity' AND json_type(r.identity) NOT IN ('OBJECT', 'NULL')
-                    THEN 'identity is a JSON ' || lower(json_type(r.identity)) || ', expected an object'
-                WHEN kind = 'activity' AND json_type(r.identity, '$.claims') NOT IN ('OBJECT', 'NULL')
-                    THEN 'identity.claims is a JSON ' || lower(json_type(r.identity, '$.claims'))
-                         || ', expected an object'
-                WHEN kind = 'activity' AND json_type(r.identity, '$.claims.uti') NOT IN ('VARCHAR', 'NULL')
-                    THEN 'identity.claims.uti is a JSON ' || lower(json_type(r.identity, '$.claims.uti'))
-                         || ', expected a string'
+                {expect_time_sql("coalesce(r.time, r.eventTimestamp, r.TimeGenerated)", "time")}
+                WHEN kind = 'signin' THEN CASE {signin_checks} END
+                WHEN kind = 'activity' THEN CASE {activity_checks} END
             END AS reason FROM az
         ) WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
     con.execute(
-        "DELETE FROM az WHERE record_index IN (SELECT record_index FROM staged_rejected WHERE record_index IS NOT NULL)"
+        "DELETE FROM az WHERE record_index IN "
+        "(SELECT record_index FROM staged_rejected WHERE record_index IS NOT NULL)"
     )
 
 
@@ -292,14 +299,17 @@ def _load_signins(con: duckdb.DuckDBPyConnection) -> None:
                 'signin_category', coalesce(cat, r.Type),
                 'long_term', false) AS details,
             doc AS raw,
-            CASE WHEN signin_id IS NOT NULL THEN signin_id || '|' || coalesce(time_text, created, '') END AS dedupe_key
+            CASE WHEN signin_id IS NOT NULL THEN signin_id || '|' || coalesce(time_text, created, '')
+            END AS dedupe_key
         FROM k"""
     )
 
 
 def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
     claims = _object("coalesce(json_extract(r.identity, '$.claims'), r.Claims_d, r.Claims)")
-    authorization = _object("coalesce(json_extract(r.identity, '$.authorization'), r.Authorization_d, r.Authorization)")
+    authorization = _object(
+        "coalesce(json_extract(r.identity, '$.authorization'), r.Authorization_d, r.Authorization)"
+    )
     callers = ", ".join(f"'{c}'" for c in _CALLER_CATEGORIES)
     con.execute(
         f"""INSERT INTO staged BY NAME
@@ -309,8 +319,8 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
                 {authorization} AS authz,
                 {_object("coalesce(r.properties, r.Properties_d)")} AS props,
                 coalesce({_text('r.operationName')}, r.OperationNameValue, la.OperationName) AS op,
-                coalesce({_text('r.resultType')}, r.ActivityStatusValue, json_extract_string(r.status, '$.value'))
-                    AS result,
+                coalesce({_text('r.resultType')}, r.ActivityStatusValue,
+                         json_extract_string(r.status, '$.value')) AS result,
                 coalesce(r.resourceId, la.ResourceId, r._ResourceId) AS resource_id,
                 coalesce(r.caller, la.Caller) AS caller,
                 coalesce(r.correlationId, la.CorrelationId) AS correlation_id
@@ -331,7 +341,8 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
             FROM a
         ), k AS (
             SELECT *,
-                CASE WHEN principal_type = 'User' OR json_extract_string(claims, '$.idtyp') = 'user' OR upn IS NOT NULL
+                CASE WHEN principal_type = 'User' OR upn IS NOT NULL
+                          OR json_extract_string(claims, '$.idtyp') = 'user'
                      THEN coalesce(upn, caller, oid, json_extract_string(evidence, '$.principalId'))
                      ELSE coalesce(oid, json_extract_string(evidence, '$.principalId'), caller) END AS actor,
                 lower(result) IN ('failure', 'failed') AS failed,
@@ -347,8 +358,8 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN claims IS NOT NULL OR caller IS NOT NULL OR lower(cat) IN ({callers}) THEN 'action'
                  ELSE 'other' END AS category,
             actor AS actor_id,
-            CASE WHEN json_extract_string(claims, '$.xms_mirid') IS NOT NULL THEN 'workload' ELSE 'unknown' END
-                AS actor_type,
+            CASE WHEN json_extract_string(claims, '$.xms_mirid') IS NOT NULL THEN 'workload'
+                 ELSE 'unknown' END AS actor_type,
             CASE WHEN nullif(uti, '') IS NOT NULL THEN {token_id_sql('uti')} END AS credential_id,
             CASE WHEN nullif(uti, '') IS NOT NULL THEN 'azure_access_token' END AS credential_type,
             -- RBAC operation names come in any case (MICROSOFT.EVENTHUB/... vs Microsoft.EventHub/...):
@@ -356,7 +367,8 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN op IS NOT NULL THEN 'azure:' || lower(op) END AS action,
             lower(resource_id) AS resource,
             lower(op) LIKE '%/read' AS read_only,
-            CASE WHEN failed AND refused THEN 'denied' WHEN failed THEN 'failure' ELSE 'success' END AS outcome,
+            CASE WHEN failed AND refused THEN 'denied' WHEN failed THEN 'failure' ELSE 'success' END
+                AS outcome,
             CASE WHEN failed THEN coalesce(status_code, r.resultSignature, result) END AS error_code,
             coalesce(lower(nullif(regexp_extract(resource_id, '(?i)/subscriptions/([^/]+)', 1), '')),
                      lower(r.SubscriptionId)) AS account,
@@ -369,15 +381,14 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
                 'result_signature', r.resultSignature,
                 'activity_category', cat,
                 'caller', caller,
-                'app_id', coalesce(json_extract_string(claims, '$.appid'), json_extract_string(claims, '$.azp')),
+                'app_id', coalesce(json_extract_string(claims, '$.appid'),
+                                   json_extract_string(claims, '$.azp')),
                 'app_auth_method', coalesce(json_extract_string(claims, '$.appidacr'),
                                             json_extract_string(claims, '$.azpacr')),
                 'tenant_id', tenant_id,
                 'managed_identity_resource', json_extract_string(claims, '$.xms_mirid'),
-                'token_issued_at', strftime(to_timestamp(try_cast(json_extract_string(claims, '$.iat') AS BIGINT)),
-                                            '%Y-%m-%dT%H:%M:%SZ'),
-                'token_expires_at', strftime(to_timestamp(try_cast(json_extract_string(claims, '$.exp') AS BIGINT)),
-                                             '%Y-%m-%dT%H:%M:%SZ'),
+                'token_issued_at', {_epoch_text("json_extract_string(claims, '$.iat')")},
+                'token_expires_at', {_epoch_text("json_extract_string(claims, '$.exp')")},
                 'principal_type', principal_type,
                 'role', json_extract_string(evidence, '$.role'),
                 'role_assignment_id', json_extract_string(evidence, '$.roleAssignmentId'),
@@ -386,7 +397,8 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
                 'authorization_action', json_extract_string(authz, '$.action'),
                 'authorization_scope', json_extract_string(authz, '$.scope')) AS details,
             doc AS raw,
-            coalesce(event_data_id, correlation_id || '|' || coalesce(result, '') || '|' || coalesce(time_text, '')
-                     || '|' || lower(coalesce(op, '')) || '|' || lower(coalesce(resource_id, ''))) AS dedupe_key
+            coalesce(event_data_id,
+                     correlation_id || '|' || coalesce(result, '') || '|' || coalesce(time_text, '') || '|'
+                     || lower(coalesce(op, '')) || '|' || lower(coalesce(resource_id, ''))) AS dedupe_key
         FROM k"""
     )

@@ -54,50 +54,52 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
+def _kind(json_type: str) -> str:
+    """SQL naming a ``json_type()`` result as a reader of the log would: ``a JSON number``."""
+    return f"CASE WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' ELSE lower({json_type}) END"
+
+
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    # One typed parse per record; then each record is consumed, rejected or staged exactly once.
+    # Wrong types are rejected with the field named; missing fields are not an error (real
+    # records and AWS doc fragments omit many). Digest files and delivery notifications describe
+    # log files, not events: consumed on purpose.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ct AS
-        SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r FROM records"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE ct2 AS
-        SELECT record_index, line, doc, r,
-               CASE WHEN json_type(r.userIdentity) = 'OBJECT'
-                    THEN json_transform(r.userIdentity, '{_IDENTITY}') END AS u,
-               json_type(r.eventTime) AS time_type,
-               json_extract_string(r.eventTime, '$') AS event_time_text,
-               coalesce(try_cast(json_extract_string(r.eventTime, '$') AS TIMESTAMPTZ), try_cast(r."@timestamp" AS TIMESTAMPTZ))
-                   AS occurred_at,
-               json_extract_string(r.eventSource, '$') AS event_source,
-               json_extract_string(r.eventName, '$') AS event_name
-        FROM ct"""
-    )
-    # Wrong types are rejected with the field named; missing fields are not an error (real
-    # records and AWS doc fragments omit many).
-    # Digest files and delivery notifications describe log files, not events: skipped on purpose.
-    con.execute(
-        """INSERT INTO consumed SELECT record_index FROM ct2
-        WHERE r.digestStartTime IS NOT NULL OR (r.Type = 'Notification' AND r.Message IS NOT NULL)"""
-    )
-    con.execute("DELETE FROM ct2 WHERE record_index IN (SELECT record_index FROM consumed)")
-    con.execute(
-        """INSERT INTO staged_rejected
-        SELECT record_index, line, reason, left(doc::VARCHAR, ?) FROM (
-            SELECT record_index, line, doc, CASE
-                WHEN time_type IS NOT NULL AND time_type NOT IN ('VARCHAR', 'NULL')
-                    THEN 'eventTime is a JSON ' || lower(time_type) || ', expected an ISO-8601 string'
-                WHEN time_type = 'VARCHAR' AND try_cast(event_time_text AS TIMESTAMPTZ) IS NULL
+        SELECT *,
+            r.digestStartTime IS NOT NULL OR (r.Type = 'Notification' AND r.Message IS NOT NULL) AS skipped,
+            CASE
+                WHEN time_type NOT IN ('VARCHAR', 'NULL')
+                    THEN 'eventTime is a JSON ' || {_kind("time_type")} || ', expected an ISO-8601 string'
+                WHEN time_type = 'VARCHAR' AND event_time IS NULL
                     THEN 'eventTime ''' || left(event_time_text, 60) || ''' is not an ISO-8601 time'
-                WHEN json_type(r.eventName) NOT IN ('VARCHAR', 'NULL')
-                    THEN 'eventName is a JSON ' || lower(json_type(r.eventName)) || ', expected a string'
-                WHEN json_type(r.eventSource) NOT IN ('VARCHAR', 'NULL')
-                    THEN 'eventSource is a JSON ' || lower(json_type(r.eventSource)) || ', expected a string'
-                WHEN json_type(r.userIdentity) NOT IN ('OBJECT', 'NULL')
-                    THEN 'userIdentity is a JSON ' || lower(json_type(r.userIdentity)) || ', expected an object'
-                WHEN json_type(r.resources) NOT IN ('ARRAY', 'NULL')
-                    THEN 'resources is a JSON ' || lower(json_type(r.resources)) || ', expected an array'
-            END AS reason FROM ct2
-        ) WHERE reason IS NOT NULL""",
+                WHEN coalesce(json_type(r.eventName), 'NULL') NOT IN ('VARCHAR', 'NULL')
+                    THEN 'eventName is a JSON ' || {_kind("json_type(r.eventName)")} || ', expected a string'
+                WHEN coalesce(json_type(r.eventSource), 'NULL') NOT IN ('VARCHAR', 'NULL')
+                    THEN 'eventSource is a JSON ' || {_kind("json_type(r.eventSource)")} || ', expected a string'
+                WHEN coalesce(json_type(r.userIdentity), 'NULL') NOT IN ('OBJECT', 'NULL')
+                    THEN 'userIdentity is a JSON ' || {_kind("json_type(r.userIdentity)")} || ', expected an object'
+                WHEN coalesce(json_type(r.resources), 'NULL') NOT IN ('ARRAY', 'NULL')
+                    THEN 'resources is a JSON ' || {_kind("json_type(r.resources)")} || ', expected an array'
+            END AS reason
+        FROM (
+            SELECT record_index, line, doc, r,
+                   CASE WHEN json_type(r.userIdentity) = 'OBJECT'
+                        THEN json_transform(r.userIdentity, '{_IDENTITY}') END AS u,
+                   coalesce(json_type(r.eventTime), 'NULL') AS time_type,
+                   json_extract_string(r.eventTime, '$') AS event_time_text,
+                   try_cast(json_extract_string(r.eventTime, '$') AS TIMESTAMPTZ) AS event_time,
+                   coalesce(try_cast(json_extract_string(r.eventTime, '$') AS TIMESTAMPTZ),
+                            try_cast(r."@timestamp" AS TIMESTAMPTZ)) AS occurred_at,
+                   json_extract_string(r.eventSource, '$') AS event_source,
+                   json_extract_string(r.eventName, '$') AS event_name
+            FROM (SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r FROM records)
+        )"""
+    )
+    con.execute("INSERT INTO consumed SELECT record_index FROM ct WHERE skipped")
+    con.execute(
+        """INSERT INTO staged_rejected SELECT record_index, line, reason, left(doc::VARCHAR, ?)
+        FROM ct WHERE NOT skipped AND reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
     issuing = ", ".join(f"'{name}'" for name in ISSUING)
@@ -106,20 +108,19 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         WITH base AS (
             SELECT *, event_source = 'sts.amazonaws.com' AND event_name IN ({issuing}) AS issuing,
                    CASE WHEN json_type(r.responseElements) = 'OBJECT' THEN r.responseElements END AS resp,
-                   CASE WHEN json_type(r.requestParameters) = 'OBJECT' THEN r.requestParameters END AS req
-            FROM ct2
-            WHERE (time_type IS NULL OR time_type = 'NULL'
-                   OR (time_type = 'VARCHAR' AND try_cast(event_time_text AS TIMESTAMPTZ) IS NOT NULL))
-              AND coalesce(json_type(r.eventName), 'NULL') IN ('VARCHAR', 'NULL') AND coalesce(json_type(r.eventSource), 'NULL') IN ('VARCHAR', 'NULL')
-              AND coalesce(json_type(r.userIdentity), 'NULL') IN ('OBJECT', 'NULL') AND coalesce(json_type(r.resources), 'NULL') IN ('ARRAY', 'NULL')
+                   CASE WHEN json_type(r.requestParameters) = 'OBJECT' THEN r.requestParameters END AS req,
+                   CASE WHEN json_type(r.resources) = 'ARRAY'
+                        THEN json_transform(r.resources, '[{{"ARN": "VARCHAR", "type": "VARCHAR"}}]') END AS res
+            FROM ct
+            WHERE NOT skipped AND reason IS NULL
         ), keyed AS (
             SELECT *,
                 CASE WHEN issuing THEN json_extract_string(resp, '$.credentials.accessKeyId') ELSE u.accessKeyId END AS cred,
                 CASE WHEN issuing THEN u.accessKeyId END AS parent_cred,
-                -- An object before its bucket (DESIGN §4): the first resource of a more specific type.
-                (SELECT json_extract_string(x, '$.ARN') FROM unnest(CAST(json_extract(r.resources, '$[*]') AS JSON[])) AS t(x)
-                 WHERE json_extract_string(x, '$.ARN') IS NOT NULL
-                 ORDER BY json_extract_string(x, '$.type') = 'AWS::S3::Object' DESC LIMIT 1) AS first_arn
+                -- An object before its bucket (DESIGN §4), else the first ARN listed. List functions,
+                -- not a correlated subquery: that one joined on the whole record and took most of ingest.
+                coalesce(list_filter(res, lambda x: x.ARN IS NOT NULL AND x.type = 'AWS::S3::Object')[1].ARN,
+                         list_filter(res, lambda x: x.ARN IS NOT NULL)[1].ARN) AS first_arn
             FROM base
         )
         SELECT

@@ -31,14 +31,15 @@ READS = (
     "and json_format logs"
 )
 DETECTION = (
-    'first line is a default-format access-log line ([START_TIME] "METHOD PATH PROTOCOL" CODE …), '
-    "such a line inside a container JSON wrapper, or a JSON object with FIELD_MAP's start_time "
-    "and response_code"
+    'a default-format access-log line ([START_TIME] "METHOD PATH PROTOCOL" CODE …), plain or in a '
+    "container JSON wrapper, among the first 20 lines; or a first line that is a JSON object with "
+    "FIELD_MAP's start_time, response_code and method/authority/upstream_host/response_flags keys"
 )
 
 # json_format access logs: logical field -> the JSON keys that may hold it, first present wins.
 # A key is a top-level key; a value starting with "$" is used as a JSON path (nested formats).
-# Defaults follow Envoy's docs and Istio's JSON encoding. The policy may override any entry.
+# Defaults follow Envoy's docs and Istio's JSON encoding. Meant to be overridable from the policy
+# ([sources.envoy]); until that is wired, edit or patch this dict.
 FIELD_MAP: dict[str, tuple[str, ...]] = {
     "start_time": ("start_time",),
     "method": ("method",),
@@ -90,35 +91,44 @@ _BOTH = (
 )
 _JSON_ONLY = ("remote_address", "traceparent", "jwt_id", "peer_uri_san", "jwt_sub", "client_id")
 _WRAPPER_KEYS = ("message", "log")  # Kubernetes/Ambassador, Docker json-file
+_DETECT_LINES = 20
 NOT_ENVOY = (
     'not an Envoy access-log line (expected the default format: [START_TIME] "METHOD PATH PROTOCOL" ...)'
 )
 
 
 def detect(path: Path) -> bool:
-    for line in head(path).splitlines():
-        if not line.strip():
-            continue
-        line = line.strip()
+    # Container logs mix access lines with the proxy's own diagnostics (Ambassador, Istio
+    # sidecars): an access line among the first lines of the head is enough; a json_format log is
+    # recognized on its first line.
+    lines = [line.strip() for line in head(path).splitlines() if line.strip()]
+    for number, line in enumerate(lines[:_DETECT_LINES]):
         if _DETECT.match(line):
             return True
-        if not line.startswith("{"):
-            return False
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return False
-        if not isinstance(doc, dict):
-            return False
+        doc = _json_object(line)
+        if doc is None:
+            continue
         wrapped = next((doc[k] for k in _WRAPPER_KEYS if isinstance(doc.get(k), str)), None)
         if wrapped is not None:
-            return bool(_DETECT.match(wrapped.strip()))
-        return (
-            _has(doc, "start_time")
-            and _has(doc, "response_code")
-            and any(_has(doc, f) for f in ("method", "authority", "upstream_host", "response_flags"))
-        )
+            if _DETECT.match(wrapped.strip()):
+                return True
+        elif number == 0:
+            return (
+                _has(doc, "start_time")
+                and _has(doc, "response_code")
+                and any(_has(doc, f) for f in ("method", "authority", "upstream_host", "response_flags"))
+            )
     return False
+
+
+def _json_object(line: str) -> dict | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _has(doc: dict, field: str) -> bool:

@@ -86,10 +86,12 @@ def _is_audit_record(record: object) -> bool:
         return str(payload.get("@type", "")).endswith(_AUDIT_LOG)
     message = record.get("message") if isinstance(record.get("message"), dict) else record
     data = message.get("data")
-    if not isinstance(data, str) or not ("messageId" in message or "publishTime" in message or message is not record):
+    pubsub = "messageId" in message or "publishTime" in message or message is not record
+    if not isinstance(data, str) or not pubsub:
         return False
     try:
-        entry = json.loads(base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_" if "-" in data else None))
+        padded = data + "=" * (-len(data) % 4)
+        entry = json.loads(base64.b64decode(padded, altchars=b"-_" if "-" in data else None))
     except (ValueError, binascii.Error):
         return False
     return isinstance(entry, dict) and "protoPayload" in entry and _is_audit_record(entry)
@@ -142,6 +144,34 @@ def caller_credential_sql(key_name: str, email: str, subject: str, delegated_by:
         WHEN coalesce({email}, {subject}) IS NOT NULL THEN 'gcp:' || coalesce({email}, {subject}) END"""
 
 
+def json_kind_sql(json_type: str) -> str:
+    """SQL naming a ``json_type()`` result the way a reader of the log would (``a JSON number``)."""
+    return (
+        f"CASE {json_type} WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'number' "
+        f"WHEN 'UBIGINT' THEN 'number' WHEN 'DOUBLE' THEN 'number' ELSE lower({json_type}) END"
+    )
+
+
+def expect_sql(expr: str, label: str, types: tuple[str, ...], what: str) -> str:
+    """A CASE branch rejecting the JSON ``expr`` when its JSON type is not one of ``types``."""
+    allowed = ", ".join(f"'{t}'" for t in (*types, "NULL"))
+    kind = json_kind_sql(f"json_type({expr})")
+    return (
+        f"WHEN json_type({expr}) NOT IN ({allowed}) "
+        f"THEN '{label} is a JSON ' || {kind} || ', expected {what}'"
+    )
+
+
+def expect_time_sql(expr: str, label: str) -> str:
+    """CASE branches rejecting the JSON ``expr`` unless it is absent or an RFC 3339 string."""
+    text = f"json_extract_string({expr}, '$')"
+    return (
+        expect_sql(expr, label, ("VARCHAR",), "an RFC 3339 string")
+        + f" WHEN json_type({expr}) = 'VARCHAR' AND try_cast({text} AS TIMESTAMPTZ) IS NULL"
+        + f" THEN '{label} ''' || left({text}, 60) || ''' is not an RFC 3339 time'"
+    )
+
+
 def credential_type_sql(credential: str) -> str:
     return f"""CASE WHEN {credential} LIKE '//iam.googleapis.com/%/keys/%' THEN 'gcp_sa_key'
         WHEN {credential} LIKE 'gcp-sa-token:%' THEN 'gcp_sa_token'
@@ -150,13 +180,18 @@ def credential_type_sql(credential: str) -> str:
 
 def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
     """``gcp_in``: one LogEntry per record (Pub/Sub data decoded), with a reason when it is not one."""
+    not_audit = (
+        "LogEntry without protoPayload: not a Cloud Audit Log entry "
+        "(jsonPayload and textPayload logs carry no audit fields)"
+    )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE gcp_in AS
+        f"""CREATE OR REPLACE TEMP TABLE gcp_in AS
         WITH m AS (
             SELECT record_index, line, doc,
                 CASE WHEN json_type(doc, '$.protoPayload') IS NOT NULL
                           OR json_type(doc, '$.protopayload_auditlog') IS NOT NULL THEN NULL
-                     WHEN json_type(doc, '$.message.data') IS NOT NULL THEN json_extract(doc, '$.message.data')
+                     WHEN json_type(doc, '$.message.data') IS NOT NULL
+                         THEN json_extract(doc, '$.message.data')
                      WHEN json_type(doc, '$.data') IS NOT NULL AND (json_type(doc, '$.messageId') IS NOT NULL
                           OR json_type(doc, '$.publishTime') IS NOT NULL) THEN json_extract(doc, '$.data')
                 END AS data
@@ -171,8 +206,7 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
             SELECT record_index, line, doc, data, text,
                    CASE WHEN data IS NULL THEN doc ELSE try(json(text)) END AS entry,
                    CASE WHEN data IS NULL THEN NULL
-                        WHEN json_type(data) <> 'VARCHAR'
-                            THEN 'message.data is a JSON ' || lower(json_type(data)) || ', expected a base64 string'
+                        {expect_sql("data", "message.data", ("VARCHAR",), "a base64 string")}
                         WHEN bytes IS NULL THEN 'message.data is not valid base64 (a Pub/Sub message carries '
                                                 || 'the LogEntry base64-encoded)'
                         WHEN text IS NULL THEN 'message.data decodes to bytes that are not UTF-8 text'
@@ -181,25 +215,20 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
                    END AS data_reason
             FROM t
         ), p AS (
-            SELECT *, coalesce(json_extract(entry, '$.protoPayload'), json_extract(entry, '$.protopayload_auditlog'))
-                          AS pp
+            SELECT *, coalesce(json_extract(entry, '$.protoPayload'),
+                               json_extract(entry, '$.protopayload_auditlog')) AS pp
             FROM j
         )
         SELECT record_index, line, doc AS raw, entry, pp,
             coalesce(json_extract_string(pp, '$.serviceName') = 'k8s.io', false) AS is_gke,
-            coalesce(data_reason,
-                CASE WHEN json_type(entry) <> 'OBJECT'
-                         THEN 'message.data holds a JSON ' || lower(json_type(entry)) || ', expected a LogEntry object'
-                     WHEN pp IS NULL
-                         THEN 'LogEntry without protoPayload: not a Cloud Audit Log entry (jsonPayload and '
-                              || 'textPayload logs carry no audit fields)'
-                     WHEN json_type(pp) <> 'OBJECT'
-                         THEN 'protoPayload is a JSON ' || lower(json_type(pp)) || ', expected an AuditLog object'
-                     WHEN json_extract_string(pp, '$."@type"') IS NOT NULL
-                          AND NOT ends_with(json_extract_string(pp, '$."@type"'), 'google.cloud.audit.AuditLog')
-                         THEN 'protoPayload @type ''' || left(json_extract_string(pp, '$."@type"'), 80)
-                              || ''' is not google.cloud.audit.AuditLog'
-                END) AS reason
+            coalesce(data_reason, CASE
+                {expect_sql("entry", "message.data holds", ("OBJECT",), "a LogEntry object")}
+                WHEN pp IS NULL THEN '{not_audit}'
+                {expect_sql("pp", "protoPayload", ("OBJECT",), "an AuditLog object")}
+                WHEN NOT ends_with(json_extract_string(pp, '$."@type"'), '{_AUDIT_LOG}')
+                    THEN 'protoPayload @type ''' || left(json_extract_string(pp, '$."@type"'), 80)
+                         || ''' is not {_AUDIT_LOG}'
+            END) AS reason
         FROM p"""
     )
 
@@ -214,7 +243,6 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE gcp_f AS
         SELECT *,
-            json_type(e.timestamp) AS time_type,
             json_extract_string(e.timestamp, '$') AS time_text,
             try_cast(json_extract_string(e.timestamp, '$') AS TIMESTAMPTZ) AS occurred_at,
             json_extract_string(p.serviceName, '$') AS service,
@@ -227,32 +255,23 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(p.metadata, try(json(p.metadataJson))) AS meta
         FROM gcp_e"""
     )
+    checks = " ".join([
+        expect_time_sql("e.timestamp", "timestamp"),
+        expect_sql("p.methodName", "protoPayload.methodName", ("VARCHAR",), "a string"),
+        expect_sql("p.serviceName", "protoPayload.serviceName", ("VARCHAR",), "a string"),
+        expect_sql("p.authenticationInfo", "protoPayload.authenticationInfo", ("OBJECT",), "an object"),
+        expect_sql("p.status", "protoPayload.status", ("OBJECT",), "an object"),
+        expect_sql("json_extract(p.status, '$.code')", "protoPayload.status.code", ("BIGINT", "UBIGINT"),
+                   "an integer"),
+    ])
+    con.execute("ALTER TABLE gcp_f ADD COLUMN bad VARCHAR")
+    con.execute(f"UPDATE gcp_f SET bad = coalesce(reason, CASE {checks} END)")
     con.execute(
-        """INSERT INTO staged_rejected
-        SELECT record_index, line, reason, left(raw::VARCHAR, ?) FROM (
-            SELECT record_index, line, raw, coalesce(reason, CASE
-                WHEN time_type IS NOT NULL AND time_type NOT IN ('VARCHAR', 'NULL')
-                    THEN 'timestamp is a JSON ' || lower(time_type) || ', expected an RFC 3339 string'
-                WHEN time_type = 'VARCHAR' AND occurred_at IS NULL
-                    THEN 'timestamp ''' || left(time_text, 60) || ''' is not an RFC 3339 time'
-                WHEN json_type(p.methodName) NOT IN ('VARCHAR', 'NULL')
-                    THEN 'protoPayload.methodName is a JSON ' || lower(json_type(p.methodName)) || ', expected a string'
-                WHEN json_type(p.serviceName) NOT IN ('VARCHAR', 'NULL')
-                    THEN 'protoPayload.serviceName is a JSON ' || lower(json_type(p.serviceName))
-                         || ', expected a string'
-                WHEN json_type(p.authenticationInfo) NOT IN ('OBJECT', 'NULL')
-                    THEN 'protoPayload.authenticationInfo is a JSON ' || lower(json_type(p.authenticationInfo))
-                         || ', expected an object'
-                WHEN json_type(p.status) NOT IN ('OBJECT', 'NULL')
-                    THEN 'protoPayload.status is a JSON ' || lower(json_type(p.status)) || ', expected an object'
-                WHEN json_type(p.status, '$.code') NOT IN ('BIGINT', 'UBIGINT', 'NULL')
-                    THEN 'protoPayload.status.code is a JSON ' || lower(json_type(p.status, '$.code'))
-                         || ', expected an integer'
-            END) AS reason FROM gcp_f
-        ) WHERE reason IS NOT NULL""",
+        "INSERT INTO staged_rejected SELECT record_index, line, bad, left(raw::VARCHAR, ?) "
+        "FROM gcp_f WHERE bad IS NOT NULL",
         [RAW_EXCERPT],
     )
-    con.execute("DELETE FROM gcp_f WHERE record_index IN (SELECT record_index FROM staged_rejected)")
+    con.execute("DELETE FROM gcp_f WHERE bad IS NOT NULL")
     issuing = ", ".join(ISSUING)
     con.execute(
         f"""INSERT INTO staged BY NAME
@@ -262,8 +281,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 {delegated_by_sql('p.authenticationInfo')} AS delegated_by,
                 coalesce(email, subject) AS principal,
                 json_extract_string(e.resource, '$.labels.email_id') AS label_email,
-                regexp_extract(coalesce(json_extract_string(req, '$.name'), ''), 'serviceAccounts/([^/]+)$', 1)
-                    AS request_sa,
+                regexp_extract(coalesce(json_extract_string(req, '$.name'), ''),
+                               'serviceAccounts/([^/]+)$', 1) AS request_sa,
                 regexp_extract(coalesce(p.resourceName, ''), 'serviceAccounts/([^/]+)$', 1) AS resource_sa,
                 try_cast(json_extract_string(p.status, '$.code') AS BIGINT) AS status_code
             FROM gcp_f
@@ -281,8 +300,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                          label_email, nullif(request_sa, ''),
                          CASE WHEN resource_sa LIKE '%@%' THEN resource_sa END, nullif(resource_sa, ''))
                      WHEN key_issue OR key_revoke THEN nullif(regexp_extract(coalesce(
-                         json_extract_string(resp, '$.name'), json_extract_string(req, '$.name'), p.resourceName, ''),
-                         'serviceAccounts/([^/]+)', 1), '') END AS holder,
+                         json_extract_string(resp, '$.name'), json_extract_string(req, '$.name'),
+                         p.resourceName, ''), 'serviceAccounts/([^/]+)', 1), '') END AS holder,
                 CASE WHEN key_issue AND json_extract_string(resp, '$.name') IS NOT NULL
                          THEN '//iam.googleapis.com/' || json_extract_string(resp, '$.name')
                      WHEN key_revoke AND json_extract_string(req, '$.name') LIKE 'projects/%/keys/%'
@@ -310,16 +329,16 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             cred AS credential_id,
             {credential_type_sql('cred')} AS credential_type,
             CASE WHEN token_issue OR key_issue THEN caller_cred END AS parent_credential_id,
-            CASE WHEN method IS NOT NULL
-                 THEN coalesce(regexp_replace(service, '\\.googleapis\\.com$', ''), 'unknown') || ':' || method
+            CASE WHEN method IS NOT NULL THEN
+                coalesce(regexp_replace(service, '\\.googleapis\\.com$', ''), 'unknown') || ':' || method
             END AS action,
             p.resourceName AS resource,
             regexp_matches(lower(method_leaf), '{_READ_METHOD}') AS read_only,
             CASE WHEN coalesce(status_code, 0) = 0 THEN 'success'
                  WHEN status_code IN (7, 16) THEN 'denied'
                  ELSE 'failure' END AS outcome,
-            CASE WHEN coalesce(status_code, 0) <> 0
-                 THEN coalesce(json_extract_string(p.status, '$.message'), status_code::VARCHAR) END AS error_code,
+            CASE WHEN coalesce(status_code, 0) <> 0 THEN
+                coalesce(json_extract_string(p.status, '$.message'), status_code::VARCHAR) END AS error_code,
             coalesce(json_extract_string(e.resource, '$.labels.project_id'),
                      regexp_extract(e.logName, '^projects/([^/]+)/', 1)) AS account,
             coalesce(json_extract_string(e.resource, '$.labels.location'),
@@ -356,7 +375,9 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                               THEN json_extract_string(a, '$.permission') END), x -> x IS NOT NULL), [])))
             END AS details,
             raw,
-            CASE WHEN e.insertId IS NOT NULL
-                 THEN e.insertId || '|' || coalesce(time_text, '') || '|' || coalesce(e.logName, '') END AS dedupe_key
+            CASE WHEN e.insertId IS NOT NULL THEN
+                e.insertId || '|' || coalesce(time_text, '') || '|' || coalesce(e.logName, '')
+            END AS dedupe_key
+
         FROM creds"""
     )

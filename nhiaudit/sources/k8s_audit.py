@@ -25,6 +25,7 @@ import duckdb
 
 from nhiaudit.sources import gcp_audit
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
+from nhiaudit.sources.gcp_audit import expect_sql, expect_time_sql
 
 NAME = "k8s_audit"
 READS = (
@@ -38,7 +39,10 @@ DETECTION = (
 
 # The issued token's id (TokenRequest) and the presented token's id (every request). The shipped key
 # is kubernetes.io (serviceaccount/util.go, v1.30 release note); KEP-4193 spells it k8s.io.
-ISSUED_ID_KEYS = ("authentication.kubernetes.io/issued-credential-id", "authentication.k8s.io/issued-credential-id")
+ISSUED_ID_KEYS = (
+    "authentication.kubernetes.io/issued-credential-id",
+    "authentication.k8s.io/issued-credential-id",
+)
 CREDENTIAL_ID_KEYS = ("authentication.kubernetes.io/credential-id", "authentication.k8s.io/credential-id")
 _STAGE_RANK = {"RequestReceived": 1, "ResponseStarted": 2, "ResponseComplete": 3, "Panic": 4}
 
@@ -103,7 +107,7 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
 def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
     """``k8s_in``: each record's envelope and the Event (or LogEntry) inside it."""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE k8s_in AS
+        f"""CREATE OR REPLACE TEMP TABLE k8s_in AS
         WITH w AS (
             SELECT record_index, line, doc,
                 CASE WHEN json_type(doc, '$.protoPayload') IS NOT NULL
@@ -123,25 +127,11 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
                      THEN 'properties.log is a string that is not JSON (''' || left(log_text, 60)
                           || '''): expected an audit Event serialized as JSON'
                  WHEN envelope = 'aks' AND log_type NOT IN ('OBJECT', 'VARCHAR')
-                     THEN 'properties.log is a JSON ' || lower(log_type)
+                     THEN 'properties.log is a JSON ' || {gcp_audit.json_kind_sql("log_type")}
                           || ', expected an audit Event (an object or a JSON string)'
             END AS reason,
             CASE WHEN envelope = 'aks' THEN json_extract_string(doc, '$.resourceId') END AS aks_resource_id
         FROM w"""
-    )
-
-
-def _expect(expr: str, label: str, types: tuple[str, ...], what: str) -> str:
-    """A CASE branch rejecting ``expr`` (JSON) whose JSON type is not one of ``types``."""
-    allowed = ", ".join(f"'{t}'" for t in (*types, "NULL"))
-    return f"WHEN json_type({expr}) NOT IN ({allowed}) THEN '{label} is a JSON ' || lower(json_type({expr})) || ', expected {what}'"
-
-
-def _expect_time(expr: str, label: str) -> str:
-    return (
-        _expect(expr, label, ("VARCHAR",), "an RFC 3339 string")
-        + f" WHEN json_type({expr}) = 'VARCHAR' AND try_cast(json_extract_string({expr}, '$') AS TIMESTAMPTZ) IS NULL"
-        f" THEN '{label} ''' || left(json_extract_string({expr}, '$'), 60) || ''' is not an RFC 3339 time'"
     )
 
 
@@ -165,18 +155,20 @@ def _annotation(keys: tuple[str, ...]) -> str:
 def _project_native(con: duckdb.DuckDBPyConnection) -> None:
     checks = " ".join(
         [
-            _expect("v.auditID", "auditID", ("VARCHAR",), "a string"),
-            _expect("v.verb", "verb", ("VARCHAR",), "a string"),
-            _expect("v.stage", "stage", ("VARCHAR",), "a string"),
-            _expect_time("v.requestReceivedTimestamp", "requestReceivedTimestamp"),
-            _expect_time("v.stageTimestamp", "stageTimestamp"),
-            _expect_time("v.timestamp", "timestamp"),
-            _expect("v.user", "user", ("OBJECT",), "an object"),
-            _expect("v.impersonatedUser", "impersonatedUser", ("OBJECT",), "an object"),
-            _expect("v.objectRef", "objectRef", ("OBJECT",), "an object"),
-            _expect("v.responseStatus", "responseStatus", ("OBJECT",), "an object"),
-            _expect("json_extract(v.responseStatus, '$.code')", "responseStatus.code", ("BIGINT", "UBIGINT"), "a number"),
-            _expect("v.annotations", "annotations", ("OBJECT",), "an object"),
+            expect_sql("v.auditID", "auditID", ("VARCHAR",), "a string"),
+            expect_sql("v.verb", "verb", ("VARCHAR",), "a string"),
+            expect_sql("v.stage", "stage", ("VARCHAR",), "a string"),
+            expect_time_sql("v.requestReceivedTimestamp", "requestReceivedTimestamp"),
+            expect_time_sql("v.stageTimestamp", "stageTimestamp"),
+            expect_time_sql("v.timestamp", "timestamp"),
+            expect_sql("v.user", "user", ("OBJECT",), "an object"),
+            expect_sql("v.impersonatedUser", "impersonatedUser", ("OBJECT",), "an object"),
+            expect_sql("v.objectRef", "objectRef", ("OBJECT",), "an object"),
+            expect_sql("v.responseStatus", "responseStatus", ("OBJECT",), "an object"),
+            expect_sql("json_extract(v.responseStatus, '$.code')", "responseStatus.code",
+                       ("BIGINT", "UBIGINT"), "a number"),
+
+            expect_sql("v.annotations", "annotations", ("OBJECT",), "an object"),
         ]
     )
     con.execute(
@@ -188,8 +180,7 @@ def _project_native(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT record_index, line, raw, envelope,
             coalesce(reason, CASE
-                WHEN json_type(body) <> 'OBJECT'
-                    THEN 'properties.log holds a JSON ' || lower(json_type(body)) || ', expected an audit Event object'
+                {expect_sql("body", "properties.log holds", ("OBJECT",), "an audit Event object")}
                 WHEN v.auditID IS NULL AND v.verb IS NULL
                     THEN 'not a Kubernetes audit Event: no auditID and no verb'
                 {checks}
@@ -210,15 +201,17 @@ def _project_native(con: duckdb.DuckDBPyConnection) -> None:
             nullif(json_extract_string(v.objectRef, '$.resource'), '') AS res,
             -- create with generateName: the name exists only in the response.
             coalesce(nullif(json_extract_string(v.objectRef, '$.name'), ''),
-                     CASE WHEN json_extract_string(v.verb, '$') = 'create' AND json_extract_string(v.objectRef, '$.subresource') IS NULL
+                     CASE WHEN json_extract_string(v.verb, '$') = 'create'
+                               AND json_extract_string(v.objectRef, '$.subresource') IS NULL
                           THEN json_extract_string(v.responseObject, '$.metadata.name') END) AS name,
             nullif(json_extract_string(v.objectRef, '$.subresource'), '') AS sub,
             split_part(v.requestURI, '?', 1) AS path,
             try_cast(json_extract_string(v.responseStatus, '$.code') AS BIGINT) AS code,
             json_extract_string(v.responseStatus, '$.reason') AS status_reason,
-            coalesce({_time('v.requestReceivedTimestamp')}, {_time('v.timestamp')}, {_time('v.stageTimestamp')})
-                AS occurred_at,
-            coalesce(json_extract_string(v.requestReceivedTimestamp, '$'), json_extract_string(v.timestamp, '$'),
+            coalesce({_time('v.requestReceivedTimestamp')}, {_time('v.timestamp')},
+                     {_time('v.stageTimestamp')}) AS occurred_at,
+            coalesce(json_extract_string(v.requestReceivedTimestamp, '$'),
+                     json_extract_string(v.timestamp, '$'),
                      json_extract_string(v.stageTimestamp, '$')) AS time_key,
             v.annotations AS annotations,
             v.requestObject AS request_object,
@@ -240,13 +233,14 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
     and name from resourceName; the status is a gRPC code, not HTTP."""
     checks = " ".join(
         [
-            _expect("pp", "protoPayload", ("OBJECT",), "an AuditLog object"),
-            _expect("json_extract(pp, '$.methodName')", "protoPayload.methodName", ("VARCHAR",), "a string"),
-            _expect_time("e.timestamp", "timestamp"),
-            _expect("json_extract(pp, '$.authenticationInfo')", "protoPayload.authenticationInfo", ("OBJECT",),
-                    "an object"),
-            _expect("json_extract(pp, '$.status.code')", "protoPayload.status.code", ("BIGINT", "UBIGINT"),
-                    "an integer"),
+            expect_sql("pp", "protoPayload", ("OBJECT",), "an AuditLog object"),
+            expect_sql("json_extract(pp, '$.methodName')", "protoPayload.methodName", ("VARCHAR",),
+                       "a string"),
+            expect_time_sql("e.timestamp", "timestamp"),
+            expect_sql("json_extract(pp, '$.authenticationInfo')", "protoPayload.authenticationInfo",
+                       ("OBJECT",), "an object"),
+            expect_sql("json_extract(pp, '$.status.code')", "protoPayload.status.code",
+                       ("BIGINT", "UBIGINT"), "an integer"),
         ]
     )
     credential = gcp_audit.caller_credential_sql("key_name", "username", "NULL", "delegated_by")
@@ -254,7 +248,8 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
         f"""INSERT INTO k8s_u BY NAME
         WITH g AS (
             SELECT record_index, line, raw, envelope, reason, json_transform(body, '{_ENTRY}') AS e,
-                   coalesce(json_extract(body, '$.protoPayload'), json_extract(body, '$.protopayload_auditlog')) AS pp
+                   coalesce(json_extract(body, '$.protoPayload'),
+                            json_extract(body, '$.protopayload_auditlog')) AS pp
             FROM k8s_in WHERE envelope = 'gke'
         ), f AS (
             SELECT *,
@@ -274,7 +269,8 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
         SELECT record_index, line, raw, envelope,
             coalesce(reason, CASE {checks}
                 WHEN json_extract_string(pp, '$.serviceName') IS DISTINCT FROM 'k8s.io'
-                    THEN 'GCP audit entry for service ''' || coalesce(json_extract_string(pp, '$.serviceName'), '?')
+                    THEN 'GCP audit entry for service '''
+                         || coalesce(json_extract_string(pp, '$.serviceName'), '?')
                          || ''' among Kubernetes audit records: ingest this file with --source gcp_audit'
             END) AS reason,
             e.insertId AS event_id,
@@ -309,7 +305,8 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
             json_extract_string(e.resource, '$.labels.location') AS region,
             json_extract_string(e.resource, '$.labels.cluster_name') AS cluster,
             method AS method_name,
-            CASE WHEN key_name IS NOT NULL OR (username NOT LIKE 'system:%') THEN {credential} END AS logged_cred,
+            CASE WHEN key_name IS NOT NULL OR username NOT LIKE 'system:%' THEN {credential}
+            END AS logged_cred,
             delegated_by,
             NULL::VARCHAR AS request_uri,
             e.logName AS log_name
@@ -372,7 +369,8 @@ def normalize(con: duckdb.DuckDBPyConnection) -> None:
                  WHEN cred LIKE 'ASIA%' THEN 'aws_temporary_key'
                  ELSE {gcp_audit.credential_type_sql('cred')} END AS credential_type,
             CASE WHEN token_issue THEN caller_cred END AS parent_credential_id,
-            'k8s:' || coalesce(verb, 'unknown') || coalesce(':' || res || coalesce('/' || sub, ''), '') AS action,
+            'k8s:' || coalesce(verb, 'unknown') || coalesce(':' || res || coalesce('/' || sub, ''), '')
+                AS action,
             CASE WHEN res IS NULL THEN path
                  WHEN res = 'namespaces' THEN 'namespaces' || coalesce('/' || coalesce(name, ns), '')
                                                || coalesce('/' || sub, '')
@@ -384,14 +382,17 @@ def normalize(con: duckdb.DuckDBPyConnection) -> None:
                  WHEN code >= 400 THEN 'failure'
                  WHEN code IS NOT NULL THEN 'success' END AS outcome,
             CASE WHEN stage = 'Panic' THEN 'Panic'
-                 WHEN code >= 400 OR decision = 'forbid' THEN coalesce(status_reason, code::VARCHAR) END AS error_code,
+                 WHEN code >= 400 OR decision = 'forbid' THEN coalesce(status_reason, code::VARCHAR)
+            END AS error_code,
             account, region, src_ip, user_agent,
             CASE WHEN token_issue
-                 THEN try_cast(json_extract_string(response_object, '$.status.expirationTimestamp') AS TIMESTAMPTZ)
+                 THEN try_cast(json_extract_string(response_object, '$.status.expirationTimestamp')
+                               AS TIMESTAMPTZ)
             END AS expires_at,
             CASE WHEN token_issue THEN json_object(
                 'holder', 'system:serviceaccount:' || ns || ':' || name,
-                'ttl_seconds', try_cast(json_extract_string(request_object, '$.spec.expirationSeconds') AS BIGINT),
+                'ttl_seconds',
+                    try_cast(json_extract_string(request_object, '$.spec.expirationSeconds') AS BIGINT),
                 'audiences', json_extract(request_object, '$.spec.audiences'),
                 'bound_object_kind', json_extract_string(request_object, '$.spec.boundObjectRef.kind'),
                 'bound_object_name', json_extract_string(request_object, '$.spec.boundObjectRef.name'),
@@ -405,7 +406,9 @@ def normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'impersonated_by', CASE WHEN imp_username IS NOT NULL THEN username END,
                 'delegated_by', CASE WHEN len(delegated_by) > 0 THEN to_json(delegated_by) END,
                 'authz_decision', decision,
-                'authz_reason', nullif(json_extract_string(annotations, '$."authorization.k8s.io/reason"'), ''),
+                'authz_reason',
+                    nullif(json_extract_string(annotations, '$."authorization.k8s.io/reason"'), ''),
+
                 'pod_name', {_user_extra('authentication.kubernetes.io/pod-name')},
                 'node_name', {_user_extra('authentication.kubernetes.io/node-name')},
                 'groups', groups)

@@ -3,8 +3,8 @@ log, logger ``org.keycloak.events``), the same lines in Keycloak's JSON console 
 objects as the admin REST API and event-store exports give them. DESIGN §4, FORMATS §8.
 
 Text events are ``key=value`` lists (``type=CODE_TO_TOKEN, realmId=…, clientId=…, userId=…``);
-values are bare, ``'quoted'`` when they hold a space (Keycloak < 26), or ``"quoted"`` with ``\\"``
-escapes (Keycloak 26 ``quotes`` option, the default there). Token issuances become
+values are bare, ``'quoted'`` when they hold a space (older listeners), or ``"quoted"`` with ``\\"``
+escapes (the newer listener's ``quotes``/``sanitize`` options). Token issuances become
 ``credential_issue`` events whose credential is the new access token's ``jti`` (detail
 ``token_id``), so a resource server or gateway that logs the ``jti`` links to them.
 """
@@ -44,8 +44,8 @@ REVOKING = ("REVOKE_GRANT",)
 # OAuth errors that mean "refused" rather than "failed" (RFC 6749 §4.1.2.1, Keycloak Errors.java).
 DENIED_ERRORS = ("access_denied", "not_allowed", "unauthorized_client", "consent_denied", "invalid_scope")
 
-# JBoss log layout: [date ]time level [category] (thread) message. The sample has no date
-# (Keycloak < 17 default layout); the Quarkus distribution prints yyyy-MM-dd HH:mm:ss,SSS.
+# JBoss log layout: [date ]time level [category] (thread) message. The sample has no date (the
+# WildFly-based distribution's console layout); the Quarkus distribution prints yyyy-MM-dd HH:mm:ss,SSS.
 LINE_PATTERN = (
     r"^(?:(?P<date>\d{4}-\d{2}-\d{2})[ T])?(?P<time>\d{2}:\d{2}:\d{2}(?:[,.]\d{1,9})?)\s+(?P<level>[A-Z]+)\s+"
     r"\[(?P<category>[^\]]+)\]\s+\((?P<thread>.*?)\)\s+(?P<message>.*)$"

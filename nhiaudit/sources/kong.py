@@ -83,7 +83,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         WITH base AS (
             SELECT *,
                 {s.json_string("doc", "$.request.id")} AS request_id,
-                {s.header(headers, "x-kong-request-id")} AS kong_request_id_header,
+                coalesce({s.header(headers, "x-kong-request-id")}, {s.header(headers, "kong-request-id")})
+                    AS kong_request_id_header,
                 {s.header(headers, "traceparent")} AS traceparent,
                 {s.header(headers, "user-agent")} AS user_agent_header,
                 {s.header(headers, "host")} AS host_header,
@@ -104,7 +105,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 {s.json_string("doc", "$.route.id")} AS route_id
             FROM kong WHERE reason IS NULL
         ), ided AS (
-            -- Kong 3.5+ logs request.id; older versions only echo the x-kong-request-id header when
+            -- Kong 3.5+ logs request.id; older versions only echo the request-id header (x-kong-request-id,
+            -- or the correlation-id plugin's default Kong-Request-ID) when
             -- the request-id/correlation-id plugin adds it. Otherwise the record's hash is its id.
             SELECT *, coalesce(request_id, kong_request_id_header) AS gateway_id FROM base
         )

@@ -115,7 +115,8 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
     not_array = ""
     for container, *_ in _SHAPES:
         kind = _kind(f"doc, '$.{container}'")
-        not_array += f"WHEN json_exists(doc, '$.{container}') THEN '{container} is a JSON ' || {kind} || ', expected an array'\n"
+        not_array += f"WHEN json_exists(doc, '$.{container}') "
+        not_array += f"THEN '{container} is a JSON ' || {kind} || ', expected an array'\n"
     con.execute(
         f"""INSERT INTO staged_rejected
         SELECT NULL, line, CASE {not_array}
@@ -132,8 +133,8 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
             f"""SELECT '{kind}' AS kind, '{container}' AS container, '{scope_keys[0]}' AS scope_key,
                        '{item_key}' AS item_key, record_index AS doc_index, line, res, rpos - 1 AS rpos,
                        {scopes} AS scopes
-                FROM records,
-                     unnest(CAST(json_extract(doc, '$.{container}[*]') AS JSON[])) WITH ORDINALITY AS t(res, rpos)
+                FROM records, unnest(CAST(json_extract(doc, '$.{container}[*]') AS JSON[]))
+                              WITH ORDINALITY AS t(res, rpos)
                 WHERE json_type(doc, '$.{container}') = 'ARRAY'"""
         )
     con.execute("CREATE OR REPLACE TEMP TABLE otel_resources AS " + " UNION ALL ".join(levels))
@@ -154,7 +155,8 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
     items = "json_extract(sc, '$.' || item_key)"
     con.execute(
         f"""INSERT INTO staged_rejected
-        SELECT NULL, line, place || ' is a JSON ' || what || ', expected ' || expected, left(value::VARCHAR, ?)
+        SELECT NULL, line, place || ' is a JSON ' || what || ', expected ' || expected,
+               left(value::VARCHAR, ?)
         FROM (
             SELECT line, container || '[' || rpos || ']' AS place, {_kind("res")} AS what,
                    'an object' AS expected, res AS value
@@ -185,7 +187,8 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
 def _check(con: duckdb.DuckDBPyConnection) -> None:
     """Reject spans and log records whose ids, times or attributes do not have the OTLP shape."""
     branches = [
-        f"WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'",
+        "WHEN json_type(item) <> 'OBJECT' "
+        f"THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'",
         "WHEN kind = 'span' AND coalesce(spanId, '') = '' THEN 'span has no spanId'",
         "WHEN kind = 'span' AND coalesce(traceId, '') = '' THEN 'span has no traceId'",
     ]
@@ -237,7 +240,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                    otel_id(traceId) AS trace_id, otel_id(spanId) AS span_id,
                    otel_id(parentSpanId) AS parent_span_id,
                    CASE WHEN kind = 'span' THEN otel_time(startTimeUnixNano)
-                        ELSE coalesce(otel_time(timeUnixNano), otel_time(observedTimeUnixNano)) END AS occurred_at,
+                        ELSE coalesce(otel_time(timeUnixNano), otel_time(observedTimeUnixNano))
+                   END AS occurred_at,
                    otel_time(endTimeUnixNano) AS ended_at,
                    json_extract_string(item, '$.name') AS name,
                    json_extract_string(item, '$.status.code') AS status_code,
@@ -290,7 +294,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN agent IS NOT NULL THEN 'agent'
                  WHEN otel_attr(attrs, 'service.name') IS NOT NULL THEN 'service' END AS actor_type,
             CASE WHEN {failed} THEN 'failure' WHEN kind = 'span' THEN 'success' END AS outcome,
-            CASE WHEN {failed} THEN coalesce(otel_attr(attrs, 'error.type'), nullif(status_message, ''), 'error')
+            CASE WHEN {failed}
+                 THEN coalesce(otel_attr(attrs, 'error.type'), nullif(status_message, ''), 'error')
                  END AS error_code,
             task AS task_id, trace_id, span_id, parent_span_id,
             json_merge_patch('{{}}', json_object(

@@ -228,9 +228,9 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
     reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
     assert reasons == [
         "line 2: not valid JSON (truncated or malformed record)",
-        "time 'last tuesday' is not an ISO-8601 time",
-        "properties is a JSON varchar, expected an object",
-        "identity is a JSON varchar, expected an object",
+        "time 'last tuesday' is not an RFC 3339 time",
+        "properties is a JSON string, expected an object",
+        "identity is a JSON string, expected an object",
         "not an Entra sign-in or Activity Log record (category 'Something'): expected ServicePrincipalSignInLogs, "
         "ManagedIdentitySignInLogs or an Activity Log category",
     ]

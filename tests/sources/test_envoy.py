@@ -4,6 +4,7 @@ keys and identity fields, FIELD_MAP overrides, bad lines and re-ingest."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from datetime import datetime, timezone
@@ -202,6 +203,18 @@ def test_text_line_and_docker_wrapper(store: duckdb.DuckDBPyConnection, tmp_path
     assert e["src_ip"] == "10.0.0.7"  # the first X-Forwarded-For hop
     assert e["details"]["x_forwarded_for"] == "10.0.0.7, 10.0.0.1"
     assert event(store, "req-docker-1")["details"]["format"] == "text-wrapped"
+
+
+def test_mixed_container_log_and_gzip(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """Ambassador pods log their own diagnostics next to ACCESS lines; rotated logs are gzipped."""
+    diagnostic = {"message": "[2026-11-02 09:04:59.000][1][info][main] starting workers", "stream": "stderr"}
+    access = {"message": "ACCESS " + TEXT_LINE, "stream": "stdout"}
+    path = tmp_path / "ambassador.log.gz"
+    path.write_bytes(gzip.compress((json.dumps(diagnostic) + "\n" + json.dumps(access) + "\n").encode()))
+    assert envoy.detect(path)
+    result = load(store, path)
+    assert (result.loaded, result.rejected) == (1, 1)
+    assert event(store, "req-text-1")["action"] == "http:POST"
 
 
 def test_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:

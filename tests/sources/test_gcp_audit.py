@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from nhiaudit import ingest, store as nhiaudit_store
+from nhiaudit import ingest
+from nhiaudit import store as nhiaudit_store
 from nhiaudit.sources import azure, gcp_audit, k8s_audit
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
@@ -250,7 +251,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
     reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
     assert reasons == [
         "line 2: not valid JSON (truncated or malformed record)",
-        "timestamp is a JSON bigint, expected an RFC 3339 string",
+        "timestamp is a JSON number, expected an RFC 3339 string",
         "protoPayload.methodName is a JSON array, expected a string",
         "LogEntry without protoPayload: not a Cloud Audit Log entry (jsonPayload and textPayload logs carry "
         "no audit fields)",

@@ -315,9 +315,9 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
     assert reasons[0] == "line 2: not valid JSON (truncated or malformed record)"
-    assert reasons[1] == "verb is a JSON bigint, expected a string"
+    assert reasons[1] == "verb is a JSON number, expected a string"
     assert reasons[2] == "requestReceivedTimestamp 'yesterday' is not an RFC 3339 time"
-    assert reasons[3] == "responseStatus.code is a JSON varchar, expected a number"
+    assert reasons[3] == "responseStatus.code is a JSON string, expected a number"
     assert reasons[4].startswith("properties.log is a string that is not JSON ('I1102 09:00:00")
     assert reasons[5] == "not a Kubernetes audit Event: no auditID and no verb"
     assert {e["event_id"] for e in events(store)} == {"good-1", "good-2"}

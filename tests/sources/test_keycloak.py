@@ -4,6 +4,7 @@ skipped non-event lines and re-ingest."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
@@ -248,6 +249,15 @@ def test_bad_and_skipped_lines(store: duckdb.DuckDBPyConnection, tmp_path: Path)
         6: "line 6: details is a JSON varchar, expected an object",
         7: "line 7: not valid JSON (truncated or malformed record)",
     }
+
+
+def test_gzipped_server_log(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "server.log.gz"
+    path.write_bytes(gzip.compress(f"{CLIENT_LOGIN}\n{REFRESH}\n".encode()))
+    assert keycloak.detect(path)
+    result = load(store, path)
+    assert (result.loaded, result.rejected) == (2, 0)
+    assert event(store, line_id(REFRESH))["credential_id"] == "jti-333"
 
 
 def test_reingest_is_a_noop_and_duplicates_are_skipped(

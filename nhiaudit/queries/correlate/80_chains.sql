@@ -128,7 +128,7 @@ SELECT
     root_credential_id, root_kind, chain_depth, chain_credential_ids, broken_credential_id,
     human_holder, human_credential_id,
     -- task
-    task_id, task_link, task_credential_id, task_ids, span_source, span_event_id,
+    task_id, task_link, task_credential_id, task_ids, span_source, span_event_id, trace_id, parent_span_id,
     CASE WHEN task_id IS NULL THEN 'missing'
          WHEN len(task_ids) > 1 OR agent_conflict THEN 'conflict'
          WHEN NOT task_known THEN 'missing'
