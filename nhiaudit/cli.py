@@ -206,9 +206,19 @@ SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium":
 
 
 def _open_for_audit(db: Path | None, policy_path: Path | None):
+    """The store, read-only, with current derived tables (correlating first when they are stale),
+    and the policy installed. Read-only so that several traces and reports can run at once."""
     policy = load_policy(resolve_policy_path(policy_path))
-    con = store.connect(store.resolve_db_path(db), read_only=False) if store.resolve_db_path(db).exists() \
-        else store.connect(store.resolve_db_path(db), read_only=True)  # raises the "run ingest" error
+    path = store.resolve_db_path(db)
+    con = store.connect(path, read_only=True)
+    report.check_evidence(con)
+    if correlate.is_stale(con, policy):
+        con.close()
+        con = store.connect(path)
+        correlate.correlate(con, policy)
+        con.close()
+        con = store.connect(path, read_only=True)
+    correlate.ensure(con, policy)  # installs the policy tables of this connection
     return con, policy
 
 
@@ -222,8 +232,6 @@ def trace_cmd(
     """Rebuild the authorization chain of one action, with evidence for each link."""
     try:
         con, pol = _open_for_audit(db, policy)
-        report.check_evidence(con)
-        correlate.ensure(con, pol)
         action, event = tracing.trace(con, action_id)
         findings = _findings_for(con, pol, event) if action else []
     except NotFoundError as exc:
@@ -242,8 +250,8 @@ def trace_cmd(
 
 
 def _findings_for(con, pol, event) -> list[Finding]:
-    found = report.evaluate.evaluate(con, pol, rules.load_rules(list(pol.rules.dirs)))
-    return [f for f in found if f.source == event["source"] and f.event_id == event["event_id"]]
+    return report.evaluate.evaluate(con, pol, rules.load_rules(list(pol.rules.dirs)),
+                                    only=(event["source"], event["event_id"]))
 
 
 def _evidence_text(link) -> Text:

@@ -43,20 +43,28 @@ def fingerprint(rule: str, source: str, event_id: str) -> str:
     return hashlib.sha256(f"{rule}\x1f{source}\x1f{event_id}".encode()).hexdigest()[:32]
 
 
-def _hits_sql(rule_id: str, sql: str, columns: Sequence[str]) -> str:
+def _hits_sql(rule_id: str, sql: str, columns: Sequence[str], only: bool = False) -> str:
     extra = ", ".join(
         f"{name}::VARCHAR AS {name}" if name in columns else f"NULL::VARCHAR AS {name}"
         for name in ("credential_id", "task_id")
     )
     quoted = rule_id.replace("'", "''")
     return (f"SELECT '{quoted}' AS rule_id, source::VARCHAR AS source, event_id::VARCHAR AS event_id, "
-            f"message::VARCHAR AS message, {extra} FROM (\n{sql}\n) WHERE event_id IS NOT NULL")
+            f"message::VARCHAR AS message, {extra} FROM (\n{sql}\n) WHERE event_id IS NOT NULL"
+            + (" AND source = $only_source AND event_id = $only_event_id" if only else ""))
 
 
 def evaluate(
-    con: duckdb.DuckDBPyConnection, policy: Policy, rules: Sequence[tuple[RuleInfo, str]]
+    con: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    rules: Sequence[tuple[RuleInfo, str]],
+    only: tuple[str, str] | None = None,
 ) -> list[Finding]:
-    """Run every enabled rule; return findings sorted most severe first, then by time and id."""
+    """Run every enabled rule; return findings sorted most severe first, then by time and id.
+
+    ``only`` = (source, event_id) evaluates the rules for one action (``trace``): the filter is
+    pushed into each rule's scan of ``chains`` instead of evaluating the whole store.
+    """
     active = [(info, sql) for info, sql in rules if info.id not in policy.rules.disabled]
     parts = []
     problems = []
@@ -67,12 +75,13 @@ def evaluate(
             problems.append(f"{info.path or info.id}: the rule's query fails: {str(exc).splitlines()[0]}. "
                             "Run `nhiaudit rules --lint` for details.")
             continue
-        parts.append(_hits_sql(info.id, sql, columns))
+        parts.append(_hits_sql(info.id, sql, columns, only=only is not None))
     if problems:
         raise RuleError(problems)
     if not parts:
         return []
-    rows = con.execute(_CONTEXT_SQL.format(hits=" UNION ALL ".join(parts))).fetchall()
+    params = {"only_source": only[0], "only_event_id": only[1]} if only else {}
+    rows = con.execute(_CONTEXT_SQL.format(hits=" UNION ALL ".join(parts)), params).fetchall()
     by_id = {info.id: info for info, _ in active}
     findings = [_finding(by_id[r[0]], r) for r in rows]
     findings = [_waive(f, policy.waivers) for f in findings]

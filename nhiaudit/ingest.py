@@ -12,7 +12,8 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +22,15 @@ import duckdb
 from nhiaudit import store
 from nhiaudit.errors import NhiauditError
 from nhiaudit.sources import SOURCES
-from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, gzip_readable_prefix, is_gzip
+from nhiaudit.sources._read import (
+    RAW_EXCERPT,
+    EvidenceFile,
+    first_line_exceeds_head,
+    gzip_problem,
+    gzip_readable_prefix,
+    head,
+    is_gzip,
+)
 
 # Files that sit next to logs but are never evidence (policies, notes, scripts, stores).
 IGNORED_SUFFIXES = {".md", ".toml", ".py", ".sh", ".duckdb", ".wal", ".yml", ".yaml", ".cfg", ".ini", ".sarif"}
@@ -65,6 +74,16 @@ class IngestResult:
 
 # DuckDB errors that mean nhiaudit's own SQL is wrong, whatever the file holds.
 _INTERNAL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+# DuckDB errors about the machine or DuckDB itself, not the evidence: ingest stops (see load_file).
+_MACHINE_ERRORS = (
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+    duckdb.TransactionException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.ConnectionException,
+    duckdb.PermissionException,
+)
 
 ProgressFn = Callable[[str, FileResult], None]
 
@@ -147,7 +166,14 @@ def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def load_file(con: duckdb.DuckDBPyConnection, path: Path, module: ModuleType, result: FileResult) -> None:
-    """Load one file in one transaction; fills ``result``. A file already ingested is a no-op."""
+    """Load one file in one transaction; fills ``result``. A file already ingested is a no-op.
+
+    Bad evidence never raises: a file DuckDB cannot read is one rejected record, a damaged gzip
+    loads what it still holds. What raises, after the file is rolled back: an error in nhiaudit's
+    own SQL (a bug), and a failure of the machine rather than of the file (out of memory, disk
+    full, interrupted) as ``NhiauditError``. Recording that file as rejected would make the next
+    run skip it as already ingested.
+    """
     started = time.perf_counter()
     result.sha256 = sha256_of(path)
     if con.execute("SELECT 1 FROM evidence_files WHERE sha256 = ?", [result.sha256]).fetchone():
@@ -156,18 +182,75 @@ def load_file(con: duckdb.DuckDBPyConnection, path: Path, module: ModuleType, re
         result.seconds = time.perf_counter() - started
         return
     evidence = EvidenceFile(path=path, sha256=result.sha256, size=result.size, read_path=path)
-    try:
-        _load_in_transaction(con, module, evidence, result)
-    except _INTERNAL_ERRORS:
-        _rollback(con)
-        raise  # a bug in nhiaudit's SQL, not bad evidence: never disguise it as a rejected file
-    except duckdb.Error as exc:
-        _rollback(con)
-        if not is_gzip(path):
-            _load_unreadable(con, module, evidence, result, f"{module.NAME} could not read the file: {exc}")
-        else:
-            _load_damaged_gzip(con, module, evidence, result, exc)
+    # DuckDB reads gzip without checking its CRC or that the stream ends: a truncated or
+    # corrupted file reads as shorter or garbled text, without an error. zlib checks both in a
+    # thread while DuckDB loads the file (both release the GIL); the answer is due before COMMIT.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gzip_check = pool.submit(gzip_problem, path) if is_gzip(path) else None
+        try:
+            _load(con, module, evidence, result, gzip_check)
+        except BaseException as exc:
+            _rollback(con)
+            if isinstance(exc, duckdb.Error) and not isinstance(exc, _INTERNAL_ERRORS):
+                raise NhiauditError(
+                    f"{path}: could not load this file ({_short(exc)}). Nothing from it was stored; "
+                    "files loaded before it are kept. Fix the cause (memory, disk space, another "
+                    "process) and run the same ingest again: files already stored are skipped."
+                ) from exc
+            raise  # a bug in nhiaudit's SQL, or an interrupt: never disguised as a rejected file
     result.seconds = time.perf_counter() - started
+
+
+class _DamagedGzip(Exception):
+    """The gzip check found the stream truncated or corrupt (raised before COMMIT)."""
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    module: ModuleType,
+    evidence: EvidenceFile,
+    result: FileResult,
+    gzip_check: Future[str] | None,
+) -> None:
+    def gzip_intact() -> None:
+        if gzip_check is not None and (problem := gzip_check.result()):
+            raise _DamagedGzip(problem)
+
+    try:
+        _load_in_transaction(con, module, evidence, result, before_commit=gzip_intact)
+        return
+    except _DamagedGzip as damaged:
+        _rollback(con)
+        _load_damaged_gzip(con, module, evidence, result, str(damaged))
+        return
+    except duckdb.Error as exc:
+        if not _bad_evidence(exc, evidence):
+            raise
+        _rollback(con)
+        error = exc
+    if gzip_check is not None and (problem := gzip_check.result()):
+        _load_damaged_gzip(con, module, evidence, result, problem)  # why DuckDB could not read it
+        return
+    if evidence.line_mode is None and first_line_exceeds_head(head(evidence.read_path)):
+        # Read as one document because its first line is long, the file may be NDJSON with a
+        # bad line: read it by lines, so that only the bad lines are rejected.
+        try:
+            _load_in_transaction(con, module, replace(evidence, line_mode=True), result)
+            return
+        except duckdb.Error as exc:
+            if not _bad_evidence(exc, evidence):
+                raise
+            _rollback(con)
+    _load_unreadable(con, module, evidence, result, f"{module.NAME} could not read the file: {error}")
+
+
+def _bad_evidence(exc: duckdb.Error, evidence: EvidenceFile) -> bool:
+    """True when DuckDB failed because of what the file holds, not because of nhiaudit or the machine."""
+    if isinstance(exc, _INTERNAL_ERRORS + _MACHINE_ERRORS):
+        return False
+    if isinstance(exc, duckdb.IOException):  # reading the evidence, or writing the store?
+        return str(evidence.read_path) in str(exc)
+    return True
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -183,6 +266,7 @@ def _load_in_transaction(
     evidence: EvidenceFile,
     result: FileResult,
     extra_rejects: list[tuple[int | None, int | None, str, str | None]] = (),
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
     con.execute("BEGIN TRANSACTION")
     _create_staging(con)
@@ -190,6 +274,8 @@ def _load_in_transaction(
     for record_index, line, reason, raw in extra_rejects:
         con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])
     _merge(con, module.NAME, evidence, result)
+    if before_commit is not None:
+        before_commit()
     con.execute("COMMIT")
 
 
@@ -262,15 +348,22 @@ def _load_unreadable(
 
 
 def _load_damaged_gzip(
-    con: duckdb.DuckDBPyConnection, module: ModuleType, evidence: EvidenceFile, result: FileResult, exc: Exception
+    con: duckdb.DuckDBPyConnection, module: ModuleType, evidence: EvidenceFile, result: FileResult, problem: str
 ) -> None:
-    """Load what a damaged gzip still holds; the damage itself becomes a rejected record."""
+    """Load what a damaged gzip still holds; the damage itself becomes a rejected record.
+
+    A truncated stream is a faithful prefix of the file and its complete records load. Corrupt
+    data (a bad CRC, an invalid block) may have decompressed to altered text before zlib noticed,
+    so none of it is trusted: the file is one rejected record.
+    """
+    if problem.startswith("gzip data is corrupt"):
+        _load_unreadable(con, module, evidence, result,
+                         f"{problem}: the file fails its integrity check, so none of its records are loaded")
+        return
     with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
         salvaged = Path(tmp) / (evidence.path.name.removesuffix(".gz") or "salvaged")
-        written, problem = gzip_readable_prefix(evidence.path, salvaged)
-        if not problem:  # the gzip is fine: DuckDB failed for another reason
-            _load_unreadable(con, module, evidence, result, f"{module.NAME} could not read the file: {exc}")
-            return
+        written, found = gzip_readable_prefix(evidence.path, salvaged)
+        problem = found or problem
         reason = (
             f"{problem}: records after byte {written} of the decompressed stream are lost; "
             "the partial record at the break was dropped"
@@ -279,12 +372,14 @@ def _load_damaged_gzip(
             _load_in_transaction(
                 con,
                 module,
-                EvidenceFile(evidence.path, evidence.sha256, evidence.size, read_path=salvaged),
+                replace(evidence, read_path=salvaged),
                 result,
                 extra_rejects=[(None, None, reason, None)],
             )
             result.note = reason
         except duckdb.Error as again:
+            if not _bad_evidence(again, replace(evidence, read_path=salvaged)):
+                raise
             _rollback(con)
             _load_unreadable(con, module, evidence, result, f"{problem}; nothing readable before it ({again})")
 

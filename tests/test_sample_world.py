@@ -51,12 +51,19 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         result = ingest.ingest(con, [Path("sample_logs")])
     finally:
         os.chdir(cwd)
-    yield con, result, db
+    con.close()  # each test opens its own connection: the CLI opens the store read-only
+    return result, db
+
+
+@pytest.fixture
+def world_con(world):
+    con = store.connect(world[1])
+    yield con
     con.close()
 
 
 def test_every_sample_file_loads_cleanly(world) -> None:
-    _, result, _ = world
+    result, _ = world
     assert result.unrecognized == []
     assert {f.source for f in result.files} == {"cloudtrail", "vault", "otel", "provenance", "kong"}
     for f in result.files:
@@ -64,8 +71,8 @@ def test_every_sample_file_loads_cleanly(world) -> None:
         assert f.read == f.loaded + f.rejected + f.duplicates
 
 
-def test_findings_and_verdicts_match_the_readme_oracle(world) -> None:
-    con, _, _ = world
+def test_findings_and_verdicts_match_the_readme_oracle(world_con) -> None:
+    con = world_con
     expected = oracle()
     assert len(expected) == 17
     result = report.audit(con, load_policy(WORLD / "nhiaudit.toml"), generated_at=PINNED)
@@ -85,8 +92,8 @@ def test_findings_and_verdicts_match_the_readme_oracle(world) -> None:
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
-def test_report_golden(world, fmt: str, update_golden: bool) -> None:
-    con, _, _ = world
+def test_report_golden(world_con, fmt: str, update_golden: bool) -> None:
+    con = world_con
     policy = load_policy(WORLD / "nhiaudit.toml")
     first = WRITERS[fmt](report.audit(con, policy, generated_at=PINNED))
     again = WRITERS[fmt](report.audit(con, policy, generated_at=PINNED))
@@ -101,7 +108,7 @@ def test_report_golden(world, fmt: str, update_golden: bool) -> None:
 
 
 def test_cli_report_exit_codes(world, tmp_path: Path) -> None:
-    _, _, db = world
+    _, db = world
     runner = CliRunner()
     policy = str(WORLD / "nhiaudit.toml")
     base = ["report", "--db", str(db), "--policy", policy]
@@ -119,7 +126,7 @@ def test_cli_report_exit_codes(world, tmp_path: Path) -> None:
 
 
 def test_cli_trace_on_the_world(world) -> None:
-    _, _, db = world
+    _, db = world
     runner = CliRunner()
     result = runner.invoke(app, ["trace", "--db", str(db), "--policy", str(WORLD / "nhiaudit.toml"),
                                  "cloudtrail:e1000000-0000-4000-8000-000000020003"])

@@ -7,9 +7,9 @@ can read it (see ``nhiaudit.ingest``).
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,12 +23,16 @@ RAW_EXCERPT = 4096  # how much of a rejected record is kept
 
 @dataclass(frozen=True)
 class EvidenceFile:
-    """A file being ingested. ``read_path`` differs from ``path`` when a damaged gzip was salvaged."""
+    """A file being ingested. ``read_path`` differs from ``path`` when a damaged gzip was salvaged.
+
+    ``line_mode`` forces how ``stage_json_records`` reads the file (None: decided from its head).
+    """
 
     path: Path
     sha256: str
     size: int
     read_path: Path
+    line_mode: bool | None = None
 
     @property
     def compressed(self) -> bool:
@@ -58,7 +62,9 @@ def head(path: Path) -> str:
 
 def first_json_line(text: str) -> object | None:
     """The first non-blank line of ``text`` parsed as JSON, or None if it is not complete JSON."""
-    for line in text.splitlines():
+    # Split on "\n" only: splitlines() also splits at U+2028 and other characters that JSON
+    # strings may hold unescaped.
+    for line in text.split("\n"):
         if line.strip():
             try:
                 return json.loads(line)
@@ -72,10 +78,14 @@ def is_line_delimited(text: str, file_size: int) -> bool:
     stripped = text.lstrip()
     if not stripped or stripped[0] == "[":
         return False
-    first = stripped.split("\n", 1)
-    if len(first) == 1 and len(text.encode()) >= HEAD_BYTES:
-        return False  # the first line does not fit in the head: one big document
+    if first_line_exceeds_head(text):
+        return False  # one big document (or NDJSON with a big first record: see stage_json_records)
     return first_json_line(stripped) is not None
+
+
+def first_line_exceeds_head(text: str) -> bool:
+    """True when the head holds no complete first line: nothing in it tells NDJSON from a document."""
+    return "\n" not in text.lstrip() and len(text.encode()) >= HEAD_BYTES
 
 
 def read_lines_sql(path: Path) -> str:
@@ -111,12 +121,25 @@ def stage_json_records(
     objects whose key is in ``unwrap`` (``{"Records": [...]}``) in either layout. Invalid lines and
     non-object records go to ``staged_rejected`` with a reason.
     """
+    documents_staged = False
     if line_mode is None:
-        line_mode = is_line_delimited(head(file.read_path), file.size)
+        line_mode = file.line_mode
+    if line_mode is None:
+        text = head(file.read_path)
+        line_mode = is_line_delimited(text, file.size)
+        if not line_mode and first_line_exceeds_head(text):
+            # A first line longer than the head: usually one document on one line (CloudTrail's
+            # S3 files), read fastest as a document. If it holds several values it is NDJSON
+            # with a big first record: read it by lines, so that line numbers stay right and a
+            # bad line costs only that line. (A bad line makes the document read fail; the
+            # framework then retries the file with ``line_mode=True``.)
+            _stage_documents(con, file)
+            documents_staged = True
+            line_mode = con.execute("SELECT count(*) FROM docs").fetchone()[0] > 1
     if line_mode:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE docs AS
-            SELECT line, CASE WHEN json_valid(text) THEN text::JSON END AS doc, text
+            SELECT line, 0::BIGINT AS doc_no, CASE WHEN json_valid(text) THEN text::JSON END AS doc, text
             FROM ({read_lines_sql(file.read_path)}) WHERE trim(coalesce(text, '')) <> ''"""
         )
         con.execute(
@@ -125,40 +148,95 @@ def stage_json_records(
                    left(text, ?) FROM docs WHERE doc IS NULL""",
             [RAW_EXCERPT],
         )
-    else:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE docs AS
-            SELECT 1::BIGINT AS line, json AS doc, NULL::VARCHAR AS text
-            FROM read_json_objects({sql_str(file.read_path)}, format = 'unstructured',
-                                   maximum_object_size = {MAX_RECORD_BYTES})"""
-        )
-    wrappers = " OR ".join(f"coalesce(json_type(doc, {sql_str('$.' + key)}) = 'ARRAY', false)" for key in unwrap) or "false"
+    elif not documents_staged:
+        _stage_documents(con, file)
+    # Where each document's records are: itself, its elements (a top-level array) or the
+    # elements of a wrapper key. The first character tells an array without parsing the whole
+    # document again; each json_type(doc, path) below is one parse of it.
+    list_path = "CASE WHEN left(ltrim(doc::VARCHAR, ' \t\r\n'), 1) = '[' THEN '$[*]' "
+    list_path += "".join(f"WHEN json_type(doc, {sql_str('$.' + key)}) = 'ARRAY' THEN {sql_str(f'$.{key}[*]')} "
+                         for key in unwrap)
+    list_path += "END"
     # Unnest in the select list, not as a lateral join: a lateral join copies the whole document
     # into every row it produces (a 10 MB S3 delivery file of 5,000 records would need 50 GB).
-    parts = [
-        f"SELECT line, 0 AS pos, doc FROM docs WHERE doc IS NOT NULL AND json_type(doc) <> 'ARRAY' "
-        f"AND NOT ({wrappers})",
-        "SELECT line, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
-        "SELECT line, json_extract(doc, '$[*]') AS elems FROM docs WHERE doc IS NOT NULL AND json_type(doc) = 'ARRAY')",
+    parts = ["SELECT line, doc_no, 0 AS pos, doc FROM d WHERE list_path IS NULL"] + [
+        f"SELECT line, doc_no, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
+        f"SELECT line, doc_no, json_extract(doc, {sql_str(path)}) AS elems FROM d WHERE list_path = {sql_str(path)})"
+        for path in ["$[*]", *(f"$.{key}[*]" for key in unwrap)]
     ]
-    for key in unwrap:
-        path = sql_str(f"$.{key}[*]")
-        parts.append(
-            f"SELECT line, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
-            f"SELECT line, json_extract(doc, {path}) AS elems FROM docs "
-            f"WHERE json_type(doc, {sql_str('$.' + key)}) = 'ARRAY')"
-        )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE records AS SELECT (row_number() OVER (ORDER BY line, pos) - 1) "
-        "AS record_index, line, doc FROM (" + " UNION ALL ".join(parts) + ")"
+        f"""CREATE OR REPLACE TEMP TABLE records AS
+        WITH d AS MATERIALIZED (SELECT line, doc_no, doc, {list_path} AS list_path FROM docs WHERE doc IS NOT NULL)
+        SELECT (row_number() OVER (ORDER BY line, doc_no, pos) - 1) AS record_index, line, doc
+        FROM ({" UNION ALL ".join(parts)})"""
     )
+    not_object = "left(ltrim(doc::VARCHAR, ' \t\r\n'), 1) <> '{'"
     con.execute(
-        """INSERT INTO staged_rejected
+        f"""INSERT INTO staged_rejected
         SELECT record_index, line, 'record ' || record_index || ' is a JSON ' || lower(json_type(doc))
-               || ', not an object', left(doc::VARCHAR, ?) FROM records WHERE json_type(doc) <> 'OBJECT'""",
+               || ', not an object', left(doc::VARCHAR, ?) FROM records WHERE {not_object}""",
         [RAW_EXCERPT],
     )
-    con.execute("DELETE FROM records WHERE json_type(doc) <> 'OBJECT'")
+    con.execute(f"DELETE FROM records WHERE {not_object}")
+
+
+def _stage_documents(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
+    """The temp table ``docs``: each JSON document of the file, in file order (``doc_no``)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE docs AS
+        SELECT 1::BIGINT AS line, row_number() OVER () AS doc_no, json AS doc, NULL::VARCHAR AS text
+        FROM read_json_objects({sql_str(file.read_path)}, format = 'unstructured',
+                               maximum_object_size = {MAX_RECORD_BYTES})"""
+    )
+
+
+GZIP_TRUNCATED = "gzip stream ends early (truncated file)"
+
+
+class GzipDamage(Exception):
+    """A gzip stream that is truncated, corrupt, or followed by bytes that are not gzip."""
+
+
+def _inflate(path: Path) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file, every member, in bounded chunks.
+
+    Raises ``GzipDamage`` where the stream stops making sense. zlib checks each member's CRC and
+    length, which DuckDB's reader does not.
+    """
+    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    fed = False  # the current member has input
+    with open(path, "rb") as fh:
+        data = b""
+        while True:
+            if not data:
+                data = fh.read(1 << 20)
+                if not data:
+                    break
+            fed = True
+            try:
+                out = decomp.decompress(data, 1 << 22)  # bounded: a 1 MB chunk may inflate 1000-fold
+            except zlib.error as exc:
+                raise GzipDamage(f"gzip data is corrupt ({exc})") from exc
+            if out:
+                yield out
+            data = decomp.unconsumed_tail
+            if decomp.eof:  # one member ended; another may follow (concatenated gzip files)
+                data = decomp.unused_data
+                if data and data[:2] != b"\x1f\x8b":
+                    raise GzipDamage("gzip member ended; trailing bytes are not gzip data")
+                decomp, fed = zlib.decompressobj(16 + zlib.MAX_WBITS), False
+    if fed:
+        raise GzipDamage(GZIP_TRUNCATED)
+
+
+def gzip_problem(path: Path) -> str:
+    """What is wrong with a gzip file's stream, or "" when it is whole (every CRC checks)."""
+    try:
+        for _ in _inflate(path):
+            pass
+    except GzipDamage as damage:
+        return str(damage)
+    return ""
 
 
 def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
@@ -166,16 +244,14 @@ def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
 
     Returns (bytes written, what was wrong). Drops the last, partial line: it is reported as
     rejected by the caller. This is the one per-byte Python path in ingest, taken only after
-    DuckDB refused the file.
+    the gzip check found the file damaged.
     """
     written = 0
-    problem = "gzip stream ends early (truncated file)"
-    with open(path, "rb") as raw, open(out, "wb") as sink:
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        tail = b""
+    tail = b""
+    with open(out, "wb") as sink:
         try:
-            while chunk := raw.read(1 << 20):
-                data = tail + decomp.decompress(chunk)
+            for chunk in _inflate(path):
+                data = tail + chunk
                 cut = data.rfind(b"\n")
                 if cut >= 0:
                     sink.write(data[: cut + 1])
@@ -183,26 +259,12 @@ def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
                     tail = data[cut + 1 :]
                 else:
                     tail = data
-                if decomp.eof:
-                    problem = "gzip member ended; trailing bytes are not gzip data"
-                    break
-        except zlib.error as exc:
-            problem = f"gzip data is corrupt ({exc})"
-        if decomp.eof and not decomp.unused_data and not tail:
-            problem = ""
-        elif decomp.eof and tail and not decomp.unused_data:
-            sink.write(tail)
-            written += len(tail)
-            problem = ""
-    return written, problem
+        except GzipDamage as damage:
+            return written, str(damage)
+        sink.write(tail)  # the stream is whole after all: keep its last line too
+        return written + len(tail), ""
 
 
 def gzip_ok(path: Path) -> bool:
-    """True when the whole gzip stream decompresses (used only after DuckDB failed on it)."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 20):
-                pass
-        return True
-    except (OSError, EOFError, zlib.error):
-        return False
+    """True when the whole gzip stream decompresses and every member's CRC checks."""
+    return not gzip_problem(path)

@@ -56,7 +56,10 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
 
 def _kind(json_type: str) -> str:
     """SQL naming a ``json_type()`` result as a reader of the log would: ``a JSON number``."""
-    return f"CASE WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' ELSE lower({json_type}) END"
+    return (
+        f"CASE WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
+        f"WHEN {json_type} = 'VARCHAR' THEN 'string' ELSE lower({json_type}) END"
+    )
 
 
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:

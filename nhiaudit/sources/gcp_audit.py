@@ -116,8 +116,11 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _stage_entries(con)
         con.execute(
             """CREATE OR REPLACE TEMP TABLE k8s_in AS
-            SELECT record_index, line, raw, entry AS body, 'gke' AS envelope, NULL::VARCHAR AS reason,
-                   NULL::VARCHAR AS aks_resource_id
+            SELECT record_index, line, 'gke' AS envelope,
+                   CASE WHEN entry IS DISTINCT FROM raw THEN entry END AS body,
+                   NULL::VARCHAR AS reason, NULL::VARCHAR AS aks_resource_id
+
+
             FROM gcp_in WHERE reason IS NULL AND is_gke"""
         )
         k8s_audit.normalize(con)

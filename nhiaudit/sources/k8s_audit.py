@@ -118,8 +118,9 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
                 json_extract_string(doc, '$.properties.log') AS log_text
             FROM records
         )
-        SELECT record_index, line, doc AS raw, envelope,
-            CASE WHEN envelope <> 'aks' THEN doc
+        SELECT record_index, line, envelope,
+            -- NULL: the Event is the record itself (read back from ``records``, not copied).
+            CASE WHEN envelope <> 'aks' THEN NULL
                  WHEN log_type = 'OBJECT' THEN json_extract(doc, '$.properties.log')
                  WHEN log_type = 'VARCHAR' THEN try(json(log_text)) END AS body,
             -- AKS writes the Event as a JSON string in some pipelines (FORMATS §4 quirks).
@@ -173,14 +174,17 @@ def _project_native(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE k8s_u AS
-        WITH n AS (
-            SELECT *, CASE WHEN reason IS NULL AND json_type(body) = 'OBJECT'
-                           THEN json_transform(body, '{_EVENT}') END AS v
-            FROM k8s_in WHERE envelope <> 'gke'
+        WITH b AS (
+            SELECT i.*, coalesce(i.body, r.doc) AS event
+            FROM k8s_in i JOIN records r USING (record_index) WHERE envelope <> 'gke'
+        ), n AS (
+            SELECT *, CASE WHEN reason IS NULL AND json_type(event) = 'OBJECT'
+                           THEN json_transform(event, '{_EVENT}') END AS v
+            FROM b
         )
-        SELECT record_index, line, raw, envelope,
+        SELECT record_index, line, envelope,
             coalesce(reason, CASE
-                {expect_sql("body", "properties.log holds", ("OBJECT",), "an audit Event object")}
+                {expect_sql("event", "properties.log holds", ("OBJECT",), "an audit Event object")}
                 WHEN v.auditID IS NULL AND v.verb IS NULL
                     THEN 'not a Kubernetes audit Event: no auditID and no verb'
                 {checks}
@@ -246,11 +250,14 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
     credential = gcp_audit.caller_credential_sql("key_name", "username", "NULL", "delegated_by")
     con.execute(
         f"""INSERT INTO k8s_u BY NAME
-        WITH g AS (
-            SELECT record_index, line, raw, envelope, reason, json_transform(body, '{_ENTRY}') AS e,
-                   coalesce(json_extract(body, '$.protoPayload'),
-                            json_extract(body, '$.protopayload_auditlog')) AS pp
-            FROM k8s_in WHERE envelope = 'gke'
+        WITH b AS (
+            SELECT i.*, coalesce(i.body, r.doc) AS entry
+            FROM k8s_in i JOIN records r USING (record_index) WHERE envelope = 'gke'
+        ), g AS (
+            SELECT record_index, line, envelope, reason, json_transform(entry, '{_ENTRY}') AS e,
+                   coalesce(json_extract(entry, '$.protoPayload'),
+                            json_extract(entry, '$.protopayload_auditlog')) AS pp
+            FROM b
         ), f AS (
             SELECT *,
                 json_extract_string(pp, '$.methodName') AS method,
@@ -266,7 +273,7 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
                 try_cast(json_extract_string(pp, '$.status.code') AS BIGINT) AS grpc_code
             FROM g
         )
-        SELECT record_index, line, raw, envelope,
+        SELECT record_index, line, envelope,
             coalesce(reason, CASE {checks}
                 WHEN json_extract_string(pp, '$.serviceName') IS DISTINCT FROM 'k8s.io'
                     THEN 'GCP audit entry for service '''
@@ -315,36 +322,42 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def normalize(con: duckdb.DuckDBPyConnection) -> None:
-    """Stage the records of the temp table ``k8s_in`` (record_index, line, raw, body, envelope,
-    reason, aks_resource_id) as events. Used by ``load`` and by gcp_audit for GKE entries."""
+    """Stage the records listed in the temp table ``k8s_in`` (record_index, line, envelope, body,
+    reason, aks_resource_id; ``body`` NULL when the record of ``records`` is itself the Event or
+    LogEntry) as events. Used by ``load`` and by gcp_audit for GKE entries."""
     _project_native(con)
     _project_gke(con)
     con.execute(
         """INSERT INTO staged_rejected
-        SELECT record_index, line, reason, left(raw::VARCHAR, ?) FROM k8s_u WHERE reason IS NOT NULL""",
+        SELECT record_index, u.line, reason, left(r.doc::VARCHAR, ?)
+        FROM k8s_u u JOIN records r USING (record_index) WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
     ranks = " ".join(f"WHEN '{stage}' THEN {rank}" for stage, rank in _STAGE_RANK.items())
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE k8s_k AS
-        SELECT *, envelope = 'gke' OR audit_id IS NULL
-                  OR stage_rank = max(stage_rank) OVER (PARTITION BY envelope = 'gke', audit_id) AS final
-        FROM (SELECT *, CASE stage {ranks} ELSE 0 END AS stage_rank FROM k8s_u WHERE reason IS NULL)"""
-    )
     # An earlier stage of a request whose later stage is in the file: the same request, logged twice.
-    con.execute("INSERT INTO consumed SELECT record_index FROM k8s_k WHERE NOT final")
+    con.execute(
+        f"""INSERT INTO consumed
+        SELECT record_index FROM (
+            SELECT record_index, rank, max(rank) OVER (PARTITION BY audit_id) AS final_rank
+            FROM (SELECT record_index, audit_id, CASE stage {ranks} ELSE 0 END AS rank FROM k8s_u
+                  WHERE reason IS NULL AND envelope <> 'gke' AND audit_id IS NOT NULL)
+        ) WHERE rank < final_rank"""
+    )
     extra_keys = ", ".join(_user_extra(k) for k in CREDENTIAL_ID_KEYS)
     con.execute(
         f"""INSERT INTO staged BY NAME
         WITH base AS (
-            SELECT *,
+            SELECT u.*,
                 coalesce(imp_username, username) AS actor,
                 verb = 'create' AND res = 'serviceaccounts' AND sub = 'token' AS token_issue,
                 coalesce({extra_keys}, {_user_extra('accessKeyId')}, logged_cred,
                          CASE WHEN username LIKE 'system:serviceaccount:%' THEN 'k8s-sa:' || username END)
                     AS caller_cred,
-                json_extract_string(annotations, '$."authorization.k8s.io/decision"') AS decision
-            FROM k8s_k WHERE final
+                json_extract_string(annotations, '$."authorization.k8s.io/decision"') AS decision,
+                r.doc AS raw
+            FROM k8s_u u JOIN records r USING (record_index)
+            WHERE reason IS NULL AND record_index NOT IN (SELECT record_index FROM consumed)
+
         ), creds AS (
             SELECT *,
                 CASE WHEN token_issue THEN coalesce({_annotation(ISSUED_ID_KEYS)},

@@ -32,8 +32,10 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def events(con: duckdb.DuckDBPyConnection, where: str = "true", params: list[Any] | None = None) -> list[dict]:
-    found = rows(con, f"SELECT * FROM events WHERE source = 'k8s_audit' AND {where} ORDER BY record_index", params)
+def events(con: duckdb.DuckDBPyConnection, where: str = "true", params: list[Any] | None = None) -> list:
+
+    sql = f"SELECT * FROM events WHERE source = 'k8s_audit' AND {where} ORDER BY record_index"
+    found = rows(con, sql, params)
     for row in found:
         row["details"] = json.loads(row["details"]) if row["details"] else {}
     return found
@@ -74,7 +76,8 @@ def audit_event(audit_id: str, **fields: Any) -> dict[str, Any]:
         "sourceIPs": ["10.0.0.7"], "userAgent": "kubectl/v1.30.0",
         "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
         "responseStatus": {"metadata": {}, "code": 200},
-        "requestReceivedTimestamp": "2026-11-02T09:10:00.000001Z", "stageTimestamp": "2026-11-02T09:10:00.004Z",
+        "requestReceivedTimestamp": "2026-11-02T09:10:00.000001Z",
+        "stageTimestamp": "2026-11-02T09:10:00.004Z",
         "annotations": {"authorization.k8s.io/decision": "allow"},
     }
     base.update(fields)
@@ -257,8 +260,9 @@ def test_outcomes(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     missing = audit_event("miss-1", responseStatus={"code": 404, "reason": "NotFound"},
                           requestReceivedTimestamp="2026-11-02T09:11:00Z")
     load(store, write_lines(tmp_path / "audit.log", [forbidden, missing]))
-    assert (event(store, "deny-1")["outcome"], event(store, "deny-1")["error_code"]) == ("denied", "Forbidden")
-    assert (event(store, "miss-1")["outcome"], event(store, "miss-1")["error_code"]) == ("failure", "NotFound")
+    denied, failed = event(store, "deny-1"), event(store, "miss-1")
+    assert (denied["outcome"], denied["error_code"]) == ("denied", "Forbidden")
+    assert (failed["outcome"], failed["error_code"]) == ("failure", "NotFound")
 
 
 # --- other layouts ----------------------------------------------------------------------------------
@@ -290,7 +294,8 @@ def test_gke_entry_is_the_same_event_in_a_gcp_file(store: duckdb.DuckDBPyConnect
     ingest.ingest(store, [path])
     load(store, sample(MIXED))
     columns = "event_id, occurred_at, actor_id, credential_id, action, resource, outcome, account, region"
-    by_source = rows(store, f"SELECT source, {columns} FROM events WHERE event_id = '1234abcd' ORDER BY source")
+    by_source = rows(store, f"SELECT source, {columns} FROM events WHERE event_id = '1234abcd' ORDER BY 1")
+
     assert [r.pop("source") for r in by_source] == ["gcp_audit", "k8s_audit"]
     assert by_source[0] == by_source[1]
 

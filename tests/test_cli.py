@@ -1,0 +1,240 @@
+"""The command line for ingest, sources and sql: exit codes, exact messages, inert log text."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from nhiaudit import cli
+from nhiaudit.sources import SOURCES, cloudtrail
+
+ESC = "\x1b"
+
+
+def record(i: int, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "eventID": f"evt-{i:06d}",
+        "eventTime": f"2024-05-01T10:00:{i % 60:02d}Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject",
+        "recipientAccountId": "111122223333",
+        "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAAGENTKEY00000001",
+                         "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1"},
+        "requestParameters": {"bucketName": "reports", "key": f"k/{i}"},
+    }
+    base.update(fields)
+    return base
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch):
+    """Invoke the CLI with wide consoles (no wrapping) and without the user's NHIAUDIT_DB."""
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(cli, "err_console", Console(width=200, stderr=True))
+    monkeypatch.delenv("NHIAUDIT_DB", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(cli.app, list(args))
+
+    return invoke
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.ndjson").write_text("".join(json.dumps(record(i)) + "\n" for i in range(3)))
+    (folder / "b.json").write_text(json.dumps({"Records": [record(3), record(0)]}))
+    return folder
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+def _unwrapped(output: str) -> str:
+    """Rich wraps a table title wider than the table; undo it (paths hold no spaces here)."""
+    return " ".join(output.split()).replace(" /", "/").replace("into/", "into /")
+
+
+def _table_row(output: str, first_cell: str) -> list[str]:
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{output}")
+
+
+# --- ingest ------------------------------------------------------------------------------------------
+
+
+def test_ingest_prints_a_summary_per_source(run, logs: Path, db: Path) -> None:
+    result = run("ingest", str(logs), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert f"Ingested into {db}" in _unwrapped(result.stdout)
+    row = _table_row(result.stdout, "cloudtrail")
+    assert row[:6] == ["cloudtrail", "2", "5", "4", "0", "1"]  # files, records, loaded, rejected, duplicates
+    assert db.exists()
+
+    again = run("ingest", str(logs), "--db", str(db))
+    assert again.exit_code == 0
+    assert _table_row(again.stdout, "cloudtrail")[:6] == ["cloudtrail", "2 (2 already in store)", "0", "0", "0", "0"]
+
+
+def test_ingest_uses_nhiaudit_db(run, logs: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NHIAUDIT_DB", str(db))
+    result = run("ingest", str(logs))
+    assert result.exit_code == 0, result.output
+    assert f"Ingested into {db}" in _unwrapped(result.stdout)
+
+
+def test_ingest_reports_rejected_records(run, tmp_path: Path, db: Path) -> None:
+    path = tmp_path / "mixed.ndjson"
+    path.write_text(json.dumps(record(1)) + "\n{broken\n")
+    result = run("ingest", str(path), "--db", str(db))
+    assert result.exit_code == 0  # the good record loaded; the bad one is in `rejected`
+    assert _table_row(result.stdout, "cloudtrail")[:6] == ["cloudtrail", "1", "2", "1", "1", "0"]
+    assert 'nhiaudit sql "SELECT path, line, reason FROM rejected"' in result.stdout
+
+
+def test_ingest_of_an_unreadable_file_fails(run, tmp_path: Path, db: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"Records": [{"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", oops}]}')
+    result = run("ingest", str(path), "--db", str(db))
+    assert result.exit_code == 2  # a run that could not read its evidence never exits 0
+    assert "cloudtrail could not read the file: Invalid Input Error: Malformed JSON" in result.stdout
+
+
+def test_unrecognized_file_exits_2_and_names_it(run, logs: Path, db: Path) -> None:
+    stray = logs / "notes.txt"
+    stray.write_text("meeting notes, not a log\n")
+    result = run("ingest", str(logs), "--db", str(db))
+    assert result.exit_code == 2
+    assert "1 file(s) not recognized by any source (use --source NAME to force one; `nhiaudit sources` lists " \
+           "them):" in result.stderr
+    assert f"  {stray}" in result.stderr.splitlines()
+    assert _table_row(result.stdout, "cloudtrail")[:4] == ["cloudtrail", "2", "5", "4"]  # the rest loaded
+
+
+def test_nonexistent_path_exits_2(run, tmp_path: Path, db: Path) -> None:
+    missing = tmp_path / "nope"
+    result = run("ingest", str(missing), "--db", str(db))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {missing}: no such file or directory. Check the path."
+
+
+def test_unknown_source_exits_2(run, logs: Path, db: Path) -> None:
+    result = run("ingest", str(logs), "--db", str(db), "--source", "cloudtrial")
+    assert result.exit_code == 2
+    assert result.stderr.lstrip().startswith(
+        "error: --source: unknown source 'cloudtrial'. Did you mean 'cloudtrail'? Known sources: cloudtrail, "
+    )
+
+
+def test_store_busy_exits_2(run, logs: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nhiaudit.errors import StoreError
+
+    def busy(path, read_only=False):
+        raise StoreError(f"{path}: the store is open in another nhiaudit or DuckDB process. "
+                         "Wait for it to finish, or use another --db.")
+
+    monkeypatch.setattr(cli.store, "connect", busy)
+    result = run("ingest", str(logs), "--db", str(db))
+    assert result.exit_code == 2
+    assert "the store is open in another nhiaudit or DuckDB process" in result.stderr
+
+
+# --- sources ---------------------------------------------------------------------------------------
+
+
+def test_sources_lists_every_source_with_its_detection(run) -> None:
+    result = run("sources")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for name in SOURCES:
+        assert name in result.stdout
+    assert " ".join(cloudtrail.DETECTION.split()[:6]) in text.replace("│ ", "").replace(" │", "") or all(
+        word in text for word in ("eventVersion", "digestStartTime", "SNS/SQS")
+    )
+    assert result.stdout.index("cloudtrail") < result.stdout.index(list(SOURCES)[-1]) or len(SOURCES) == 1
+
+
+# --- sql -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_store(run, tmp_path: Path, db: Path) -> Path:
+    """A store whose events carry terminal escapes, Rich markup and a CSV formula."""
+    path = tmp_path / "hostile.ndjson"
+    path.write_text(json.dumps(record(1, userAgent="\x1b[31mred\x1b[0m [bold]x[/] \x1b]8;;http://e.x\x07ln",
+                                      awsRegion="=HYPERLINK(\"http://evil\")")) + "\n")
+    result = run("ingest", str(path), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def test_sql_prints_a_table(run, hostile_store: Path) -> None:
+    result = run("sql", "SELECT event_id, action, resource FROM events", "--db", str(hostile_store))
+    assert result.exit_code == 0, result.output
+    assert _table_row(result.stdout, "evt-000001") == ["evt-000001", "s3:GetObject", "arn:aws:s3:::reports/k/1"]
+    assert "1 row(s)" in result.stdout
+
+
+def test_sql_json(run, hostile_store: Path) -> None:
+    result = run("sql", "SELECT event_id, occurred_at, read_only FROM events", "--db", str(hostile_store), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == [
+        {"event_id": "evt-000001", "occurred_at": "2024-05-01T10:00:01Z", "read_only": True}
+    ]
+
+
+def test_sql_csv_neutralizes_formulas(run, hostile_store: Path) -> None:
+    result = run("sql", "SELECT event_id, region, -1 AS n, '+x' AS p, '@y' AS a FROM events",
+                 "--db", str(hostile_store), "--csv")
+    assert result.exit_code == 0
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows == [["event_id", "region", "n", "p", "a"],
+                    ["evt-000001", "'=HYPERLINK(\"http://evil\")", "-1", "'+x", "'@y"]]
+
+
+def test_sql_log_text_is_inert(run, hostile_store: Path) -> None:
+    result = run("sql", "SELECT user_agent FROM events", "--db", str(hostile_store))
+    assert result.exit_code == 0
+    assert ESC not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b[31mred\\x1b[0m [bold]x[/]" in result.stdout  # shown, escaped, markup not applied
+
+
+def test_sql_errors_are_inert_too(run, hostile_store: Path) -> None:
+    result = run("sql", "SELECT '\x1b[31m' || no_such_column FROM events", "--db", str(hostile_store))
+    assert result.exit_code == 2
+    assert ESC not in result.stderr
+    assert result.stderr.startswith("error: sql: Binder Error:")
+
+
+def test_sql_cannot_write(run, hostile_store: Path) -> None:
+    result = run("sql", "DELETE FROM events", "--db", str(hostile_store))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: sql: ")
+    assert "read-only" in result.stderr
+    count = run("sql", "SELECT count(*) AS n FROM events", "--db", str(hostile_store), "--json")
+    assert json.loads(count.stdout) == [{"n": 1}]
+
+
+def test_sql_on_a_missing_store(run, tmp_path: Path) -> None:
+    missing = tmp_path / "none.duckdb"
+    result = run("sql", "SELECT 1", "--db", str(missing))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {missing}: no store here. Run `nhiaudit ingest PATH...` first, or pass --db / NHIAUDIT_DB."
+    )
+    assert not missing.exists()

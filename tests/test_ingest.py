@@ -1,0 +1,501 @@
+"""Ingest framework: bad evidence (DESIGN §9), idempotency, per-file transactions, errors.
+
+Every case checks that ingest does not raise on bad input and that, per file,
+records read = loaded + rejected + duplicates (nothing silently lost).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from nhiaudit import ingest
+from nhiaudit import store as nhistore
+from nhiaudit.errors import NhiauditError
+from nhiaudit.sources import cloudtrail
+
+
+def record(i: int, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "eventID": f"evt-{i:06d}",
+        "eventTime": f"2024-05-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject",
+        "awsRegion": "eu-west-1",
+        "recipientAccountId": "111122223333",
+        "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAAGENTKEY00000001",
+                         "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1"},
+        "requestParameters": {"bucketName": "reports", "key": f"k/{i}"},
+    }
+    base.update(fields)
+    return base
+
+
+def ndjson(records: list[Any]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def ingest_one(con: duckdb.DuckDBPyConnection, path: Path, source: str | None = None) -> ingest.FileResult:
+    result = ingest.ingest(con, [path], source=source)
+    assert not result.unrecognized
+    (file_result,) = result.files
+    assert_balanced(con, file_result)
+    return file_result
+
+
+def assert_balanced(con: duckdb.DuckDBPyConnection, result: ingest.FileResult) -> None:
+    """read = loaded + rejected + duplicates, in the result and in the stored custody row."""
+    assert result.read == result.loaded + result.rejected + result.duplicates
+    if result.already_ingested:
+        return
+    row = con.execute(
+        """SELECT records_read, records_loaded, records_rejected, records_duplicate FROM evidence_files
+        WHERE sha256 = ?""", [result.sha256]).fetchone()
+    assert row == (result.read, result.loaded, result.rejected, result.duplicates)
+    assert con.execute("SELECT count(*) FROM events WHERE file_sha256 = ?", [result.sha256]).fetchone()[0] \
+        == result.loaded
+    assert con.execute("SELECT count(*) FROM rejected WHERE file_sha256 = ?", [result.sha256]).fetchone()[0] \
+        == result.rejected
+
+
+def rejected(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    return con.execute("SELECT record_index, line, reason, raw FROM rejected ORDER BY line NULLS LAST").fetchall()
+
+
+def event_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT event_id FROM events ORDER BY event_id").fetchall()]
+
+
+def counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    return con.execute(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM evidence_files), (SELECT count(*) FROM rejected)"
+    ).fetchone()
+
+
+# --- damaged gzip ----------------------------------------------------------------------------------
+
+RECORDS = [record(i) for i in range(300)]
+
+
+def complete_lines_in(prefix: bytes) -> int:
+    """How many whole lines the decompressible prefix of a cut gzip holds (independent of nhiaudit)."""
+    text = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(prefix)
+    return text.count(b"\n")
+
+
+def test_truncated_gzip_loads_the_good_lines(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    data = gzip.compress(ndjson(RECORDS).encode())
+    cut = data[: len(data) // 2]
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(cut)
+    good = complete_lines_in(cut)
+    assert 0 < good < len(RECORDS)
+
+    result = ingest_one(store, path)
+    assert (result.loaded, result.rejected, result.read) == (good, 1, good + 1)
+    ((index, line, reason, raw),) = rejected(store)
+    assert reason.startswith("gzip stream ends early (truncated file): records after byte ")
+    assert reason.endswith("of the decompressed stream are lost; the partial record at the break was dropped")
+    assert (index, line, raw) == (None, None, None)
+    assert event_ids(store) == [r["eventID"] for r in RECORDS[:good]]
+    assert result.note == reason
+
+
+def test_gzip_missing_only_its_trailer_is_flagged(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """DuckDB reads this file without complaint; the CRC and length are missing all the same."""
+    data = gzip.compress(ndjson(RECORDS).encode())
+    path = tmp_path / "no-trailer.ndjson.gz"
+    path.write_bytes(data[:-8])
+    result = ingest_one(store, path)
+    assert (result.loaded, result.rejected) == (len(RECORDS), 1)
+    assert rejected(store)[0][2].startswith("gzip stream ends early (truncated file)")
+
+
+def test_truncated_gzip_cut_between_lines(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """A cut that falls on a line boundary would otherwise lose the rest of the file silently."""
+    text = ndjson(RECORDS).encode()
+    first_half = text[: text.index(b"\n", len(text) // 2) + 1]
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    # A full flush makes the compressed bytes so far decode to exactly first_half.
+    cut = compressor.compress(first_half) + compressor.flush(zlib.Z_FULL_FLUSH)
+    path = tmp_path / "cut-on-line.ndjson.gz"
+    path.write_bytes(cut)
+    good = first_half.count(b"\n")
+    result = ingest_one(store, path)
+    assert (result.loaded, result.rejected) == (good, 1)
+    assert "truncated" in rejected(store)[0][2]
+
+
+def test_corrupt_gzip_is_not_trusted(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    data = bytearray(gzip.compress(ndjson(RECORDS).encode()))
+    data[-8] ^= 0xFF  # the CRC: the data decompresses, its checksum does not match
+    path = tmp_path / "bad-crc.ndjson.gz"
+    path.write_bytes(bytes(data))
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (1, 0, 1)
+    reason = rejected(store)[0][2]
+    assert reason.startswith("gzip data is corrupt (")
+    assert "fails its integrity check, so none of its records are loaded" in reason
+
+
+def test_truncated_gzip_records_document(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    data = gzip.compress(json.dumps({"Records": RECORDS}).encode())
+    path = tmp_path / "111122223333_CloudTrail_eu-west-1_cut.json.gz"
+    path.write_bytes(data[: len(data) // 2])
+    result = ingest_one(store, path)
+    # One line, cut: nothing before the break is a whole record. The damage is reported.
+    assert (result.loaded, result.rejected) == (0, 1)
+    assert "gzip stream ends early (truncated file)" in rejected(store)[0][2]
+
+
+# --- not JSON, invalid lines, wrong types -----------------------------------------------------------
+
+
+def test_file_that_is_not_json_at_all(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "notes.log"
+    path.write_text("this is not a log\njust text\n")
+    result = ingest.ingest(store, [path])
+    assert result.unrecognized == [path] and result.files == []
+    assert counts(store) == (0, 0, 0)
+
+    forced = ingest_one(store, path, source="cloudtrail")
+    assert (forced.read, forced.loaded, forced.rejected) == (1, 0, 1)
+    ((index, line, reason, raw),) = rejected(store)
+    assert reason.startswith("cloudtrail could not read the file: ")
+    assert "Malformed JSON" in reason
+    assert forced.note == reason
+
+
+def test_binary_garbage_forced(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "blob.json"
+    path.write_bytes(bytes(range(256)) * 40)
+    result = ingest_one(store, path, source="cloudtrail")
+    assert (result.read, result.rejected, result.loaded) == (1, 1, 0)
+
+
+def test_looks_like_cloudtrail_but_is_broken(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"Records": [{"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", oops}]}')
+    assert ingest.detect(path) == "cloudtrail"
+    result = ingest_one(store, path)
+    assert (result.read, result.rejected) == (1, 1)
+    assert rejected(store)[0][2].startswith("cloudtrail could not read the file: Invalid Input Error: Malformed JSON")
+
+
+def test_invalid_json_line_among_good_ones(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.ndjson"
+    path.write_text(ndjson(RECORDS[:2]) + '{"eventVersion": "1.08", "eventID": "cut-off\n' + ndjson(RECORDS[2:4]))
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (5, 4, 1)
+    ((index, line, reason, raw),) = rejected(store)
+    assert (index, line) == (None, 3)
+    assert reason == "line 3: not valid JSON (truncated or malformed record)"
+    assert raw == '{"eventVersion": "1.08", "eventID": "cut-off'
+    lines = store.execute("SELECT line FROM events ORDER BY record_index").fetchall()
+    assert [r[0] for r in lines] == [1, 2, 4, 5]
+
+
+def test_bad_line_after_a_big_first_record(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """The first line is longer than the head: only the bad line is lost, line numbers stay right."""
+    big = record(0, requestParameters={"bucketName": "reports", "policy": "p" * 20_000})
+    path = tmp_path / "big-first.ndjson"
+    path.write_text(ndjson([big, RECORDS[1], RECORDS[2]]) + "{not json\n" + ndjson([RECORDS[3]]))
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (5, 4, 1)
+    assert rejected(store)[0][1:3] == (4, "line 4: not valid JSON (truncated or malformed record)")
+    assert store.execute("SELECT event_id, line FROM events ORDER BY record_index").fetchall() == [
+        ("evt-000000", 1), ("evt-000001", 2), ("evt-000002", 3), ("evt-000003", 5)]
+
+
+def test_big_first_record_keeps_line_numbers(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    big = record(0, requestParameters={"bucketName": "reports", "policy": "p" * 20_000})
+    path = tmp_path / "big-first-ok.ndjson"
+    path.write_text(ndjson([big, *RECORDS[1:4]]))
+    ingest_one(store, path)
+    assert store.execute("SELECT record_index, line FROM events ORDER BY record_index").fetchall() == [
+        (0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (record(9, eventTime=12345), "eventTime is a JSON number, expected an ISO-8601 string"),
+        (record(9, eventTime="yesterday"), "eventTime 'yesterday' is not an ISO-8601 time"),
+        (record(9, eventTime={"at": "now"}), "eventTime is a JSON object, expected an ISO-8601 string"),
+        (record(9, userIdentity="x"), "userIdentity is a JSON string, expected an object"),
+        (record(9, eventName=5), "eventName is a JSON number, expected a string"),
+        (record(9, eventSource=["s3"]), "eventSource is a JSON array, expected a string"),
+        (record(9, resources={"ARN": "arn:aws:s3:::b"}), "resources is a JSON object, expected an array"),
+        (True, "record 1 is a JSON boolean, not an object"),
+        ("just a string", "record 1 is a JSON varchar, not an object"),
+    ],
+    ids=["time-number", "time-text", "time-object", "identity-string", "name-number", "source-array",
+         "resources-object", "boolean-record", "string-record"],
+)
+def test_wrong_types_are_rejected_with_the_field_named(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, bad: Any, reason: str
+) -> None:
+    path = tmp_path / "types.ndjson"
+    path.write_text(ndjson([RECORDS[0], bad, RECORDS[1]]))
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (3, 2, 1)
+    ((index, line, got, raw),) = rejected(store)
+    assert (index, line, got) == (1, 2, reason)
+    assert json.loads(raw) == bad
+
+
+def test_rejected_raw_is_bounded(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "long-bad.ndjson"
+    path.write_text(ndjson([record(1, eventTime=1, requestParameters={"blob": "x" * 100_000})]))
+    ingest_one(store, path)
+    assert len(rejected(store)[0][3]) == 4096
+
+
+# --- size, emptiness, duplicates, order ----------------------------------------------------------
+
+
+def test_50_mb_single_record(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    blob = "A" * (50 << 20)
+    path = tmp_path / "huge.ndjson"
+    path.write_text(json.dumps(record(1, requestParameters={"bucketName": "reports", "blob": blob})) + "\n")
+    started = time.perf_counter()
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (1, 1, 0)
+    size, resource = store.execute("SELECT length(raw::VARCHAR), resource FROM events").fetchone()
+    assert size > 50 << 20
+    assert resource == "arn:aws:s3:::reports"
+    assert time.perf_counter() - started < 60  # generous: a shared CI machine; typically a few seconds
+
+
+@pytest.mark.parametrize("content", ["", "  \n\n \t\n"], ids=["empty", "whitespace"])
+def test_empty_and_blank_files(store: duckdb.DuckDBPyConnection, tmp_path: Path, content: str) -> None:
+    path = tmp_path / "nothing.json"
+    path.write_text(content)
+    result = ingest.ingest(store, [path])
+    assert result.unrecognized == [path]  # nothing in it says what it is
+    forced = ingest_one(store, path, source="cloudtrail")
+    assert (forced.read, forced.loaded, forced.rejected, forced.duplicates) == (0, 0, 0, 0)
+    assert counts(store) == (0, 1, 0)  # custody of the empty file is still recorded
+
+
+def test_duplicates_within_a_file(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "dups.ndjson"
+    path.write_text(ndjson([RECORDS[0], RECORDS[1], RECORDS[0], RECORDS[0], RECORDS[2]]))
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.duplicates) == (5, 3, 2)
+    # The first copy is the one kept: its position is the evidence pointer.
+    assert store.execute("SELECT record_index FROM events WHERE event_id = 'evt-000000'").fetchall() == [(0,)]
+
+
+def test_duplicates_across_files(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    first.write_text(ndjson(RECORDS[:10]))
+    second.write_text(json.dumps(RECORDS[5:15], indent=1))  # other bytes, five of the same events
+    result = ingest.ingest(store, [tmp_path])
+    a, b = result.files
+    for f in (a, b):
+        assert_balanced(store, f)
+    assert (a.loaded, a.duplicates) == (10, 0)
+    assert (b.read, b.loaded, b.duplicates) == (10, 5, 5)
+    assert len(event_ids(store)) == 15
+    assert store.execute("SELECT count(DISTINCT event_id) FROM events").fetchone()[0] == 15
+
+
+def test_records_out_of_time_order(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    shuffled = [RECORDS[i] for i in (7, 2, 9, 0, 5, 1, 8, 3, 6, 4)]
+    path = tmp_path / "shuffled.json"
+    path.write_text(json.dumps({"Records": shuffled}))
+    result = ingest_one(store, path)
+    assert (result.loaded, result.rejected) == (10, 0)
+    rows = store.execute("SELECT event_id, occurred_at, record_index FROM events ORDER BY record_index").fetchall()
+    assert [r[0] for r in rows] == [r["eventID"] for r in shuffled]  # file order kept
+    times = [r[1] for r in rows]
+    assert times != sorted(times) and sorted(times) == sorted(set(times))
+
+
+# --- idempotency and transactions ------------------------------------------------------------------
+
+
+def test_ingesting_the_same_directory_twice(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    (tmp_path / "a.ndjson").write_text(ndjson(RECORDS[:20]))
+    (tmp_path / "b.json.gz").write_bytes(gzip.compress(json.dumps({"Records": RECORDS[20:50]}).encode()))
+    (tmp_path / "README.md").write_text("# notes\n")
+    first = ingest.ingest(store, [tmp_path])
+    assert [f.loaded for f in first.files] == [20, 30]
+    assert first.ignored == [tmp_path / "README.md"]
+    before = counts(store)
+    generation = nhistore.get_meta(store, "evidence_generation")
+
+    second = ingest.ingest(store, [tmp_path])
+    assert [f.already_ingested for f in second.files] == [True, True]
+    assert all((f.read, f.loaded, f.rejected, f.duplicates) == (0, 0, 0, 0) for f in second.files)
+    assert [f.note for f in second.files] == ["already ingested (same SHA-256)"] * 2
+    assert counts(store) == before
+    assert nhistore.get_meta(store, "evidence_generation") == generation  # derived tables stay fresh
+
+
+def _fail_after_merge(exc: BaseException):
+    real_merge = ingest._merge
+
+    def merge_then_fail(con, source, evidence, result):
+        real_merge(con, source, evidence, result)  # events, rejected and custody rows are written
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] > 0
+        raise exc
+
+    return merge_then_fail
+
+
+def _bad_file(tmp_path: Path) -> Path:
+    path = tmp_path / "half-bad.ndjson"
+    path.write_text(ndjson(RECORDS[:5]) + "{bad\n")
+    return path
+
+
+def test_machine_failure_mid_file_rolls_back_and_stops(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _bad_file(tmp_path)
+    monkeypatch.setattr(ingest, "_merge", _fail_after_merge(duckdb.OutOfMemoryException("could not allocate")))
+    with pytest.raises(NhiauditError) as err:
+        ingest.ingest(store, [path])
+    assert str(err.value).startswith(f"{path}: could not load this file (could not allocate). Nothing from it")
+    assert "run the same ingest again" in str(err.value)
+    assert counts(store) == (0, 0, 0)
+    assert nhistore.get_meta(store, "evidence_generation") is None
+
+    monkeypatch.undo()
+    result = ingest_one(store, path)  # the rerun loads it: it was not recorded as ingested
+    assert (result.loaded, result.rejected) == (5, 1)
+
+
+def test_unexpected_exception_mid_file_rolls_back(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _bad_file(tmp_path)
+    monkeypatch.setattr(ingest, "_merge", _fail_after_merge(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        ingest.ingest(store, [path])
+    assert counts(store) == (0, 0, 0)  # seen through the same connection: no transaction left open
+    monkeypatch.undo()
+    assert ingest_one(store, path).loaded == 5
+
+
+def test_content_error_mid_file_becomes_one_rejected_record(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load = cloudtrail.load
+
+    def load_then_fail(con, files):
+        real_load(con, files)
+        con.execute("INSERT INTO events SELECT * REPLACE ('x' AS source, 'x' AS file_sha256) FROM staged")
+        con.execute("SELECT CAST('not a number' AS INTEGER)")  # a ConversionException from the data
+
+    monkeypatch.setattr(cloudtrail, "load", load_then_fail)
+    path = _bad_file(tmp_path)
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (1, 0, 1)
+    assert rejected(store)[0][2].startswith("cloudtrail could not read the file: Conversion Error")
+    assert counts(store) == (0, 1, 1)  # the events inserted before the error were rolled back
+
+
+def test_nhiaudit_sql_bug_propagates(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def buggy_load(con, files):
+        con.execute("INSERT INTO staged (event_id) SELECT no_such_column FROM staged")
+
+    monkeypatch.setattr(cloudtrail, "load", buggy_load)
+    path = _bad_file(tmp_path)
+    with pytest.raises(duckdb.BinderException):
+        ingest.ingest(store, [path])
+    with pytest.raises(duckdb.ParserException):
+        monkeypatch.setattr(cloudtrail, "load", lambda con, files: con.execute("SELEC 1"))
+        ingest.ingest(store, [path])
+    assert counts(store) == (0, 0, 0)  # never disguised as a rejected file
+    monkeypatch.undo()
+    assert ingest_one(store, path).loaded == 5
+
+
+def test_killed_mid_file_leaves_the_store_as_before(tmp_path: Path) -> None:
+    """A SIGKILL after the file's events were inserted, before COMMIT: the file is not there."""
+    (tmp_path / "logs").mkdir()
+    first, second = tmp_path / "logs" / "a.ndjson", tmp_path / "logs" / "b.ndjson"
+    first.write_text(ndjson(RECORDS[:10]))
+    second.write_text(ndjson(RECORDS[10:30]))
+    db = tmp_path / "store.duckdb"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from nhiaudit import ingest, store
+        real_merge = ingest._merge
+        def merge_then_die(con, source, evidence, result):
+            real_merge(con, source, evidence, result)
+            if evidence.path.name == "b.ndjson":
+                os.kill(os.getpid(), signal.SIGKILL)
+        ingest._merge = merge_then_die
+        con = store.connect(Path({str(db)!r}))
+        ingest.ingest(con, [Path({str(tmp_path / "logs")!r})])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    con = nhistore.connect(db)
+    assert [r[0] for r in con.execute("SELECT path FROM evidence_files").fetchall()] == [str(first)]
+    assert event_ids(con) == [r["eventID"] for r in RECORDS[:10]]
+    result = ingest.ingest(con, [tmp_path / "logs"])
+    assert [f.already_ingested for f in result.files] == [True, False]
+    assert result.files[1].loaded == 20
+    con.close()
+
+
+def test_unknown_source_name(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "a.ndjson"
+    path.write_text(ndjson(RECORDS[:1]))
+    with pytest.raises(NhiauditError) as err:
+        ingest.ingest(store, [path], source="cloudtrial")
+    assert str(err.value).startswith("--source: unknown source 'cloudtrial'. Did you mean 'cloudtrail'? Known sources: ")
+    assert "cloudtrail" in str(err.value).split("Known sources: ")[1]
+    assert counts(store) == (0, 0, 0)
+
+
+def test_missing_path(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    with pytest.raises(NhiauditError, match=r"no-such-dir: no such file or directory\. Check the path\."):
+        ingest.ingest(store, [tmp_path / "no-such-dir"])
+
+
+def test_progress_reports_every_file(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    (tmp_path / "a.ndjson").write_text(ndjson(RECORDS[:3]))
+    (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[3:4]))
+    seen: list[tuple[str, str, int]] = []
+    ingest.ingest(store, [tmp_path], progress=lambda kind, f: seen.append((kind, f.path.name, f.read)))
+    assert seen == [("start", "a.ndjson", 0), ("done", "a.ndjson", 3), ("start", "b.ndjson", 0),
+                    ("done", "b.ndjson", 1)]
+
+
+def test_hidden_files_and_directories_are_skipped(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "x.ndjson").write_text(ndjson(RECORDS[:1]))
+    (tmp_path / ".partial.ndjson").write_text(ndjson(RECORDS[1:2]))
+    (tmp_path / "real.ndjson").write_text(ndjson(RECORDS[2:3]))
+    result = ingest.ingest(store, [tmp_path])
+    assert [f.path.name for f in result.files] == ["real.ndjson"]
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() == 0, reason="root reads any file")
+def test_unreadable_file_raises_a_clear_error(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "secret.ndjson"
+    path.write_text(ndjson(RECORDS[:1]))
+    path.chmod(0)
+    with pytest.raises(PermissionError):
+        ingest.ingest(store, [path])
