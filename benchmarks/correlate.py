@@ -78,24 +78,61 @@ def write_provenance(db: Path, out: Path) -> int:
     with open(out, "w", encoding="utf-8") as fh:
         for n, approver in enumerate(approvers):
             role = "change-manager" if n % 2 else "team-lead"
-            fh.write(json.dumps({"record_type": "grant", "approver": approver, "role": role,
-                                 "valid_from": "2025-01-01T00:00:00Z", "valid_to": "2027-01-01T00:00:00Z"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "record_type": "grant",
+                        "approver": approver,
+                        "role": role,
+                        "valid_from": "2025-01-01T00:00:00Z",
+                        "valid_to": "2027-01-01T00:00:00Z",
+                    }
+                )
+                + "\n"
+            )
         for n, (task_id, first, last) in enumerate(rows):
             start = first.strftime("%Y-%m-%dT%H:%M:%SZ")
             end = last.strftime("%Y-%m-%dT%H:%M:%SZ")
-            fh.write(json.dumps({"record_type": "task", "task_id": task_id, "agent_id": f"agent-{n % 24:02d}",
-                                 "intent": "benchmark task", "requested_by": "requester@example.com",
-                                 "started_at": start, "ended_at": end, "status": "completed"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "record_type": "task",
+                        "task_id": task_id,
+                        "agent_id": f"agent-{n % 24:02d}",
+                        "intent": "benchmark task",
+                        "requested_by": "requester@example.com",
+                        "started_at": start,
+                        "ended_at": end,
+                        "status": "completed",
+                    }
+                )
+                + "\n"
+            )
             if n % 10:
-                fh.write(json.dumps({"record_type": "approval", "approval_id": f"APR-{n}", "task_id": task_id,
-                                     "approver": approvers[n % 10], "decision": "approved", "decided_at": start,
-                                     "scope": {"actions": ["s3:*", "ec2:*", "iam:*", "kms:*", "secretsmanager:*"],
-                                               "resources": ["*"]}}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "record_type": "approval",
+                            "approval_id": f"APR-{n}",
+                            "task_id": task_id,
+                            "approver": approvers[n % 10],
+                            "decision": "approved",
+                            "decided_at": start,
+                            "scope": {
+                                "actions": ["s3:*", "ec2:*", "iam:*", "kms:*", "secretsmanager:*"],
+                                "resources": ["*"],
+                            },
+                        }
+                    )
+                    + "\n"
+                )
     return len(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("n", type=int, help="number of CloudTrail records")
     args = parser.parse_args()
     data = DATA / f"cloudtrail-{args.n}"
@@ -123,8 +160,9 @@ def main() -> None:
         ).fetchone()[0]
         events = con.execute("SELECT count(*) FROM events").fetchone()[0]
         con.close()
-        trace_runs = [run([nhiaudit, "trace", "--db", str(db), "--policy", str(policy), target])[0]
-                      for _ in range(5)]
+        trace_runs = [
+            run([nhiaudit, "trace", "--db", str(db), "--policy", str(policy), target])[0] for _ in range(5)
+        ]
         point_runs = [run([sys.executable, "-c", POINT_QUERY, str(db), target])[0] for _ in range(5)]
         trace_json = run([nhiaudit, "trace", "--db", str(db), "--policy", str(policy), target, "--json"])[2]
         verdict = json.loads(trace_json)["verdict"]
@@ -133,13 +171,19 @@ def main() -> None:
     trace_best, point_best = min(trace_runs), min(point_runs)
     print(f"\n{events:,} events ({args.n:,} CloudTrail + provenance for {tasks:,} tasks)")
     print(f"ingest (CLI, both folders)   {ingest_total:8.2f} s   peak RSS {ingest_rss / 1e6:,.0f} MB")
-    print(f"correlation (library)        {corr_seconds:8.2f} s   peak RSS {corr_rss / 1e6:,.0f} MB   "
-          f"{corr_seconds / ingest_total:.2f}x ingest (goal <= 3x)")
+    print(
+        f"correlation (library)        {corr_seconds:8.2f} s   peak RSS {corr_rss / 1e6:,.0f} MB   "
+        f"{corr_seconds / ingest_total:.2f}x ingest (goal <= 3x)"
+    )
     print("\n".join(line for line in corr_out.splitlines()[1:]))
-    print(f"trace {target} ({verdict}): best {trace_best:.3f} s, median {sorted(trace_runs)[2]:.3f} s "
-          f"(goal < 0.5 s)")
-    print(f"bare DuckDB point query (python -c): best {point_best:.3f} s   "
-          f"trace / point query = {trace_best / point_best:.2f}x")
+    print(
+        f"trace {target} ({verdict}): best {trace_best:.3f} s, median {sorted(trace_runs)[2]:.3f} s "
+        f"(goal < 0.5 s)"
+    )
+    print(
+        f"bare DuckDB point query (python -c): best {point_best:.3f} s   "
+        f"trace / point query = {trace_best / point_best:.2f}x"
+    )
 
 
 if __name__ == "__main__":

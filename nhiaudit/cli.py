@@ -7,20 +7,18 @@ errors to exit codes. Every value that came from a log is shown as ``rich.text.T
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-
-import json
-import os
-from datetime import datetime, timezone
-
 from rich.tree import Tree
 
 from nhiaudit import __version__, correlate, ingest, query, report, rules, store
@@ -47,12 +45,16 @@ console = Console()
 err_console = Console(stderr=True)
 
 PolicyOption = Annotated[
-    Optional[Path],
-    typer.Option("--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False),
+    Path | None,
+    typer.Option(
+        "--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False
+    ),
 ]
 DbOption = Annotated[
-    Optional[Path],
-    typer.Option("--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False),
+    Path | None,
+    typer.Option(
+        "--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False
+    ),
 ]
 
 
@@ -85,7 +87,7 @@ def main(
 def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Log files or directories (recursive; .gz ok).")],
     db: DbOption = None,
-    source: Annotated[Optional[str], typer.Option("--source", help="Force this source for every file.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Force this source for every file.")] = None,
 ) -> None:
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
@@ -97,8 +99,13 @@ def ingest_cmd(
         raise fail(str(exc)) from None
     _print_ingest_summary(result, db_path)
     if result.unrecognized:
-        err_console.print(Text(f"{len(result.unrecognized)} file(s) not recognized by any source "
-                               "(use --source NAME to force one; `nhiaudit sources` lists them):", style="yellow"))
+        err_console.print(
+            Text(
+                f"{len(result.unrecognized)} file(s) not recognized by any source "
+                "(use --source NAME to force one; `nhiaudit sources` lists them):",
+                style="yellow",
+            )
+        )
         for path in result.unrecognized:
             err_console.print(Text("  " + terminal_safe(path)))
         raise typer.Exit(EXIT_ERROR)
@@ -136,25 +143,35 @@ def _progress_callback(progress: Progress):
 
 
 def _print_ingest_summary(result: ingest.IngestResult, db_path: Path) -> None:
-    table = Table(title=f"Ingested into {terminal_safe(db_path)}", title_justify="left")
+    # The store path on its own line, not as the table's title: a title wraps at the table's
+    # width and would fold a long path mid-name (and a title string is parsed as Rich markup).
+    console.print(Text("Ingested into ") + t(db_path, None))
+    table = Table()
     for column in ("source", "files", "records", "loaded", "rejected", "duplicates", "seconds"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for name, row in result.by_source().items():
         files = f"{row['files']}" + (f" ({row['skipped']} already in store)" if row["skipped"] else "")
         table.add_row(
-            name, files, f"{row['read']:,}", f"{row['loaded']:,}",
+            name,
+            files,
+            f"{row['read']:,}",
+            f"{row['loaded']:,}",
             Text(f"{row['rejected']:,}", style="red" if row["rejected"] else ""),
-            f"{row['duplicates']:,}", f"{row['seconds']:.2f}",
+            f"{row['duplicates']:,}",
+            f"{row['seconds']:.2f}",
         )
     console.print(table)
     for f in result.files:
         if f.note and not f.already_ingested:
             console.print(Text("  note: ", style="yellow") + t(f.path, None) + Text(": ") + t(f.note, 300))
     if result.ignored:
-        console.print(Text(f"  {len(result.ignored)} non-log file(s) skipped (.md, .toml, .py …)", style="dim"))
+        console.print(
+            Text(f"  {len(result.ignored)} non-log file(s) skipped (.md, .toml, .py …)", style="dim")
+        )
     if any(f.rejected for f in result.files):
-        console.print(Text("  rejected records: nhiaudit sql \"SELECT path, line, reason FROM rejected\"",
-                           style="dim"))
+        console.print(
+            Text('  rejected records: nhiaudit sql "SELECT path, line, reason FROM rejected"', style="dim")
+        )
 
 
 @app.command("sources")
@@ -202,7 +219,13 @@ def _not_found(exc: NotFoundError) -> typer.Exit:
 
 STATUS_STYLE = {"found": "green", "missing": "red", "conflict": "bold red", "not_required": "dim"}
 VERDICT_STYLE = {"approved": "bold green", "unapproved": "bold red", "unknown": "bold yellow"}
-SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+SEVERITY_STYLE = {
+    "critical": "bold white on red",
+    "high": "bold red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
+}
 
 
 def _open_for_audit(db: Path | None, policy_path: Path | None):
@@ -239,27 +262,38 @@ def trace_cmd(
     except NhiauditError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        sys.stdout.write(json.dumps(_trace_json(action, event, findings), indent=2, sort_keys=True,
-                                    ensure_ascii=True) + "\n")
+        sys.stdout.write(
+            json.dumps(_trace_json(action, event, findings), indent=2, sort_keys=True, ensure_ascii=True)
+            + "\n"
+        )
         return
     if action is None:
-        console.print(Text(f"{terminal_safe(event['source'])}:{terminal_safe(event['event_id'])} is not an "
-                           f"audited action: {terminal_safe(event['not_audited_because'])}.", style="yellow"))
+        console.print(
+            Text(
+                f"{terminal_safe(event['source'])}:{terminal_safe(event['event_id'])} is not an "
+                f"audited action: {terminal_safe(event['not_audited_because'])}.",
+                style="yellow",
+            )
+        )
         return
     console.print(_tree(action, findings))
 
 
 def _findings_for(con, pol, event) -> list[Finding]:
-    return report.evaluate.evaluate(con, pol, rules.load_rules(list(pol.rules.dirs)),
-                                    only=(event["source"], event["event_id"]))
+    return report.evaluate.evaluate(
+        con, pol, rules.load_rules(list(pol.rules.dirs)), only=(event["source"], event["event_id"])
+    )
 
 
 def _evidence_text(link) -> Text:
     ev = link.evidence
     if ev is None:
         return Text("  (no evidence)", style="dim")
-    return Text(f"  [{terminal_safe(ev.source)} {terminal_safe(ev.file, 80)}:{ev.line} "
-                f"record {ev.record_index} id {terminal_safe(ev.event_id, 60)}]", style="dim")
+    return Text(
+        f"  [{terminal_safe(ev.source)} {terminal_safe(ev.file, 80)}:{ev.line} "
+        f"record {ev.record_index} id {terminal_safe(ev.event_id, 60)}]",
+        style="dim",
+    )
 
 
 def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
@@ -268,9 +302,16 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
     # authorization (task <- approval <- authority).
     chain = authorization = root
     for link in action.links:
-        label = (Text(f"{link.kind}", style="bold") + Text(" ")
-                 + Text(link.status, style=STATUS_STYLE.get(link.status, "")) + Text("  ")
-                 + t(link.id or "-", 120) + Text("\n") + t(link.label, 400) + _evidence_text(link))
+        label = (
+            Text(f"{link.kind}", style="bold")
+            + Text(" ")
+            + Text(link.status, style=STATUS_STYLE.get(link.status, ""))
+            + Text("  ")
+            + t(link.id or "-", 120)
+            + Text("\n")
+            + t(link.label, 400)
+            + _evidence_text(link)
+        )
         if link.kind in ("span", "task", "approval", "authority"):
             authorization = authorization.add(label)
         else:
@@ -278,8 +319,12 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
     if findings:
         branch = root.add(Text(f"findings ({len(findings)})", style="bold"))
         for f in findings:
-            branch.add(Text(f.severity, style=SEVERITY_STYLE[f.severity]) + Text(f"  {f.rule}  ")
-                       + t(f.message, 400) + (Text("  (waived)", style="dim") if f.waived else Text("")))
+            branch.add(
+                Text(f.severity, style=SEVERITY_STYLE[f.severity])
+                + Text(f"  {f.rule}  ")
+                + t(f.message, 400)
+                + (Text("  (waived)", style="dim") if f.waived else Text(""))
+            )
     else:
         root.add(Text("findings: none", style="green"))
     return root
@@ -287,21 +332,61 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
 
 def _trace_json(action: AuditedAction | None, event: dict, findings: list[Finding]) -> dict:
     def ev(e):
-        return None if e is None else {"source": e.source, "event_id": e.event_id, "file": e.file,
-                                       "sha256": e.sha256, "record_index": e.record_index, "line": e.line}
+        return (
+            None
+            if e is None
+            else {
+                "source": e.source,
+                "event_id": e.event_id,
+                "file": e.file,
+                "sha256": e.sha256,
+                "record_index": e.record_index,
+                "line": e.line,
+            }
+        )
+
     if action is None:
-        return {"action": event, "verdict": "not_audited", "reason": event.get("not_audited_because"),
-                "links": [], "findings": []}
+        return {
+            "action": event,
+            "verdict": "not_audited",
+            "reason": event.get("not_audited_because"),
+            "links": [],
+            "findings": [],
+        }
     return {
-        "action": {"source": action.source, "event_id": action.event_id, "occurred_at": action.occurred_at,
-                   "actor_id": action.actor_id, "action": action.action, "resource": action.resource,
-                   "tier": action.tier},
+        "action": {
+            "source": action.source,
+            "event_id": action.event_id,
+            "occurred_at": action.occurred_at,
+            "actor_id": action.actor_id,
+            "action": action.action,
+            "resource": action.resource,
+            "tier": action.tier,
+        },
         "verdict": action.verdict,
-        "links": [{"kind": link.kind, "id": link.id, "status": link.status, "label": link.label,
-                   "depth": link.depth, "details": link.details, "evidence": ev(link.evidence)}
-                  for link in action.links],
-        "findings": [{"rule": f.rule, "severity": f.severity, "message": f.message, "waived": f.waived,
-                      "frameworks": list(f.frameworks), "fingerprint": f.fingerprint} for f in findings],
+        "links": [
+            {
+                "kind": link.kind,
+                "id": link.id,
+                "status": link.status,
+                "label": link.label,
+                "depth": link.depth,
+                "details": link.details,
+                "evidence": ev(link.evidence),
+            }
+            for link in action.links
+        ],
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity,
+                "message": f.message,
+                "waived": f.waived,
+                "frameworks": list(f.frameworks),
+                "fingerprint": f.fingerprint,
+            }
+            for f in findings
+        ],
     }
 
 
@@ -309,25 +394,52 @@ def _trace_json(action: AuditedAction | None, event: dict, findings: list[Findin
 def report_cmd(
     db: DbOption = None,
     policy: PolicyOption = None,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report ('-' = stdout).")] = None,
-    sarif_out: Annotated[Optional[str], typer.Option("--sarif", help="Write SARIF 2.1.0.")] = None,
-    junit_out: Annotated[Optional[str], typer.Option("--junit", help="Write JUnit XML.")] = None,
-    markdown_out: Annotated[Optional[str], typer.Option("--markdown", help="Write Markdown.")] = None,
-    ocsf_out: Annotated[Optional[str], typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")] = None,
-    html_out: Annotated[Optional[str], typer.Option("--html", help="Write a self-contained HTML report.")] = None,
-    fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above this severity: "
-                                         + "|".join(SEVERITIES) + ".")] = "high",
-    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous JSON report: only new "
-                                                     "findings count toward --fail-on.")] = None,
-    rules_dir: Annotated[Optional[list[Path]], typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report ('-' = stdout).")
+    ] = None,
+    sarif_out: Annotated[str | None, typer.Option("--sarif", help="Write SARIF 2.1.0.")] = None,
+    junit_out: Annotated[str | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    markdown_out: Annotated[str | None, typer.Option("--markdown", help="Write Markdown.")] = None,
+    ocsf_out: Annotated[
+        str | None, typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")
+    ] = None,
+    html_out: Annotated[
+        str | None, typer.Option("--html", help="Write a self-contained HTML report.")
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding is at or above this severity: " + "|".join(SEVERITIES) + ".",
+        ),
+    ] = "high",
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="A previous JSON report: only new findings count toward --fail-on."),
+    ] = None,
+    rules_dir: Annotated[
+        list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")
+    ] = None,
 ) -> None:
     """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
-    outputs = {"json": json_out, "sarif": sarif_out, "junit": junit_out, "markdown": markdown_out,
-               "ocsf": ocsf_out, "html": html_out}
+    outputs = {
+        "json": json_out,
+        "sarif": sarif_out,
+        "junit": junit_out,
+        "markdown": markdown_out,
+        "ocsf": ocsf_out,
+        "html": html_out,
+    }
     try:
         con, pol = _open_for_audit(db, policy)
-        result = report.audit(con, pol, fail_on=fail_on, baseline_path=baseline,
-                              extra_rule_dirs=list(rules_dir or []), generated_at=_generated_at())
+        result = report.audit(
+            con,
+            pol,
+            fail_on=fail_on,
+            baseline_path=baseline,
+            extra_rule_dirs=list(rules_dir or []),
+            generated_at=_generated_at(),
+        )
         rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
     except RuleError as exc:
         raise fail("rules:\n" + "\n".join(exc.problems)) from None
@@ -356,10 +468,14 @@ def _generated_at() -> datetime | None:
 def _print_summary(result, out: Console) -> None:
     summary = result.summary
     verdicts = summary["verdicts"]
-    out.print(Text(f"{summary['actions_audited']} audited actions: ", style="bold")
-              + Text(f"{verdicts['approved']} approved", style="green") + Text(", ")
-              + Text(f"{verdicts['unapproved']} unapproved", style="red") + Text(", ")
-              + Text(f"{verdicts['unknown']} unknown", style="yellow"))
+    out.print(
+        Text(f"{summary['actions_audited']} audited actions: ", style="bold")
+        + Text(f"{verdicts['approved']} approved", style="green")
+        + Text(", ")
+        + Text(f"{verdicts['unapproved']} unapproved", style="red")
+        + Text(", ")
+        + Text(f"{verdicts['unknown']} unknown", style="yellow")
+    )
     table = Table(title="Findings by rule", title_justify="left")
     for column in ("severity", "rule", "findings", "waived"):
         table.add_column(column, justify="right" if column in ("findings", "waived") else "left")
@@ -368,7 +484,8 @@ def _print_summary(result, out: Console) -> None:
         row = rows.setdefault(f.rule, [f.severity, 0, 0])
         row[2 if f.waived else 1] += 1
     for rule_id, (severity, count, waived) in sorted(
-            rows.items(), key=lambda kv: (-SEVERITIES.index(kv[1][0]), kv[0])):
+        rows.items(), key=lambda kv: (-SEVERITIES.index(kv[1][0]), kv[0])
+    ):
         table.add_row(Text(severity, style=SEVERITY_STYLE[severity]), rule_id, str(count), str(waived or ""))
     out.print(table)
     worst = report.worst_actions(result)
@@ -377,25 +494,40 @@ def _print_summary(result, out: Console) -> None:
         for column in ("action id", "action", "worst", "findings"):
             table.add_column(column)
         for key, action, severity, count in worst:
-            table.add_row(t(key, 80), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
+            table.add_row(
+                t(key, 80), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count)
+            )
         out.print(table)
     for waiver in result.expired_waivers:
-        out.print(Text("EXPIRED WAIVER: ", style="bold white on red")
-                  + t(f"{waiver.rule} for {waiver.match} (owner {waiver.owner}) expired {waiver.expires}; "
-                      "its findings are no longer suppressed.", 400))
+        out.print(
+            Text("EXPIRED WAIVER: ", style="bold white on red")
+            + t(
+                f"{waiver.rule} for {waiver.match} (owner {waiver.owner}) expired {waiver.expires}; "
+                "its findings are no longer suppressed.",
+                400,
+            )
+        )
     if result.baseline_path:
         out.print(Text(f"baseline: {summary['new']} new, {summary['fixed']} fixed"))
     status = "FAIL" if summary["failing"] else "PASS"
-    out.print(Text(f"{status}: {summary['failing']} finding(s) at or above {result.fail_on}"
-                   + (" (new only)" if result.baseline_path else ""),
-                   style="bold red" if summary["failing"] else "bold green"))
+    out.print(
+        Text(
+            f"{status}: {summary['failing']} finding(s) at or above {result.fail_on}"
+            + (" (new only)" if result.baseline_path else ""),
+            style="bold red" if summary["failing"] else "bold green",
+        )
+    )
 
 
 @app.command("rules")
 def rules_cmd(
-    lint: Annotated[Optional[list[Path]], typer.Option("--lint", help="Validate the rule files of DIR "
-                                                         "(repeatable) and report every problem.")] = None,
-    rules_dir: Annotated[Optional[list[Path]], typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    lint: Annotated[
+        list[Path] | None,
+        typer.Option("--lint", help="Validate the rule files of DIR (repeatable) and report every problem."),
+    ] = None,
+    rules_dir: Annotated[
+        list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """List the rules with severity and framework tags, or lint rule folders."""
@@ -419,8 +551,12 @@ def rules_cmd(
     for column in ("id", "severity", "title", "frameworks"):
         table.add_column(column)
     for info, _ in sorted(loaded, key=lambda r: (-SEVERITIES.index(r[0].severity), r[0].id)):
-        table.add_row(info.id, Text(info.severity, style=SEVERITY_STYLE[info.severity]), t(info.title),
-                      t(", ".join(info.frameworks), None))
+        table.add_row(
+            info.id,
+            Text(info.severity, style=SEVERITY_STYLE[info.severity]),
+            t(info.title),
+            t(", ".join(info.frameworks), None),
+        )
     console.print(table)
 
 
@@ -432,5 +568,6 @@ def _bindable(con):
     if not has:
         return None
     from nhiaudit.policy import install
+
     install(load_policy(resolve_policy_path(None)), con)
     return con

@@ -16,14 +16,26 @@ import duckdb
 from nhiaudit import store
 from nhiaudit.policy import Policy, install
 
-DERIVED_TABLES = ("principal_class", "credentials", "credential_ancestry", "credential_chain", "tasks", "approvals", "grants", "chains")
+DERIVED_TABLES = (
+    "principal_class",
+    "credentials",
+    "credential_ancestry",
+    "credential_chain",
+    "tasks",
+    "approvals",
+    "grants",
+    "chains",
+)
 
 
 def sql_files() -> list[tuple[str, str]]:
     """(name, sql) of every correlation file, in order; read from the installed package."""
     folder = resources.files("nhiaudit") / "queries" / "correlate"
-    files = sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in folder.iterdir()
-                   if entry.name.endswith(".sql"))
+    files = sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
     return files
 
 
@@ -36,10 +48,9 @@ def _fingerprint(policy: Policy) -> str:
 
 
 def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
-    return (
-        store.get_meta(con, "correlated_generation") != (store.get_meta(con, "evidence_generation") or "0")
-        or store.get_meta(con, "correlated_policy") != _fingerprint(policy)
-    )
+    return store.get_meta(con, "correlated_generation") != (
+        store.get_meta(con, "evidence_generation") or "0"
+    ) or store.get_meta(con, "correlated_policy") != _fingerprint(policy)
 
 
 def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float]:

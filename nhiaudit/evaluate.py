@@ -49,9 +49,11 @@ def _hits_sql(rule_id: str, sql: str, columns: Sequence[str], only: bool = False
         for name in ("credential_id", "task_id")
     )
     quoted = rule_id.replace("'", "''")
-    return (f"SELECT '{quoted}' AS rule_id, source::VARCHAR AS source, event_id::VARCHAR AS event_id, "
-            f"message::VARCHAR AS message, {extra} FROM (\n{sql}\n) WHERE event_id IS NOT NULL"
-            + (" AND source = $only_source AND event_id = $only_event_id" if only else ""))
+    return (
+        f"SELECT '{quoted}' AS rule_id, source::VARCHAR AS source, event_id::VARCHAR AS event_id, "
+        f"message::VARCHAR AS message, {extra} FROM (\n{sql}\n) WHERE event_id IS NOT NULL"
+        + (" AND source = $only_source AND event_id = $only_event_id" if only else "")
+    )
 
 
 def evaluate(
@@ -72,8 +74,10 @@ def evaluate(
         try:
             columns = [d[0] for d in con.execute(f"SELECT * FROM (\n{sql}\n) LIMIT 0").description]
         except duckdb.Error as exc:
-            problems.append(f"{info.path or info.id}: the rule's query fails: {str(exc).splitlines()[0]}. "
-                            "Run `nhiaudit rules --lint` for details.")
+            problems.append(
+                f"{info.path or info.id}: the rule's query fails: {str(exc).splitlines()[0]}. "
+                "Run `nhiaudit rules --lint` for details."
+            )
             continue
         parts.append(_hits_sql(info.id, sql, columns, only=only is not None))
     if problems:
@@ -89,20 +93,46 @@ def evaluate(
 
 
 def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.occurred_at, f.source, f.event_id, f.rule))
+    return sorted(
+        findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.occurred_at, f.source, f.event_id, f.rule)
+    )
 
 
 def _finding(info: RuleInfo, r: tuple) -> Finding:
-    (rule_id, source, event_id, message, occurred_at, actor_id, credential_id, task_id, agent_id,
-     action, resource, path, sha, record_index, line) = r
+    (
+        rule_id,
+        source,
+        event_id,
+        message,
+        occurred_at,
+        actor_id,
+        credential_id,
+        task_id,
+        agent_id,
+        action,
+        resource,
+        path,
+        sha,
+        record_index,
+        line,
+    ) = r
     return Finding(
-        rule=rule_id, severity=info.severity, title=info.title, message=message or info.title,
-        source=source, event_id=event_id,
+        rule=rule_id,
+        severity=info.severity,
+        title=info.title,
+        message=message or info.title,
+        source=source,
+        event_id=event_id,
         occurred_at=iso(occurred_at) if isinstance(occurred_at, datetime) else (occurred_at or ""),
-        actor_id=actor_id, credential_id=credential_id, task_id=task_id, agent_id=agent_id,
-        action=action, resource=resource,
+        actor_id=actor_id,
+        credential_id=credential_id,
+        task_id=task_id,
+        agent_id=agent_id,
+        action=action,
+        resource=resource,
         evidence=Evidence(source, event_id, path or "", sha or "", int(record_index or 0), int(line or 1)),
-        frameworks=info.frameworks, fingerprint=fingerprint(rule_id, source, event_id),
+        frameworks=info.frameworks,
+        fingerprint=fingerprint(rule_id, source, event_id),
     )
 
 
@@ -112,6 +142,8 @@ def _waive(finding: Finding, waivers: Sequence[Waiver]) -> Finding:
     for waiver in waivers:
         if waiver.expired or waiver.rule != finding.rule:
             continue
-        if all(glob_match(pattern, str(getattr(finding, key) or "")) for key, pattern in waiver.match.items()):
+        if all(
+            glob_match(pattern, str(getattr(finding, key) or "")) for key, pattern in waiver.match.items()
+        ):
             return replace(finding, waived=True, waiver=waiver)
     return finding

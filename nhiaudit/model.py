@@ -150,6 +150,7 @@ class Report:
             "fail_on": self.fail_on,
             "failing": failing,
             "verdicts": {
-                v: sum(1 for a in self.actions if a.verdict == v) for v in ("approved", "unapproved", "unknown")
+                v: sum(1 for a in self.actions if a.verdict == v)
+                for v in ("approved", "unapproved", "unknown")
             },
         }

@@ -23,16 +23,21 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple
     try:
         cursor = con.execute(sql)
     except duckdb.Error as exc:
-        raise NhiauditError(f"sql: {str(exc).splitlines()[0]}. Check the query; tables: "
-                            f"{', '.join(tables(con))}.") from exc
+        raise NhiauditError(
+            f"sql: {str(exc).splitlines()[0]}. Check the query; tables: {', '.join(tables(con))}."
+        ) from exc
     if cursor.description is None:
         return [], []
     return [d[0] for d in cursor.description], cursor.fetchall()
 
 
 def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name").fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name"
+        ).fetchall()
+    ]
 
 
 def _plain(value: Any) -> Any:
@@ -48,8 +53,15 @@ def _plain(value: Any) -> Any:
 
 
 def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    return json.dumps([{c: _plain(v) for c, v in zip(columns, row)} for row in rows], indent=2,
-                      default=str, ensure_ascii=False) + "\n"
+    return (
+        json.dumps(
+            [{c: _plain(v) for c, v in zip(columns, row, strict=False)} for row in rows],
+            indent=2,
+            default=str,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 def to_csv(columns: list[str], rows: list[tuple[Any, ...]]) -> str:

@@ -133,9 +133,7 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str = "store") -> None:
         for statement in _MIGRATIONS[version]:
             con.execute(statement)
         version += 1
-        con.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)]
-        )
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)])
         con.execute("COMMIT")
 
 

@@ -17,8 +17,9 @@ def terminal_safe(value: object, limit: int | None = None) -> str:
     if value is None:
         return ""
     text = str(value).replace("\n", "\\n").replace("\t", " ")
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                        else f"\\u{ord(m.group()):04x}", text)
+    text = _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

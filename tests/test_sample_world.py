@@ -128,8 +128,24 @@ def test_cli_report_exit_codes(world, tmp_path: Path) -> None:
 def test_cli_trace_on_the_world(world) -> None:
     _, db = world
     runner = CliRunner()
-    result = runner.invoke(app, ["trace", "--db", str(db), "--policy", str(WORLD / "nhiaudit.toml"),
-                                 "cloudtrail:e1000000-0000-4000-8000-000000020003"])
+    result = runner.invoke(
+        app,
+        [
+            "trace",
+            "--db",
+            str(db),
+            "--policy",
+            str(WORLD / "nhiaudit.toml"),
+            "cloudtrail:e1000000-0000-4000-8000-000000020003",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    for text in ("verdict: unapproved", "parent", "broker", "task found", "t-8b21", "approver-lacks-authority"):
+    for text in (
+        "verdict: unapproved",
+        "parent",
+        "broker",
+        "task found",
+        "t-8b21",
+        "approver-lacks-authority",
+    ):
         assert text in result.output

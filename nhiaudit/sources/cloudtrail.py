@@ -14,13 +14,19 @@ import duckdb
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
 
 NAME = "cloudtrail"
-READS = "CloudTrail S3 delivery files ({\"Records\": [...]}, gzip or not), JSON arrays, NDJSON exports"
+READS = 'CloudTrail S3 delivery files ({"Records": [...]}, gzip or not), JSON arrays, NDJSON exports'
 DETECTION = (
     'JSON whose first record has "eventVersion" with "eventSource"/"eventName" or "userIdentity"; '
     "also CloudTrail digest files and SNS/SQS delivery notifications (skipped, no events)"
 )
 
-ISSUING = ("AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetFederationToken", "GetSessionToken")
+ISSUING = (
+    "AssumeRole",
+    "AssumeRoleWithSAML",
+    "AssumeRoleWithWebIdentity",
+    "GetFederationToken",
+    "GetSessionToken",
+)
 
 # The part of a record nhiaudit reads, typed once. Fields whose type is checked stay JSON.
 _STRUCT = """{
