@@ -272,9 +272,9 @@ WITH recs AS (
             "sessionContext": {"sourceIdentity": "VARCHAR", "ec2RoleDelivery": "VARCHAR",
                                "sessionIssuer": {"arn": "VARCHAR"}}},
         "requestParameters": "JSON", "responseElements": "JSON", "resources": "JSON"}') AS r
-    FROM (SELECT unnest(Records) AS rec
-          FROM read_json({files}, columns = {'Records': 'JSON[]'}, format = 'unstructured',
-                         maximum_object_size = 1073741824))
+    -- read_json_objects + json_extract is ~2x faster than read_json(columns={'Records': 'JSON[]'}).
+    FROM (SELECT unnest(json_extract(json, '$.Records[*]')) AS rec
+          FROM read_json_objects({files}, format = 'unstructured', maximum_object_size = 1073741824))
 ), base AS (
     SELECT *, r.userIdentity AS u, r.eventSource AS event_source, r.eventName AS event_name,
            r.eventSource = 'sts.amazonaws.com' AND r.eventName IN ('AssumeRole', 'AssumeRoleWithSAML',
@@ -352,8 +352,9 @@ print(sum(f.loaded for f in result.files), sum(f.rejected for f in result.files)
 """
 
 
-def run(argv: list[str]) -> tuple[float, int, str]:
-    """Run a child process; its wall time, its own peak RSS (bytes) and its stdout."""
+def run(argv: list[str]) -> tuple[float, float, int, str]:
+    """Run a child process: its wall time, its CPU time (user + system, all threads), its own
+    peak RSS in bytes (``wait4`` rusage of that child alone) and its stdout."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True)
@@ -365,7 +366,7 @@ def run(argv: list[str]) -> tuple[float, int, str]:
         stdout = out.read()
     if proc.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed with {proc.returncode}:\n{stderr[-3000:]}\n{stdout[-3000:]}")
-    return wall, usage.ru_maxrss * 1024, stdout
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, stdout
 
 
 def main() -> None:
@@ -384,27 +385,28 @@ def main() -> None:
     }
     if not args.skip_library:
         sides["nhiaudit library"] = lambda db: [sys.executable, "-c", LIBRARY, str(db), str(data)]
-    results: dict[str, tuple[float, int]] = {}
+    results: dict[str, tuple[float, float, int]] = {}
     with tempfile.TemporaryDirectory(prefix="nhiaudit-bench-") as tmp:
         for name, command in sides.items():
-            best: tuple[float, int] | None = None
+            best: tuple[float, float, int] | None = None
             for attempt in range(args.runs):
                 db = Path(tmp) / f"{name.replace(' ', '-')}-{attempt}.duckdb"
-                wall, rss, _ = run(command(db))
+                wall, cpu, rss, _ = run(command(db))
                 rows = _count(db)
                 if rows != args.n:
                     raise SystemExit(f"{name}: {rows:,} events stored, expected {args.n:,}")
-                best = (wall, rss) if best is None or wall < best[0] else best
+                best = (wall, cpu, rss) if best is None or wall < best[0] else best
                 db.unlink()
                 Path(str(db) + ".wal").unlink(missing_ok=True)
             results[name] = best  # type: ignore[assignment]
 
-    base_wall = results["DuckDB alone"][0]
+    base_wall, base_cpu, _ = results["DuckDB alone"]
     print(f"\n{args.n:,} CloudTrail records, {len(list(data.glob('*.json.gz')))} gzip files "
           f"({_size(data)}), {os.cpu_count()} CPUs, best of {args.runs}")
-    print(f"{'side':<18}{'wall s':>9}{'records/s':>12}{'peak RSS MB':>13}{'vs DuckDB':>11}")
-    for name, (wall, rss) in results.items():
-        print(f"{name:<18}{wall:>9.2f}{args.n / wall:>12,.0f}{rss / 1e6:>13,.0f}{wall / base_wall:>10.2f}x")
+    print(f"{'side':<18}{'wall s':>8}{'records/s':>11}{'vs DuckDB':>11}{'CPU s':>8}{'CPU vs':>8}{'peak RSS MB':>13}")
+    for name, (wall, cpu, rss) in results.items():
+        print(f"{name:<18}{wall:>8.2f}{args.n / wall:>11,.0f}{wall / base_wall:>10.2f}x"
+              f"{cpu:>8.2f}{cpu / base_cpu:>7.2f}x{rss / 1e6:>13,.0f}")
 
 
 def _count(db: Path) -> int:

@@ -175,7 +175,10 @@ def load_file(con: duckdb.DuckDBPyConnection, path: Path, module: ModuleType, re
     run skip it as already ingested.
     """
     started = time.perf_counter()
-    result.sha256 = sha256_of(path)
+    try:
+        result.sha256 = sha256_of(path)
+    except OSError as exc:
+        raise NhiauditError(f"{path}: cannot read the file ({exc.strerror or exc}). Check its permissions.") from exc
     if con.execute("SELECT 1 FROM evidence_files WHERE sha256 = ?", [result.sha256]).fetchone():
         result.already_ingested = True
         result.note = "already ingested (same SHA-256)"
@@ -290,17 +293,15 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
                              dedupe_key = coalesce(dedupe_key, md5(raw::VARCHAR))""",
         [sha],
     )
-    before = con.execute("SELECT count(*) FROM events").fetchone()[0]
-    con.execute(
+    # The first copy of each dedupe key, chosen on (key, position, rowid) alone: a window over
+    # the staged rows would carry every column, raw records included, through its sort.
+    loaded = con.execute(
         """INSERT INTO events BY NAME
-        SELECT * EXCLUDE (rn) REPLACE (? AS source, ? AS file_sha256) FROM (
-            SELECT *, row_number() OVER (PARTITION BY dedupe_key ORDER BY record_index) AS rn FROM staged
-        ) s
-        WHERE rn = 1 AND NOT EXISTS (
-            SELECT 1 FROM events e WHERE e.source = ? AND e.dedupe_key = s.dedupe_key)""",
+        SELECT * REPLACE (? AS source, ? AS file_sha256) FROM staged s
+        WHERE rowid IN (SELECT arg_min(rowid, (record_index, rowid)) FROM staged GROUP BY dedupe_key)
+          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.source = ? AND e.dedupe_key = s.dedupe_key)""",
         [source, sha, source],
-    )
-    loaded = con.execute("SELECT count(*) FROM events").fetchone()[0] - before
+    ).fetchone()[0]
     con.execute(
         """INSERT INTO rejected SELECT ?, ?, ?, record_index, line, reason, left(raw, ?)
         FROM staged_rejected ORDER BY line NULLS LAST, record_index NULLS LAST""",

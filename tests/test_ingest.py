@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -492,10 +491,16 @@ def test_hidden_files_and_directories_are_skipped(store: duckdb.DuckDBPyConnecti
     assert [f.path.name for f in result.files] == ["real.ndjson"]
 
 
-@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() == 0, reason="root reads any file")
-def test_unreadable_file_raises_a_clear_error(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+def test_unreadable_file_is_a_clear_error(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "secret.ndjson"
     path.write_text(ndjson(RECORDS[:1]))
-    path.chmod(0)
-    with pytest.raises(PermissionError):
+
+    def denied(p: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(ingest, "sha256_of", denied)
+    with pytest.raises(NhiauditError) as err:
         ingest.ingest(store, [path])
+    assert str(err.value) == f"{path}: cannot read the file (Permission denied). Check its permissions."

@@ -152,23 +152,26 @@ def stage_json_records(
         _stage_documents(con, file)
     # Where each document's records are: itself, its elements (a top-level array) or the
     # elements of a wrapper key. The first character tells an array without parsing the whole
-    # document again; each json_type(doc, path) below is one parse of it.
-    list_path = "CASE WHEN left(ltrim(doc::VARCHAR, ' \t\r\n'), 1) = '[' THEN '$[*]' "
-    list_path += "".join(f"WHEN json_type(doc, {sql_str('$.' + key)}) = 'ARRAY' THEN {sql_str(f'$.{key}[*]')} "
-                         for key in unwrap)
-    list_path += "END"
+    # document; each json_type(doc, path) is one parse of it.
+    is_array = "left(ltrim(doc::VARCHAR, ' \t\r\n'), 1) = '['"
+    wrapped = [f"coalesce(json_type(doc, {sql_str('$.' + key)}) = 'ARRAY', false)" for key in unwrap]
     # Unnest in the select list, not as a lateral join: a lateral join copies the whole document
     # into every row it produces (a 10 MB S3 delivery file of 5,000 records would need 50 GB).
-    parts = ["SELECT line, doc_no, 0 AS pos, doc FROM d WHERE list_path IS NULL"] + [
-        f"SELECT line, doc_no, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
-        f"SELECT line, doc_no, json_extract(doc, {sql_str(path)}) AS elems FROM d WHERE list_path = {sql_str(path)})"
-        for path in ["$[*]", *(f"$.{key}[*]" for key in unwrap)]
-    ]
+    parts = [f"SELECT line, doc_no, 1 AS pos, doc FROM docs WHERE NOT ({' OR '.join([is_array, *wrapped])})"]
+    for i, path in enumerate(["$[*]", *(f"$.{key}[*]" for key in unwrap)]):
+        where = is_array if i == 0 else f"NOT {is_array} AND {wrapped[i - 1]}"
+        parts.append(
+            f"SELECT line, doc_no, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
+            f"SELECT line, doc_no, json_extract(doc, {sql_str(path)}) AS elems FROM docs WHERE {where})"
+        )
+    # One document (an S3 delivery file, a JSON array): its positions are the order. Several
+    # (NDJSON): number the records in file order.
+    single = con.execute("SELECT count(*) FROM docs WHERE doc IS NOT NULL").fetchone()[0] <= 1
+    index = "pos - 1" if single else "row_number() OVER (ORDER BY line, doc_no, pos) - 1"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE records AS
-        WITH d AS MATERIALIZED (SELECT line, doc_no, doc, {list_path} AS list_path FROM docs WHERE doc IS NOT NULL)
-        SELECT (row_number() OVER (ORDER BY line, doc_no, pos) - 1) AS record_index, line, doc
-        FROM ({" UNION ALL ".join(parts)})"""
+        SELECT {index} AS record_index, line, doc
+        FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) WHERE doc IS NOT NULL)"""
     )
     not_object = "left(ltrim(doc::VARCHAR, ' \t\r\n'), 1) <> '{'"
     con.execute(

@@ -1,7 +1,8 @@
 """AWS CloudTrail: S3 delivery files, JSON arrays and NDJSON exports (DESIGN §4, FORMATS §1).
 
-Each record is parsed once with ``json_transform`` into a struct; fields whose type varies by
-service (requestParameters, responseElements) stay JSON and are read only where needed.
+DuckDB parses each record twice: ``json_transform`` into a struct of just the fields nhiaudit
+reads (request and response fields included), and one multi-path ``json_type`` that checks the
+types the struct cannot show. Nothing is re-serialized to JSON and parsed again per field.
 Digest files and SNS/SQS notifications are recognized and skipped: they hold no events.
 """
 
@@ -28,21 +29,32 @@ ISSUING = (
     "GetSessionToken",
 )
 
-# The part of a record nhiaudit reads, typed once. Fields whose type is checked stay JSON.
+# The part of a record nhiaudit reads, typed in one parse (json_transform). A value of another
+# type converts or becomes NULL there, so the fields whose type matters are checked by one more
+# parse: json_type over the paths in _CHECKED, in that order.
 _STRUCT = """{
-    "eventID": "VARCHAR", "eventTime": "JSON", "@timestamp": "VARCHAR", "eventSource": "JSON",
-    "eventName": "JSON", "eventType": "VARCHAR", "awsRegion": "VARCHAR", "sourceIPAddress": "VARCHAR",
-    "userAgent": "VARCHAR", "errorCode": "VARCHAR", "readOnly": "JSON", "recipientAccountId": "VARCHAR",
-    "userIdentity": "JSON", "requestParameters": "JSON", "responseElements": "JSON", "resources": "JSON",
+    "eventID": "VARCHAR", "eventTime": "VARCHAR", "@timestamp": "VARCHAR", "eventSource": "VARCHAR",
+    "eventName": "VARCHAR", "eventType": "VARCHAR", "awsRegion": "VARCHAR", "sourceIPAddress": "VARCHAR",
+    "userAgent": "VARCHAR", "errorCode": "VARCHAR", "readOnly": "VARCHAR", "recipientAccountId": "VARCHAR",
+    "userIdentity": {
+        "type": "VARCHAR", "arn": "VARCHAR", "principalId": "VARCHAR", "accountId": "VARCHAR",
+        "accessKeyId": "VARCHAR", "userName": "VARCHAR", "invokedBy": "VARCHAR",
+        "sessionContext": {"sourceIdentity": "VARCHAR", "ec2RoleDelivery": "VARCHAR",
+                           "sessionIssuer": {"type": "VARCHAR", "arn": "VARCHAR"}}
+    },
+    "requestParameters": {
+        "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
+        "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON"
+    },
+    "responseElements": {
+        "credentials": {"accessKeyId": "VARCHAR", "expiration": "VARCHAR"},
+        "assumedRoleUser": {"arn": "VARCHAR"}, "federatedUser": {"arn": "VARCHAR"},
+        "sourceIdentity": "VARCHAR", "ConsoleLogin": "VARCHAR"
+    },
+    "resources": [{"ARN": "VARCHAR", "type": "VARCHAR"}],
     "digestStartTime": "VARCHAR", "Message": "VARCHAR", "Type": "VARCHAR"
 }"""
-
-_IDENTITY = """{
-    "type": "VARCHAR", "arn": "VARCHAR", "principalId": "VARCHAR", "accountId": "VARCHAR",
-    "accessKeyId": "VARCHAR", "userName": "VARCHAR", "invokedBy": "VARCHAR",
-    "sessionContext": {"sourceIdentity": "VARCHAR", "ec2RoleDelivery": "VARCHAR",
-                       "sessionIssuer": {"type": "VARCHAR", "arn": "VARCHAR"}}
-}"""
+_CHECKED = ["eventTime", "eventName", "eventSource", "userIdentity", "resources", "readOnly", "requestParameters.tags"]
 
 
 def detect(path: Path) -> bool:
@@ -68,41 +80,37 @@ def _kind(json_type: str) -> str:
     )
 
 
+def _wrong_type(index: int, field: str, allowed: tuple[str, ...], expected: str) -> str:
+    kind = f"t[{index}]"
+    allowed_sql = ", ".join(f"'{a}'" for a in (*allowed, "NULL"))
+    return (
+        f"WHEN coalesce({kind}, 'NULL') NOT IN ({allowed_sql}) "
+        f"THEN '{field} is a JSON ' || {_kind(kind)} || ', expected {expected}'"
+    )
+
+
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
-    # One typed parse per record; then each record is consumed, rejected or staged exactly once.
-    # Wrong types are rejected with the field named; missing fields are not an error (real
-    # records and AWS doc fragments omit many). Digest files and delivery notifications describe
-    # log files, not events: consumed on purpose.
+    # Each record is consumed, rejected or staged exactly once. Wrong types are rejected with the
+    # field named; missing fields are not an error (real records and AWS doc fragments omit many).
+    # Digest files and delivery notifications describe log files, not events: consumed on purpose.
+    paths = "[" + ", ".join(f"'$.{p}'" for p in _CHECKED) + "]"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ct AS
         SELECT *,
             r.digestStartTime IS NOT NULL OR (r.Type = 'Notification' AND r.Message IS NOT NULL) AS skipped,
             CASE
-                WHEN time_type NOT IN ('VARCHAR', 'NULL')
-                    THEN 'eventTime is a JSON ' || {_kind("time_type")} || ', expected an ISO-8601 string'
-                WHEN time_type = 'VARCHAR' AND event_time IS NULL
-                    THEN 'eventTime ''' || left(event_time_text, 60) || ''' is not an ISO-8601 time'
-                WHEN coalesce(json_type(r.eventName), 'NULL') NOT IN ('VARCHAR', 'NULL')
-                    THEN 'eventName is a JSON ' || {_kind("json_type(r.eventName)")} || ', expected a string'
-                WHEN coalesce(json_type(r.eventSource), 'NULL') NOT IN ('VARCHAR', 'NULL')
-                    THEN 'eventSource is a JSON ' || {_kind("json_type(r.eventSource)")} || ', expected a string'
-                WHEN coalesce(json_type(r.userIdentity), 'NULL') NOT IN ('OBJECT', 'NULL')
-                    THEN 'userIdentity is a JSON ' || {_kind("json_type(r.userIdentity)")} || ', expected an object'
-                WHEN coalesce(json_type(r.resources), 'NULL') NOT IN ('ARRAY', 'NULL')
-                    THEN 'resources is a JSON ' || {_kind("json_type(r.resources)")} || ', expected an array'
+                {_wrong_type(1, "eventTime", ("VARCHAR",), "an ISO-8601 string")}
+                WHEN t[1] = 'VARCHAR' AND event_time IS NULL
+                    THEN 'eventTime ''' || left(r.eventTime, 60) || ''' is not an ISO-8601 time'
+                {_wrong_type(2, "eventName", ("VARCHAR",), "a string")}
+                {_wrong_type(3, "eventSource", ("VARCHAR",), "a string")}
+                {_wrong_type(4, "userIdentity", ("OBJECT",), "an object")}
+                {_wrong_type(5, "resources", ("ARRAY",), "an array")}
             END AS reason
         FROM (
-            SELECT record_index, line, doc, r,
-                   CASE WHEN json_type(r.userIdentity) = 'OBJECT'
-                        THEN json_transform(r.userIdentity, '{_IDENTITY}') END AS u,
-                   coalesce(json_type(r.eventTime), 'NULL') AS time_type,
-                   json_extract_string(r.eventTime, '$') AS event_time_text,
-                   try_cast(json_extract_string(r.eventTime, '$') AS TIMESTAMPTZ) AS event_time,
-                   coalesce(try_cast(json_extract_string(r.eventTime, '$') AS TIMESTAMPTZ),
-                            try_cast(r."@timestamp" AS TIMESTAMPTZ)) AS occurred_at,
-                   json_extract_string(r.eventSource, '$') AS event_source,
-                   json_extract_string(r.eventName, '$') AS event_name
-            FROM (SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r FROM records)
+            SELECT record_index, line, doc, r, t, try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
+            FROM (SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r, json_type(doc, {paths}) AS t
+                  FROM records)
         )"""
     )
     con.execute("INSERT INTO consumed SELECT record_index FROM ct WHERE skipped")
@@ -115,21 +123,20 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""INSERT INTO staged BY NAME
         WITH base AS (
-            SELECT *, event_source = 'sts.amazonaws.com' AND event_name IN ({issuing}) AS issuing,
-                   CASE WHEN json_type(r.responseElements) = 'OBJECT' THEN r.responseElements END AS resp,
-                   CASE WHEN json_type(r.requestParameters) = 'OBJECT' THEN r.requestParameters END AS req,
-                   CASE WHEN json_type(r.resources) = 'ARRAY'
-                        THEN json_transform(r.resources, '[{{"ARN": "VARCHAR", "type": "VARCHAR"}}]') END AS res
+            SELECT record_index, line, doc, r, t, r.userIdentity AS u, r.requestParameters AS req,
+                   r.responseElements AS resp, r.eventSource AS event_source, r.eventName AS event_name,
+                   coalesce(event_time, try_cast(r."@timestamp" AS TIMESTAMPTZ)) AS occurred_at,
+                   r.eventSource = 'sts.amazonaws.com' AND r.eventName IN ({issuing}) AS issuing
             FROM ct
             WHERE NOT skipped AND reason IS NULL
         ), keyed AS (
             SELECT *,
-                CASE WHEN issuing THEN json_extract_string(resp, '$.credentials.accessKeyId') ELSE u.accessKeyId END AS cred,
+                CASE WHEN issuing THEN resp.credentials.accessKeyId ELSE u.accessKeyId END AS cred,
                 CASE WHEN issuing THEN u.accessKeyId END AS parent_cred,
                 -- An object before its bucket (DESIGN §4), else the first ARN listed. List functions,
                 -- not a correlated subquery: that one joined on the whole record and took most of ingest.
-                coalesce(list_filter(res, lambda x: x.ARN IS NOT NULL AND x.type = 'AWS::S3::Object')[1].ARN,
-                         list_filter(res, lambda x: x.ARN IS NOT NULL)[1].ARN) AS first_arn
+                coalesce(list_filter(r.resources, lambda x: x.ARN IS NOT NULL AND x.type = 'AWS::S3::Object')[1].ARN,
+                         list_filter(r.resources, lambda x: x.ARN IS NOT NULL)[1].ARN) AS first_arn
             FROM base
         )
         SELECT
@@ -153,17 +160,15 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             END AS action,
             coalesce(
                 first_arn,
-                CASE WHEN event_source = 's3.amazonaws.com' AND json_extract_string(req, '$.bucketName') IS NOT NULL
-                     THEN 'arn:aws:s3:::' || json_extract_string(req, '$.bucketName')
-                          || coalesce('/' || json_extract_string(req, '$.key'), '') END,
-                CASE WHEN issuing THEN json_extract_string(req, '$.roleArn') END
+                CASE WHEN event_source = 's3.amazonaws.com' AND req.bucketName IS NOT NULL
+                     THEN 'arn:aws:s3:::' || req.bucketName || coalesce('/' || req.key, '') END,
+                CASE WHEN issuing THEN req.roleArn END
             ) AS resource,
             coalesce(
-                CASE json_type(r.readOnly) WHEN 'BOOLEAN' THEN json_extract_string(r.readOnly, '$') = 'true'
-                                           WHEN 'VARCHAR' THEN lower(json_extract_string(r.readOnly, '$')) = 'true' END,
+                CASE WHEN t[6] IN ('BOOLEAN', 'VARCHAR') THEN lower(r.readOnly) = 'true' END,
                 regexp_matches(event_name, '^(Get|List|Describe|Head|Lookup|BatchGet|Search|Select)')
             ) AS read_only,
-            CASE WHEN r.errorCode IS NULL AND coalesce(json_extract_string(resp, '$.ConsoleLogin'), '') <> 'Failure' THEN 'success'
+            CASE WHEN r.errorCode IS NULL AND coalesce(resp.ConsoleLogin, '') <> 'Failure' THEN 'success'
                  WHEN regexp_matches(coalesce(r.errorCode, ''), 'AccessDenied|Unauthorized|Forbidden|NotAuthorized')
                      THEN 'denied'
                  ELSE 'failure' END AS outcome,
@@ -172,27 +177,27 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             r.awsRegion AS region,
             r.sourceIPAddress AS src_ip,
             r.userAgent AS user_agent,
-            CASE WHEN issuing THEN coalesce(json_extract_string(req, '$.sourceIdentity'), json_extract_string(resp, '$.sourceIdentity'))
+            CASE WHEN issuing THEN coalesce(req.sourceIdentity, resp.sourceIdentity)
                  ELSE u.sessionContext.sourceIdentity END AS task_id,
             CASE WHEN issuing THEN coalesce(
-                try_strptime(json_extract_string(resp, '$.credentials.expiration'), '%b %d, %Y, %I:%M:%S %p'),
-                try_strptime(json_extract_string(resp, '$.credentials.expiration'), '%b %d, %Y %I:%M:%S %p'),
-                try_cast(json_extract_string(resp, '$.credentials.expiration') AS TIMESTAMP)
+                try_strptime(resp.credentials.expiration, '%b %d, %Y, %I:%M:%S %p'),
+                try_strptime(resp.credentials.expiration, '%b %d, %Y %I:%M:%S %p'),
+                try_cast(resp.credentials.expiration AS TIMESTAMP)
             )::TIMESTAMP AT TIME ZONE 'UTC' END AS expires_at,
             CASE WHEN issuing THEN json_object(
-                'holder', coalesce(json_extract_string(resp, '$.assumedRoleUser.arn'), json_extract_string(resp, '$.federatedUser.arn'),
+                'holder', coalesce(resp.assumedRoleUser.arn, resp.federatedUser.arn,
                                    CASE WHEN event_name = 'GetSessionToken' THEN u.arn END),
-                'session_tags', CASE WHEN json_type(req, '$.tags') = 'ARRAY' THEN json_extract(req, '$.tags') END,
-                'source_identity', coalesce(json_extract_string(req, '$.sourceIdentity'), json_extract_string(resp, '$.sourceIdentity')),
-                'role_arn', json_extract_string(req, '$.roleArn'),
-                'role_session_name', json_extract_string(req, '$.roleSessionName'),
-                'duration_seconds', try_cast(json_extract_string(req, '$.durationSeconds') AS BIGINT),
+                'session_tags', CASE WHEN t[7] = 'ARRAY' THEN req.tags END,
+                'source_identity', coalesce(req.sourceIdentity, resp.sourceIdentity),
+                'role_arn', req.roleArn,
+                'role_session_name', req.roleSessionName,
+                'duration_seconds', try_cast(req.durationSeconds AS BIGINT),
                 'long_term', false)
             ELSE json_object('identity_type', u.type, 'session_issuer', u.sessionContext.sessionIssuer.arn)
             END AS details,
             doc AS raw,
             CASE WHEN r.eventID IS NOT NULL
-                 THEN r.eventID || '|' || coalesce(event_time_text, r."@timestamp", '') || '|'
+                 THEN r.eventID || '|' || coalesce(r.eventTime, r."@timestamp", '') || '|'
                       || coalesce(event_name, '') || '|' || coalesce(r.recipientAccountId, '') END AS dedupe_key
         FROM keyed"""
     )

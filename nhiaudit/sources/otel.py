@@ -126,31 +126,38 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
         [RAW_EXCERPT],
     )
     con.execute("INSERT INTO consumed SELECT record_index FROM records")
+    # Unnest in the select list (two lists of the same length unnest side by side): a lateral
+    # unnest would copy the whole parent document into every child row.
     levels = []
     for container, scope_keys, item_key, kind in _SHAPES:
         scopes = "coalesce(" + ", ".join(f"json_extract(res, '$.{k}')" for k in scope_keys) + ")"
         levels.append(
             f"""SELECT '{kind}' AS kind, '{container}' AS container, '{scope_keys[0]}' AS scope_key,
-                       '{item_key}' AS item_key, record_index AS doc_index, line, res, rpos - 1 AS rpos,
-                       {scopes} AS scopes
-                FROM records, unnest(CAST(json_extract(doc, '$.{container}[*]') AS JSON[]))
-                              WITH ORDINALITY AS t(res, rpos)
-                WHERE json_type(doc, '$.{container}') = 'ARRAY'"""
+                       '{item_key}' AS item_key, doc_index, line, res, rpos, {scopes} AS scopes,
+                       otel_attributes(json_extract(res, '$.resource.attributes')) AS resource_attrs
+                FROM (SELECT record_index AS doc_index, line,
+                             unnest(json_extract(doc, '$.{container}[*]')) AS res,
+                             unnest(range(json_array_length(doc, '$.{container}')::BIGINT)) AS rpos
+                      FROM records WHERE json_type(doc, '$.{container}') = 'ARRAY')"""
         )
     con.execute("CREATE OR REPLACE TEMP TABLE otel_resources AS " + " UNION ALL ".join(levels))
     con.execute(
         """CREATE OR REPLACE TEMP TABLE otel_scopes AS
-        SELECT r.*, sc, spos - 1 AS spos FROM otel_resources r,
-               unnest(CAST(json_extract(scopes, '$[*]') AS JSON[])) WITH ORDINALITY AS t(sc, spos)
-        WHERE json_type(res) = 'OBJECT' AND json_type(scopes) = 'ARRAY'"""
+        SELECT *, json_merge_patch(resource_attrs, otel_attributes(json_extract(sc, '$.scope.attributes')))
+                      AS scope_attrs,
+               json_extract_string(sc, '$.scope.name') AS scope_name
+        FROM (SELECT kind, container, scope_key, item_key, doc_index, line, rpos, resource_attrs,
+                     unnest(json_extract(scopes, '$[*]')) AS sc, unnest(range(json_array_length(scopes)::BIGINT)) AS spos
+              FROM otel_resources WHERE json_type(res) = 'OBJECT' AND json_type(scopes) = 'ARRAY')"""
     )
-    # The CASE keeps the cast from seeing a non-array (the WHERE is applied after the unnest).
+    # Only small columns go down to the span level: a span row must not copy its whole document.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE otel_raw_items AS
-        SELECT s.*, item, ipos - 1 AS ipos FROM otel_scopes s,
-               unnest(CASE WHEN json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) = 'ARRAY'
-                           THEN CAST(json_extract(sc, '$.' || item_key) AS JSON[]) END)
-                   WITH ORDINALITY AS t(item, ipos)"""
+        SELECT kind, doc_index, line, rpos, spos, scope_attrs, scope_name,
+               unnest(items) AS item, unnest(range(len(items)::BIGINT)) AS ipos
+        FROM (SELECT *, CASE WHEN kind = 'span' THEN json_extract(sc, '$.spans[*]')
+                             ELSE json_extract(sc, '$.logRecords[*]') END AS items
+              FROM otel_scopes WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) = 'ARRAY')"""
     )
     items = "json_extract(sc, '$.' || item_key)"
     con.execute(
@@ -187,8 +194,7 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
 def _check(con: duckdb.DuckDBPyConnection) -> None:
     """Reject spans and log records whose ids, times or attributes do not have the OTLP shape."""
     branches = [
-        "WHEN json_type(item) <> 'OBJECT' "
-        f"THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'",
+        f"WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'",
         "WHEN kind = 'span' AND coalesce(spanId, '') = '' THEN 'span has no spanId'",
         "WHEN kind = 'span' AND coalesce(traceId, '') = '' THEN 'span has no traceId'",
     ]
@@ -233,10 +239,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         f"""CREATE OR REPLACE TEMP TABLE otel_spans AS
         WITH typed AS (
             SELECT record_index, line, kind, item,
-                   json_merge_patch(otel_attributes(json_extract(res, '$.resource.attributes')),
-                                    otel_attributes(json_extract(sc, '$.scope.attributes')),
-                                    otel_attributes(json_extract(item, '$.attributes'))) AS attrs,
-                   json_extract_string(sc, '$.scope.name') AS scope_name,
+                   json_merge_patch(scope_attrs, otel_attributes(json_extract(item, '$.attributes'))) AS attrs,
+                   scope_name,
                    otel_id(traceId) AS trace_id, otel_id(spanId) AS span_id,
                    otel_id(parentSpanId) AS parent_span_id,
                    CASE WHEN kind = 'span' THEN otel_time(startTimeUnixNano)

@@ -50,9 +50,7 @@ REQUIRED = {
 }
 SCOPE_KEYS = ("actions", "resources")
 
-_STRUCT = (
-    "{" + ", ".join(f'"{f}": "JSON"' for f in ("record_type", *STRING_FIELDS, *TIME_FIELDS, "scope")) + "}"
-)
+_STRUCT = "{" + ", ".join(f'"{f}": "JSON"' for f in ("record_type", *STRING_FIELDS, *TIME_FIELDS, "scope")) + "}"
 _FIRST_TYPE = re.compile(r'^\s*\{[^\n]*?"record_type"\s*:\s*"(task|approval|grant)"')
 
 
@@ -134,9 +132,7 @@ def _reason_sql() -> str:
 
 
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
-    times = ", ".join(
-        f"try_cast({_text(field)} AS TIMESTAMPTZ) AS {name}" for field, name in TIME_FIELDS.items()
-    )
+    times = ", ".join(f"try_cast({_text(field)} AS TIMESTAMPTZ) AS {name}" for field, name in TIME_FIELDS.items())
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE prov AS
         SELECT record_index, line, doc, r, {_text("record_type")} AS record_type, {times}

@@ -47,9 +47,7 @@ CLOUD_CREDS_PATH = r"^aws/(creds|sts)/"
 AWS_MOUNT_CREDS_PATH = r"^[^/]+(/.+)?/(creds|sts)/"
 REVOKE_PATH = r"^(auth/token/revoke|sys/(leases/)?revoke(-prefix|-force)?(/|$))"
 
-_STRUCT = (
-    '{"time": "JSON", "type": "JSON", "auth": "JSON", "request": "JSON", "response": "JSON", "error": "JSON"}'
-)
+_STRUCT = '{"time": "JSON", "type": "JSON", "auth": "JSON", "request": "JSON", "response": "JSON", "error": "JSON"}'
 _FIRST = re.compile(r'^\s*\{\s*"time"\s*:\s*"[^"]*"\s*,\s*"type"\s*:\s*"(kmip-)?(request|response)"')
 
 # Fields whose JSON type is checked before use: (path, allowed json_type values, what was expected).
@@ -187,9 +185,7 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
     )
     half = ("record_index", "line", "doc", "ts", "time_text")
     names = ("index", "line", "doc", "at", "time")
-    paired = ", ".join(
-        f"{side}.{col} AS {side}_{name}" for side in "qs" for col, name in zip(half, names, strict=True)
-    )
+    paired = ", ".join(f"{side}.{col} AS {side}_{name}" for side in "qs" for col, name in zip(half, names, strict=True))
     lone = ", ".join(
         f"CASE WHEN type LIKE '%{kind}' THEN {col} END AS {side}_{name}"
         for side, kind in (("q", "request"), ("s", "response"))
@@ -208,8 +204,7 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
     )
     # The response half of a pair is part of the request's event, not an event of its own.
     con.execute(
-        "INSERT INTO consumed SELECT s_index FROM vault_pairs "
-        "WHERE q_index IS NOT NULL AND s_index IS NOT NULL"
+        "INSERT INTO consumed SELECT s_index FROM vault_pairs WHERE q_index IS NOT NULL AND s_index IS NOT NULL"
     )
 
 

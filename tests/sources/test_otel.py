@@ -131,9 +131,7 @@ def test_trace_sample_spot_checks(store: duckdb.DuckDBPyConnection) -> None:
     server = event(store, "eee19b7ec3c1b174")  # the sample's ids are upper-case hex
     assert server["trace_id"] == TRACE and server["span_id"] == "eee19b7ec3c1b174"
     assert server["parent_span_id"] == "eee19b7ec3c1b173"
-    assert server["occurred_at"] == utc(2018, 12, 13, 14, 51) and server["ended_at"] == utc(
-        2018, 12, 13, 14, 51, 1
-    )
+    assert server["occurred_at"] == utc(2018, 12, 13, 14, 51) and server["ended_at"] == utc(2018, 12, 13, 14, 51, 1)
     assert server["category"] == "other" and server["outcome"] == "success"
     assert server["actor_id"] == "my.service" and server["actor_type"] == "service"
     assert server["details"]["attributes"] == {
@@ -225,9 +223,7 @@ def agent_trace(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> duckdb.Duck
 
 def test_invoke_agent_span_is_a_task(agent_trace: duckdb.DuckDBPyConnection) -> None:
     task = event(agent_trace, "a1a1a1a1a1a1a1a1")
-    assert (
-        task["category"] == "task" and task["task_id"] == "t-7f3a"
-    )  # nhiaudit.task.id before the conversation
+    assert task["category"] == "task" and task["task_id"] == "t-7f3a"  # nhiaudit.task.id before the conversation
     assert task["actor_id"] == "report-bot" and task["actor_type"] == "agent"
     assert task["occurred_at"] == utc(2026, 11, 2, 9) and task["ended_at"] == utc(2026, 11, 2, 9, 40)
     assert task["record_index"] == 0 and task["line"] == 1

@@ -107,9 +107,7 @@ def test_approval_record(design_records: duckdb.DuckDBPyConnection) -> None:
     approval = event(design_records, "APR-1042")
     assert approval["category"] == "approval" and approval["task_id"] == "t-7f3a"
     assert approval["actor_id"] == "alice@example.com"
-    assert approval["occurred_at"] == utc(2026, 11, 2, 8, 55) and approval["expires_at"] == utc(
-        2026, 11, 2, 17
-    )
+    assert approval["occurred_at"] == utc(2026, 11, 2, 8, 55) and approval["expires_at"] == utc(2026, 11, 2, 17)
     assert approval["details"] == {
         "approval_id": "APR-1042",
         "approver": "alice@example.com",
@@ -132,8 +130,7 @@ def test_grant_record(design_records: duckdb.DuckDBPyConnection) -> None:
 def test_optional_keys_may_be_absent(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     lines = [
         {k: v for k, v in TASK.items() if k not in ("ended_at", "status", "intent")} | {"task_id": "t-open"},
-        {k: v for k, v in APPROVAL.items() if k not in ("expires_at", "scope", "ticket")}
-        | {"approval_id": "APR-2"},
+        {k: v for k, v in APPROVAL.items() if k not in ("expires_at", "scope", "ticket")} | {"approval_id": "APR-2"},
         {k: v for k, v in APPROVAL.items() if k != "scope"}
         | {"approval_id": "APR-3", "decision": "denied", "scope": {"actions": []}},
         {k: v for k, v in GRANT.items() if k != "valid_to"},
@@ -174,9 +171,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         APPROVAL,
     ]
     result = load(store, write_lines(tmp_path / "bad.ndjson", lines))
-    reasons = [
-        (r["line"], r["reason"]) for r in rows(store, "SELECT line, reason FROM rejected ORDER BY line")
-    ]
+    reasons = [(r["line"], r["reason"]) for r in rows(store, "SELECT line, reason FROM rejected ORDER BY line")]
     assert reasons == [
         (2, "line 2: not valid JSON (truncated or malformed record)"),
         (3, "record_type 'memo' is not task, approval or grant"),
@@ -207,9 +202,7 @@ def test_reingest_and_duplicates(store: duckdb.DuckDBPyConnection, tmp_path: Pat
     assert ingest.ingest(store, [path]).files[0].already_ingested
     # Appended to: old records are duplicates, the task now completed differently is a new event.
     updated = TASK | {"ended_at": "2026-11-02T10:00:00Z"}
-    grown = write_lines(
-        tmp_path / "p2.ndjson", [TASK, APPROVAL, GRANT, json.dumps(GRANT, indent=None), updated]
-    )
+    grown = write_lines(tmp_path / "p2.ndjson", [TASK, APPROVAL, GRANT, json.dumps(GRANT, indent=None), updated])
     second = load(store, grown)
     assert (second.loaded, second.duplicates) == (1, 4)
     assert store.execute("SELECT count(*) FROM events WHERE event_id = 't-7f3a'").fetchone()[0] == 2

@@ -61,12 +61,8 @@ def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection,
     result = load(store, path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    requests = {
-        ln["request"].get("id") for ln in lines if ln["type"] == "request" and ln["request"].get("id")
-    }
-    responses = {
-        ln["request"].get("id") for ln in lines if ln["type"] == "response" and ln["request"].get("id")
-    }
+    requests = {ln["request"].get("id") for ln in lines if ln["type"] == "request" and ln["request"].get("id")}
+    responses = {ln["request"].get("id") for ln in lines if ln["type"] == "response" and ln["request"].get("id")}
     unpaired = sum(1 for ln in lines if not ln["request"].get("id"))
     # One event per request id (pairs and lone halves), plus lines without an id.
     assert result.loaded == len(requests | responses) + unpaired
@@ -85,10 +81,7 @@ def test_audit_sample_pairs_and_normalizes(store: duckdb.DuckDBPyConnection) -> 
     assert oidc["category"] == "action"
     assert oidc["action"] == "vault:update" and oidc["resource"] == "sys/capabilities-self"
     assert oidc["actor_id"] == "oidc-12349999999999999999" and oidc["actor_type"] == "unknown"
-    assert (
-        oidc["credential_id"]
-        == "hmac-sha256:eb605bd7f8a5ceb951b9ab42cae6d6c3f12f203cb2c2a78e33e899f77dceb931"
-    )
+    assert oidc["credential_id"] == "hmac-sha256:eb605bd7f8a5ceb951b9ab42cae6d6c3f12f203cb2c2a78e33e899f77dceb931"
     assert oidc["credential_type"] == "vault_token"
     assert oidc["outcome"] == "success" and oidc["src_ip"] == "67.43.156.13"
     raw = json.loads(oidc["raw"])
@@ -300,9 +293,7 @@ def test_token_create_without_ttl_is_long_term(world: duckdb.DuckDBPyConnection)
 def test_dynamic_cloud_credentials_are_issuances(world: duckdb.DuckDBPyConnection) -> None:
     creds = event(world, "r-creds")
     assert creds["category"] == "credential_issue"
-    assert (
-        creds["credential_id"] == "ASIAEXAMPLEKEY000001" and creds["credential_type"] == "aws_temporary_key"
-    )
+    assert creds["credential_id"] == "ASIAEXAMPLEKEY000001" and creds["credential_type"] == "aws_temporary_key"
     assert creds["parent_credential_id"] == "acc-child"
     assert creds["task_id"] == "t-7f3a"  # the calling token's metadata
     assert creds["action"] == "vault:read" and creds["resource"] == "aws/creds/deploy-role"
@@ -410,8 +401,6 @@ def test_detect_claims_only_vault_audit_lines(tmp_path: Path) -> None:
     )
     assert not vault.detect(mcp)
     # A first line longer than the head is still recognized from its start.
-    big = pair(
-        "big", "2026-11-02T09:00:00Z", "secret/data/a", auth=ORCH, response={"data": {"blob": "x" * 20000}}
-    )[1]
+    big = pair("big", "2026-11-02T09:00:00Z", "secret/data/a", auth=ORCH, response={"data": {"blob": "x" * 20000}})[1]
     long_line = write_lines(tmp_path / "long.log", [json.dumps(big)])
     assert vault.detect(long_line)
