@@ -155,18 +155,29 @@ def stage_json_records(
     # document; each json_type(doc, path) is one parse of it.
     is_array = "left(ltrim(doc::VARCHAR, ' \t\r\n'), 1) = '['"
     wrapped = [f"coalesce(json_type(doc, {sql_str('$.' + key)}) = 'ARRAY', false)" for key in unwrap]
+    paths = ["$[*]", *(f"$.{key}[*]" for key in unwrap)]
+    conditions = [is_array, *(f"NOT {is_array} AND {w}" for w in wrapped)]
+    # One document (an S3 delivery file, a JSON array): find its layout first, so that the
+    # document is parsed only for that layout, and its positions are the record order.
+    # Several documents (NDJSON): every layout at once, records numbered in file order.
+    single = con.execute("SELECT count(*) FROM docs WHERE doc IS NOT NULL").fetchone()[0] <= 1
+    if single:
+        (layout,) = con.execute(
+            "SELECT CASE " + " ".join(f"WHEN {c} THEN {sql_str(p)}" for c, p in zip(conditions, paths)) + " END "
+            "FROM docs WHERE doc IS NOT NULL UNION ALL SELECT NULL LIMIT 1"
+        ).fetchone()
+        layouts = [(p, "doc IS NOT NULL") for p in paths if p == layout] or [(None, "doc IS NOT NULL")]
+    else:
+        layouts = [(None, f"NOT ({' OR '.join([is_array, *wrapped])})"), *zip(paths, conditions)]
     # Unnest in the select list, not as a lateral join: a lateral join copies the whole document
     # into every row it produces (a 10 MB S3 delivery file of 5,000 records would need 50 GB).
-    parts = [f"SELECT line, doc_no, 1 AS pos, doc FROM docs WHERE NOT ({' OR '.join([is_array, *wrapped])})"]
-    for i, path in enumerate(["$[*]", *(f"$.{key}[*]" for key in unwrap)]):
-        where = is_array if i == 0 else f"NOT {is_array} AND {wrapped[i - 1]}"
-        parts.append(
-            f"SELECT line, doc_no, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
-            f"SELECT line, doc_no, json_extract(doc, {sql_str(path)}) AS elems FROM docs WHERE {where})"
-        )
-    # One document (an S3 delivery file, a JSON array): its positions are the order. Several
-    # (NDJSON): number the records in file order.
-    single = con.execute("SELECT count(*) FROM docs WHERE doc IS NOT NULL").fetchone()[0] <= 1
+    parts = [
+        f"SELECT line, doc_no, 1 AS pos, doc FROM docs WHERE {where}"
+        if path is None
+        else f"SELECT line, doc_no, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc FROM ("
+        f"SELECT line, doc_no, json_extract(doc, {sql_str(path)}) AS elems FROM docs WHERE {where})"
+        for path, where in layouts
+    ]
     index = "pos - 1" if single else "row_number() OVER (ORDER BY line, doc_no, pos) - 1"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE records AS
