@@ -92,9 +92,10 @@ def test_findings_and_verdicts_match_the_readme_oracle(world_con) -> None:
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
-def test_report_golden(world_con, fmt: str, update_golden: bool) -> None:
+def test_report_golden(world_con, fmt: str, update_golden: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     con = world_con
-    policy = load_policy(WORLD / "nhiaudit.toml")
+    monkeypatch.chdir(ROOT)  # paths in reports are as the user gave them: relative here, on any machine
+    policy = load_policy(Path("sample_logs/nhiaudit.toml"))
     first = WRITERS[fmt](report.audit(con, policy, generated_at=PINNED))
     again = WRITERS[fmt](report.audit(con, policy, generated_at=PINNED))
     assert first == again, "same evidence and policy must give the same bytes"
@@ -149,3 +150,30 @@ def test_cli_trace_on_the_world(world) -> None:
         "approver-lacks-authority",
     ):
         assert text in result.output
+
+
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+
+
+def test_sample_world_sarif_and_junit_validate(world_con, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real report (not a fixture) against the official SARIF schema and the JUnit XSD."""
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"schemas not found at {SCHEMAS}")
+    import json
+
+    import jsonschema
+    from lxml import etree
+
+    monkeypatch.chdir(ROOT)
+    result = report.audit(world_con, load_policy(Path("sample_logs/nhiaudit.toml")), generated_at=PINNED)
+    schema = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    sarif = json.loads(WRITERS["sarif"](result))
+    jsonschema.validators.validator_for(schema)(schema).validate(sarif)
+    results = sarif["runs"][0]["results"]
+    assert len(results) == len(result.findings)
+    assert all(r["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1 for r in results)
+    assert sum("suppressions" in r for r in results) == 1  # the one waived finding
+    xsd = etree.XMLSchema(etree.parse(str(SCHEMAS / "junit-10.xsd")))
+    junit = etree.fromstring(WRITERS["junit"](result).encode())
+    xsd.assertValid(junit)
+    assert len(junit.findall(".//testcase")) == 17
