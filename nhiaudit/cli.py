@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import closing
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,8 +93,7 @@ def ingest_cmd(
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
     try:
-        con = store.connect(db_path)
-        with _progress() as progress:
+        with closing(store.connect(db_path)) as con, _progress() as progress:
             result = ingest.ingest(con, paths, source=source, progress=_progress_callback(progress))
     except NhiauditError as exc:
         raise fail(str(exc)) from None
@@ -195,8 +195,8 @@ def sql_cmd(
 ) -> None:
     """Run read-only SQL against the store."""
     try:
-        con = store.connect(store.resolve_db_path(db), read_only=True)
-        columns, rows = query.run(con, statement)
+        with closing(store.connect(store.resolve_db_path(db), read_only=True)) as con:
+            columns, rows = query.run(con, statement)
     except NhiauditError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -233,14 +233,13 @@ def _open_for_audit(db: Path | None, policy_path: Path | None):
     and the policy installed. Read-only so that several traces and reports can run at once."""
     policy = load_policy(resolve_policy_path(policy_path))
     path = store.resolve_db_path(db)
+    with closing(store.connect(path, read_only=True)) as con:
+        report.check_evidence(con)
+        stale = correlate.is_stale(con, policy)
+    if stale:
+        with closing(store.connect(path)) as con:
+            correlate.correlate(con, policy)
     con = store.connect(path, read_only=True)
-    report.check_evidence(con)
-    if correlate.is_stale(con, policy):
-        con.close()
-        con = store.connect(path)
-        correlate.correlate(con, policy)
-        con.close()
-        con = store.connect(path, read_only=True)
     correlate.ensure(con, policy)  # installs the policy tables of this connection
     return con, policy
 
@@ -255,8 +254,9 @@ def trace_cmd(
     """Rebuild the authorization chain of one action, with evidence for each link."""
     try:
         con, pol = _open_for_audit(db, policy)
-        action, event = tracing.trace(con, action_id)
-        findings = _findings_for(con, pol, event) if action else []
+        with closing(con):
+            action, event = tracing.trace(con, action_id)
+            findings = _findings_for(con, pol, event) if action else []
     except NotFoundError as exc:
         raise _not_found(exc) from None
     except NhiauditError as exc:
@@ -432,14 +432,15 @@ def report_cmd(
     }
     try:
         con, pol = _open_for_audit(db, policy)
-        result = report.audit(
-            con,
-            pol,
-            fail_on=fail_on,
-            baseline_path=baseline,
-            extra_rule_dirs=list(rules_dir or []),
-            generated_at=_generated_at(),
-        )
+        with closing(con):
+            result = report.audit(
+                con,
+                pol,
+                fail_on=fail_on,
+                baseline_path=baseline,
+                extra_rule_dirs=list(rules_dir or []),
+                generated_at=_generated_at(),
+            )
         rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
     except RuleError as exc:
         raise fail("rules:\n" + "\n".join(exc.problems)) from None
@@ -537,6 +538,8 @@ def rules_cmd(
         if db_path.exists():
             con = store.connect(db_path, read_only=True)
         problems = rules.lint(list(lint), con=_bindable(con))
+        if con is not None:
+            con.close()
         if problems:
             for problem in problems:
                 err_console.print(t(problem, None))
