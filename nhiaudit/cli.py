@@ -47,15 +47,11 @@ err_console = Console(stderr=True)
 
 PolicyOption = Annotated[
     Path | None,
-    typer.Option(
-        "--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False
-    ),
+    typer.Option("--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False),
 ]
 DbOption = Annotated[
     Path | None,
-    typer.Option(
-        "--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False
-    ),
+    typer.Option("--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False),
 ]
 
 
@@ -165,13 +161,9 @@ def _print_ingest_summary(result: ingest.IngestResult, db_path: Path) -> None:
         if f.note and not f.already_ingested:
             console.print(Text("  note: ", style="yellow") + t(f.path, None) + Text(": ") + t(f.note, 300))
     if result.ignored:
-        console.print(
-            Text(f"  {len(result.ignored)} non-log file(s) skipped (.md, .toml, .py …)", style="dim")
-        )
+        console.print(Text(f"  {len(result.ignored)} non-log file(s) skipped (.md, .toml, .py …)", style="dim"))
     if any(f.rejected for f in result.files):
-        console.print(
-            Text('  rejected records: nhiaudit sql "SELECT path, line, reason FROM rejected"', style="dim")
-        )
+        console.print(Text('  rejected records: nhiaudit sql "SELECT path, line, reason FROM rejected"', style="dim"))
 
 
 @app.command("sources")
@@ -263,8 +255,7 @@ def trace_cmd(
         raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(
-            json.dumps(_trace_json(action, event, findings), indent=2, sort_keys=True, ensure_ascii=True)
-            + "\n"
+            json.dumps(_trace_json(action, event, findings), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
         )
         return
     if action is None:
@@ -394,18 +385,12 @@ def _trace_json(action: AuditedAction | None, event: dict, findings: list[Findin
 def report_cmd(
     db: DbOption = None,
     policy: PolicyOption = None,
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report ('-' = stdout).")
-    ] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Write the JSON report ('-' = stdout).")] = None,
     sarif_out: Annotated[str | None, typer.Option("--sarif", help="Write SARIF 2.1.0.")] = None,
     junit_out: Annotated[str | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
     markdown_out: Annotated[str | None, typer.Option("--markdown", help="Write Markdown.")] = None,
-    ocsf_out: Annotated[
-        str | None, typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")
-    ] = None,
-    html_out: Annotated[
-        str | None, typer.Option("--html", help="Write a self-contained HTML report.")
-    ] = None,
+    ocsf_out: Annotated[str | None, typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")] = None,
+    html_out: Annotated[str | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
     fail_on: Annotated[
         str,
         typer.Option(
@@ -417,9 +402,7 @@ def report_cmd(
         Path | None,
         typer.Option("--baseline", help="A previous JSON report: only new findings count toward --fail-on."),
     ] = None,
-    rules_dir: Annotated[
-        list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")
-    ] = None,
+    rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
 ) -> None:
     """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
     outputs = {
@@ -484,9 +467,7 @@ def _print_summary(result, out: Console) -> None:
     for f in result.findings:
         row = rows.setdefault(f.rule, [f.severity, 0, 0])
         row[2 if f.waived else 1] += 1
-    for rule_id, (severity, count, waived) in sorted(
-        rows.items(), key=lambda kv: (-SEVERITIES.index(kv[1][0]), kv[0])
-    ):
+    for rule_id, (severity, count, waived) in sorted(rows.items(), key=lambda kv: (-SEVERITIES.index(kv[1][0]), kv[0])):
         table.add_row(Text(severity, style=SEVERITY_STYLE[severity]), rule_id, str(count), str(waived or ""))
     out.print(table)
     worst = report.worst_actions(result)
@@ -495,9 +476,7 @@ def _print_summary(result, out: Console) -> None:
         for column in ("action id", "action", "worst", "findings"):
             table.add_column(column)
         for key, action, severity, count in worst:
-            table.add_row(
-                t(key, 80), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count)
-            )
+            table.add_row(t(key, 80), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
         out.print(table)
     for waiver in result.expired_waivers:
         out.print(
@@ -526,9 +505,7 @@ def rules_cmd(
         list[Path] | None,
         typer.Option("--lint", help="Validate the rule files of DIR (repeatable) and report every problem."),
     ] = None,
-    rules_dir: Annotated[
-        list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")
-    ] = None,
+    rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
     db: DbOption = None,
 ) -> None:
     """List the rules with severity and framework tags, or lint rule folders."""
