@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import closing
 import sys
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
