@@ -111,7 +111,8 @@ def ingest_cmd(
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        # The description is a file name (hostile): shown as text, never parsed as Rich markup.
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(),
         TextColumn("{task.fields[records]} records"),
@@ -174,7 +175,7 @@ def sources_cmd() -> None:
     table.add_column("reads")
     table.add_column("detected by")
     for name, module in SOURCES.items():
-        table.add_row(name, module.READS, module.DETECTION)
+        table.add_row(name, Text(module.READS), Text(module.DETECTION))
     console.print(table)
 
 
@@ -196,7 +197,9 @@ def sql_cmd(
     elif as_csv:
         sys.stdout.write(query.to_csv(columns, rows))
     else:
-        table = Table(*columns)
+        table = Table()
+        for column in columns:
+            table.add_column(t(column))  # a PIVOT makes column names out of log values
         for row in rows:
             table.add_row(*(t(v) for v in row))
         console.print(table)
@@ -468,7 +471,7 @@ def _print_summary(result, out: Console) -> None:
         row = rows.setdefault(f.rule, [f.severity, 0, 0])
         row[2 if f.waived else 1] += 1
     for rule_id, (severity, count, waived) in sorted(rows.items(), key=lambda kv: (-SEVERITIES.index(kv[1][0]), kv[0])):
-        table.add_row(Text(severity, style=SEVERITY_STYLE[severity]), rule_id, str(count), str(waived or ""))
+        table.add_row(Text(severity, style=SEVERITY_STYLE[severity]), t(rule_id), str(count), str(waived or ""))
     out.print(table)
     worst = report.worst_actions(result)
     if worst:
@@ -532,7 +535,7 @@ def rules_cmd(
         table.add_column(column)
     for info, _ in sorted(loaded, key=lambda r: (-SEVERITIES.index(r[0].severity), r[0].id)):
         table.add_row(
-            info.id,
+            t(info.id, None),
             Text(info.severity, style=SEVERITY_STYLE[info.severity]),
             t(info.title),
             t(", ".join(info.frameworks), None),

@@ -25,7 +25,8 @@ ev AS (
            ef.path, e.file_sha256, e.record_index, coalesce(e.line, 1) AS line
     FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256
     WHERE (e.source, e.event_id) IN (SELECT (source, event_id) FROM hits)
-    QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id ORDER BY ef.ingested_at, e.record_index) = 1
+    QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id
+                               ORDER BY ef.ingested_at, ef.path, e.file_sha256, e.record_index) = 1
 )
 SELECT h.rule_id, h.source, h.event_id, h.message,
        coalesce(c.occurred_at, ev.occurred_at), coalesce(c.actor_id, ev.actor_id),
@@ -93,8 +94,21 @@ def evaluate(
 
 
 def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
+    """Most severe first, then time and id; the remaining fields break ties (a repeated event id
+    gives one rule several rows), so the order never depends on DuckDB's row order."""
     return sorted(
-        findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.occurred_at, f.source, f.event_id, f.rule)
+        findings,
+        key=lambda f: (
+            -SEVERITY_RANK[f.severity],
+            f.occurred_at,
+            f.source,
+            f.event_id,
+            f.rule,
+            f.message,
+            *(v or "" for v in (f.actor_id, f.credential_id, f.task_id, f.agent_id, f.action, f.resource)),
+            f.evidence.file,
+            f.evidence.record_index,
+        ),
     )
 
 

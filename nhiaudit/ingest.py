@@ -9,7 +9,10 @@ failure rolls the whole file back. records read = loaded + rejected + duplicates
 from __future__ import annotations
 
 import hashlib
+import queue
+import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +36,7 @@ from nhiaudit.sources._read import (
 )
 
 CHECKPOINT_THRESHOLD = "256MB"  # see ingest()
+MAX_WORKERS = 4  # files staged at once (see _load_files); at most DuckDB's threads
 
 # Files that sit next to logs but are never evidence (policies, notes, scripts, stores).
 IGNORED_SUFFIXES = {".md", ".toml", ".py", ".sh", ".duckdb", ".wal", ".yml", ".yaml", ".cfg", ".ini", ".sarif"}
@@ -138,6 +142,12 @@ def ingest(
         )
     files, ignored = discover(paths)
     result = IngestResult(ignored=ignored)
+    for path in files:
+        name = source or detect(path)
+        if name is None:
+            result.unrecognized.append(path)
+        else:
+            result.files.append(FileResult(path=path, source=name, size=path.stat().st_size))
     # A checkpoint rewrites the events table's last, partly filled row group (up to 122,880
     # rows). At DuckDB's default 16 MB of WAL, a store fed one 10 MB CloudTrail file per
     # transaction checkpointed after nearly every file: a third of ingest time. Every commit is
@@ -145,21 +155,74 @@ def ingest(
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     try:
-        for path in files:
-            name = source or detect(path)
-            if name is None:
-                result.unrecognized.append(path)
-                continue
-            file_result = FileResult(path=path, source=name, size=path.stat().st_size)
-            if progress:
-                progress("start", file_result)
-            load_file(con, path, SOURCES[name], file_result)
-            result.files.append(file_result)
-            if progress:
-                progress("done", file_result)
+        _load_files(con, result.files, progress)
     finally:
         con.execute(f"SET checkpoint_threshold = '{threshold}'")  # DuckDB's own value, e.g. 16.0 MiB
     return result
+
+
+class _Stopped(Exception):
+    """Another file of the run failed: this one must not be committed."""
+
+
+def _load_files(con: duckdb.DuckDBPyConnection, files: list[FileResult], progress: ProgressFn | None) -> None:
+    """Load the files in order; stage several at once, commit one at a time, in file order.
+
+    DuckDB runs the statements of one file on about one core (a file is smaller than a row
+    group), so each worker stages a file through its own cursor (its own temp tables). Commits
+    take turns in file order and each begins after the previous file's commit: duplicates across
+    files, the evidence history and every error are exactly those of a sequential run.
+    """
+    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    workers = max(1, min(len(files), threads, MAX_WORKERS))
+    if workers == 1:
+        for file in files:
+            if progress:
+                progress("start", FileResult(path=file.path, source=file.source, size=file.size))
+            load_file(con, file.path, SOURCES[file.source], file)
+            if progress:
+                progress("done", file)
+        return
+    turns = [threading.Event() for _ in files]
+    stop = threading.Event()
+    cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+    opened = [con.cursor() for _ in range(workers)]
+    for cursor in opened:
+        cursor.execute("SET TimeZone = 'UTC'")
+        cursors.put(cursor)
+
+    def run(index: int, file: FileResult) -> None:
+        def wait_turn() -> None:
+            if index:
+                turns[index - 1].wait()
+            if stop.is_set():
+                raise _Stopped
+
+        cursor = cursors.get()
+        try:
+            load_file(cursor, file.path, SOURCES[file.source], file, wait_turn=wait_turn)
+        finally:
+            cursors.put(cursor)
+            if index:  # a file that needed no commit (already stored) passes the turn on in order too
+                turns[index - 1].wait()
+            turns[index].set()
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nhiaudit-ingest")
+    try:
+        futures = [pool.submit(run, index, file) for index, file in enumerate(files)]
+        for file, future in zip(files, futures, strict=True):
+            if progress:
+                progress("start", FileResult(path=file.path, source=file.source, size=file.size))
+            future.result()
+            if progress:
+                progress("done", file)
+    except BaseException:
+        stop.set()  # files not yet committed stay out of the store
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for cursor in opened:
+            cursor.close()
 
 
 def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
@@ -176,8 +239,17 @@ def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE IF EXISTS records")
 
 
-def load_file(con: duckdb.DuckDBPyConnection, path: Path, module: ModuleType, result: FileResult) -> None:
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    module: ModuleType,
+    result: FileResult,
+    wait_turn: Callable[[], None] | None = None,
+) -> None:
     """Load one file in one transaction; fills ``result``. A file already ingested is a no-op.
+
+    The source stages the file in temp tables first; ``wait_turn`` (parallel ingest) blocks until
+    the previous file is committed, then the transaction that writes the store begins.
 
     Bad evidence never raises: a file DuckDB cannot read is one rejected record, a damaged gzip
     loads what it still holds. What raises, after the file is rolled back: an error in nhiaudit's
@@ -202,12 +274,12 @@ def load_file(con: duckdb.DuckDBPyConnection, path: Path, module: ModuleType, re
     with ThreadPoolExecutor(max_workers=1) as pool:
         gzip_check = pool.submit(gzip_problem, path) if is_gzip(path) else None
         try:
-            _load(con, module, evidence, result, gzip_check)
+            _load(con, module, evidence, result, gzip_check, wait_turn or (lambda: None))
         except BaseException as exc:
             _rollback(con)
             if isinstance(exc, duckdb.Error) and not isinstance(exc, _INTERNAL_ERRORS):
                 raise NhiauditError(
-                    f"{path}: could not load this file ({_short(exc)}). Nothing from it was stored; "
+                    f"{path}: could not load this file ({_short(duckdb_reason(exc))}). Nothing from it was stored; "
                     "files loaded before it are kept. Fix the cause (memory, disk space, another "
                     "process) and run the same ingest again: files already stored are skipped."
                 ) from exc
@@ -225,17 +297,18 @@ def _load(
     evidence: EvidenceFile,
     result: FileResult,
     gzip_check: Future[str] | None,
+    wait_turn: Callable[[], None],
 ) -> None:
     def gzip_intact() -> None:
         if gzip_check is not None and (problem := gzip_check.result()):
             raise _DamagedGzip(problem)
 
     try:
-        _load_in_transaction(con, module, evidence, result, before_commit=gzip_intact)
+        _load_in_transaction(con, module, evidence, result, wait_turn, before_commit=gzip_intact)
         return
     except _DamagedGzip as damaged:
         _rollback(con)
-        _load_damaged_gzip(con, module, evidence, result, str(damaged))
+        _load_damaged_gzip(con, module, evidence, result, wait_turn, str(damaged))
         return
     except duckdb.Error as exc:
         if not _bad_evidence(exc, evidence):
@@ -243,19 +316,21 @@ def _load(
         _rollback(con)
         error = exc
     if gzip_check is not None and (problem := gzip_check.result()):
-        _load_damaged_gzip(con, module, evidence, result, problem)  # why DuckDB could not read it
+        _load_damaged_gzip(con, module, evidence, result, wait_turn, problem)  # why DuckDB could not read it
         return
     if evidence.line_mode is None and first_line_exceeds_head(head(evidence.read_path)):
         # Read as one document because its first line is long, the file may be NDJSON with a
         # bad line: read it by lines, so that only the bad lines are rejected.
         try:
-            _load_in_transaction(con, module, replace(evidence, line_mode=True), result)
+            _load_in_transaction(con, module, replace(evidence, line_mode=True), result, wait_turn)
             return
         except duckdb.Error as exc:
             if not _bad_evidence(exc, evidence):
                 raise
             _rollback(con)
-    _load_unreadable(con, module, evidence, result, f"{module.NAME} could not read the file: {error}")
+    _load_unreadable(
+        con, module, evidence, result, wait_turn, f"{module.NAME} could not read the file: {duckdb_reason(error)}"
+    )
 
 
 def _bad_evidence(exc: duckdb.Error, evidence: EvidenceFile) -> bool:
@@ -279,14 +354,21 @@ def _load_in_transaction(
     module: ModuleType,
     evidence: EvidenceFile,
     result: FileResult,
+    wait_turn: Callable[[], None],
     extra_rejects: list[tuple[int | None, int | None, str, str | None]] = (),
     before_commit: Callable[[], None] | None = None,
 ) -> None:
-    con.execute("BEGIN TRANSACTION")
+    """Stage the file (temp tables only), then merge it into the store in one transaction."""
     _create_staging(con)
     module.load(con, [evidence])
     for record_index, line, reason, raw in extra_rejects:
         con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])
+    wait_turn()
+    con.execute("BEGIN TRANSACTION")
+    if con.execute("SELECT 1 FROM evidence_files WHERE sha256 = ?", [evidence.sha256]).fetchone():
+        con.execute("ROLLBACK")  # the same bytes under another name, committed earlier in this run
+        result.already_ingested, result.note = True, "already ingested (same SHA-256)"
+        return
     _merge(con, module.NAME, evidence, result)
     if before_commit is not None:
         before_commit()
@@ -348,19 +430,30 @@ def _check_complete(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _load_unreadable(
-    con: duckdb.DuckDBPyConnection, module: ModuleType, evidence: EvidenceFile, result: FileResult, reason: str
+    con: duckdb.DuckDBPyConnection,
+    module: ModuleType,
+    evidence: EvidenceFile,
+    result: FileResult,
+    wait_turn: Callable[[], None],
+    reason: str,
 ) -> None:
     """The file as a whole could not be read: it counts as one rejected record."""
-    con.execute("BEGIN TRANSACTION")
     _create_staging(con)
     con.execute("INSERT INTO staged_rejected VALUES (NULL, NULL, ?, NULL)", [_short(reason)])
+    wait_turn()
+    con.execute("BEGIN TRANSACTION")
     _merge(con, module.NAME, evidence, result)
     con.execute("COMMIT")
     result.note = _short(reason)
 
 
 def _load_damaged_gzip(
-    con: duckdb.DuckDBPyConnection, module: ModuleType, evidence: EvidenceFile, result: FileResult, problem: str
+    con: duckdb.DuckDBPyConnection,
+    module: ModuleType,
+    evidence: EvidenceFile,
+    result: FileResult,
+    wait_turn: Callable[[], None],
+    problem: str,
 ) -> None:
     """Load what a damaged gzip still holds; the damage itself becomes a rejected record.
 
@@ -369,8 +462,8 @@ def _load_damaged_gzip(
     so none of it is trusted: the file is one rejected record.
     """
     if problem.startswith("gzip data is corrupt"):
-        _load_unreadable(con, module, evidence, result,
-                         f"{problem}: the file fails its integrity check, so none of its records are loaded")
+        reason = f"{problem}: the file fails its integrity check, so none of its records are loaded"
+        _load_unreadable(con, module, evidence, result, wait_turn, reason)
         return
     with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
         salvaged = Path(tmp) / (evidence.path.name.removesuffix(".gz") or "salvaged")
@@ -386,6 +479,7 @@ def _load_damaged_gzip(
                 module,
                 replace(evidence, read_path=salvaged),
                 result,
+                wait_turn,
                 extra_rejects=[(None, None, reason, None)],
             )
             result.note = reason
@@ -393,7 +487,29 @@ def _load_damaged_gzip(
             if not _bad_evidence(again, replace(evidence, read_path=salvaged)):
                 raise
             _rollback(con)
-            _load_unreadable(con, module, evidence, result, f"{problem}; nothing readable before it ({again})")
+            _load_unreadable(
+                con,
+                module,
+                evidence,
+                result,
+                wait_turn,
+                f"{problem}; nothing readable before it ({duckdb_reason(again)})",
+            )
+
+
+# DuckDB error messages quote the evidence: the CSV reader prints the whole offending line
+# ("Original Line: ..."), a failed cast the value ("Could not convert string '...'"). A reason is
+# shown in the ingest summary and stored in ``rejected.reason``, so it must not carry log text (which
+# may hold a session token or a password); the record itself is kept in ``rejected.raw``.
+_ORIGINAL_LINE = re.compile(r"^\s*Original Line:.*$", re.MULTILINE)
+_QUOTED_VALUE = re.compile(r"'[^'\n]*'")
+
+
+def duckdb_reason(exc: BaseException | str) -> str:
+    """A DuckDB error as a reason fit to show: no quoted evidence, no option dump."""
+    text = str(exc).split("Possible Solution", 1)[0]
+    text = _ORIGINAL_LINE.sub("", text)
+    return _QUOTED_VALUE.sub("'…'", text)
 
 
 def _short(text: str, limit: int = 300) -> str:

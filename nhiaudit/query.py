@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -52,29 +53,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Characters that act on a terminal or reorder what it shows: C0 controls (CSV keeps TAB and LF,
+# which it quotes), DEL, C1 controls (U+009B is a one-byte CSI), line/paragraph separators and the
+# bidi marks, embeddings, overrides and isolates ("Trojan Source"). json.dumps escapes C0 itself.
+_CSV_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    return (
-        json.dumps(
-            [{c: _plain(v) for c, v in zip(columns, row, strict=False)} for row in rows],
-            indent=2,
-            default=str,
-            ensure_ascii=False,
-        )
-        + "\n"
+    """JSON rows; characters that could act on a terminal are ``\\u``-escaped (lossless: they occur
+    only inside JSON strings), other non-ASCII text stays readable."""
+    text = json.dumps(
+        [{c: _plain(v) for c, v in zip(columns, row, strict=False)} for row in rows],
+        indent=2,
+        default=str,
+        ensure_ascii=False,
     )
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def to_csv(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    """CSV with spreadsheet formula injection neutralized (a leading = + - @ is quoted with ')."""
+    """CSV for a spreadsheet or a terminal: formula injection neutralized (a leading = + - @ TAB CR
+    is quoted with '), control and bidi characters spelled out (``\\x1b``), in cells and headers."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([_csv_cell(c) for c in columns])
     for row in rows:
         writer.writerow([_csv_cell(_plain(v)) for v in row])
     return out.getvalue()
 
 
 def _csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    value = str(value)  # lists and structs as the csv module would write them
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        value = "'" + value
+    return _CSV_UNSAFE.sub(_spelled, value)
+
+
+def _spelled(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

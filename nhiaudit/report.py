@@ -60,7 +60,8 @@ def audit(
         by_action.setdefault((f.source, f.event_id), []).append(f)
     actions = [replace(a, findings=tuple(by_action.get((a.source, a.event_id), ()))) for a in actions]
     files = con.execute(
-        "SELECT path, sha256, source, records_read, records_loaded, records_rejected FROM evidence_files ORDER BY path"
+        "SELECT path, sha256, source, records_read, records_loaded, records_rejected FROM evidence_files "
+        "ORDER BY path, sha256"
     ).fetchall()
     stamp = generated_at or datetime.now(timezone.utc)
     return Report(

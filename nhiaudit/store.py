@@ -102,11 +102,17 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         migrate(con, path)
     else:
         version = schema_version(con)
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
+            con.close()
+            raise StoreError(
+                f"{path}: store schema version {version} is newer than this nhiaudit ({SCHEMA_VERSION}). "
+                "Upgrade nhiaudit (pip install -U nhiaudit)."
+            )
+        if version < SCHEMA_VERSION:
             con.close()
             raise StoreError(
                 f"{path}: store schema version {version}, this nhiaudit expects {SCHEMA_VERSION}. "
-                "Run `nhiaudit ingest` (it migrates the store) or use a matching nhiaudit."
+                "Run `nhiaudit ingest` once (it migrates the store in place)."
             )
     return con
 

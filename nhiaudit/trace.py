@@ -18,13 +18,22 @@ from nhiaudit.errors import NhiauditError, NotFoundError
 from nhiaudit.model import AuditedAction, Evidence, Link
 
 # One row per (source, event_id) with where it lives: events may repeat an id across files
-# (the first stored copy is the evidence).
+# (the first stored copy is the evidence; path and position break ties, so it is the same copy
+# on every run).
 _EVIDENCE_SQL = """
     SELECT e.source, e.event_id, ef.path, e.file_sha256, e.record_index, coalesce(e.line, 1) AS line
     FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256
     WHERE (e.source, e.event_id) IN (SELECT (s, i) FROM (SELECT unnest(?) AS s, unnest(?) AS i))
-    QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id ORDER BY ef.ingested_at, e.record_index) = 1
+    QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id
+                               ORDER BY ef.ingested_at, ef.path, e.file_sha256, e.record_index) = 1
 """
+
+# Actions in time order. An event id may repeat (two records of one source with the same id), so
+# the columns that tell such rows apart follow: the order never depends on DuckDB's scan order.
+_ACTION_ORDER = (
+    "occurred_at NULLS LAST, source, event_id, action NULLS LAST, resource NULLS LAST, actor_id NULLS LAST, "
+    "credential_id NULLS LAST, outcome NULLS LAST, task_id NULLS LAST, approval_id NULLS LAST"
+)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -122,7 +131,7 @@ def load_actions(
 ) -> list[AuditedAction]:
     """Audited actions (rows of ``chains`` matching ``where``) with their links, in time order."""
     cursor = con.execute(
-        f"SELECT * FROM chains WHERE {where} ORDER BY occurred_at NULLS LAST, source, event_id", params or []
+        f"SELECT * FROM chains WHERE {where} ORDER BY {_ACTION_ORDER}", params or []
     )
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, r, strict=False)) for r in cursor.fetchall()]

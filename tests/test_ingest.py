@@ -394,19 +394,52 @@ def test_unexpected_exception_mid_file_rolls_back(
 def test_content_error_mid_file_becomes_one_rejected_record(
     store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_load = cloudtrail.load
+    real_merge = ingest._merge
+    calls = []
 
-    def load_then_fail(con, files):
-        real_load(con, files)
-        con.execute("INSERT INTO events SELECT * REPLACE ('x' AS source, 'x' AS file_sha256) FROM staged")
-        con.execute("SELECT CAST('not a number' AS INTEGER)")  # a ConversionException from the data
+    def merge_then_fail(con, source, evidence, result):
+        real_merge(con, source, evidence, result)
+        calls.append(result.loaded)
+        if len(calls) == 1:  # the events are inserted; then a cast of the data fails
+            con.execute("SELECT CAST('not a number' AS INTEGER)")
 
-    monkeypatch.setattr(cloudtrail, "load", load_then_fail)
+    monkeypatch.setattr(ingest, "_merge", merge_then_fail)
     path = _bad_file(tmp_path)
     result = ingest_one(store, path)
+    assert calls[0] == 5  # the first attempt had inserted the good records
     assert (result.read, result.loaded, result.rejected) == (1, 0, 1)
     assert rejected(store)[0][2].startswith("cloudtrail could not read the file: Conversion Error")
     assert counts(store) == (0, 1, 1)  # the events inserted before the error were rolled back
+
+
+def test_parallel_ingest_matches_a_sequential_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are staged concurrently but committed in file order: the same store either way."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for n in range(8):  # overlapping windows: every file repeats events of the one before
+        (logs / f"{n}.ndjson").write_text(ndjson(RECORDS[n * 20 : n * 20 + 35]) + ("{bad\n" if n == 3 else ""))
+    (logs / "8.ndjson").write_text((logs / "2.ndjson").read_text())  # the same bytes under another name
+    (logs / "9.json.gz").write_bytes(gzip.compress(json.dumps({"Records": RECORDS[:40]}).encode())[:-8])
+
+    def run(workers: int) -> tuple[list[Any], list[Any], list[Any]]:
+        monkeypatch.setattr(ingest, "MAX_WORKERS", workers)
+        con = nhistore.connect(":memory:")
+        con.execute("SET threads = 4")
+        result = ingest.ingest(con, [logs])
+        for f in result.files:
+            assert_balanced(con, f)
+        summary = [(f.path.name, f.read, f.loaded, f.rejected, f.duplicates, f.already_ingested) for f in result.files]
+        events = con.execute("SELECT event_id, file_sha256, record_index FROM events ORDER BY event_id").fetchall()
+        bad = con.execute("SELECT file_sha256, line, reason FROM rejected ORDER BY ALL").fetchall()
+        con.close()
+        return summary, events, bad
+
+    sequential, parallel = run(1), run(4)
+    assert parallel == sequential
+    summary = {row[0]: row for row in sequential[0]}
+    assert summary["8.ndjson"][-1] is True  # stored once, though staged alongside its twin
+    assert summary["1.ndjson"][4] == 15  # the overlap with 0.ndjson
+    assert len(sequential[1]) == len(RECORDS[:175])
 
 
 def test_nhiaudit_sql_bug_propagates(

@@ -84,11 +84,6 @@ def test_newer_schema_version_read_only_is_refused(tmp_path: Path) -> None:
         nhistore.connect(path, read_only=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.connect(read_only=True) tells the user to run `nhiaudit ingest` for a store that is "
-    "newer than nhiaudit, where ingest cannot help (a store.py bug, reported)",
-)
 def test_newer_schema_version_read_only_does_not_advise_ingest(tmp_path: Path) -> None:
     path = tmp_path / "future.duckdb"
     nhistore.connect(path).close()

@@ -12,10 +12,10 @@ import re
 from nhiaudit.model import AuditedAction, Evidence, Finding, Report
 
 # C0 controls except TAB/LF/CR, DEL, C1 controls (U+009B is a one-byte CSI on some terminals),
-# bidi embeddings/overrides/isolates ("Trojan Source"), lone surrogates, and the two non-characters
-# XML 1.0 forbids (U+FFFE, U+FFFF).
+# bidi marks (ALM, LRM, RLM), embeddings/overrides/isolates ("Trojan Source"), lone surrogates,
+# and the two non-characters XML 1.0 forbids (U+FFFE, U+FFFF).
 _UNSAFE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
 )
 
 

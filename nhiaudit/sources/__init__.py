@@ -21,6 +21,7 @@ from nhiaudit.sources import apigateway
 from nhiaudit.sources import keycloak
 from nhiaudit.sources import auth0
 from nhiaudit.sources import otel
+from nhiaudit.sources import invariant
 from nhiaudit.sources import provenance
 from nhiaudit.sources import vault
 
@@ -40,5 +41,6 @@ SOURCES: dict[str, ModuleType] = {
         provenance,
         vault,
         otel,
+        invariant,
     )
 }

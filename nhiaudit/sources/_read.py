@@ -19,8 +19,15 @@ import duckdb
 HEAD_BYTES = 8192
 MAX_RECORD_BYTES = 1 << 30  # a single record may be large (the brief tests 50 MB); DuckDB's default is 16 MB
 RAW_EXCERPT = 4096  # how much of a rejected record is kept
-# The first character of a JSON value that is not whitespace, without parsing (or copying) it all.
-_FIRST_CHAR = "left(ltrim(left(doc::VARCHAR, 4096), ' \t\r\n'), 1)"
+# What kind of JSON value ``doc`` is, from its first byte when that settles it (a multi-MB
+# document is not parsed again for it), else from json_type (leading whitespace, scalars).
+_IS_ARRAY = (
+    "CASE WHEN starts_with(doc::VARCHAR, '[') THEN true WHEN starts_with(doc::VARCHAR, '{') THEN false "
+    "ELSE coalesce(json_type(doc) = 'ARRAY', false) END"
+)
+_NOT_OBJECT = (
+    "CASE WHEN starts_with(doc::VARCHAR, '{') THEN false ELSE coalesce(json_type(doc) <> 'OBJECT', true) END"
+)
 
 
 @dataclass(frozen=True)
@@ -153,9 +160,8 @@ def stage_json_records(
     elif not documents_staged:
         _stage_documents(con, file)
     # Where each document's records are: itself, its elements (a top-level array) or the
-    # elements of a wrapper key. The first character tells an array without parsing the whole
-    # document; each json_type(doc, path) is one parse of it.
-    is_array = f"{_FIRST_CHAR} = '['"
+    # elements of a wrapper key. Each json_type(doc, path) is one parse of the document.
+    is_array = f"({_IS_ARRAY})"
     wrapped = [f"coalesce(json_type(doc, {sql_str('$.' + key)}) = 'ARRAY', false)" for key in unwrap]
     paths = ["$[*]", *(f"$.{key}[*]" for key in unwrap)]
     conditions = [is_array, *(f"NOT {is_array} AND {w}" for w in wrapped)]
@@ -186,7 +192,7 @@ def stage_json_records(
         SELECT {index} AS record_index, line, doc
         FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) WHERE doc IS NOT NULL)"""
     )
-    not_object = f"{_FIRST_CHAR} <> '{{'"
+    not_object = f"({_NOT_OBJECT})"
     con.execute(
         f"""INSERT INTO staged_rejected
         SELECT record_index, line, 'record ' || record_index || ' is a JSON ' || lower(json_type(doc))

@@ -3,37 +3,45 @@
 -- ever issued other keys (a broker's) is still known, with its holder.
 CREATE OR REPLACE TEMP TABLE issuance_rows AS
 SELECT e.*,
-       row_number() OVER (PARTITION BY credential_id ORDER BY occurred_at NULLS LAST, source, event_id) AS rn,
+       row_number() OVER (PARTITION BY credential_id
+                          ORDER BY occurred_at NULLS LAST, source, event_id, file_sha256, record_index) AS rn,
        count(DISTINCT coalesce(parent_credential_id, '')) OVER (PARTITION BY credential_id) AS parent_variants
 FROM events e
 WHERE category = 'credential_issue' AND credential_id IS NOT NULL;
 
--- Session tags carry the task id under keys the policy names (correlation.task_tag_keys).
+-- Session tags carry the task id under keys the policy names (correlation.task_tag_keys); a key
+-- listed twice in one request counts at its first place.
 CREATE OR REPLACE TEMP TABLE issuance_tag_task AS
-SELECT source, event_id, arg_min(tag.value, k.position) AS task_id
+SELECT source, event_id, arg_min(tag.value, (k.position, t.tag_pos)) AS task_id
 FROM (
-    SELECT source, event_id,
-           unnest(from_json(json_extract(details, '$.session_tags'), '[{"key": "VARCHAR", "value": "VARCHAR"}]')) AS tag
-    FROM issuance_rows
-    WHERE rn = 1 AND json_type(json_extract(details, '$.session_tags')) = 'ARRAY'
+    SELECT source, event_id, unnest(tags) AS tag, generate_subscripts(tags, 1) AS tag_pos
+    FROM (SELECT source, event_id,
+                 from_json(json_extract(details, '$.session_tags'), '[{"key": "VARCHAR", "value": "VARCHAR"}]') AS tags
+          FROM issuance_rows
+          WHERE rn = 1 AND json_type(json_extract(details, '$.session_tags')) = 'ARRAY')
 ) t
 JOIN policy_task_keys k ON k.kind = 'tag' AND k.key = t.tag.key
 GROUP BY source, event_id;
 
 CREATE OR REPLACE TEMP TABLE credential_use AS
 SELECT CASE WHEN category = 'credential_issue' THEN parent_credential_id ELSE credential_id END AS credential_id,
-       actor_id, occurred_at, credential_type, category, source
+       actor_id, occurred_at, credential_type, category, source, event_id, file_sha256, record_index
 FROM events
 WHERE (category = 'credential_issue' AND parent_credential_id IS NOT NULL)
    OR (category <> 'credential_issue' AND category <> 'credential_revoke' AND credential_id IS NOT NULL);
 
 CREATE OR REPLACE TABLE credentials AS
 WITH used AS (
+    -- The first use; uses at the same instant are ordered by their event (a total order, so the
+    -- three values come from one use and the result does not depend on DuckDB's scan order).
     SELECT credential_id,
            min(occurred_at) AS first_used_at, max(occurred_at) AS last_used_at,
-           arg_min(actor_id, occurred_at) AS first_actor,
-           arg_min(credential_type, occurred_at) AS used_type,
-           arg_min(source, occurred_at) AS used_source
+           arg_min(actor_id, (occurred_at, source, event_id, file_sha256, record_index))
+               FILTER (WHERE occurred_at IS NOT NULL) AS first_actor,
+           arg_min(credential_type, (occurred_at, source, event_id, file_sha256, record_index))
+               FILTER (WHERE occurred_at IS NOT NULL) AS used_type,
+           arg_min(source, (occurred_at, source, event_id, file_sha256, record_index))
+               FILTER (WHERE occurred_at IS NOT NULL) AS used_source
     FROM credential_use GROUP BY credential_id
 ), revoked AS (
     SELECT credential_id, min(occurred_at) AS revoked_at FROM events

@@ -41,7 +41,7 @@ SELECT
     arg_min(l.task_id, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_id,
     arg_min(l.task_link, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_link,
     arg_min(l.ancestor_id, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_credential_id,
-    list(DISTINCT l.task_id) FILTER (WHERE l.task_id IS NOT NULL) AS task_ids
+    list(DISTINCT l.task_id ORDER BY l.task_id) FILTER (WHERE l.task_id IS NOT NULL) AS task_ids
 FROM top t
 JOIN links l USING (credential_id)
 JOIN credentials r ON r.credential_id = t.root_credential_id

@@ -1,10 +1,13 @@
 -- Task instances, from provenance records and from invoke_agent spans; a task known from either counts.
 -- A span's task id is the first attribute present among correlation.task_span_attributes.
+-- Every "first" below has a total tie-break (the event's own key), so that two records with the
+-- same time or position give the same answer on every run: arg_min returns any one of tied rows.
 CREATE OR REPLACE TEMP TABLE span_task AS
 SELECT e.source, e.event_id,
-       coalesce(arg_min(json_extract_string(e.details, '$.attributes."' || k.key || '"'), k.position)
+       coalesce(arg_min(json_extract_string(e.details, '$.attributes."' || k.key || '"'),
+                        (k.position, json_extract_string(e.details, '$.attributes."' || k.key || '"')))
                     FILTER (WHERE json_extract_string(e.details, '$.attributes."' || k.key || '"') IS NOT NULL),
-                any_value(e.task_id)) AS task_id
+                min(e.task_id)) AS task_id
 FROM events e LEFT JOIN policy_task_keys k ON k.kind = 'span_attribute'
 WHERE e.category IN ('task', 'tool_call') AND e.source <> 'provenance'
 GROUP BY e.source, e.event_id;
@@ -12,24 +15,29 @@ GROUP BY e.source, e.event_id;
 CREATE OR REPLACE TABLE tasks AS
 WITH prov AS (
     SELECT task_id,
-           arg_min(json_extract_string(details, '$.agent_id'), record_index) AS agent_id,
-           arg_min(json_extract_string(details, '$.intent'), record_index) AS intent,
-           arg_min(json_extract_string(details, '$.requested_by'), record_index) AS requested_by,
-           arg_min(json_extract_string(details, '$.status'), record_index) AS status,
+           arg_min(json_extract_string(details, '$.agent_id'), (record_index, file_sha256)) AS agent_id,
+           arg_min(json_extract_string(details, '$.intent'), (record_index, file_sha256)) AS intent,
+           arg_min(json_extract_string(details, '$.requested_by'), (record_index, file_sha256)) AS requested_by,
+           arg_min(json_extract_string(details, '$.status'), (record_index, file_sha256)) AS status,
            min(occurred_at) AS started_at, max(ended_at) AS ended_at,
-           arg_min(event_id, occurred_at) AS event_id,
+           arg_min(event_id, (occurred_at, event_id)) FILTER (WHERE occurred_at IS NOT NULL) AS event_id,
            count(DISTINCT json_extract_string(details, '$.agent_id')) AS agents
     FROM events WHERE category = 'task' AND source = 'provenance' AND task_id IS NOT NULL
     GROUP BY task_id
 ), trace AS (
     SELECT st.task_id,
-           arg_min(coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id), e.occurred_at) AS agent_id,
-           arg_min(json_extract_string(e.details, '$.intent'), e.occurred_at) AS intent,
-           arg_min(json_extract_string(e.details, '$.requested_by'), e.occurred_at) AS requested_by,
+           arg_min(coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id), e.first_key)
+               FILTER (WHERE e.occurred_at IS NOT NULL) AS agent_id,
+           arg_min(json_extract_string(e.details, '$.intent'), e.first_key)
+               FILTER (WHERE e.occurred_at IS NOT NULL) AS intent,
+           arg_min(json_extract_string(e.details, '$.requested_by'), e.first_key)
+               FILTER (WHERE e.occurred_at IS NOT NULL) AS requested_by,
            min(e.occurred_at) AS started_at, max(e.ended_at) AS ended_at,
-           arg_min(e.source, e.occurred_at) AS source, arg_min(e.event_id, e.occurred_at) AS event_id,
+           arg_min(e.source, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL) AS source,
+           arg_min(e.event_id, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL) AS event_id,
            count(DISTINCT coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id)) AS agents
-    FROM events e JOIN span_task st USING (source, event_id)
+    FROM (SELECT *, (occurred_at, source, event_id, file_sha256, record_index) AS first_key FROM events) e
+    JOIN span_task st USING (source, event_id)
     WHERE e.category = 'task' AND st.task_id IS NOT NULL
     GROUP BY st.task_id
 )

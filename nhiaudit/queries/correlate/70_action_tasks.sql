@@ -22,16 +22,20 @@ WITH RECURSIVE up(source, event_id, trace_id, span_id, depth) AS (
 ), fallback AS (
     -- The named span is not in the evidence: a task span of the same trace covering the call.
     SELECT a.source, a.event_id, 1000 AS depth,
-           arg_min(s.task_id, s.occurred_at) AS task_id,
-           arg_min(s.source, s.occurred_at) AS span_source, arg_min(s.event_id, s.occurred_at) AS span_event_id
+           arg_min(s.task_id, (s.occurred_at, s.source, s.event_id, s.task_id)) AS task_id,
+           arg_min(s.source, (s.occurred_at, s.source, s.event_id, s.task_id)) AS span_source,
+           arg_min(s.event_id, (s.occurred_at, s.source, s.event_id, s.task_id)) AS span_event_id
     FROM audited a JOIN spans s ON s.trace_id = a.trace_id AND s.category = 'task' AND s.task_id IS NOT NULL
     WHERE a.trace_id IS NOT NULL
       AND a.occurred_at BETWEEN s.occurred_at - to_seconds((SELECT clock_skew_s FROM policy_params))
                             AND coalesce(s.ended_at, s.occurred_at) + to_seconds((SELECT clock_skew_s FROM policy_params))
     GROUP BY a.source, a.event_id
 )
-SELECT source, event_id, arg_min(task_id, depth) AS task_id,
-       arg_min(span_source, depth) AS span_source, arg_min(span_event_id, depth) AS span_event_id
+-- The nearest span wins; spans at the same depth are ordered by their own key (a total order, so
+-- the task and its evidence come from one span, the same one on every run).
+SELECT source, event_id, arg_min(task_id, (depth, span_source, span_event_id, task_id)) AS task_id,
+       arg_min(span_source, (depth, span_source, span_event_id, task_id)) AS span_source,
+       arg_min(span_event_id, (depth, span_source, span_event_id, task_id)) AS span_event_id
 FROM (SELECT * FROM hits UNION ALL SELECT * FROM fallback)
 GROUP BY source, event_id;
 
@@ -43,7 +47,9 @@ SELECT a.source, a.event_id,
             WHEN tt.task_id IS NOT NULL THEN 'trace' END AS task_link,
        cc.task_credential_id,
        tt.span_source, tt.span_event_id,
-       list_distinct(list_filter(coalesce(cc.task_ids, []) || [a.event_task_id, tt.task_id], x -> x IS NOT NULL))
+       -- sorted: list_distinct does not keep an order
+       list_sort(list_distinct(list_filter(coalesce(cc.task_ids, []) || [a.event_task_id, tt.task_id],
+                                           x -> x IS NOT NULL)))
            AS task_ids
 FROM audited a
 LEFT JOIN credential_chain cc ON cc.credential_id = a.credential_id

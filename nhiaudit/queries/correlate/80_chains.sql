@@ -35,17 +35,21 @@ WHERE b.task_known;
 
 -- The covering approval: approved, decided before the action and unexpired wins; then the latest
 -- decided before it; then the earliest decided after it. The effective decision is the latest
--- decision (approved or denied) taken before the action.
+-- decision (approved or denied) taken before the action; at the same instant a denial wins.
+-- approval_key (one per record) breaks the remaining ties: arg_max returns any one of tied rows.
 CREATE OR REPLACE TEMP TABLE covering AS
 SELECT source, event_id,
        count(*) AS approval_records,
        count(*) FILTER (WHERE decision = 'approved') AS approved_records,
        count(*) FILTER (WHERE decision = 'denied') AS denied_records,
        arg_max(approval_key, (decided_before AND unexpired, decided_before,
-                              CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END))
+                              CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END,
+                              approval_key))
            FILTER (WHERE decision = 'approved') AS approval_key,
-       arg_max(decision, epoch(decided_at)) FILTER (WHERE decided_before) AS effective_decision,
-       arg_max(approval_id, epoch(decided_at)) FILTER (WHERE decided_before) AS effective_approval_id
+       arg_max(decision, (epoch(decided_at), decision = 'denied', approval_key))
+           FILTER (WHERE decided_before) AS effective_decision,
+       arg_max(approval_id, (epoch(decided_at), decision = 'denied', approval_key))
+           FILTER (WHERE decided_before) AS effective_approval_id
 FROM action_approval GROUP BY source, event_id;
 
 -- Authority: the roles the approver held at decision time, and whether one is listed for the tier.
@@ -53,9 +57,13 @@ CREATE OR REPLACE TEMP TABLE approver_authority AS
 SELECT cv.source, cv.event_id,
        list(DISTINCT g.role ORDER BY g.role) FILTER (WHERE g.role IS NOT NULL) AS roles_held,
        bool_or(pa.role IS NOT NULL) AS authorized,
-       arg_min(g.event_id, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_event_id,
-       arg_min(g.source, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_source,
-       arg_min(g.role, g.valid_from) FILTER (WHERE pa.role IS NOT NULL) AS grant_role
+       -- the earliest authorizing grant; one grant (a total order), so role and evidence agree
+       arg_min(g.event_id, (g.valid_from, g.role, g.source, g.event_id)) FILTER (WHERE pa.role IS NOT NULL)
+           AS grant_event_id,
+       arg_min(g.source, (g.valid_from, g.role, g.source, g.event_id)) FILTER (WHERE pa.role IS NOT NULL)
+           AS grant_source,
+       arg_min(g.role, (g.valid_from, g.role, g.source, g.event_id)) FILTER (WHERE pa.role IS NOT NULL)
+           AS grant_role
 FROM covering cv
 JOIN approvals ap ON ap.approval_key = cv.approval_key
 JOIN chain_base b ON b.source = cv.source AND b.event_id = cv.event_id
