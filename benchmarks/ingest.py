@@ -87,8 +87,10 @@ class World:
             "accessKeyId": session["key"],
             "sessionContext": {
                 "sessionIssuer": {
-                    "type": "Role", "principalId": f"AROA{session['role_id']}",
-                    "arn": f"arn:aws:iam::{ACCOUNT}:role/{session['role']}", "accountId": ACCOUNT,
+                    "type": "Role",
+                    "principalId": f"AROA{session['role_id']}",
+                    "arn": f"arn:aws:iam::{ACCOUNT}:role/{session['role']}",
+                    "accountId": ACCOUNT,
                     "userName": session["role"],
                 },
                 "attributes": {"creationDate": session["created"], "mfaAuthenticated": "false"},
@@ -117,14 +119,16 @@ class World:
             "recipientAccountId": ACCOUNT,
             "eventCategory": "Data" if source == "s3" else "Management",
             "tlsDetails": {
-                "tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                "tlsVersion": "TLSv1.3",
+                "cipherSuite": "TLS_AES_128_GCM_SHA256",
                 "clientProvidedHostHeader": f"{source}.{rng.choice(REGIONS)}.amazonaws.com",
             },
         }
         record.update(extra)
         if rng.random() < 0.03:
-            record["errorCode"] = rng.choice(["AccessDenied", "Client.UnauthorizedOperation", "NoSuchKey",
-                                              "ThrottlingException"])
+            record["errorCode"] = rng.choice(
+                ["AccessDenied", "Client.UnauthorizedOperation", "NoSuchKey", "ThrottlingException"]
+            )
             record["errorMessage"] = "User is not authorized to perform this operation because no policy allows it"
         return record
 
@@ -133,31 +137,51 @@ class World:
         agent = rng.choice(AGENTS)
         task = f"t-{_hex(rng, 8)}"
         role = f"{agent}-runtime"
-        session = {"key": _key(rng, "ASIA"), "role": role, "role_id": _key(rng, "")[:17], "name": task,
-                   "task": task, "created": ""}
+        session = {
+            "key": _key(rng, "ASIA"),
+            "role": role,
+            "role_id": _key(rng, "")[:17],
+            "name": task,
+            "task": task,
+            "created": "",
+        }
         record = self._envelope(
-            "sts", "AssumeRole",
-            {"type": "IAMUser", "principalId": _key(rng, "AIDA"), "arn": f"arn:aws:iam::{ACCOUNT}:user/{agent}",
-             "accountId": ACCOUNT, "accessKeyId": self.long_term[agent], "userName": agent},
+            "sts",
+            "AssumeRole",
+            {
+                "type": "IAMUser",
+                "principalId": _key(rng, "AIDA"),
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/{agent}",
+                "accountId": ACCOUNT,
+                "accessKeyId": self.long_term[agent],
+                "userName": agent,
+            },
         )
         session["created"] = str(record["eventTime"])
         expires = time.gmtime(self.t + 3600)
         record["requestParameters"] = {
-            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/{role}", "roleSessionName": task, "durationSeconds": 3600,
-            "sourceIdentity": task, "tags": [{"key": "TaskId", "value": task}, {"key": "Agent", "value": agent}],
+            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/{role}",
+            "roleSessionName": task,
+            "durationSeconds": 3600,
+            "sourceIdentity": task,
+            "tags": [{"key": "TaskId", "value": task}, {"key": "Agent", "value": agent}],
         }
         record["responseElements"] = {
             "credentials": {
                 "accessKeyId": session["key"],
-                "sessionToken": "IQoJb3JpZ2luX2Vj" + "".join(rng.choice("ABCDEFGHabcdefgh0123456789+/")
-                                                            for _ in range(rng.randrange(300, 700))),
+                "sessionToken": "IQoJb3JpZ2luX2Vj"
+                + "".join(rng.choice("ABCDEFGHabcdefgh0123456789+/") for _ in range(rng.randrange(300, 700))),
                 "expiration": time.strftime("%b %-d, %Y, %-I:%M:%S %p", expires),
             },
-            "assumedRoleUser": {"assumedRoleId": f"AROA{session['role_id']}:{task}",
-                                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{task}"},
+            "assumedRoleUser": {
+                "assumedRoleId": f"AROA{session['role_id']}:{task}",
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{task}",
+            },
             "sourceIdentity": task,
         }
-        record["resources"] = [{"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": f"arn:aws:iam::{ACCOUNT}:role/{role}"}]
+        record["resources"] = [
+            {"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": f"arn:aws:iam::{ACCOUNT}:role/{role}"}
+        ]
         record["readOnly"] = False
         self.sessions = (self.sessions + [session])[-50:]
         return record
@@ -174,17 +198,28 @@ class World:
             record = self._envelope("s3", name, identity)
             record["requestParameters"] = {"bucketName": bucket, "Host": f"{bucket}.s3.amazonaws.com", "key": key}
             record["additionalEventData"] = {
-                "SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
-                "bytesTransferredIn": float(rng.randrange(0, 10_000_000)), "AuthenticationMethod": "AuthHeader",
-                "x-amz-id-2": _hex(rng, 76), "bytesTransferredOut": float(rng.randrange(0, 1000)),
+                "SignatureVersion": "SigV4",
+                "CipherSuite": "TLS_AES_128_GCM_SHA256",
+                "bytesTransferredIn": float(rng.randrange(0, 10_000_000)),
+                "AuthenticationMethod": "AuthHeader",
+                "x-amz-id-2": _hex(rng, 76),
+                "bytesTransferredOut": float(rng.randrange(0, 1000)),
             }
             record["resources"] = [
                 {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
                 {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"},
             ]
         elif kind < 0.80:
-            name = rng.choice(["DescribeInstances", "DescribeInstances", "RunInstances", "DescribeVolumes",
-                               "CreateTags", "DescribeSecurityGroups"])
+            name = rng.choice(
+                [
+                    "DescribeInstances",
+                    "DescribeInstances",
+                    "RunInstances",
+                    "DescribeVolumes",
+                    "CreateTags",
+                    "DescribeSecurityGroups",
+                ]
+            )
             record = self._envelope("ec2", name, identity)
             ids = [f"i-{_hex(rng, 17)}" for _ in range(rng.randrange(1, 8))]
             record["requestParameters"] = {
@@ -192,31 +227,49 @@ class World:
                 "filterSet": {"items": [{"name": "tag:Team", "valueSet": {"items": [{"value": "agents"}]}}]},
             }
             if name == "RunInstances":
-                record["responseElements"] = {"reservationId": f"r-{_hex(rng, 17)}",
-                                              "instancesSet": {"items": [{"instanceId": ids[0],
-                                                                          "imageId": f"ami-{_hex(rng, 17)}"}]}}
+                record["responseElements"] = {
+                    "reservationId": f"r-{_hex(rng, 17)}",
+                    "instancesSet": {"items": [{"instanceId": ids[0], "imageId": f"ami-{_hex(rng, 17)}"}]},
+                }
         elif kind < 0.92:
-            name = rng.choice(["GetRole", "ListAttachedRolePolicies", "GetPolicyVersion", "CreateAccessKey",
-                               "PutRolePolicy"])
+            name = rng.choice(
+                ["GetRole", "ListAttachedRolePolicies", "GetPolicyVersion", "CreateAccessKey", "PutRolePolicy"]
+            )
             record = self._envelope("iam", name, identity)
             record["awsRegion"] = "us-east-1"
-            record["requestParameters"] = {"roleName": session["role"], "policyArn":
-                                           f"arn:aws:iam::{ACCOUNT}:policy/{rng.choice(AGENTS)}-boundary"}
+            record["requestParameters"] = {
+                "roleName": session["role"],
+                "policyArn": f"arn:aws:iam::{ACCOUNT}:policy/{rng.choice(AGENTS)}-boundary",
+            }
             if name == "PutRolePolicy":
-                record["requestParameters"]["policyDocument"] = json.dumps({
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-                                   "Resource": [f"arn:aws:s3:::{b}/*" for b in BUCKETS]}],
-                })
+                record["requestParameters"]["policyDocument"] = json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["s3:GetObject", "s3:PutObject"],
+                                "Resource": [f"arn:aws:s3:::{b}/*" for b in BUCKETS],
+                            }
+                        ],
+                    }
+                )
         else:
             name = rng.choice(["Decrypt", "GenerateDataKey", "GetSecretValue"])
             source = "secretsmanager" if name == "GetSecretValue" else "kms"
             record = self._envelope(source, name, identity)
-            record["requestParameters"] = {"encryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                                           "encryptionContext": {"aws:s3:arn": f"arn:aws:s3:::{rng.choice(BUCKETS)}"},
-                                           "keyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{_uuid(rng)}"}
-            record["resources"] = [{"accountId": ACCOUNT, "type": "AWS::KMS::Key",
-                                    "ARN": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{_uuid(rng)}"}]
+            record["requestParameters"] = {
+                "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "encryptionContext": {"aws:s3:arn": f"arn:aws:s3:::{rng.choice(BUCKETS)}"},
+                "keyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{_uuid(rng)}",
+            }
+            record["resources"] = [
+                {
+                    "accountId": ACCOUNT,
+                    "type": "AWS::KMS::Key",
+                    "ARN": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{_uuid(rng)}",
+                }
+            ]
         return record
 
     def records(self, n: int):
@@ -243,8 +296,11 @@ def generate(n: int, out: Path) -> None:
     if batch:
         _write(out, index, batch)
     marker.write_text(f"{n}\n")
-    print(f"generated {n:,} records in {index + bool(batch)} files ({_size(out)}) "
-          f"in {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"generated {n:,} records in {index + bool(batch)} files ({_size(out)}) "
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
 
 
 def _write(out: Path, index: int, batch: list[dict[str, object]]) -> None:
@@ -356,16 +412,17 @@ def run(argv: list[str]) -> tuple[float, float, int, str]:
     """Run a child process: its wall time, its CPU time (user + system, all threads), its own
     peak RSS in bytes (``wait4`` rusage of that child alone) and its stdout."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True)
+    # Files, not pipes: a child never waits on a full pipe while we wait for it.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        stderr = proc.stderr.read() if proc.stderr else ""
+        code = os.waitstatus_to_exitcode(status)
         out.seek(0)
-        stdout = out.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[:3]} failed with {proc.returncode}:\n{stderr[-3000:]}\n{stdout[-3000:]}")
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        raise SystemExit(f"{argv[:3]} failed with {code}:\n{stderr[-3000:]}\n{stdout[-3000:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, stdout
 
 
@@ -402,12 +459,16 @@ def main() -> None:
                 Path(str(db) + ".wal").unlink(missing_ok=True)
 
     base_wall, base_cpu, _ = results["DuckDB alone"]
-    print(f"\n{args.n:,} CloudTrail records, {len(list(data.glob('*.json.gz')))} gzip files "
-          f"({_size(data)}), {os.cpu_count()} CPUs, best of {args.runs}")
+    print(
+        f"\n{args.n:,} CloudTrail records, {len(list(data.glob('*.json.gz')))} gzip files "
+        f"({_size(data)}), {os.cpu_count()} CPUs, best of {args.runs}"
+    )
     print(f"{'side':<18}{'wall s':>8}{'records/s':>11}{'vs DuckDB':>11}{'CPU s':>8}{'CPU vs':>8}{'peak RSS MB':>13}")
     for name, (wall, cpu, rss) in results.items():
-        print(f"{name:<18}{wall:>8.2f}{args.n / wall:>11,.0f}{wall / base_wall:>10.2f}x"
-              f"{cpu:>8.2f}{cpu / base_cpu:>7.2f}x{rss / 1e6:>13,.0f}")
+        print(
+            f"{name:<18}{wall:>8.2f}{args.n / wall:>11,.0f}{wall / base_wall:>10.2f}x"
+            f"{cpu:>8.2f}{cpu / base_cpu:>7.2f}x{rss / 1e6:>13,.0f}"
+        )
 
 
 def _count(db: Path) -> int:

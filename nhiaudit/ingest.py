@@ -8,6 +8,7 @@ failure rolls the whole file back. records read = loaded + rejected + duplicates
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import queue
 import re
@@ -33,6 +34,7 @@ from nhiaudit.sources._read import (
     gzip_readable_prefix,
     head,
     is_gzip,
+    is_line_delimited,
 )
 
 CHECKPOINT_THRESHOLD = "256MB"  # see ingest()
@@ -328,9 +330,81 @@ def _load(
             if not _bad_evidence(exc, evidence):
                 raise
             _rollback(con)
+    if _NOT_UTF8.search(str(error)) and _load_utf8_salvage(con, module, evidence, result, wait_turn):
+        return
     _load_unreadable(
         con, module, evidence, result, wait_turn, f"{module.NAME} could not read the file: {duckdb_reason(error)}"
     )
+
+
+# How DuckDB says a file is not UTF-8 (the CSV reader, the JSON reader).
+_NOT_UTF8 = re.compile(r"invalid unicode|not utf-8 encoded|invalid utf-8", re.IGNORECASE)
+# A first line that opens a JSON document spread over several lines ("{", "[", "[{", '["'), as
+# opposed to a text log line that starts with a bracket ("[2026-11-02T09:00:00Z] ...").
+_DOCUMENT_START = re.compile(r"^\s*(\{|\[\s*($|[\[{\"\]]))")
+
+
+def _load_utf8_salvage(
+    con: duckdb.DuckDBPyConnection,
+    module: ModuleType,
+    evidence: EvidenceFile,
+    result: FileResult,
+    wait_turn: Callable[[], None],
+) -> bool:
+    """Load a line-oriented file (NDJSON, a text log) whose lines are not all UTF-8: each such line
+    is one rejected record, the other lines load. One stray byte (a raw header value an attacker
+    sent through a proxy) must not make a whole access log unreadable.
+
+    The bad lines are blanked in a copy, so line numbers stay exact and the line's record is gone
+    rather than altered; its bytes are kept in ``rejected.raw`` (backslash-escaped). A JSON
+    document spread over lines is not salvaged (blanking a line could leave a valid document with
+    a field missing): it stays one rejected record. Like the gzip salvage, this per-line Python pass
+    runs only after DuckDB refused the file. Returns False when the file is not line-oriented or
+    still cannot be read.
+    """
+    text = head(evidence.read_path)
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    ndjson = is_line_delimited(text, evidence.size)
+    if not ndjson and (_DOCUMENT_START.match(first) or first_line_exceeds_head(text)):
+        return False
+    with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
+        salvaged = Path(tmp) / (evidence.path.name.removesuffix(".gz") or "salvaged")
+        bad = _blank_non_utf8_lines(evidence.read_path, salvaged)
+        if not bad:
+            return False
+        rejects = [
+            (None, number, f"line {number}: not UTF-8 text (invalid byte at column {column}); the line was "
+             "not read", raw)
+            for number, column, raw in bad
+        ]
+        copy = replace(evidence, read_path=salvaged, line_mode=True if ndjson else evidence.line_mode)
+        try:
+            _load_in_transaction(con, module, copy, result, wait_turn, extra_rejects=rejects)
+        except duckdb.Error as again:
+            if not _bad_evidence(again, copy):
+                raise
+            _rollback(con)
+            return False
+    if not result.already_ingested:
+        result.note = f"{len(bad)} line(s) not UTF-8 text were rejected; the other lines loaded"
+    return True
+
+
+def _blank_non_utf8_lines(path: Path, out: Path) -> list[tuple[int, int, str]]:
+    """Copy ``path`` (decompressed) to ``out`` with each line that is not UTF-8 left empty;
+    return (line number, 1-based column of the first bad byte, the line backslash-escaped)."""
+    bad: list[tuple[int, int, str]] = []
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as source, open(out, "wb") as sink:
+        for number, line in enumerate(source, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raw = line.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")[:RAW_EXCERPT]
+                bad.append((number, exc.start + 1, raw))
+                line = b"\n"
+            sink.write(line)
+    return bad
 
 
 def _bad_evidence(exc: duckdb.Error, evidence: EvidenceFile) -> bool:

@@ -26,8 +26,11 @@ def record(i: int, **fields: Any) -> dict[str, Any]:
         "eventSource": "s3.amazonaws.com",
         "eventName": "GetObject",
         "recipientAccountId": "111122223333",
-        "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAAGENTKEY00000001",
-                         "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1"},
+        "userIdentity": {
+            "type": "AssumedRole",
+            "accessKeyId": "ASIAAGENTKEY00000001",
+            "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1",
+        },
         "requestParameters": {"bucketName": "reports", "key": f"k/{i}"},
     }
     base.update(fields)
@@ -115,8 +118,10 @@ def test_unrecognized_file_exits_2_and_names_it(run, logs: Path, db: Path) -> No
     stray.write_text("meeting notes, not a log\n")
     result = run("ingest", str(logs), "--db", str(db))
     assert result.exit_code == 2
-    assert "1 file(s) not recognized by any source (use --source NAME to force one; `nhiaudit sources` lists " \
-           "them):" in result.stderr
+    assert (
+        "1 file(s) not recognized by any source (use --source NAME to force one; `nhiaudit sources` lists "
+        "them):" in result.stderr
+    )
     assert f"  {stray}" in result.stderr.splitlines()
     assert _table_row(result.stdout, "cloudtrail")[:4] == ["cloudtrail", "2", "5", "4"]  # the rest loaded
 
@@ -140,8 +145,10 @@ def test_store_busy_exits_2(run, logs: Path, db: Path, monkeypatch: pytest.Monke
     from nhiaudit.errors import StoreError
 
     def busy(path, read_only=False):
-        raise StoreError(f"{path}: the store is open in another nhiaudit or DuckDB process. "
-                         "Wait for it to finish, or use another --db.")
+        raise StoreError(
+            f"{path}: the store is open in another nhiaudit or DuckDB process. "
+            "Wait for it to finish, or use another --db."
+        )
 
     monkeypatch.setattr(cli.store, "connect", busy)
     result = run("ingest", str(logs), "--db", str(db))
@@ -185,8 +192,16 @@ def _cells_of(output: str, name: str) -> list[str]:
 def hostile_store(run, tmp_path: Path, db: Path) -> Path:
     """A store whose events carry terminal escapes, Rich markup and a CSV formula."""
     path = tmp_path / "hostile.ndjson"
-    path.write_text(json.dumps(record(1, userAgent="\x1b[31mred\x1b[0m [bold]x[/] \x1b]8;;http://e.x\x07ln",
-                                      awsRegion="=HYPERLINK(\"http://evil\")")) + "\n")
+    path.write_text(
+        json.dumps(
+            record(
+                1,
+                userAgent="\x1b[31mred\x1b[0m [bold]x[/] \x1b]8;;http://e.x\x07ln",
+                awsRegion='=HYPERLINK("http://evil")',
+            )
+        )
+        + "\n"
+    )
     result = run("ingest", str(path), "--db", str(db))
     assert result.exit_code == 0, result.output
     return db
@@ -208,12 +223,15 @@ def test_sql_json(run, hostile_store: Path) -> None:
 
 
 def test_sql_csv_neutralizes_formulas(run, hostile_store: Path) -> None:
-    result = run("sql", "SELECT event_id, region, -1 AS n, '+x' AS p, '@y' AS a FROM events",
-                 "--db", str(hostile_store), "--csv")
+    result = run(
+        "sql", "SELECT event_id, region, -1 AS n, '+x' AS p, '@y' AS a FROM events", "--db", str(hostile_store), "--csv"
+    )
     assert result.exit_code == 0
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows == [["event_id", "region", "n", "p", "a"],
-                    ["evt-000001", "'=HYPERLINK(\"http://evil\")", "-1", "'+x", "'@y"]]
+    assert rows == [
+        ["event_id", "region", "n", "p", "a"],
+        ["evt-000001", '\'=HYPERLINK("http://evil")', "-1", "'+x", "'@y"],
+    ]
 
 
 def test_sql_log_text_is_inert(run, hostile_store: Path) -> None:

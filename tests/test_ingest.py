@@ -34,8 +34,11 @@ def record(i: int, **fields: Any) -> dict[str, Any]:
         "eventName": "GetObject",
         "awsRegion": "eu-west-1",
         "recipientAccountId": "111122223333",
-        "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAAGENTKEY00000001",
-                         "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1"},
+        "userIdentity": {
+            "type": "AssumedRole",
+            "accessKeyId": "ASIAAGENTKEY00000001",
+            "arn": "arn:aws:sts::111122223333:assumed-role/agent/t-1",
+        },
         "requestParameters": {"bucketName": "reports", "key": f"k/{i}"},
     }
     base.update(fields)
@@ -61,12 +64,17 @@ def assert_balanced(con: duckdb.DuckDBPyConnection, result: ingest.FileResult) -
         return
     row = con.execute(
         """SELECT records_read, records_loaded, records_rejected, records_duplicate FROM evidence_files
-        WHERE sha256 = ?""", [result.sha256]).fetchone()
+        WHERE sha256 = ?""",
+        [result.sha256],
+    ).fetchone()
     assert row == (result.read, result.loaded, result.rejected, result.duplicates)
-    assert con.execute("SELECT count(*) FROM events WHERE file_sha256 = ?", [result.sha256]).fetchone()[0] \
-        == result.loaded
-    assert con.execute("SELECT count(*) FROM rejected WHERE file_sha256 = ?", [result.sha256]).fetchone()[0] \
+    assert (
+        con.execute("SELECT count(*) FROM events WHERE file_sha256 = ?", [result.sha256]).fetchone()[0] == result.loaded
+    )
+    assert (
+        con.execute("SELECT count(*) FROM rejected WHERE file_sha256 = ?", [result.sha256]).fetchone()[0]
         == result.rejected
+    )
 
 
 def rejected(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
@@ -215,7 +223,11 @@ def test_bad_line_after_a_big_first_record(store: duckdb.DuckDBPyConnection, tmp
     assert (result.read, result.loaded, result.rejected) == (5, 4, 1)
     assert rejected(store)[0][1:3] == (4, "line 4: not valid JSON (truncated or malformed record)")
     assert store.execute("SELECT event_id, line FROM events ORDER BY record_index").fetchall() == [
-        ("evt-000000", 1), ("evt-000001", 2), ("evt-000002", 3), ("evt-000003", 5)]
+        ("evt-000000", 1),
+        ("evt-000001", 2),
+        ("evt-000002", 3),
+        ("evt-000003", 5),
+    ]
 
 
 def test_big_first_record_keeps_line_numbers(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
@@ -224,7 +236,40 @@ def test_big_first_record_keeps_line_numbers(store: duckdb.DuckDBPyConnection, t
     path.write_text(ndjson([big, *RECORDS[1:4]]))
     ingest_one(store, path)
     assert store.execute("SELECT record_index, line FROM events ORDER BY record_index").fetchall() == [
-        (0, 1), (1, 2), (2, 3), (3, 4)]
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+    ]
+
+
+def test_line_separator_inside_a_string_is_not_a_line_break(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """U+2028 is legal unescaped in a JSON string; only "\\n" ends an NDJSON line."""
+    first = record(0, userAgent="agent\u2028v2\u2029")
+    path = tmp_path / "separators.ndjson"
+    path.write_text(json.dumps(first, ensure_ascii=False) + "\n" + ndjson(RECORDS[1:3]), encoding="utf-8")
+    ingest_one(store, path)
+    rows = store.execute("SELECT line, user_agent FROM events ORDER BY record_index").fetchall()
+    assert rows == [(1, "agent\u2028v2\u2029"), (2, None), (3, None)]
+
+
+def test_concatenated_documents_keep_file_order(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "two-documents.json"
+    path.write_text(
+        json.dumps({"Records": RECORDS[5:8]}, indent=2) + "\n" + json.dumps({"Records": RECORDS[0:2]}, indent=2)
+    )
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded) == (5, 5)
+    order = store.execute("SELECT event_id FROM events ORDER BY record_index").fetchall()
+    assert [r[0] for r in order] == [r["eventID"] for r in RECORDS[5:8] + RECORDS[0:2]]
+
+
+@pytest.mark.parametrize("content", ['{"Records": []}', "[]", '{"Records": []}\n{"Records": []}\n'])
+def test_documents_without_records(store: duckdb.DuckDBPyConnection, tmp_path: Path, content: str) -> None:
+    path = tmp_path / "nothing-inside.json"
+    path.write_text(content)
+    result = ingest_one(store, path, source="cloudtrail")
+    assert (result.read, result.loaded, result.rejected) == (0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -240,8 +285,17 @@ def test_big_first_record_keeps_line_numbers(store: duckdb.DuckDBPyConnection, t
         (True, "record 1 is a JSON boolean, not an object"),
         ("just a string", "record 1 is a JSON varchar, not an object"),
     ],
-    ids=["time-number", "time-text", "time-object", "identity-string", "name-number", "source-array",
-         "resources-object", "boolean-record", "string-record"],
+    ids=[
+        "time-number",
+        "time-text",
+        "time-object",
+        "identity-string",
+        "name-number",
+        "source-array",
+        "resources-object",
+        "boolean-record",
+        "string-record",
+    ],
 )
 def test_wrong_types_are_rejected_with_the_field_named(
     store: duckdb.DuckDBPyConnection, tmp_path: Path, bad: Any, reason: str
@@ -496,7 +550,9 @@ def test_unknown_source_name(store: duckdb.DuckDBPyConnection, tmp_path: Path) -
     path.write_text(ndjson(RECORDS[:1]))
     with pytest.raises(NhiauditError) as err:
         ingest.ingest(store, [path], source="cloudtrial")
-    assert str(err.value).startswith("--source: unknown source 'cloudtrial'. Did you mean 'cloudtrail'? Known sources: ")
+    assert str(err.value).startswith(
+        "--source: unknown source 'cloudtrial'. Did you mean 'cloudtrail'? Known sources: "
+    )
     assert "cloudtrail" in str(err.value).split("Known sources: ")[1]
     assert counts(store) == (0, 0, 0)
 
@@ -511,8 +567,12 @@ def test_progress_reports_every_file(store: duckdb.DuckDBPyConnection, tmp_path:
     (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[3:4]))
     seen: list[tuple[str, str, int]] = []
     ingest.ingest(store, [tmp_path], progress=lambda kind, f: seen.append((kind, f.path.name, f.read)))
-    assert seen == [("start", "a.ndjson", 0), ("done", "a.ndjson", 3), ("start", "b.ndjson", 0),
-                    ("done", "b.ndjson", 1)]
+    assert seen == [
+        ("start", "a.ndjson", 0),
+        ("done", "a.ndjson", 3),
+        ("start", "b.ndjson", 0),
+        ("done", "b.ndjson", 1),
+    ]
 
 
 def test_hidden_files_and_directories_are_skipped(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:

@@ -136,8 +136,7 @@ def test_second_process_gets_a_clear_error(tmp_path: Path, read_only: bool) -> N
     with _held_open(path), pytest.raises(StoreError) as err:
         nhistore.connect(path, read_only=read_only)
     assert str(err.value) == (
-        f"{path}: the store is open in another nhiaudit or DuckDB process. "
-        "Wait for it to finish, or use another --db."
+        f"{path}: the store is open in another nhiaudit or DuckDB process. Wait for it to finish, or use another --db."
     )
 
 

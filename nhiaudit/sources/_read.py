@@ -170,13 +170,11 @@ def stage_json_records(
     # Several documents (NDJSON): every layout at once, records numbered in file order.
     single = con.execute("SELECT count(*) FROM docs WHERE doc IS NOT NULL").fetchone()[0] <= 1
     if single:
-        (layout,) = con.execute(
-            "SELECT CASE " + " ".join(f"WHEN {c} THEN {sql_str(p)}" for c, p in zip(conditions, paths)) + " END "
-            "FROM docs WHERE doc IS NOT NULL UNION ALL SELECT NULL LIMIT 1"
-        ).fetchone()
+        cases = " ".join(f"WHEN {c} THEN {sql_str(p)}" for c, p in zip(conditions, paths, strict=True))
+        (layout,) = con.execute(f"SELECT (SELECT CASE {cases} END FROM docs WHERE doc IS NOT NULL)").fetchone()
         layouts = [(p, "doc IS NOT NULL") for p in paths if p == layout] or [(None, "doc IS NOT NULL")]
     else:
-        layouts = [(None, f"NOT ({' OR '.join([is_array, *wrapped])})"), *zip(paths, conditions)]
+        layouts = [(None, f"NOT ({' OR '.join([is_array, *wrapped])})"), *zip(paths, conditions, strict=True)]
     # Unnest in the select list, not as a lateral join: a lateral join copies the whole document
     # into every row it produces (a 10 MB S3 delivery file of 5,000 records would need 50 GB).
     parts = [

@@ -80,7 +80,9 @@ def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection,
     assert all(0 <= i < max(result.read, 1) for i in record_indexes)
     (stored,) = rows(store, "SELECT * FROM evidence_files")
     assert (stored["records_read"], stored["records_loaded"], stored["records_rejected"]) == (
-        result.read, result.loaded, 0
+        result.read,
+        result.loaded,
+        0,
     )
     assert stored["path"] == str(path) and stored["size"] == path.stat().st_size
 
@@ -172,7 +174,9 @@ def test_federation_token_issuance(store: duckdb.DuckDBPyConnection, samples_dir
 
     used = event(store, "91529247-c4c4-4793-afc8-d70bbcfe9d19")
     assert (used["category"], used["action"], used["credential_id"]) == (
-        "action", "sts:GetCallerIdentity", "ASIASTJKC5GCM7ZE6LUP"
+        "action",
+        "sts:GetCallerIdentity",
+        "ASIASTJKC5GCM7ZE6LUP",
     )
     assert used["read_only"] is True
     assert used["details"]["session_issuer"] == issued["actor_id"]
@@ -268,9 +272,7 @@ def record(i: int, **fields: Any) -> dict[str, Any]:
     return base
 
 
-def load_records(
-    con: duckdb.DuckDBPyConnection, tmp_path: Path, records: list[dict[str, Any]]
-) -> ingest.FileResult:
+def load_records(con: duckdb.DuckDBPyConnection, tmp_path: Path, records: list[dict[str, Any]]) -> ingest.FileResult:
     path = tmp_path / "records.ndjson"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return load(con, path)
@@ -280,14 +282,18 @@ def test_resources_object_before_bucket(store: duckdb.DuckDBPyConnection, tmp_pa
     bucket = {"ARN": "arn:aws:s3:::reports", "accountId": "111122223333", "type": "AWS::S3::Bucket"}
     obj = {"ARN": "arn:aws:s3:::reports/r/1.csv", "type": "AWS::S3::Object"}
     roles = [{"ARN": f"arn:aws:iam::111122223333:role/r{n}", "type": "AWS::IAM::Role"} for n in range(6)]
-    load_records(store, tmp_path, [
-        record(1, resources=[bucket, obj]),
-        record(2, resources=[obj, bucket]),
-        record(3, resources=[{"ARNPrefix": "arn:aws:s3:::reports/", "type": "AWS::S3::Object"}, bucket]),
-        record(4, resources=roles),  # no object: the first ARN in the list
-        record(5, resources=[], requestParameters={"bucketName": "reports", "key": "k"}),
-        record(6, eventSource="ec2.amazonaws.com", eventName="DescribeInstances", requestParameters=None),
-    ])
+    load_records(
+        store,
+        tmp_path,
+        [
+            record(1, resources=[bucket, obj]),
+            record(2, resources=[obj, bucket]),
+            record(3, resources=[{"ARNPrefix": "arn:aws:s3:::reports/", "type": "AWS::S3::Object"}, bucket]),
+            record(4, resources=roles),  # no object: the first ARN in the list
+            record(5, resources=[], requestParameters={"bucketName": "reports", "key": "k"}),
+            record(6, eventSource="ec2.amazonaws.com", eventName="DescribeInstances", requestParameters=None),
+        ],
+    )
     resource = dict(store.execute("SELECT record_index, resource FROM events").fetchall())
     assert resource == {
         0: "arn:aws:s3:::reports/r/1.csv",
@@ -300,14 +306,18 @@ def test_resources_object_before_bucket(store: duckdb.DuckDBPyConnection, tmp_pa
 
 
 def test_read_only(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    load_records(store, tmp_path, [
-        record(1, readOnly=True, eventName="PutObject"),  # the field wins over the name
-        record(2, readOnly=False, eventName="GetObject"),
-        record(3, readOnly="true"),
-        record(4, eventName="GetObject"),  # no field: Get/List/Describe… are reads
-        record(5, eventName="ListBuckets"),
-        record(6, eventName="DeleteObject"),
-    ])
+    load_records(
+        store,
+        tmp_path,
+        [
+            record(1, readOnly=True, eventName="PutObject"),  # the field wins over the name
+            record(2, readOnly=False, eventName="GetObject"),
+            record(3, readOnly="true"),
+            record(4, eventName="GetObject"),  # no field: Get/List/Describe… are reads
+            record(5, eventName="ListBuckets"),
+            record(6, eventName="DeleteObject"),
+        ],
+    )
     read_only = dict(store.execute("SELECT record_index, read_only FROM events").fetchall())
     assert read_only == {0: True, 1: False, 2: True, 3: True, 4: True, 5: False}
 
@@ -342,13 +352,29 @@ def test_timestamp_fallback_and_precedence(store: duckdb.DuckDBPyConnection, tmp
 def test_expiration_spellings(
     store: duckdb.DuckDBPyConnection, tmp_path: Path, expiration: str, expected: datetime | None
 ) -> None:
-    load_records(store, tmp_path, [record(
-        1, eventSource="sts.amazonaws.com", eventName="AssumeRole",
-        requestParameters={"roleArn": "arn:aws:iam::111122223333:role/agent", "roleSessionName": "t-1",
-                           "tags": [{"key": "TaskId", "value": "t-1"}]},
-        responseElements={"credentials": {"accessKeyId": "ASIANEWKEY0000000001", "expiration": expiration,
-                                          "sessionToken": "secret"}},
-    )])
+    load_records(
+        store,
+        tmp_path,
+        [
+            record(
+                1,
+                eventSource="sts.amazonaws.com",
+                eventName="AssumeRole",
+                requestParameters={
+                    "roleArn": "arn:aws:iam::111122223333:role/agent",
+                    "roleSessionName": "t-1",
+                    "tags": [{"key": "TaskId", "value": "t-1"}],
+                },
+                responseElements={
+                    "credentials": {
+                        "accessKeyId": "ASIANEWKEY0000000001",
+                        "expiration": expiration,
+                        "sessionToken": "secret",
+                    }
+                },
+            )
+        ],
+    )
     issued = event(store, "00000000-0000-0000-0000-000000000001")
     assert issued["expires_at"] == expected
     assert issued["parent_credential_id"] == "ASIAAGENTKEY00000001"
@@ -356,15 +382,30 @@ def test_expiration_spellings(
 
 
 def test_identity_and_outcome_columns(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    load_records(store, tmp_path, [
-        record(1),
-        record(2, errorCode="AccessDenied", errorMessage="no"),
-        record(3, errorCode="NoSuchKey"),
-        record(4, eventType="AwsConsoleSignIn", eventSource="signin.amazonaws.com", eventName="ConsoleLogin",
-               responseElements={"ConsoleLogin": "Failure"}),
-        record(5, userIdentity={"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/ci",
-                                "accessKeyId": "AKIALONGTERMKEY00001"}),
-    ])
+    load_records(
+        store,
+        tmp_path,
+        [
+            record(1),
+            record(2, errorCode="AccessDenied", errorMessage="no"),
+            record(3, errorCode="NoSuchKey"),
+            record(
+                4,
+                eventType="AwsConsoleSignIn",
+                eventSource="signin.amazonaws.com",
+                eventName="ConsoleLogin",
+                responseElements={"ConsoleLogin": "Failure"},
+            ),
+            record(
+                5,
+                userIdentity={
+                    "type": "IAMUser",
+                    "arn": "arn:aws:iam::111122223333:user/ci",
+                    "accessKeyId": "AKIALONGTERMKEY00001",
+                },
+            ),
+        ],
+    )
     got = {r["record_index"]: r for r in rows(store, "SELECT * FROM events")}
     assert got[0]["task_id"] == "t-1" and got[0]["outcome"] == "success"
     assert got[0]["action"] == "s3:PutObject" and got[0]["read_only"] is False
@@ -378,15 +419,26 @@ def test_identity_and_outcome_columns(store: duckdb.DuckDBPyConnection, tmp_path
 # --- the same records in every layout ------------------------------------------------------------
 
 LAYOUT_RECORDS = [
-    record(1, eventSource="sts.amazonaws.com", eventName="AssumeRole",
-           requestParameters={"roleArn": "arn:aws:iam::111122223333:role/agent", "roleSessionName": "t-1",
-                              "sourceIdentity": "t-1"},
-           responseElements={"credentials": {"accessKeyId": "ASIAAGENTKEY00000001",
-                                             "expiration": "May 1, 2024, 11:00:00 AM", "sessionToken": "x"}}),
+    record(
+        1,
+        eventSource="sts.amazonaws.com",
+        eventName="AssumeRole",
+        requestParameters={
+            "roleArn": "arn:aws:iam::111122223333:role/agent",
+            "roleSessionName": "t-1",
+            "sourceIdentity": "t-1",
+        },
+        responseElements={
+            "credentials": {
+                "accessKeyId": "ASIAAGENTKEY00000001",
+                "expiration": "May 1, 2024, 11:00:00 AM",
+                "sessionToken": "x",
+            }
+        },
+    ),
     record(2),
     record(3, eventName="GetObject", errorCode="AccessDenied"),
-    record(4, eventSource="ec2.amazonaws.com", eventName="RunInstances",
-           requestParameters={"note": "ü ✓ \u2028"}),
+    record(4, eventSource="ec2.amazonaws.com", eventName="RunInstances", requestParameters={"note": "ü ✓ \u2028"}),
 ]
 
 
@@ -412,9 +464,29 @@ def _write_layout(tmp_path: Path, layout: str) -> Path:
 
 
 LAYOUTS = ["native gzip Records", "NDJSON", "JSON array", "single-line Records", "pretty Records"]
-COMPARED = ("event_id", "record_index", "occurred_at", "category", "actor_id", "actor_type", "credential_id",
-            "credential_type", "parent_credential_id", "action", "resource", "read_only", "outcome",
-            "error_code", "account", "region", "src_ip", "user_agent", "task_id", "expires_at", "dedupe_key")
+COMPARED = (
+    "event_id",
+    "record_index",
+    "occurred_at",
+    "category",
+    "actor_id",
+    "actor_type",
+    "credential_id",
+    "credential_type",
+    "parent_credential_id",
+    "action",
+    "resource",
+    "read_only",
+    "outcome",
+    "error_code",
+    "account",
+    "region",
+    "src_ip",
+    "user_agent",
+    "task_id",
+    "expires_at",
+    "dedupe_key",
+)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
