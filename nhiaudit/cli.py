@@ -162,7 +162,10 @@ def _print_ingest_summary(result: ingest.IngestResult, db_path: Path) -> None:
         if f.note and not f.already_ingested:
             console.print(Text("  note: ", style="yellow") + t(f.path, None) + Text(": ") + t(f.note, 300))
     if result.ignored:
-        console.print(Text(f"  {len(result.ignored)} non-log file(s) skipped (.md, .toml, .py …)", style="dim"))
+        console.print(
+            Text(f"  {len(result.ignored)} file(s) skipped as not logs (hidden, or .md .toml .py …): ", style="dim")
+            + t(", ".join(p.name for p in result.ignored[:5]) + (" …" if len(result.ignored) > 5 else ""), 300)
+        )
     if any(f.rejected for f in result.files):
         console.print(Text('  rejected records: nhiaudit sql "SELECT path, line, reason FROM rejected"', style="dim"))
 
@@ -204,6 +207,12 @@ def sql_cmd(
             table.add_row(*(t(v) for v in row))
         console.print(table)
         console.print(Text(f"{len(rows)} row(s)", style="dim"))
+
+
+def _rule_problems(problems: list[str]) -> typer.Exit:
+    for problem in problems:
+        err_console.print(t(problem, None))
+    return fail(f"{len(problems)} problem(s) in rule files.")
 
 
 def _not_found(exc: NotFoundError) -> typer.Exit:
@@ -429,7 +438,7 @@ def report_cmd(
             )
         rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
     except RuleError as exc:
-        raise fail("rules:\n" + "\n".join(exc.problems)) from None
+        raise _rule_problems(exc.problems) from None
     except NhiauditError as exc:
         raise fail(str(exc)) from None
     to_stdout = any(target == "-" for target in outputs.values())
@@ -521,15 +530,13 @@ def rules_cmd(
         if con is not None:
             con.close()
         if problems:
-            for problem in problems:
-                err_console.print(t(problem, None))
-            raise fail(f"{len(problems)} problem(s) in rule files.")
+            raise _rule_problems(problems)
         console.print(Text("rules: no problems", style="green"))
         return
     try:
         loaded = rules.load_rules(list(rules_dir or []))
     except RuleError as exc:
-        raise fail("rules:\n" + "\n".join(exc.problems)) from None
+        raise _rule_problems(exc.problems) from None
     table = Table(title=f"{len(loaded)} rules", title_justify="left", show_lines=True)
     for column in ("id", "severity", "title", "frameworks"):
         table.add_column(column)

@@ -103,13 +103,21 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     for path in paths:
         if not path.exists():
             raise NhiauditError(f"{path}: no such file or directory. Check the path.")
-        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for p in candidates:
-            if any(part.startswith(".") for part in p.relative_to(path).parts) if path.is_dir() else False:
-                continue
-            suffixes = {s.lower() for s in p.suffixes}
-            (ignored if suffixes & IGNORED_SUFFIXES else found).append(p)
+        if not path.is_dir():
+            found.append(path)  # a file named on the command line is always read
+            continue
+        for p in sorted(p for p in path.rglob("*") if p.is_file()):
+            hidden = any(part.startswith(".") for part in p.relative_to(path).parts)
+            (ignored if hidden or _format_suffix(p) in IGNORED_SUFFIXES else found).append(p)
     return found, ignored
+
+
+def _format_suffix(path: Path) -> str:
+    """The suffix that names the format: the last one, or the one before ``.gz``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
 
 
 def detect(path: Path) -> str | None:

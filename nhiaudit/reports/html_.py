@@ -95,9 +95,7 @@ def _sev(severity: str) -> str:
 def render(report: Report) -> str:
     summary = report.summary
     groups = findings_by_action(report)
-    anchors = {
-        action_key(a.source, a.event_id): f"action-{i}" for i, (a, _) in enumerate(groups) if a is not None
-    }
+    anchors = {action_key(a.source, a.event_id): f"action-{i}" for i, (a, _) in enumerate(groups) if a is not None}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -143,8 +141,7 @@ def _header(report: Report, summary: dict[str, Any]) -> list[str]:
         "<h1>nhiaudit report</h1>",
         status,
         f'<p class="muted">{" · ".join(meta)}</p>',
-        '<nav><a href="#findings">Findings</a> · <a href="#chains">Chains</a> · '
-        '<a href="#timeline">Timeline</a></nav>',
+        '<nav><a href="#findings">Findings</a> · <a href="#chains">Chains</a> · <a href="#timeline">Timeline</a></nav>',
         "</header>",
     ]
 
@@ -176,12 +173,9 @@ def _summary(summary: dict[str, Any]) -> list[str]:
         f'<div class="card"><b>{summary["findings"]}</b>findings</div>',
         f'<div class="card"><b>{summary["waived"]}</b>waived</div>',
     ]
+    cards += [f'<div class="card"><b>{summary["by_severity"][s]}</b>{_sev(s)}</div>' for s in reversed(SEVERITIES)]
     cards += [
-        f'<div class="card"><b>{summary["by_severity"][s]}</b>{_sev(s)}</div>' for s in reversed(SEVERITIES)
-    ]
-    cards += [
-        f'<div class="card"><b>{summary["verdicts"][v]}</b><span class="verdict-{v}">{v}</span></div>'
-        for v in VERDICTS
+        f'<div class="card"><b>{summary["verdicts"][v]}</b><span class="verdict-{v}">{v}</span></div>' for v in VERDICTS
     ]
     if summary["new"] is not None:
         cards.append(f'<div class="card"><b>{summary["new"]}</b>new</div>')
@@ -220,9 +214,7 @@ def _findings(report: Report, anchors: dict[str, str]) -> list[str]:
     head = ['<section id="findings">', f"<h2>Findings ({len(report.findings)})</h2>"]
     if not report.findings:
         return [*head, "<p>No findings.</p>", "</section>"]
-    filters = "".join(
-        f'<label><input type="checkbox" id="show-{s}" checked> {s}</label>' for s in reversed(SEVERITIES)
-    )
+    filters = "".join(f'<label><input type="checkbox" id="show-{s}" checked> {s}</label>' for s in reversed(SEVERITIES))
     return [
         *head,
         f'<p class="filters">Show: {filters}</p>',
@@ -272,11 +264,7 @@ def _chain(index: int, action: AuditedAction | None, findings: list[Finding]) ->
         links = action.links
     anchor = f' id="action-{index}"' if action is not None else ""
     body = [f"<details{anchor}>", f"<summary>{title} · {len(findings)} finding(s)</summary>"]
-    body += (
-        ['<ol class="chain">', *(_link(link) for link in links), "</ol>"]
-        if links
-        else ["<p>No chain links.</p>"]
-    )
+    body += ['<ol class="chain">', *(_link(link) for link in links), "</ol>"] if links else ["<p>No chain links.</p>"]
     if findings:
         body.append("<ul>")
         body += [
@@ -312,9 +300,7 @@ def _timeline(report: Report, anchors: dict[str, str]) -> list[str]:
             f'<li><span class="mono">{esc(a.occurred_at)}</span> '
             f'<span class="{verdict}">{esc(a.verdict)}</span> '
             f'<a href="#{anchors[key]}">{esc(_what(a.action, a.resource, key))}</a> '
-            f'<span class="muted">by {esc(a.actor_id)}</span>'
-            + (f" · <b>{n} finding(s)</b>" if n else "")
-            + "</li>"
+            f'<span class="muted">by {esc(a.actor_id)}</span>' + (f" · <b>{n} finding(s)</b>" if n else "") + "</li>"
         )
     return [
         '<section id="timeline">',
@@ -358,7 +344,8 @@ def _evidence_files(report: Report) -> list[str]:
         return []
     rows = [
         f'<tr><td class="mono">{esc(e.get("path"))}</td><td class="mono">{esc(e.get("sha256"))}</td>'
-        f"<td>{esc(e.get('source'))}</td><td>{esc(e.get('records'))}</td></tr>"
+        f"<td>{esc(e.get('source'))}</td><td>{esc(e.get('records_loaded'))} loaded, "
+        f"{esc(e.get('records_rejected'))} rejected</td></tr>"
         for e in report.evidence_files
     ]
     return [
