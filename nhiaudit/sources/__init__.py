@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from nhiaudit.sources import cloudtrail
-from nhiaudit.sources import k8s_audit
-from nhiaudit.sources import gcp_audit
-from nhiaudit.sources import azure
-from nhiaudit.sources import kong
-from nhiaudit.sources import envoy
-from nhiaudit.sources import apigateway
-from nhiaudit.sources import keycloak
-from nhiaudit.sources import auth0
-from nhiaudit.sources import otel
-from nhiaudit.sources import invariant
-from nhiaudit.sources import provenance
-from nhiaudit.sources import vault
+from nhiaudit.sources import (
+    apigateway,
+    auth0,
+    azure,
+    cloudtrail,
+    envoy,
+    gcp_audit,
+    invariant,
+    k8s_audit,
+    keycloak,
+    kong,
+    otel,
+    provenance,
+    vault,
+)
 
 # Detection order matters: the first source whose detect() says yes takes the file.
 SOURCES: dict[str, ModuleType] = {
