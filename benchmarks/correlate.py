@@ -142,12 +142,12 @@ def main() -> None:
         db = Path(tmp) / "store.duckdb"
         policy = Path(tmp) / "nhiaudit.toml"
         policy.write_text(POLICY, encoding="utf-8")
-        ingest_wall, ingest_rss, _ = run([nhiaudit, "ingest", "--db", str(db), str(data)])
+        ingest_wall, _, ingest_rss, _ = run([nhiaudit, "ingest", "--db", str(db), str(data)])
         provenance = Path(tmp) / "provenance"
         provenance.mkdir()
         tasks = write_provenance(db, provenance / "provenance.ndjson")
-        prov_wall, _, _ = run([nhiaudit, "ingest", "--db", str(db), str(provenance)])
-        corr_wall, corr_rss, corr_out = run([sys.executable, "-c", CORRELATE, str(db), str(policy)])
+        prov_wall, _, _, _ = run([nhiaudit, "ingest", "--db", str(db), str(provenance)])
+        corr_wall, _, corr_rss, corr_out = run([sys.executable, "-c", CORRELATE, str(db), str(policy)])
         corr_seconds = float(corr_out.splitlines()[0])
 
         import duckdb
@@ -164,7 +164,7 @@ def main() -> None:
             run([nhiaudit, "trace", "--db", str(db), "--policy", str(policy), target])[0] for _ in range(5)
         ]
         point_runs = [run([sys.executable, "-c", POINT_QUERY, str(db), target])[0] for _ in range(5)]
-        trace_json = run([nhiaudit, "trace", "--db", str(db), "--policy", str(policy), target, "--json"])[2]
+        trace_json = run([nhiaudit, "trace", "--db", str(db), "--policy", str(policy), target, "--json"])[3]
         verdict = json.loads(trace_json)["verdict"]
 
     ingest_total = ingest_wall + prov_wall
