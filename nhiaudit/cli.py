@@ -85,12 +85,16 @@ def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Log files or directories (recursive; .gz ok).")],
     db: DbOption = None,
     source: Annotated[str | None, typer.Option("--source", help="Force this source for every file.")] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
     try:
+        options = load_policy(resolve_policy_path(policy)).sources  # [sources.envoy] fields, …
         with closing(store.connect(db_path)) as con, _progress() as progress:
-            result = ingest.ingest(con, paths, source=source, progress=_progress_callback(progress))
+            result = ingest.ingest(
+                con, paths, source=source, progress=_progress_callback(progress), options=options
+            )
     except NhiauditError as exc:
         raise fail(str(exc)) from None
     _print_ingest_summary(result, db_path)

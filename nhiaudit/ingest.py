@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import queue
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import duckdb
 
 from nhiaudit import store
-from nhiaudit.errors import NhiauditError
+from nhiaudit.errors import NhiauditError, did_you_mean
 from nhiaudit.sources import SOURCES
 from nhiaudit.sources._read import (
     RAW_EXCERPT,
@@ -94,6 +96,8 @@ _MACHINE_ERRORS = (
 )
 
 ProgressFn = Callable[[str, FileResult], None]
+#: Per source name, keyword arguments for its ``load`` (the policy's ``[sources.<name>]``).
+Options = Mapping[str, Mapping[str, Any]]
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
@@ -141,15 +145,18 @@ def ingest(
     paths: Iterable[Path],
     source: str | None = None,
     progress: ProgressFn | None = None,
+    options: Options | None = None,
 ) -> IngestResult:
-    """Ingest files and directories into the store. ``source`` forces one source for every file."""
+    """Ingest files and directories into the store. ``source`` forces one source for every file;
+    ``options`` maps a source name to keyword arguments for its ``load`` (e.g.
+    ``{"envoy": {"fields": {...}}}``)."""
     if source is not None and source not in SOURCES:
-        from nhiaudit.errors import did_you_mean
-
         raise NhiauditError(
             f"--source: unknown source '{source}'.{did_you_mean(source, SOURCES)} "
             f"Known sources: {', '.join(SOURCES)}."
         )
+    options = options or {}
+    _check_options(options)
     files, ignored = discover(paths)
     result = IngestResult(ignored=ignored)
     for path in files:
@@ -165,17 +172,36 @@ def ingest(
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     try:
-        _load_files(con, result.files, progress)
+        _load_files(con, result.files, progress, options)
     finally:
         con.execute(f"SET checkpoint_threshold = '{threshold}'")  # DuckDB's own value, e.g. 16.0 MiB
     return result
+
+
+def _check_options(options: Options) -> None:
+    """Refuse options for an unknown source, or that its ``load`` does not take, before any file
+    is loaded (the values themselves are the source's to check)."""
+    for name, kwargs in options.items():
+        if name not in SOURCES:
+            raise NhiauditError(
+                f"ingest options: unknown source '{name}'.{did_you_mean(name, SOURCES)} "
+                f"Known sources: {', '.join(SOURCES)}."
+            )
+        try:
+            inspect.signature(SOURCES[name].load).bind(None, [], **kwargs)
+        except TypeError as exc:
+            raise NhiauditError(
+                f"ingest options: {name}.load does not take {', '.join(kwargs)} ({exc}). Drop them."
+            ) from None
 
 
 class _Stopped(Exception):
     """Another file of the run failed: this one must not be committed."""
 
 
-def _load_files(con: duckdb.DuckDBPyConnection, files: list[FileResult], progress: ProgressFn | None) -> None:
+def _load_files(
+    con: duckdb.DuckDBPyConnection, files: list[FileResult], progress: ProgressFn | None, options: Options
+) -> None:
     """Load the files in order; stage several at once, commit one at a time, in file order.
 
     DuckDB runs the statements of one file on about one core (a file is smaller than a row
@@ -189,7 +215,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, files: list[FileResult], progres
         for file in files:
             if progress:
                 progress("start", FileResult(path=file.path, source=file.source, size=file.size))
-            load_file(con, file.path, SOURCES[file.source], file)
+            load_file(con, file.path, SOURCES[file.source], file, options=options)
             if progress:
                 progress("done", file)
         return
@@ -210,7 +236,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, files: list[FileResult], progres
 
         cursor = cursors.get()
         try:
-            load_file(cursor, file.path, SOURCES[file.source], file, wait_turn=wait_turn)
+            load_file(cursor, file.path, SOURCES[file.source], file, wait_turn=wait_turn, options=options)
         finally:
             cursors.put(cursor)
             if index:  # a file that needed no commit (already stored) passes the turn on in order too
@@ -255,11 +281,13 @@ def load_file(
     module: ModuleType,
     result: FileResult,
     wait_turn: Callable[[], None] | None = None,
+    options: Options | None = None,
 ) -> None:
     """Load one file in one transaction; fills ``result``. A file already ingested is a no-op.
 
-    The source stages the file in temp tables first; ``wait_turn`` (parallel ingest) blocks until
-    the previous file is committed, then the transaction that writes the store begins.
+    The source stages the file in temp tables first, called as ``module.load(con, [evidence],
+    **options[module.NAME])``; ``wait_turn`` (parallel ingest) blocks until the previous file is
+    committed, then the transaction that writes the store begins.
 
     Bad evidence never raises: a file DuckDB cannot read is one rejected record, a damaged gzip
     loads what it still holds. What raises, after the file is rolled back: an error in nhiaudit's
@@ -284,7 +312,8 @@ def load_file(
     with ThreadPoolExecutor(max_workers=1) as pool:
         gzip_check = pool.submit(gzip_problem, path) if is_gzip(path) else None
         try:
-            _load(con, module, evidence, result, gzip_check, wait_turn or (lambda: None))
+            kwargs = dict((options or {}).get(module.NAME, {}))
+            _load(con, module, kwargs, evidence, result, gzip_check, wait_turn or (lambda: None))
         except BaseException as exc:
             _rollback(con)
             if isinstance(exc, duckdb.Error) and not isinstance(exc, _INTERNAL_ERRORS):
@@ -304,6 +333,7 @@ class _DamagedGzip(Exception):
 def _load(
     con: duckdb.DuckDBPyConnection,
     module: ModuleType,
+    kwargs: dict[str, Any],
     evidence: EvidenceFile,
     result: FileResult,
     gzip_check: Future[str] | None,
@@ -314,11 +344,11 @@ def _load(
             raise _DamagedGzip(problem)
 
     try:
-        _load_in_transaction(con, module, evidence, result, wait_turn, before_commit=gzip_intact)
+        _load_in_transaction(con, module, kwargs, evidence, result, wait_turn, before_commit=gzip_intact)
         return
     except _DamagedGzip as damaged:
         _rollback(con)
-        _load_damaged_gzip(con, module, evidence, result, wait_turn, str(damaged))
+        _load_damaged_gzip(con, module, kwargs, evidence, result, wait_turn, str(damaged))
         return
     except duckdb.Error as exc:
         if not _bad_evidence(exc, evidence):
@@ -326,19 +356,19 @@ def _load(
         _rollback(con)
         error = exc
     if gzip_check is not None and (problem := gzip_check.result()):
-        _load_damaged_gzip(con, module, evidence, result, wait_turn, problem)  # why DuckDB could not read it
+        _load_damaged_gzip(con, module, kwargs, evidence, result, wait_turn, problem)  # why DuckDB could not read it
         return
     if evidence.line_mode is None and first_line_exceeds_head(head(evidence.read_path)):
         # Read as one document because its first line is long, the file may be NDJSON with a
         # bad line: read it by lines, so that only the bad lines are rejected.
         try:
-            _load_in_transaction(con, module, replace(evidence, line_mode=True), result, wait_turn)
+            _load_in_transaction(con, module, kwargs, replace(evidence, line_mode=True), result, wait_turn)
             return
         except duckdb.Error as exc:
             if not _bad_evidence(exc, evidence):
                 raise
             _rollback(con)
-    if _NOT_UTF8.search(str(error)) and _load_utf8_salvage(con, module, evidence, result, wait_turn):
+    if _NOT_UTF8.search(str(error)) and _load_utf8_salvage(con, module, kwargs, evidence, result, wait_turn):
         return
     _load_unreadable(
         con, module, evidence, result, wait_turn, f"{module.NAME} could not read the file: {duckdb_reason(error)}"
@@ -355,6 +385,7 @@ _DOCUMENT_START = re.compile(r"^\s*(\{|\[\s*($|[\[{\"\]]))")
 def _load_utf8_salvage(
     con: duckdb.DuckDBPyConnection,
     module: ModuleType,
+    kwargs: dict[str, Any],
     evidence: EvidenceFile,
     result: FileResult,
     wait_turn: Callable[[], None],
@@ -387,7 +418,7 @@ def _load_utf8_salvage(
         ]
         copy = replace(evidence, read_path=salvaged, line_mode=True if ndjson else evidence.line_mode)
         try:
-            _load_in_transaction(con, module, copy, result, wait_turn, extra_rejects=rejects)
+            _load_in_transaction(con, module, kwargs, copy, result, wait_turn, extra_rejects=rejects)
         except duckdb.Error as again:
             if not _bad_evidence(again, copy):
                 raise
@@ -434,6 +465,7 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 def _load_in_transaction(
     con: duckdb.DuckDBPyConnection,
     module: ModuleType,
+    kwargs: dict[str, Any],
     evidence: EvidenceFile,
     result: FileResult,
     wait_turn: Callable[[], None],
@@ -442,7 +474,7 @@ def _load_in_transaction(
 ) -> None:
     """Stage the file (temp tables only), then merge it into the store in one transaction."""
     _create_staging(con)
-    module.load(con, [evidence])
+    module.load(con, [evidence], **kwargs)
     for record_index, line, reason, raw in extra_rejects:
         con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])
     wait_turn()
@@ -532,6 +564,7 @@ def _load_unreadable(
 def _load_damaged_gzip(
     con: duckdb.DuckDBPyConnection,
     module: ModuleType,
+    kwargs: dict[str, Any],
     evidence: EvidenceFile,
     result: FileResult,
     wait_turn: Callable[[], None],
@@ -559,6 +592,7 @@ def _load_damaged_gzip(
             _load_in_transaction(
                 con,
                 module,
+                kwargs,
                 replace(evidence, read_path=salvaged),
                 result,
                 wait_turn,

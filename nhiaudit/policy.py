@@ -5,6 +5,15 @@ Every key has a default, so a missing file is a valid policy. A bad file is reje
 durations and dates) and raises one :class:`~nhiaudit.errors.PolicyError` listing them, one per
 line, in the form ``nhiaudit.toml:12: unknown tier 'hgih' in [authority]. Did you mean 'high'?``.
 
+``[sources.<name>]`` holds options for one source's ``load`` (:attr:`Policy.sources`, passed on by
+``nhiaudit ingest``). Only Envoy has options today: ``fields`` maps a logical field of
+:data:`nhiaudit.sources.envoy.FIELD_MAP` to the ``json_format`` key that holds it, or a list of
+candidate keys (first present wins); a key starting with ``$`` is a JSON path. An entry replaces
+that field's default keys; fields left out keep theirs::
+
+    [sources.envoy]
+    fields = { request_id = ["req_id", "x_request_id"], traceparent = "trace_parent", jwt_sub = "$.jwt.sub" }
+
 The correlation and rule SQL never sees Python objects: :func:`install` writes the policy into
 ``policy_*`` TEMP tables, with each glob already turned into an RE2 regex for
 ``regexp_full_match``.
@@ -151,6 +160,10 @@ class Policy:
     correlation: Correlation = field(default_factory=Correlation)
     waivers: tuple[Waiver, ...] = ()
     rules: RuleSettings = field(default_factory=RuleSettings)
+    # [sources.<name>]: keyword arguments for that source's load(), e.g.
+    # {"envoy": {"fields": {"request_id": ("req_id", "x_request_id")}}}. Only sections written in
+    # the file are present.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -159,9 +172,12 @@ class Policy:
         The store records it next to the derived tables: a different fingerprint means they were
         built under another policy and must be rebuilt. ``path`` is left out (moving the file
         changes nothing); waiver expiry is kept in (a waiver lapsing overnight changes findings).
+        ``sources`` is left out too: it decides how files are read at ingest, and the events it
+        produced are in the store whatever the policy says now.
         """
         body = asdict(self)
         del body["path"]
+        del body["sources"]
         body["rules"]["dirs"] = [str(d.resolve()) for d in self.rules.dirs]
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -299,6 +315,9 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "waivers": ("rule", "match", "reason", "owner", "expires"),
     "rules": ("dirs", "disabled"),
 }
+# [sources.<name>]: the keys of each source that has options (the section's keys are source names).
+_SOURCE_KEYS: dict[str, tuple[str, ...]] = {"envoy": ("fields",)}
+_KEYS["sources"] = tuple(_SOURCE_KEYS)
 _ARRAY_SECTIONS = ("agents", "waivers")
 _TOML_TYPE = {
     str: "a string",
@@ -504,6 +523,7 @@ class _Reader:
             correlation=self.read_correlation(doc),
             waivers=self.read_waivers(doc, today),
             rules=self.read_rules(doc),
+            sources=self.read_sources(doc),
         )
 
     def check_sections(self, doc: Mapping[str, Any]) -> None:
@@ -511,10 +531,14 @@ class _Reader:
             if name in _KEYS:
                 continue
             if isinstance(value, (dict, list)):
-                hint = did_you_mean(name, _KEYS) or f" Known sections: {', '.join(_KEYS)}."
+                if name in _SOURCE_KEYS:
+                    hint = f" Source options go under [sources.{name}]."
+                else:
+                    hint = did_you_mean(name, _KEYS) or f" Known sections: {', '.join(_KEYS)}."
                 self.problem_at(self.section_line(name), f"unknown section [{name}].{hint}")
             else:
                 homes = [s for s, keys in _KEYS.items() if name in keys and s not in ("risk", "authority")]
+                homes += [f"sources.{s}" for s, keys in _SOURCE_KEYS.items() if name in keys]
                 header = [f"[[{h}]]" if h in _ARRAY_SECTIONS else f"[{h}]" for h in homes]
                 fix = (
                     f" Put it under {header[0]}." if header else " Keys belong in a section such as [audit]."
@@ -593,6 +617,106 @@ class _Reader:
         if "disabled" in table:
             disabled = self.strings(table, "rules", "disabled", "rules.disabled") or ()
         return RuleSettings(dirs=tuple(dirs), disabled=disabled)
+
+    def read_sources(self, doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        value = doc.get("sources", {})
+        if not isinstance(value, dict):
+            self.problem_at(
+                self.section_line("sources"),
+                f"sources must be a table, not {_toml_type(value)}. Write it as [sources.envoy].",
+            )
+            return {}
+        from nhiaudit.sources import SOURCES  # here, not at the top: the sources import the world
+
+        options: dict[str, dict[str, Any]] = {}
+        for name, table in value.items():
+            line = self.source_line(name)
+            if name not in _SOURCE_KEYS:
+                if name in SOURCES:
+                    self.problem_at(
+                        line,
+                        f"source '{name}' has no options, so [sources.{name}] means nothing. Remove it "
+                        f"(sources with options: {', '.join(_SOURCE_KEYS)}).",
+                    )
+                else:
+                    hint = did_you_mean(name, SOURCES) or f" Known sources: {', '.join(SOURCES)}."
+                    self.problem_at(line, f"unknown source '{name}' in [sources].{hint}")
+                continue
+            if not isinstance(table, dict):
+                self.problem_at(
+                    line, f"sources.{name} must be a table, not {_toml_type(table)}. Write it as [sources.{name}]."
+                )
+                continue
+            known = _SOURCE_KEYS[name]
+            for key in table:
+                if key not in known:
+                    hint = did_you_mean(key, known) or f" Known keys: {', '.join(known)}."
+                    self.problem("sources", key, f"unknown key '{key}' in [sources.{name}].{hint}")
+            options[name] = self.read_envoy(table)  # the one source with options so far
+        return options
+
+    def source_line(self, name: str) -> int | None:
+        """Where ``[sources.<name>]`` is written (its header, else its key), else ``[sources]``."""
+        header = re.compile(rf"^\s*\[\s*sources\s*\.\s*[\"']?{re.escape(name)}[\"']?\s*[\].]")
+        for number, raw in enumerate(self.lines, start=1):
+            if header.match(raw):
+                return number
+        return self.line_of("sources", name) or self.section_line("sources")
+
+    def read_envoy(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """``[sources.envoy]``: ``fields``, each a JSON key or an array of candidate keys."""
+        from nhiaudit.sources.envoy import FIELD_MAP, key_problem  # here: see read_sources
+
+        if "fields" not in table:
+            return {}
+        value = table["fields"]
+        label = "sources.envoy.fields"
+        if not isinstance(value, dict):
+            self.problem(
+                "sources",
+                "fields",
+                f"{label} must be a table, not {_toml_type(value)}. "
+                'Write fields = { request_id = ["req_id", "x_request_id"] }.',
+            )
+            return {}
+        fields: dict[str, tuple[str, ...]] = {}
+        for name, keys in value.items():
+            where = f"{label}.{name}"
+            if name not in FIELD_MAP:
+                hint = did_you_mean(name, FIELD_MAP) or f" Fields: {', '.join(FIELD_MAP)}."
+                self.problem("sources", name, f"unknown Envoy field '{name}' in {label}.{hint}")
+                continue
+            if isinstance(keys, str):
+                keys = [keys]
+            elif not isinstance(keys, list):
+                self.problem(
+                    "sources",
+                    name,
+                    f"{where} must be a JSON key or an array of keys, not {_toml_type(keys)}. "
+                    f'Write {name} = "key" or {name} = ["key", "other_key"].',
+                )
+                continue
+            elif not keys:
+                self.problem(
+                    "sources",
+                    name,
+                    f"{where} is an empty array. Name one JSON key or more, or leave {name} out to keep "
+                    f"the default ({', '.join(FIELD_MAP[name])}).",
+                )
+                continue
+            ok = True
+            for position, key in enumerate(keys):
+                if not isinstance(key, str):
+                    self.problem(
+                        "sources", name, f"{where}[{position}] must be a string, not {_toml_type(key)}. Quote it."
+                    )
+                    ok = False
+                elif problem := key_problem(key):
+                    self.problem("sources", name, f"{where}: the key '{key}' {problem}.")
+                    ok = False
+            if ok:
+                fields[name] = tuple(keys)
+        return {"fields": fields}
 
     def array_of_tables(self, doc: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
         value = doc.get(section, [])

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -43,6 +44,7 @@ def run(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(cli, "console", Console(width=200))
     monkeypatch.setattr(cli, "err_console", Console(width=200, stderr=True))
     monkeypatch.delenv("NHIAUDIT_DB", raising=False)
+    monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -154,6 +156,68 @@ def test_store_busy_exits_2(run, logs: Path, db: Path, monkeypatch: pytest.Monke
     result = run("ingest", str(logs), "--db", str(db))
     assert result.exit_code == 2
     assert "the store is open in another nhiaudit or DuckDB process" in result.stderr
+
+
+ENVOY_FIELDS = """\
+[sources.envoy]
+fields = { start_time = "ts", response_code = "status", method = "verb", path = "uri", request_id = "req_id", \
+traceparent = "trace_parent" }
+"""
+
+
+@pytest.fixture
+def custom_envoy_log(tmp_path: Path) -> Path:
+    """A json_format Envoy log whose config renamed its keys (no source detects it)."""
+    line = {
+        "ts": "2026-11-02T09:05:00Z",
+        "verb": "GET",
+        "uri": "/v1/reports",
+        "status": 200,
+        "req_id": "req-custom-1",
+        "trace_parent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    path = tmp_path / "access.log"
+    path.write_text(json.dumps(line) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("via", ["--policy", "NHIAUDIT_POLICY"])
+def test_ingest_reads_envoy_fields_from_the_policy(
+    run, tmp_path: Path, db: Path, custom_envoy_log: Path, via: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(ENVOY_FIELDS)
+    args = ["ingest", "--db", str(db), "--source", "envoy", str(custom_envoy_log)]
+    if via == "--policy":
+        args[1:1] = ["--policy", str(policy)]
+    else:
+        monkeypatch.setenv("NHIAUDIT_POLICY", str(policy))
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert _table_row(result.stdout, "envoy")[:5] == ["envoy", "1", "1", "1", "0"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT event_id, action, resource, trace_id, parent_span_id FROM events").fetchall() == [
+            ("req-custom-1", "http:GET", "/v1/reports", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+        ]
+
+
+def test_ingest_without_the_policy_rejects_the_renamed_keys(
+    run, db: Path, custom_envoy_log: Path
+) -> None:
+    result = run("ingest", "--db", str(db), "--source", "envoy", str(custom_envoy_log))
+    assert result.exit_code == 2  # nothing of the file could be read
+    assert _table_row(result.stdout, "envoy")[:5] == ["envoy", "1", "1", "0", "1"]
+
+
+def test_ingest_policy_error_exits_2(run, tmp_path: Path, db: Path, custom_envoy_log: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[sources.envoy]\nfields = { reqest_id = "req_id" }\n')
+    result = run("ingest", "--db", str(db), "--policy", str(policy), "--source", "envoy", str(custom_envoy_log))
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == (
+        f"error: {policy}:2: unknown Envoy field 'reqest_id' in sources.envoy.fields. Did you mean 'request_id'?"
+    )
+    assert not db.exists()  # refused before the store is opened
 
 
 # --- sources ---------------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ ERRORS = [
     pytest.param(
         "[zzz]\n",
         "nhiaudit.toml:1: unknown section [zzz]. Known sections: identities, risk, audit, approval, "
-        "authority, agents, credentials, correlation, waivers, rules.",
+        "authority, agents, credentials, correlation, waivers, rules, sources.",
         id="unknown-section-no-suggestion",
     ),
     pytest.param(
@@ -750,3 +750,122 @@ def test_install_risk_regex_classifies_actions_in_sql(write) -> None:
     ]:
         (rank,) = con.execute(sql, [read_only, action]).fetchone()
         assert ("low", "medium", "high", "critical")[rank] == policy.tier_for(action, read_only)
+
+
+# --------------------------------------------------------------------------------------------------
+# [sources.envoy]: json_format key names
+# --------------------------------------------------------------------------------------------------
+
+
+def test_sources_envoy_fields_map_to_json_keys(write) -> None:
+    path = write("""\
+        [sources.envoy]
+        fields = { request_id = ["req_id", "x_request_id"], traceparent = "trace_parent", jwt_sub = "$.jwt.sub" }
+        """)
+    policy = load_policy(path)
+    assert policy.sources == {
+        "envoy": {
+            "fields": {
+                "request_id": ("req_id", "x_request_id"),
+                "traceparent": ("trace_parent",),  # a single key becomes a one-key list
+                "jwt_sub": ("$.jwt.sub",),
+            }
+        }
+    }
+    # How files are read at ingest does not make correlation stale.
+    assert policy.fingerprint == Policy().fingerprint
+    assert load_policy(None).sources == {}
+
+
+def test_sources_envoy_fields_as_a_sub_table(write) -> None:
+    path = write("""\
+        [sources.envoy.fields]
+        start_time = "ts"
+        response_code = ["status", "code"]
+        """)
+    assert load_policy(path).sources["envoy"]["fields"] == {
+        "start_time": ("ts",),
+        "response_code": ("status", "code"),
+    }
+
+
+SOURCE_ERRORS = [
+    pytest.param(
+        '[sources.envoy]\nfields = { reqest_id = "req_id" }\n',
+        "nhiaudit.toml:2: unknown Envoy field 'reqest_id' in sources.envoy.fields. Did you mean 'request_id'?",
+        id="unknown-field",
+    ),
+    pytest.param(
+        '[sources.envoy]\nfields = { colour = "c" }\n',
+        "nhiaudit.toml:2: unknown Envoy field 'colour' in sources.envoy.fields. Fields: start_time, method, "
+        "path, protocol, response_code, response_flags, request_id, traceparent, jwt_id, peer_uri_san, jwt_sub, "
+        "client_id, authority, upstream_host, user_agent, remote_address, x_forwarded_for, bytes_received, "
+        "bytes_sent, duration.",
+        id="unknown-field-no-suggestion",
+    ),
+    pytest.param(
+        '[sources.envvoy]\nfields = { request_id = "req_id" }\n',
+        "nhiaudit.toml:1: unknown source 'envvoy' in [sources]. Did you mean 'envoy'?",
+        id="unknown-source",
+    ),
+    pytest.param(
+        "\n[sources.kong]\nfields = {}\n",
+        "nhiaudit.toml:2: source 'kong' has no options, so [sources.kong] means nothing. "
+        "Remove it (sources with options: envoy).",
+        id="source-without-options",
+    ),
+    pytest.param(
+        '[sources.envoy]\nfeilds = { request_id = "req_id" }\n',
+        "nhiaudit.toml:2: unknown key 'feilds' in [sources.envoy]. Did you mean 'fields'?",
+        id="unknown-key",
+    ),
+    pytest.param(
+        "[sources.envoy]\nfields = { request_id = 7 }\n",
+        "nhiaudit.toml:2: sources.envoy.fields.request_id must be a JSON key or an array of keys, not an "
+        'integer. Write request_id = "key" or request_id = ["key", "other_key"].',
+        id="field-not-a-string",
+    ),
+    pytest.param(
+        '[sources.envoy]\nfields = { request_id = ["req_id", 7] }\n',
+        "nhiaudit.toml:2: sources.envoy.fields.request_id[1] must be a string, not an integer. Quote it.",
+        id="field-list-item-not-a-string",
+    ),
+    pytest.param(
+        "[sources.envoy]\nfields = { request_id = [] }\n",
+        "nhiaudit.toml:2: sources.envoy.fields.request_id is an empty array. Name one JSON key or more, or "
+        "leave request_id out to keep the default (x_request_id, request_id).",
+        id="field-empty-list",
+    ),
+    pytest.param(
+        '[sources.envoy]\nfields = { jwt_sub = "$..sub" }\n',
+        "nhiaudit.toml:2: sources.envoy.fields.jwt_sub: the key '$..sub' is not a JSON path nhiaudit reads. "
+        'Write $.a.b, $."a key" or $.a[0] (no wildcards).',
+        id="bad-json-path",
+    ),
+    pytest.param(
+        '[sources.envoy]\nfields = ["request_id"]\n',
+        "nhiaudit.toml:2: sources.envoy.fields must be a table, not an array. "
+        'Write fields = { request_id = ["req_id", "x_request_id"] }.',
+        id="fields-not-a-table",
+    ),
+    pytest.param(
+        '[sources]\nenvoy = "custom"\n',
+        "nhiaudit.toml:2: sources.envoy must be a table, not a string. Write it as [sources.envoy].",
+        id="source-not-a-table",
+    ),
+    pytest.param(
+        '[envoy]\nfields = { request_id = "req_id" }\n',
+        "nhiaudit.toml:1: unknown section [envoy]. Source options go under [sources.envoy].",
+        id="source-as-a-section",
+    ),
+    pytest.param(
+        'fields = "req_id"\n',
+        "nhiaudit.toml:1: unknown key 'fields' at the top level. Put it under [sources.envoy].",
+        id="fields-at-top-level",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), SOURCE_ERRORS)
+def test_sources_error_message(write, text: str, message: str) -> None:
+    assert load_error(write(text)) == message

@@ -11,17 +11,20 @@ Text lines follow Envoy's default format
 optionally prefixed ``ACCESS `` (Ambassador), optionally wrapped in a container log line
 (``{"message": …}`` Kubernetes/Ambassador, ``{"log": …}`` Docker json-file). TCP proxy lines have
 ``"- - -"``. The default format carries no identity and no trace context; a ``json_format`` log
-names its own keys, so the JSON keys read are the module constant ``FIELD_MAP``.
+names its own keys: the JSON keys read are ``FIELD_MAP``, with the policy's ``[sources.envoy]
+fields`` over it (``load(con, files, fields=...)``). Detection reads the defaults only.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
 
+from nhiaudit.errors import NhiauditError, did_you_mean
 from nhiaudit.sources import _sql
 from nhiaudit.sources._read import EvidenceFile, head, sql_str
 
@@ -38,8 +41,8 @@ DETECTION = (
 
 # json_format access logs: logical field -> the JSON keys that may hold it, first present wins.
 # A key is a top-level key; a value starting with "$" is used as a JSON path (nested formats).
-# Defaults follow Envoy's docs and Istio's JSON encoding. Meant to be overridable from the policy
-# ([sources.envoy]); until that is wired, edit or patch this dict.
+# Defaults follow Envoy's docs and Istio's JSON encoding. The policy's [sources.envoy] fields
+# replace the candidates of the fields it names (see load); detect() always reads these defaults.
 FIELD_MAP: dict[str, tuple[str, ...]] = {
     "start_time": ("start_time",),
     "method": ("method",),
@@ -73,6 +76,9 @@ TEXT_PATTERN = (
 )
 _GROUPS = re.findall(r"\?P<(\w+)>", TEXT_PATTERN)
 _DETECT = re.compile(r'^(?:ACCESS )?\[\d{4}-\d\d-\d\dT[^\]]*\] "[^"]*" \d+ ')
+# The JSON paths a FIELD_MAP key may be: "$" then .key, ."quoted key" or [index] steps. Wildcards
+# ("$.*", "$..key", even a quoted "*") are refused: DuckDB answers them with a list, not one value.
+JSON_PATH = re.compile(r'\$(?:\.(?:"(?!\*")(?:[^"\\]|\\.)+"|[^.\["*]+)|\[\d+\])+')
 # Columns both layouts have (TEXT_PATTERN group = FIELD_MAP entry), and those only json_format has.
 _BOTH = (
     "start_time",
@@ -135,22 +141,68 @@ def _has(doc: dict, field: str) -> bool:
     return any(key in doc for key in FIELD_MAP.get(field, ()) if not key.startswith("$"))
 
 
-def _field(field: str) -> str:
-    """SQL: the first present key of FIELD_MAP[field] in the line's JSON, as text."""
+def _field(field: str, fields: Mapping[str, tuple[str, ...]]) -> str:
+    """SQL: the first present key of ``fields[field]`` in the line's JSON, as text."""
     parts = []
-    for key in FIELD_MAP.get(field, ()):
-        path = key if key.startswith("$") else "$." + json.dumps(key)
+    for key in fields.get(field, ()):
+        # ensure_ascii=False: DuckDB does not decode \uXXXX escapes in a quoted path step.
+        path = key if key.startswith("$") else "$." + json.dumps(key, ensure_ascii=False)
         parts.append(_sql.json_string("doc", sql_str(path)[1:-1]))
     return f"coalesce({', '.join(parts)}, NULL)" if parts else "NULL"
 
 
-def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+def field_map(fields: Mapping[str, str | Sequence[str]] | None = None) -> dict[str, tuple[str, ...]]:
+    """``FIELD_MAP`` with ``fields`` over it: an entry replaces that field's candidate keys.
+
+    Raises ``NhiauditError`` for an unknown field, a field with no key, or a bad JSON path (the
+    policy loader reports the same problems with their line first).
+    """
+    effective = dict(FIELD_MAP)
+    for name, keys in (fields or {}).items():
+        candidates = (keys,) if isinstance(keys, str) else tuple(keys)
+        if name not in FIELD_MAP:
+            raise NhiauditError(
+                f"envoy fields: unknown field '{name}'.{did_you_mean(name, FIELD_MAP)} "
+                f"Fields: {', '.join(FIELD_MAP)}."
+            )
+        if not candidates:
+            raise NhiauditError(f"envoy fields: {name} names no JSON key. Name one, or leave {name} out.")
+        for key in candidates:
+            if problem := key_problem(key):
+                raise NhiauditError(f"envoy fields: {name} key '{key}' {problem}.")
+        effective[name] = candidates
+    return effective
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a FIELD_MAP key (``<what>. <fix>``), or None when it can."""
+    if not key:
+        return "is empty. Name a JSON key, or a JSON path such as $.jwt.sub"
+    if key == "*":
+        return "is a wildcard, which reads every key. Name one JSON key"
+    if key.startswith("$") and not JSON_PATH.fullmatch(key):
+        return 'is not a JSON path nhiaudit reads. Write $.a.b, $."a key" or $.a[0] (no wildcards)'
+    return None
+
+
+def load(
+    con: duckdb.DuckDBPyConnection,
+    files: list[EvidenceFile],
+    fields: Mapping[str, str | Sequence[str]] | None = None,
+) -> None:
+    """Stage Envoy access-log lines. ``fields`` (the policy's ``[sources.envoy] fields``) renames
+    the json_format keys; it is a parameter, never written into ``FIELD_MAP``, because parallel
+    ingest stages several files at once."""
+    effective = field_map(fields)
     for file in files:
         _sql.stage_lines(con, file)
-        _normalize(con)
+        _normalize(con, effective)
 
 
-def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+def _normalize(con: duckdb.DuckDBPyConnection, fields: Mapping[str, tuple[str, ...]]) -> None:
+    def field(name: str) -> str:
+        return _field(name, fields)
+
     pattern = sql_str(TEXT_PATTERN)
     groups = "[" + ", ".join(sql_str(g) for g in _GROUPS) + "]"
     wrapped = " ".join(
@@ -166,20 +218,26 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         FROM (
             SELECT record_index, line, text, doc,
                    regexp_replace(CASE WHEN doc IS NULL THEN text {wrapped} END, '\\s+$', '') AS log_text,
-                   doc IS NOT NULL AND coalesce({_field("start_time")}, {_field("response_code")}) IS NOT NULL
+                   doc IS NOT NULL AND coalesce({field("start_time")}, {field("response_code")}) IS NOT NULL
                        AND NOT coalesce(json_type(doc, '$.message') = 'VARCHAR'
                                         OR json_type(doc, '$.log') = 'VARCHAR', false)
                        AS json_format
             FROM lines
         )"""
     )
+    # The keys a json_format line lacked, named as configured: "start_time/response_code".
+    format_keys = "/".join(k for f in ("start_time", "response_code") for k in fields.get(f, ()))
+    not_json_format = (
+        "a JSON object that is neither a json_format access log "
+        f'(no {format_keys} keys) nor a container log wrapper ("message"/"log")'
+    )
     # "-" is Envoy's "no value" in both layouts.
     both = ", ".join(
-        f"nullif(nullif(CASE WHEN json_format THEN {_field(f)} ELSE m.{f} END, '-'), '') AS {f}"
+        f"nullif(nullif(CASE WHEN json_format THEN {field(f)} ELSE m.{f} END, '-'), '') AS {f}"
         for f in _BOTH
     )
     json_only = ", ".join(
-        f"CASE WHEN json_format THEN nullif(nullif({_field(f)}, '-'), '') END AS {f}" for f in _JSON_ONLY
+        f"CASE WHEN json_format THEN nullif(nullif({field(f)}, '-'), '') END AS {f}" for f in _JSON_ONLY
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE envoy AS
@@ -187,13 +245,12 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN json_format THEN 'json' WHEN doc IS NOT NULL THEN 'text-wrapped' ELSE 'text' END
                 AS layout,
             {both}, {json_only},
-            CASE WHEN json_format THEN {_field("response_code")} ELSE m.response_code END
+            CASE WHEN json_format THEN {field("response_code")} ELSE m.response_code END
                 AS response_code_text,
             nullif(nullif(m.upstream_service_time, '-'), '') AS upstream_service_time,
             CASE
                 WHEN NOT json_format AND m IS NULL AND doc IS NOT NULL AND log_text IS NULL
-                    THEN 'line ' || line || ': a JSON object that is neither a json_format access log '
-                         || '(no start_time/response_code keys) nor a container log wrapper ("message"/"log")'
+                    THEN 'line ' || line || ': ' || {sql_str(not_json_format)}
                 WHEN NOT json_format AND m IS NULL AND doc IS NULL AND starts_with(text, '{{')
                     THEN 'line ' || line || ': not valid JSON (truncated or malformed record)'
                 WHEN NOT json_format AND m IS NULL THEN 'line ' || line || ': ' || {sql_str(NOT_ENVOY)}

@@ -15,6 +15,8 @@ import duckdb
 import pytest
 
 from nhiaudit import ingest
+from nhiaudit.errors import NhiauditError
+from nhiaudit.policy import load_policy
 from nhiaudit.sources import envoy
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
@@ -262,3 +264,122 @@ def test_reingest_is_a_noop_and_duplicates_are_skipped(
 @pytest.mark.parametrize("path", OTHER_SAMPLES, ids=[str(p.relative_to(SAMPLES)) for p in OTHER_SAMPLES])
 def test_detect_does_not_claim_other_samples(path: Path) -> None:
     assert not envoy.detect(path)
+
+
+# --- [sources.envoy] fields: json_format logs with their own key names -----------------------------
+
+POLICY_FIELDS = """\
+[sources.envoy]
+fields = { start_time = "ts", method = "verb", path = "uri", response_code = "status", authority = "host", \
+request_id = ["req_id", "x_request_id"], traceparent = "trace_parent", jwt_id = "$.jwt.jti", jwt_sub = "$.jwt.sub" }
+"""
+
+
+def custom_line(request_id: str) -> dict[str, Any]:
+    """A json_format line whose config renamed every key, START_TIME and RESPONSE_CODE included."""
+    return {
+        "ts": "2026-11-02T09:05:00.123Z",
+        "verb": "DELETE",
+        "uri": "/v1/reports/7?force=1",
+        "status": 204,
+        "host": "reports.internal",
+        "req_id": request_id,
+        "trace_parent": f"00-{TRACE_ID}-{SPAN_ID}-01",
+        "jwt": {"sub": "u-9", "jti": "jti-9"},
+    }
+
+
+def policy_options(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    path = tmp_path / "nhiaudit.toml"
+    path.write_text(POLICY_FIELDS)
+    return load_policy(path).sources
+
+
+def test_policy_fields_read_a_json_format_log_with_its_own_keys(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "access.log", custom_line("custom-1"))
+    assert ingest.detect(path) is None  # detection reads the default keys: --source envoy is needed
+    result = ingest.ingest(store, [path], source="envoy", options=policy_options(tmp_path))
+    assert (result.files[0].loaded, result.files[0].rejected) == (1, 0)
+    e = event(store, "custom-1")
+    assert e["occurred_at"] == datetime(2026, 11, 2, 9, 5, 0, 123000, tzinfo=timezone.utc)
+    assert (e["action"], e["resource"], e["read_only"], e["outcome"]) == (
+        "http:DELETE",
+        "reports.internal/v1/reports/7",
+        False,
+        "success",
+    )
+    assert (e["trace_id"], e["parent_span_id"]) == (TRACE_ID, SPAN_ID)
+    assert (e["credential_id"], e["credential_type"], e["actor_id"]) == ("jti-9", "jwt", "u-9")
+    assert e["details"]["request_id"] == "custom-1" and e["details"]["format"] == "json"
+    assert envoy.FIELD_MAP["request_id"] == ("x_request_id", "request_id")  # the defaults are untouched
+
+
+def test_without_the_policy_fields_the_line_is_rejected(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = write(tmp_path / "access.log", custom_line("custom-1"))
+    result = ingest.ingest(store, [path], source="envoy")
+    assert (result.files[0].loaded, result.files[0].rejected) == (0, 1)
+    assert rows(store, "SELECT line, reason FROM rejected") == [
+        {
+            "line": 1,
+            "reason": "line 1: a JSON object that is neither a json_format access log "
+            '(no start_time/response_code keys) nor a container log wrapper ("message"/"log")',
+        }
+    ]
+
+
+def test_the_rejection_names_the_configured_keys(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = write(tmp_path / "access.log", json_line("default-keys"))  # start_time, not ts
+    ingest.ingest(store, [path], source="envoy", options=policy_options(tmp_path))
+    (reason,) = store.execute("SELECT reason FROM rejected").fetchone()
+    assert reason == (
+        'line 1: a JSON object that is neither a json_format access log (no ts/status keys) nor a container '
+        'log wrapper ("message"/"log")'
+    )
+
+
+def test_a_policy_entry_replaces_the_default_keys(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """Default START_TIME/RESPONSE_CODE keys keep detection; a mapped field no longer reads its default."""
+    line = json_line("x-1", req_id="custom-2", jwt_sub="ignored", who={"sub": "u-7"})
+    path = write(tmp_path / "access.log", line)
+    assert envoy.detect(path)
+    ingest.ingest(store, [path], options={"envoy": {"fields": {"request_id": "req_id", "jwt_sub": "$.who.sub"}}})
+    e = event(store, "custom-2")
+    assert (e["actor_id"], e["credential_id"]) == ("u-7", "jwt-sub:u-7")
+
+
+@pytest.mark.parametrize("shape", ["plain", "truncated-gzip", "non-utf8-line"])
+def test_policy_fields_reach_every_load_path_and_every_worker(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, shape: str
+) -> None:
+    """Parallel staging runs several loads at once, and damaged files are loaded again by other
+    paths (gzip salvage, UTF-8 salvage): each gets the mapping."""
+    store.execute("SET threads = 4")
+    files = []
+    for n in range(3):
+        text = "".join(json.dumps(custom_line(f"c-{n}-{i}")) + "\n" for i in range(2))
+        path = tmp_path / f"{n}.log"
+        if shape == "truncated-gzip":
+            path = tmp_path / f"{n}.log.gz"
+            path.write_bytes(gzip.compress((text + text.replace('"c-', '"d-')).encode())[:-8])
+        elif shape == "non-utf8-line":
+            path.write_bytes(text.encode() + b'{"ts": "\xff"}\n')
+        else:
+            path.write_text(text)
+        files.append(path)
+    result = ingest.ingest(store, files, source="envoy", options=policy_options(tmp_path))
+    assert all(f.loaded >= 2 for f in result.files), [(f.path.name, f.loaded, f.note) for f in result.files]
+    loaded = {r["event_id"] for r in rows(store, "SELECT event_id FROM events")}
+    assert {f"c-{n}-{i}" for n in range(3) for i in range(2)} <= loaded
+
+
+def test_bad_options_are_refused_and_nothing_is_stored(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = write(tmp_path / "access.log", json_line("r1"))
+    with pytest.raises(NhiauditError, match=r"^ingest options: unknown source 'envvoy'\. Did you mean 'envoy'\?"):
+        ingest.ingest(store, [path], options={"envvoy": {"fields": {}}})
+    with pytest.raises(NhiauditError, match=r"^ingest options: kong\.load does not take fields "):
+        ingest.ingest(store, [path], options={"kong": {"fields": {}}})
+    with pytest.raises(NhiauditError, match=r"^envoy fields: unknown field 'reqest_id'\. Did you mean 'request_id'\?"):
+        ingest.ingest(store, [path], options={"envoy": {"fields": {"reqest_id": "req_id"}}})
+    assert store.execute("SELECT count(*) FROM evidence_files").fetchone() == (0,)
