@@ -37,11 +37,12 @@ policy = load_policy(Path(sys.argv[2]))
 started = time.perf_counter()
 timings = correlate.correlate(con, policy)
 total = time.perf_counter() - started
-print(total)
-for name, seconds in timings.items():
-    print(f"  {name:<24}{seconds:8.2f} s")
-print("chains", con.execute("SELECT count(*) FROM chains").fetchone()[0])
-print("verdicts", con.execute("SELECT verdict, count(*) FROM chains GROUP BY 1 ORDER BY 1").fetchall())
+lines = [str(total)]
+lines += [f"  {name:<24}{seconds:8.2f} s" for name, seconds in timings.items()]
+lines.append(f"chains {con.execute('SELECT count(*) FROM chains').fetchone()[0]}")
+lines.append(f"verdicts {con.execute('SELECT verdict, count(*) FROM chains GROUP BY 1 ORDER BY 1').fetchall()}")
+con.close()
+Path(sys.argv[3]).write_text("\\n".join(lines))  # a file, not stdout: nothing else can write into it
 """
 
 POINT_QUERY = """
@@ -147,7 +148,9 @@ def main() -> None:
         provenance.mkdir()
         tasks = write_provenance(db, provenance / "provenance.ndjson")
         prov_wall, _, _, _ = run([nhiaudit, "ingest", "--db", str(db), str(provenance)])
-        corr_wall, _, corr_rss, corr_out = run([sys.executable, "-c", CORRELATE, str(db), str(policy)])
+        corr_file = Path(tmp) / "correlate.out"
+        corr_wall, _, corr_rss, _ = run([sys.executable, "-c", CORRELATE, str(db), str(policy), str(corr_file)])
+        corr_out = corr_file.read_text(encoding="utf-8")
         corr_seconds = float(corr_out.splitlines()[0])
 
         import duckdb
