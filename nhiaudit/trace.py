@@ -242,8 +242,14 @@ def _action(
                 "span",
                 f"{r['span_source']}:{r['span_event_id']}",
                 "found",
-                f"traceparent of the call names trace {r['trace_id']} span {r['parent_span_id']}; "
-                f"the task comes from span {r['span_event_id']}",
+                (
+                    f"traceparent of the call names trace {r['trace_id']} span {r['parent_span_id']}; "
+                    f"the task comes from span {r['span_event_id']}"
+                    if r["parent_span_id"]
+                    # no caller span logged (a GCP LogEntry's trace): the task span covering the call
+                    else f"the call is logged in trace {r['trace_id']}; the task comes from span "
+                    f"{r['span_event_id']}, which covers the call's time"
+                ),
                 _ev(ev, r["span_source"], r["span_event_id"]),
                 {"trace_id": r["trace_id"], "parent_span_id": r["parent_span_id"]},
             )

@@ -18,6 +18,7 @@ import duckdb
 
 HEAD_BYTES = 8192
 MAX_RECORD_BYTES = 1 << 30  # a single record may be large (the brief tests 50 MB); DuckDB's default is 16 MB
+MIN_RECORD_BYTES = 16 << 20
 RAW_EXCERPT = 4096  # how much of a rejected record is kept
 # What kind of JSON value ``doc`` is, from its first byte when that settles it (a multi-MB
 # document is not parsed again for it), else from json_type (leading whitespace, scalars).
@@ -103,11 +104,12 @@ def read_lines_sql(path: Path) -> str:
     ``read_csv`` with a delimiter that JSON cannot contain unescaped and no quoting returns each
     line whole; blank lines come back as NULL rows, which keeps the line numbers exact.
     """
+    limit = record_limit(path)
     return (
         "SELECT row_number() OVER () AS line, text FROM read_csv("
         f"{sql_str(path)}, columns = {{'text': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', "
         "header = false, auto_detect = false, strict_mode = false, "
-        f"max_line_size = {MAX_RECORD_BYTES}, buffer_size = {MAX_RECORD_BYTES + 1}, "
+        f"max_line_size = {limit}, buffer_size = {limit + 1}, "
         "compression = 'auto')"
     )
 
@@ -200,13 +202,32 @@ def stage_json_records(
     con.execute(f"DELETE FROM records WHERE {not_object}")
 
 
+def record_limit(path: Path) -> int:
+    """The largest record this file can hold, for DuckDB's reader buffers: the decompressed size.
+
+    DuckDB sizes (and reserves against its memory limit) its read buffers from this bound, so a
+    1 GiB bound on every 9 MB CloudTrail file costs gigabytes across parallel loads. A gzip's
+    ISIZE trailer gives the decompressed size of its last member (mod 4 GiB); several members, or
+    a damaged trailer, fall back to a generous ratio on the compressed size.
+    """
+    size = path.stat().st_size
+    if not is_gzip(path):
+        bound = size
+    else:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - 4))
+            isize = int.from_bytes(fh.read(4), "little")
+        bound = max(isize, size * 16)
+    return max(MIN_RECORD_BYTES, min(MAX_RECORD_BYTES, bound + (1 << 20)))
+
+
 def _stage_documents(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
     """The temp table ``docs``: each JSON document of the file, in file order (``doc_no``)."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE docs AS
         SELECT 1::BIGINT AS line, row_number() OVER () AS doc_no, json AS doc, NULL::VARCHAR AS text
         FROM read_json_objects({sql_str(file.read_path)}, format = 'unstructured',
-                               maximum_object_size = {MAX_RECORD_BYTES})"""
+                               maximum_object_size = {record_limit(file.read_path)})"""
     )
 
 

@@ -176,6 +176,9 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             json_merge_patch('{{}}', json_object(
                 'holder', CASE WHEN category = 'credential_issue' THEN coalesce(user_id, client_id) END,
                 'long_term', CASE WHEN category = 'credential_issue' THEN false END,
+                -- the parent is the actor claim's subject, a principal rather than a token
+                'parent_credential_type', CASE WHEN category = 'credential_issue' AND act IS NOT NULL
+                                               THEN 'oauth_actor' END,
                 'token_exchange', CASE WHEN type IN ({_codes(TOKEN_EXCHANGE)}) THEN true END,
                 'event_type', type, 'description', {field("description")},
                 'client_id', client_id, 'client_name', client_name,

@@ -293,6 +293,8 @@ def _load_signins(con: duckdb.DuckDBPyConnection) -> None:
                 'audience_name', audience_name,
                 'client_credential_type', client_credential_type,
                 'credential_key_id', nullif(key_id, ''),
+                -- the parent is the app's client secret or certificate, not an access token
+                'parent_credential_type', CASE WHEN parent IS NOT NULL THEN 'azure_app_credential' END,
                 'federated_credential_id', nullif(federated_credential_id, ''),
                 'managed_identity_resource', mi_resource,
                 'correlation_id', coalesce(r.correlationId, la.CorrelationId, signin_correlation),

@@ -358,6 +358,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN token_issue OR key_issue THEN json_object(
                 'holder', holder,
                 'long_term', key_issue,
+                'parent_credential_type', {credential_type_sql('caller_cred')},
                 'ttl_seconds', try_cast(rtrim(json_extract_string(req, '$.lifetime'), 's') AS DOUBLE)::BIGINT,
                 'delegation_chain', json_extract(meta, '$.identityDelegationChain'),
                 'delegates', json_extract(req, '$.delegates'),

@@ -153,6 +153,16 @@ def _annotation(keys: tuple[str, ...]) -> str:
     return "coalesce(" + ", ".join(f"json_extract_string(annotations, '$.\"{k}\"')" for k in keys) + ")"
 
 
+def _credential_type_sql(cred: str) -> str:
+    """SQL typing a credential id of this source (column ``cred``) by its spelling."""
+    return f"""CASE WHEN {cred} LIKE 'JTI=%' THEN 'k8s_bound_sa_token'
+                 WHEN {cred} LIKE 'X509SHA256=%' THEN 'x509_client_cert'
+                 WHEN {cred} LIKE 'k8s-sa:%' THEN 'k8s_sa_token'
+                 WHEN {cred} LIKE 'AKIA%' THEN 'aws_long_term_key'
+                 WHEN {cred} LIKE 'ASIA%' THEN 'aws_temporary_key'
+                 ELSE {gcp_audit.credential_type_sql(cred)} END"""
+
+
 def _project_native(con: duckdb.DuckDBPyConnection) -> None:
     checks = " ".join(
         [
@@ -375,12 +385,7 @@ def normalize(con: duckdb.DuckDBPyConnection) -> None:
                  WHEN actor LIKE '%.gserviceaccount.com' THEN 'workload'
                  ELSE 'unknown' END AS actor_type,
             cred AS credential_id,
-            CASE WHEN cred LIKE 'JTI=%' THEN 'k8s_bound_sa_token'
-                 WHEN cred LIKE 'X509SHA256=%' THEN 'x509_client_cert'
-                 WHEN cred LIKE 'k8s-sa:%' THEN 'k8s_sa_token'
-                 WHEN cred LIKE 'AKIA%' THEN 'aws_long_term_key'
-                 WHEN cred LIKE 'ASIA%' THEN 'aws_temporary_key'
-                 ELSE {gcp_audit.credential_type_sql('cred')} END AS credential_type,
+            {_credential_type_sql('cred')} AS credential_type,
             CASE WHEN token_issue THEN caller_cred END AS parent_credential_id,
             'k8s:' || coalesce(verb, 'unknown') || coalesce(':' || res || coalesce('/' || sub, ''), '')
                 AS action,
@@ -411,6 +416,8 @@ def normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'bound_object_name', json_extract_string(request_object, '$.spec.boundObjectRef.name'),
                 'issued_credential_logged', {_annotation(ISSUED_ID_KEYS)} IS NOT NULL,
                 'long_term', false,
+                -- the caller's credential (a kubelet certificate, a pod's token), not the issued kind
+                'parent_credential_type', {_credential_type_sql('caller_cred')},
                 'audit_id', audit_id, 'envelope', envelope, 'cluster', cluster,
                 'impersonated_by', CASE WHEN imp_username IS NOT NULL THEN username END)
             ELSE json_object(

@@ -269,6 +269,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'holder', CASE WHEN category = 'credential_issue' THEN coalesce(user_id, client) END,
                 'ttl_seconds', CASE WHEN category = 'credential_issue' THEN ttl_seconds END,
                 'long_term', CASE WHEN category = 'credential_issue' THEN false END,
+                -- the parent is a principal (act.sub, the subject token's client) or a refresh token
+                'parent_credential_type', CASE WHEN category <> 'credential_issue' THEN NULL
+                    WHEN type = 'TOKEN_EXCHANGE' AND act IS NOT NULL THEN 'oauth_actor'
+                    WHEN type = 'TOKEN_EXCHANGE' AND subject_client IS NOT NULL THEN 'oauth_client'
+                    WHEN type = 'REFRESH_TOKEN' AND refresh_token_id IS NOT NULL THEN 'oauth_refresh_token' END,
                 'event_type', type, 'realm', realm, 'client_id', client, 'user_id', user_id,
                 'username', username, 'session_id', session_id,
                 'token_id', token_id, 'refresh_token_id', refresh_token_id,

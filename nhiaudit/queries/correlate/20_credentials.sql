@@ -23,9 +23,16 @@ FROM (
 JOIN policy_task_keys k ON k.kind = 'tag' AND k.key = t.tag.key
 GROUP BY source, event_id;
 
+-- An issuance says what it issued, not what the caller held: the parent's type is the source's
+-- details.parent_credential_type when the parent is of another kind (an Entra app secret signing in
+-- for a token, a kubelet certificate requesting a service account token), else the issued type.
 CREATE OR REPLACE TEMP TABLE credential_use AS
 SELECT CASE WHEN category = 'credential_issue' THEN parent_credential_id ELSE credential_id END AS credential_id,
-       actor_id, occurred_at, credential_type, category, source, event_id, file_sha256, record_index
+       actor_id, occurred_at,
+       CASE WHEN category = 'credential_issue'
+            THEN coalesce(json_extract_string(details, '$.parent_credential_type'), credential_type)
+            ELSE credential_type END AS credential_type,
+       category, source, event_id, file_sha256, record_index
 FROM events
 WHERE (category = 'credential_issue' AND parent_credential_id IS NOT NULL)
    OR (category <> 'credential_issue' AND category <> 'credential_revoke' AND credential_id IS NOT NULL);

@@ -166,7 +166,9 @@ SELECT
          WHEN len(coalesce(roles_held, [])) > 0 THEN 'conflict'
          ELSE 'missing' END AS authority_status,
     approver_is_human,
-    approval_id IS NOT NULL AND (approver = task_requested_by OR approver = agent_id
+    -- coalesce: a task without a requester (known from a trace only) or agent is not self-approved;
+    -- a NULL here would make the verdict 'unapproved' with no rule to say why.
+    approval_id IS NOT NULL AND (coalesce(approver = task_requested_by, false) OR coalesce(approver = agent_id, false)
         OR (NOT approver_is_human AND EXISTS (SELECT 1 FROM policy_identity WHERE kind = 'human'))) AS self_approved,
     in_approval_scope, in_agent_scope,
     task_ended_at IS NOT NULL AND occurred_at > task_ended_at + to_seconds(revoke_grace_s) AS outlived_task,

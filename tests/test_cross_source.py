@@ -1,0 +1,740 @@
+"""Cross-source chains (issue #5): every new source joins at least one other source end to end.
+
+Each test writes a tiny world with records in each source's native format (the fields the source
+module reads, as in ``tests/sources``), ingests it into an in-memory store, correlates under a small
+policy and reads the ``chains`` row of the action (and ``nhiaudit.trace``). Joins covered elsewhere
+are not repeated: Vault -> CloudTrail is in test_correlate.py, Kong -> OTLP in tests/rules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from test_correlate import (
+    ACCOUNT,
+    ORCHESTRATOR,
+    ORCHESTRATOR_KEY,
+    approval,
+    at,
+    chain,
+    ct_assume_role,
+    findings,
+    task,
+)
+
+from nhiaudit import correlate, ingest, store
+from nhiaudit import trace as tracing
+from nhiaudit.policy import Policy, load_policy
+
+POLICY = """
+[identities]
+humans = ["*@example.com"]
+"""
+
+# 2026-11-02T09:00:00Z in epoch seconds (the day of test_correlate's worlds).
+T0 = 1793610000
+
+
+def ns(hms: str) -> str:
+    """OTLP nanosecond string for a time of day on the test day."""
+    h, m, s = (int(x) for x in hms.split(":"))
+    return str((T0 + (h - 9) * 3600 + m * 60 + s) * 1_000_000_000)
+
+
+def ms(hms: str) -> int:
+    return int(ns(hms)) // 1_000_000
+
+
+def build(
+    folder: Path, files: dict[str, list[Any] | dict[str, Any]], policy_text: str = POLICY
+) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    """Write each file (a list is one record a line, a dict one JSON document), ingest them all into
+    an in-memory store (every record must load) and correlate under ``policy_text``."""
+    paths = []
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, dict):
+            path.write_text(json.dumps(content), encoding="utf-8")
+        else:
+            path.write_text(
+                "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in content), encoding="utf-8"
+            )
+        paths.append(path)
+    con = store.connect(":memory:")
+    result = ingest.ingest(con, paths)
+    assert not result.unrecognized, f"no source recognized {result.unrecognized}"
+    rejected = con.execute("SELECT path, reason FROM rejected").fetchall()
+    assert not rejected, rejected
+    policy_file = folder / "nhiaudit.toml"
+    policy_file.write_text(policy_text, encoding="utf-8")
+    policy = load_policy(policy_file)
+    correlate.correlate(con, policy)
+    return con, policy
+
+
+def sources(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """file name -> the source that loaded it."""
+    return {Path(p).name: s for p, s in con.execute("SELECT path, source FROM evidence_files").fetchall()}
+
+
+def links(con: duckdb.DuckDBPyConnection, ident: str) -> dict[str, Any]:
+    """``trace`` of one action: its links by kind (parents excluded), the verdict under ``verdict``."""
+    action, _ = tracing.trace(con, ident)
+    assert action is not None, f"{ident} is not an audited action"
+    found: dict[str, Any] = {link.kind: link for link in action.links if link.kind != "parent"}
+    found["verdict"] = action.verdict
+    return found
+
+
+# --- OTLP: one agent task span and its tool span -----------------------------------------------
+
+
+def _attrs(**values: str) -> list[dict[str, Any]]:
+    return [{"key": k.replace("__", "."), "value": {"stringValue": v}} for k, v in values.items()]
+
+
+def agent_trace(
+    trace_id: str, task_id: str, *, agent: str, task_span: str, tool_span: str, tool: str = "publish_report"
+) -> dict[str, Any]:
+    """An ``invoke_agent`` span (the task, 09:00-09:40) with an ``execute_tool`` child (09:04-09:06)."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attrs(service__name=f"{agent}-svc")},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "openai-agents"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": task_span,
+                                "name": f"invoke_agent {agent}",
+                                "kind": 1,
+                                "startTimeUnixNano": ns("09:00:00"),
+                                "endTimeUnixNano": ns("09:40:00"),
+                                "attributes": _attrs(
+                                    gen_ai__operation__name="invoke_agent",
+                                    gen_ai__agent__id=agent,
+                                    nhiaudit__task__id=task_id,
+                                ),
+                                "status": {"code": 1},
+                            },
+                            {
+                                "traceId": trace_id,
+                                "spanId": tool_span,
+                                "parentSpanId": task_span,
+                                "name": f"execute_tool {tool}",
+                                "kind": 3,
+                                "startTimeUnixNano": ns("09:04:00"),
+                                "endTimeUnixNano": ns("09:06:00"),
+                                "attributes": _attrs(
+                                    gen_ai__operation__name="execute_tool",
+                                    gen_ai__tool__name=tool,
+                                    gen_ai__tool__call__id=f"call-{tool_span[:6]}",
+                                ),
+                                "status": {"code": 1},
+                            },
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. k8s_audit (EKS) -> CloudTrail
+# --------------------------------------------------------------------------------------------------
+
+
+def test_eks_audit_event_joins_the_cloudtrail_issuance_of_its_access_key(tmp_path: Path) -> None:
+    """EKS logs the caller's AWS access key in ``user.extra.accessKeyId``: the key CloudTrail's
+    AssumeRole issued, whose ``sourceIdentity`` is the task id."""
+    key = "ASIADEPLOYBOT0000001"
+    role_session = f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy-bot/t-k8s"
+    issue_id = "55555555-0000-4000-8000-000000000001"
+    delete = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Metadata",
+        "auditID": "eks-del-1",
+        "stage": "ResponseComplete",
+        "requestURI": "/apis/apps/v1/namespaces/prod/deployments/web",
+        "verb": "delete",
+        "user": {
+            "username": role_session,
+            "uid": f"aws-iam-authenticator:{ACCOUNT}:AROADEPLOYBOT0000001",
+            "groups": ["system:authenticated"],
+            "extra": {
+                "accessKeyId": [key],
+                "arn": [role_session],
+                "canonicalArn": [f"arn:aws:iam::{ACCOUNT}:role/deploy-bot"],
+                "sessionName": ["t-k8s"],
+            },
+        },
+        "sourceIPs": ["10.0.4.50"],
+        "userAgent": "kubectl/v1.30.0",
+        "objectRef": {
+            "resource": "deployments",
+            "namespace": "prod",
+            "name": "web",
+            "apiGroup": "apps",
+            "apiVersion": "v1",
+        },
+        "responseStatus": {"metadata": {}, "status": "Success", "code": 200},
+        "requestReceivedTimestamp": at("09:05:00.000001"),
+        "stageTimestamp": at("09:05:00.020000"),
+        "annotations": {"authorization.k8s.io/decision": "allow"},
+    }
+    con, policy = build(
+        tmp_path,
+        {
+            "cloudtrail.json": [
+                ct_assume_role(
+                    issue_id,
+                    at("09:01:00"),
+                    caller=ORCHESTRATOR,
+                    caller_key=ORCHESTRATOR_KEY,
+                    role="deploy-bot",
+                    session="t-k8s",
+                    new_key=key,
+                    source_identity="t-k8s",
+                )
+            ],
+            "audit.log": [delete],
+            "provenance.ndjson": [
+                task("t-k8s", agent="deploy-bot", intent="Remove the retired web deployment"),
+                approval("APR-K8S", "t-k8s"),
+            ],
+        },
+    )
+    assert sources(con) == {
+        "cloudtrail.json": "cloudtrail",
+        "audit.log": "k8s_audit",
+        "provenance.ndjson": "provenance",
+    }
+    row = chain(con, "eks-del-1")
+    assert (row["source"], row["action"], row["resource"]) == (
+        "k8s_audit",
+        "k8s:delete:deployments",
+        "namespaces/prod/deployments/web",
+    )
+    assert (row["credential_id"], row["credential_type"]) == (key, "aws_temporary_key")
+    assert (row["issuance_source"], row["issuance_event_id"], row["issuance_status"]) == (
+        "cloudtrail",
+        issue_id,
+        "found",
+    )
+    assert (row["root_credential_id"], row["root_kind"]) == (ORCHESTRATOR_KEY, "long_term")
+    assert (row["task_id"], row["task_link"], row["task_status"]) == ("t-k8s", "sourceIdentity", "found")
+    assert (row["approval_id"], row["approval_status"], row["verdict"]) == ("APR-K8S", "found", "approved")
+    assert findings(con, policy, "eks-del-1") == set()
+
+    link = links(con, "k8s_audit:eks-del-1")
+    assert (link["issuance"].id, link["issuance"].status) == (f"cloudtrail:{issue_id}", "found")
+    assert link["issuance"].evidence.file.endswith("cloudtrail.json")
+    assert (link["task"].id, link["approval"].id, link["verdict"]) == ("t-k8s", "APR-K8S", "approved")
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. API Gateway -> CloudTrail
+# --------------------------------------------------------------------------------------------------
+
+
+def test_api_gateway_access_key_joins_the_cloudtrail_issuance_and_its_session_tag(tmp_path: Path) -> None:
+    """The access log's ``$context.identity.accessKey`` is CloudTrail's issued key; the task comes
+    from the AssumeRole's ``TaskId`` session tag."""
+    key = "ASIAAPIGWBOT00000001"
+    issue_id = "66666666-0000-4000-8000-000000000001"
+    call = {
+        "requestId": "apigw-req-1",
+        "ip": "10.0.5.60",
+        "caller": "AROAAPIGWBOT00000001:t-apigw",
+        "user": "AROAAPIGWBOT00000001:t-apigw",
+        "requestTime": "02/Nov/2026:10:05:00 +0100",
+        "httpMethod": "PUT",
+        "resourcePath": "/reports/{id}",
+        "status": "201",
+        "protocol": "HTTP/1.1",
+        "responseLength": "40",
+        "stage": "prod",
+        "apiId": "a1b2c3d4e5",
+        "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
+        "accountId": ACCOUNT,
+        "userArn": f"arn:aws:sts::{ACCOUNT}:assumed-role/report-bot/t-apigw",
+        "accessKey": key,
+        "userAgent": "report-bot/1.0",
+    }
+    con, policy = build(
+        tmp_path,
+        {
+            "cloudtrail.json": [
+                ct_assume_role(
+                    issue_id,
+                    at("09:01:00"),
+                    caller=ORCHESTRATOR,
+                    caller_key=ORCHESTRATOR_KEY,
+                    role="report-bot",
+                    session="t-apigw",
+                    new_key=key,
+                    tags={"Project": "reports", "TaskId": "t-apigw"},
+                )
+            ],
+            "access.log": [call],
+            "provenance.ndjson": [task("t-apigw"), approval("APR-APIGW", "t-apigw")],
+        },
+    )
+    assert sources(con)["access.log"] == "apigateway"
+    row = chain(con, "apigw-req-1")
+    assert (row["source"], row["action"], row["resource"]) == (
+        "apigateway",
+        "http:PUT",
+        "apigateway:a1b2c3d4e5/prod/reports/{id}",
+    )
+    assert row["credential_id"] == key
+    assert (row["issuance_source"], row["issuance_event_id"]) == ("cloudtrail", issue_id)
+    assert (row["task_id"], row["task_link"], row["task_status"]) == ("t-apigw", "session_tag", "found")
+    assert (row["approval_id"], row["verdict"]) == ("APR-APIGW", "approved")
+    assert findings(con, policy, "apigw-req-1") == set()
+
+    link = links(con, "apigateway:apigw-req-1")
+    assert link["issuance"].id == f"cloudtrail:{issue_id}"
+    assert (link["task"].id, link["task"].details["link"]) == ("t-apigw", "session_tag")
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. GCP Cloud Audit Logs -> OTLP agent trace
+# --------------------------------------------------------------------------------------------------
+
+
+def test_gcp_audit_entry_trace_joins_the_agent_task_span(tmp_path: Path) -> None:
+    """A LogEntry's ``trace`` (``projects/P/traces/<id>``) is the agent's W3C trace id. Its ``spanId``
+    is the span Google logged the request under, not one the agent exported, so the join is the
+    fallback of 70_action_tasks.sql: the task span of the same trace that covers the call."""
+    trace_id, task_span, tool_span = "5cf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b7", "20f067aa0ba902b7"
+    agent = "report-bot@nhi-prod.iam.gserviceaccount.com"
+    entry = {
+        "insertId": "gcp-put-1",
+        "timestamp": at("09:05:00.250"),
+        "logName": "projects/nhi-prod/logs/cloudaudit.googleapis.com%2Fdata_access",
+        "resource": {
+            "type": "gcs_bucket",
+            "labels": {"project_id": "nhi-prod", "bucket_name": "reports-prod", "location": "europe-west1"},
+        },
+        "trace": f"projects/nhi-prod/traces/{trace_id.upper()}",
+        "spanId": "3AF067AA0BA902B7",
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "serviceName": "storage.googleapis.com",
+            "methodName": "storage.objects.create",
+            "resourceName": "projects/_/buckets/reports-prod/objects/2026/11/sales.csv",
+            "authenticationInfo": {"principalEmail": agent},
+            "requestMetadata": {"callerIp": "10.0.6.70", "callerSuppliedUserAgent": "report-bot/1.0"},
+            "status": {},
+        },
+    }
+    con, policy = build(
+        tmp_path,
+        {
+            "gcp_audit.json": [entry],
+            "trace.json": agent_trace(trace_id, "t-gcp", agent="report-bot", task_span=task_span, tool_span=tool_span),
+            "provenance.ndjson": [approval("APR-GCP", "t-gcp")],
+        },
+    )
+    assert sources(con) == {"gcp_audit.json": "gcp_audit", "trace.json": "otel", "provenance.ndjson": "provenance"}
+    row = chain(con, "gcp-put-1")
+    assert (row["source"], row["action"], row["actor_id"]) == ("gcp_audit", "storage:storage.objects.create", agent)
+    assert (row["trace_id"], row["parent_span_id"]) == (trace_id, None)
+    assert (row["task_id"], row["task_link"], row["task_status"]) == ("t-gcp", "trace", "found")
+    assert (row["span_source"], row["span_event_id"]) == ("otel", task_span)
+    assert (row["task_known_from"], row["agent_id"]) == ("trace", "report-bot")
+    assert (row["approval_id"], row["approval_status"], row["verdict"]) == ("APR-GCP", "found", "approved")
+    assert "credential-without-task" not in findings(con, policy, "gcp-put-1")
+
+    assert row["self_approved"] is False  # the trace names no requester: not a NULL verdict check
+
+    link = links(con, "gcp_audit:gcp-put-1")
+    assert (link["span"].id, link["span"].status) == (f"otel:{task_span}", "found")
+    assert "covers the call's time" in link["span"].label
+    assert link["span"].evidence.file.endswith("trace.json")
+    assert (link["task"].id, link["task"].details["link"]) == ("t-gcp", "trace")
+
+
+def test_gcp_audit_entry_outside_the_task_span_has_no_task(tmp_path: Path) -> None:
+    """The fallback is bounded by the task span's time (plus clock skew): the same trace id an hour
+    after the agent's task ended joins nothing."""
+    trace_id = "5cf92f3577b34da6a3ce929d0e0e4737"
+    entry = {
+        "insertId": "gcp-late-1",
+        "timestamp": at("10:41:00"),
+        "logName": "projects/nhi-prod/logs/cloudaudit.googleapis.com%2Factivity",
+        "resource": {"type": "gcs_bucket", "labels": {"project_id": "nhi-prod"}},
+        "trace": f"projects/nhi-prod/traces/{trace_id}",
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "serviceName": "storage.googleapis.com",
+            "methodName": "storage.buckets.delete",
+            "resourceName": "projects/_/buckets/reports-prod",
+            "authenticationInfo": {"principalEmail": "report-bot@nhi-prod.iam.gserviceaccount.com"},
+        },
+    }
+    con, policy = build(
+        tmp_path,
+        {
+            "gcp_audit.json": [entry],
+            "trace.json": agent_trace(
+                trace_id, "t-gcp", agent="report-bot", task_span="10f067aa0ba902b7", tool_span="20f067aa0ba902b7"
+            ),
+        },
+    )
+    row = chain(con, "gcp-late-1")
+    assert (row["task_id"], row["task_status"], row["verdict"]) == (None, "missing", "unknown")
+    assert "credential-without-task" in findings(con, policy, "gcp-late-1")
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Keycloak -> Envoy (-> OTLP)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_keycloak_token_exchange_joins_the_envoy_call_and_its_trace(tmp_path: Path) -> None:
+    """Keycloak's TOKEN_EXCHANGE ``token_id`` is the jti Envoy's jwt_authn filter logs as
+    ``jwt_jti``: the call's issuance is the exchange. The call's ``traceparent`` names the agent's
+    ``execute_tool`` span, whose ``invoke_agent`` parent carries the task."""
+    trace_id, task_span, tool_span = "6df92f3577b34da6a3ce929d0e0e4738", "11f067aa0ba902b7", "21f067aa0ba902b7"
+    exchange = {
+        "id": "kc-exchange-1",
+        "time": ms("09:04:30"),
+        "type": "TOKEN_EXCHANGE",
+        "realmId": "agents",
+        "clientId": "report-bot",
+        "userId": "u-bob",
+        "sessionId": "s-1",
+        "ipAddress": "10.0.7.80",
+        "details": {
+            "token_id": "jti-exchange-1",
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token_client_id": "web-app",
+            "audience": "reports-api",
+            "act": {"sub": "report-bot"},
+        },
+    }
+    call = {
+        "start_time": at("09:05:00.123"),
+        "method": "PUT",
+        "path": "/v1/reports/2026-11",
+        "protocol": "HTTP/1.1",
+        "response_code": 201,
+        "response_flags": "-",
+        "x_request_id": "gw-exchange-1",
+        "authority": "reports.internal",
+        "upstream_host": "10.0.8.9:8080",
+        "user_agent": "report-bot/1.0",
+        "downstream_remote_address": "10.0.7.80:51234",
+        "jwt_jti": "jti-exchange-1",
+        "jwt_sub": "u-bob",
+        "traceparent": f"00-{trace_id}-{tool_span}-01",
+    }
+    con, policy = build(
+        tmp_path,
+        {
+            "keycloak-events.json": [exchange],
+            "envoy-access.log": [call],
+            "trace.json": agent_trace(trace_id, "t-kc", agent="report-bot", task_span=task_span, tool_span=tool_span),
+            "provenance.ndjson": [task("t-kc"), approval("APR-KC", "t-kc")],
+        },
+    )
+    assert sources(con)["keycloak-events.json"] == "keycloak"
+    assert sources(con)["envoy-access.log"] == "envoy"
+    row = chain(con, "gw-exchange-1")
+    assert (row["source"], row["action"], row["resource"]) == (
+        "envoy",
+        "http:PUT",
+        "reports.internal/v1/reports/2026-11",
+    )
+    assert (row["credential_id"], row["credential_holder"]) == ("jti-exchange-1", "u-bob")
+    assert (row["issuance_source"], row["issuance_event_id"], row["issuance_status"]) == (
+        "keycloak",
+        "kc-exchange-1",
+        "found",
+    )
+    assert row["parent_credential_id"] == "report-bot"  # act.sub: the agent acting for bob
+    assert (row["task_id"], row["task_link"], row["task_status"]) == ("t-kc", "trace", "found")
+    assert (row["span_source"], row["span_event_id"]) == ("otel", tool_span)
+    assert (row["approval_id"], row["approval_status"]) == ("APR-KC", "found")
+    assert row["broken_credential_id"] is None
+    assert row["verdict"] == "approved"
+    assert findings(con, policy, "gw-exchange-1") == set()
+
+    link = links(con, "envoy:gw-exchange-1")
+    assert (link["issuance"].id, link["issuance"].status) == ("keycloak:kc-exchange-1", "found")
+    assert link["issuance"].evidence.file.endswith("keycloak-events.json")
+    assert (link["span"].id, link["task"].id, link["approval"].id) == (f"otel:{tool_span}", "t-kc", "APR-KC")
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. Azure: Entra sign-in -> Activity Log
+# --------------------------------------------------------------------------------------------------
+
+SP_ID = "5f0e8a8c-3c1d-4c5e-9a51-2f8b2b1e9d10"
+SUB = "11111111-2222-3333-4444-555555555555"
+
+
+def test_entra_signin_is_the_issuance_of_the_activity_log_call(tmp_path: Path) -> None:
+    """Sign-in log and Activity Log are two Azure log types; the token's ``uti`` joins them (the
+    sign-in writes it in base64, the ARM claim in base64url: both normalize to one id).
+
+    Azure carries no task id, so the action has no task: credential-without-task fires. No genuine
+    cross-source join exists for Azure in nhiaudit today: the Activity Log and sign-ins carry no W3C
+    trace context (``correlationId`` is ARM's own operation id), the otel source maps no span
+    attribute to a credential id (so an agent span naming its Entra token cannot join), and the
+    vault source reads only AWS dynamic keys (``response.data.access_key``), not the Azure secrets
+    engine's ``client_id``/``client_secret``.
+    """
+    signin = {
+        "time": "2026-11-02T09:00:00.1234567Z",
+        "operationName": "Sign-in activity",
+        "category": "ServicePrincipalSignInLogs",
+        "tenantId": "tenant-1",
+        "resultType": "0",
+        "callerIpAddress": "20.1.2.3",
+        "correlationId": "corr-1",
+        "properties": {
+            "id": "signin-1",
+            "createdDateTime": "2026-11-02T09:00:00.12+00:00",
+            "appId": "app-1",
+            "servicePrincipalId": SP_ID,
+            "servicePrincipalName": "report-bot",
+            "servicePrincipalCredentialKeyId": "key-1",
+            "clientCredentialType": "clientSecret",
+            "resourceId": "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+            "resourceDisplayName": "Windows Azure Service Management API",
+            "uniqueTokenIdentifier": "q+7/AbCdEfGhIjKlMnOpQA==",
+            "ipAddress": "20.1.2.3",
+        },
+    }
+    activity = {
+        "time": "2026-11-02T09:05:00.7654321Z",
+        "eventDataId": "act-listkeys-1",
+        "category": "Administrative",
+        "operationName": "MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION",
+        "resourceId": f"/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.STORAGE/STORAGEACCOUNTS/REPORTS",
+        "resultType": "Success",
+        "resultSignature": "Succeeded.",
+        "correlationId": "op-1",
+        "callerIpAddress": "20.1.2.3",
+        "identity": {
+            "claims": {
+                "uti": "q-7_AbCdEfGhIjKlMnOpQA",
+                "appid": "app-1",
+                "appidacr": "1",
+                "iat": "1793610000",
+                "http://schemas.microsoft.com/identity/claims/objectidentifier": SP_ID,
+            },
+            "authorization": {
+                "evidence": {
+                    "principalId": SP_ID,
+                    "principalType": "ServicePrincipal",
+                    "role": "Storage Account Contributor",
+                }
+            },
+        },
+        "location": "westeurope",
+    }
+    con, policy = build(tmp_path, {"signinlogs.json": [signin], "activitylog.json": [activity]})
+    assert set(sources(con).values()) == {"azure"}
+    token = "azure-token:q-7_AbCdEfGhIjKlMnOpQA"
+    row = chain(con, "act-listkeys-1")
+    assert (row["action"], row["actor_id"]) == ("azure:microsoft.storage/storageaccounts/listkeys/action", SP_ID)
+    assert (row["credential_id"], row["credential_holder"]) == (token, SP_ID)
+    assert (row["issuance_source"], row["issuance_event_id"], row["issuance_status"]) == ("azure", "signin-1", "found")
+    assert row["parent_credential_id"] == "azure-key:key-1"  # the client secret that signed in
+    assert row["broken_credential_id"] is None  # a client secret is not a temporary credential
+    assert (row["task_id"], row["task_status"], row["verdict"]) == (None, "missing", "unknown")
+    assert "credential-without-task" in findings(con, policy, "act-listkeys-1")
+
+    link = links(con, "azure:act-listkeys-1")
+    assert (link["issuance"].id, link["issuance"].status) == ("azure:signin-1", "found")
+    assert link["issuance"].evidence.file.endswith("signinlogs.json")
+    assert link["task"].status == "missing"
+
+
+# --------------------------------------------------------------------------------------------------
+# 7. Auth0: the issuance loads, nothing downstream can join it
+# --------------------------------------------------------------------------------------------------
+
+
+def test_auth0_m2m_issuance_loads_but_cannot_join_a_downstream_call(tmp_path: Path) -> None:
+    """Auth0 logs no token id (no jti): the credential is ``auth0:<client_id>:<log_id>``, a name no
+    gateway or API log can carry. A downstream call can only be matched to it by holder and time, a
+    heuristic nhiaudit does not make, so no cross-source chain exists from the log alone. The
+    issuance still loads as ``credential_issue`` with the client as holder, and correlation keeps
+    it as a known credential."""
+    record = {
+        "log_id": "90020261102090000000000000000000000000000000000000000001",
+        "data": {
+            "date": "2026-11-02T09:00:00.000Z",
+            "type": "seccft",
+            "description": "Client Credentials for Access Token",
+            "client_id": "bot-client",
+            "client_name": "report-bot",
+            "ip": "10.1.1.1",
+            "user_agent": "python-requests/2.31",
+            "hostname": "acme.eu.auth0.com",
+            "user_id": "",
+            "audience": "https://reports.example.com/api",
+            "scope": "reports:write",
+            "log_id": "90020261102090000000000000000000000000000000000000000001",
+        },
+    }
+    con, _ = build(tmp_path, {"auth0.ndjson": [record]})
+    assert sources(con) == {"auth0.ndjson": "auth0"}
+    credential_id = f"auth0:bot-client:{record['log_id']}"
+    (issue,) = con.execute(
+        "SELECT category, credential_id, credential_type, actor_id, details->>'holder' FROM events"
+    ).fetchall()
+    assert issue == ("credential_issue", credential_id, "oauth_access_token", "bot-client", "bot-client")
+    credential = con.execute(
+        """SELECT holder, issuance_source, issuance_event_id, long_term, first_used_at
+           FROM credentials WHERE credential_id = ?""",
+        [credential_id],
+    ).fetchone()
+    assert credential == ("bot-client", "auth0", record["log_id"], False, None)
+    assert con.execute("SELECT count(*) FROM chains").fetchone() == (0,)
+
+
+# --------------------------------------------------------------------------------------------------
+# The parent of an issuance is typed as what the caller held, not as what was issued
+# --------------------------------------------------------------------------------------------------
+
+
+def _kubelet_world() -> dict[str, list[Any]]:
+    """A kubelet (client certificate) requests a bound token for a pod's service account, which the
+    pod then uses."""
+    jti = "JTI=7d0b3a52-1f4e-4c59-9f7e-1c2d3e4f5a6b"
+
+    def event(audit_id: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata",
+            "auditID": audit_id,
+            "stage": "ResponseComplete",
+            "sourceIPs": ["10.0.0.7"],
+            "userAgent": "kubelet/v1.30.0",
+            "responseStatus": {"metadata": {}, "code": 201},
+            "annotations": {"authorization.k8s.io/decision": "allow"},
+            **fields,
+        }
+
+    issue = event(
+        "tok-1",
+        verb="create",
+        requestURI="/api/v1/namespaces/prod/serviceaccounts/report-bot/token",
+        user={
+            "username": "system:node:node-1",
+            "groups": ["system:nodes"],
+            "extra": {"authentication.kubernetes.io/credential-id": ["X509SHA256=3f1c9a"]},
+        },
+        objectRef={
+            "resource": "serviceaccounts",
+            "namespace": "prod",
+            "name": "report-bot",
+            "subresource": "token",
+            "apiVersion": "v1",
+        },
+        annotations={
+            "authorization.k8s.io/decision": "allow",
+            "authentication.kubernetes.io/issued-credential-id": jti,
+        },
+        requestReceivedTimestamp=at("09:00:00"),
+        stageTimestamp=at("09:00:00.002"),
+    )
+    use = event(
+        "use-1",
+        verb="delete",
+        requestURI="/apis/apps/v1/namespaces/prod/deployments/web",
+        user={
+            "username": "system:serviceaccount:prod:report-bot",
+            "extra": {"authentication.kubernetes.io/credential-id": [jti]},
+        },
+        objectRef={"resource": "deployments", "namespace": "prod", "name": "web", "apiGroup": "apps"},
+        responseStatus={"metadata": {}, "code": 200},
+        requestReceivedTimestamp=at("09:05:00"),
+        stageTimestamp=at("09:05:00.010"),
+    )
+    return {"audit.log": [issue, use]}
+
+
+def _gcp_principal_world() -> dict[str, list[Any]]:
+    """An orchestrator service account, signed in without a user-managed key, mints a token for the
+    agent's service account, which the agent uses."""
+    orchestrator = "orchestrator@nhi-prod.iam.gserviceaccount.com"
+    agent = "report-bot@nhi-prod.iam.gserviceaccount.com"
+
+    def entry(insert_id: str, time: str, payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        return {
+            "insertId": insert_id,
+            "timestamp": at(time),
+            "logName": "projects/nhi-prod/logs/cloudaudit.googleapis.com%2Factivity",
+            "resource": {"type": "project", "labels": {"project_id": "nhi-prod"}},
+            "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog", **payload},
+            **fields,
+        }
+
+    mint = entry(
+        "use-0",
+        "09:00:00",
+        {
+            "serviceName": "iamcredentials.googleapis.com",
+            "methodName": "GenerateAccessToken",
+            "resourceName": "projects/-/serviceAccounts/1234567890",
+            "authenticationInfo": {"principalEmail": orchestrator},
+            "request": {"name": f"projects/-/serviceAccounts/{agent}", "lifetime": "900s"},
+            "status": {},
+        },
+        resource={"type": "service_account", "labels": {"project_id": "nhi-prod", "email_id": agent}},
+    )
+    use = entry(
+        "use-1",
+        "09:05:00",
+        {
+            "serviceName": "storage.googleapis.com",
+            "methodName": "storage.objects.create",
+            "resourceName": "projects/_/buckets/reports-prod/objects/2026-11.csv",
+            "authenticationInfo": {
+                "principalEmail": agent,
+                "serviceAccountDelegationInfo": [{"firstPartyPrincipal": {"principalEmail": orchestrator}}],
+            },
+        },
+    )
+    return {"gcp_audit.json": [mint, use]}
+
+
+@pytest.mark.parametrize(
+    ("world", "parent", "parent_type"),
+    [
+        (_kubelet_world, "X509SHA256=3f1c9a", "x509_client_cert"),
+        (_gcp_principal_world, "gcp:orchestrator@nhi-prod.iam.gserviceaccount.com", "gcp_principal"),
+    ],
+    ids=["k8s-kubelet-certificate", "gcp-principal"],
+)
+def test_a_parent_of_another_kind_is_not_a_broken_chain(
+    tmp_path: Path, world: Any, parent: str, parent_type: str
+) -> None:
+    """Before the fix, a parent known only as the caller of an issuance took the issued credential's
+    type (a kubelet's certificate became a ``k8s_bound_sa_token``), so it counted as a temporary
+    credential without issuance and broke the chain (as Entra app secrets and Keycloak act
+    subjects did in the tests above)."""
+    con, policy = build(tmp_path, world())
+    row = chain(con, "use-1")
+    assert row["issuance_event_id"] in ("tok-1", "use-0") and row["parent_credential_id"] == parent
+    assert con.execute(
+        "SELECT credential_type, temporary FROM credentials WHERE credential_id = ?", [parent]
+    ).fetchone() == (parent_type, False)
+    assert row["broken_credential_id"] is None
+    assert "broken-delegation-chain" not in findings(con, policy, "use-1")
