@@ -86,12 +86,22 @@ def ingest_cmd(
     db: DbOption = None,
     source: Annotated[str | None, typer.Option("--source", help="Force this source for every file.")] = None,
     policy: PolicyOption = None,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            "--memory-limit",
+            envvar="NHIAUDIT_MEMORY_LIMIT",
+            help="DuckDB memory cap while loading (spills to disk beyond it).",
+        ),
+    ] = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
     try:
         options = load_policy(resolve_policy_path(policy)).sources  # [sources.envoy] fields, …
+        limit = store.memory_limit(memory_limit)
         with closing(store.connect(db_path)) as con, _progress() as progress:
+            store.set_memory_limit(con, limit)
             result = ingest.ingest(
                 con, paths, source=source, progress=_progress_callback(progress), options=options
             )

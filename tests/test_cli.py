@@ -91,6 +91,28 @@ def test_ingest_prints_a_summary_per_source(run, logs: Path, db: Path) -> None:
     assert _table_row(again.stdout, "cloudtrail")[:6] == ["cloudtrail", "2 (2 already in store)", "0", "0", "0", "0"]
 
 
+def test_ingest_memory_limit(run, logs: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = run("ingest", str(logs), "--db", str(db), "--memory-limit", "lots")
+    assert bad.exit_code == 2
+    assert "--memory-limit: 'lots' is not a size. Use a number and a unit" in bad.output
+    assert not db.exists()
+    monkeypatch.setenv("NHIAUDIT_MEMORY_LIMIT", "256MB")
+    seen: list[str] = []
+    real = cli.store.set_memory_limit
+    monkeypatch.setattr(cli.store, "set_memory_limit", lambda con, value: (seen.append(value), real(con, value)))
+    assert run("ingest", str(logs), "--db", str(db)).exit_code == 0
+    assert seen == ["256MB"]
+
+
+def test_50_mb_record_loads_under_the_default_memory_limit(run, tmp_path: Path, db: Path) -> None:
+    big = tmp_path / "big.ndjson"
+    huge = record(7, requestParameters={"policyDocument": "x" * (50 << 20)})
+    big.write_text(json.dumps(record(1)) + "\n" + json.dumps(huge) + "\n")
+    result = run("ingest", str(big), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert _table_row(result.stdout, "cloudtrail")[:5] == ["cloudtrail", "1", "2", "2", "0"]
+
+
 def test_ingest_uses_nhiaudit_db(run, logs: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NHIAUDIT_DB", str(db))
     result = run("ingest", str(logs))
