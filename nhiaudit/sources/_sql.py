@@ -89,6 +89,31 @@ def type_problem(doc: str, path: str, label: str, allowed: tuple[str, ...], expe
     )
 
 
+def json_kind(json_type: str) -> str:
+    """SQL naming a ``json_type()`` result the way a reader of the log would (``a JSON number``)."""
+    return (
+        f"CASE {json_type} WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'number' "
+        f"WHEN 'UBIGINT' THEN 'number' WHEN 'DOUBLE' THEN 'number' ELSE lower({json_type}) END"
+    )
+
+
+def expect(expr: str, label: str, types: tuple[str, ...], what: str) -> str:
+    """A CASE branch rejecting the JSON ``expr`` when its JSON type is not one of ``types``."""
+    allowed = ", ".join(f"'{t}'" for t in (*types, "NULL"))
+    kind = json_kind(f"json_type({expr})")
+    return f"WHEN json_type({expr}) NOT IN ({allowed}) THEN '{label} is a JSON ' || {kind} || ', expected {what}'"
+
+
+def expect_time(expr: str, label: str) -> str:
+    """CASE branches rejecting the JSON ``expr`` unless it is absent or an RFC 3339 string."""
+    text = f"json_extract_string({expr}, '$')"
+    return (
+        expect(expr, label, ("VARCHAR",), "an RFC 3339 string")
+        + f" WHEN json_type({expr}) = 'VARCHAR' AND try_cast({text} AS TIMESTAMPTZ) IS NULL"
+        + f" THEN '{label} ''' || left({text}, 60) || ''' is not an RFC 3339 time'"
+    )
+
+
 NUMBER = ("UBIGINT", "BIGINT", "DOUBLE")
 STRING = ("VARCHAR",)
 OBJECT = ("OBJECT",)
@@ -140,3 +165,8 @@ def reject_lines(con: duckdb.DuckDBPyConnection, table: str) -> None:
         FROM {table} WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
+
+
+def json_kind_of(expr: str) -> str:
+    """SQL naming the JSON type of the JSON expression ``expr`` for a person (``number``)."""
+    return json_kind(f"json_type({expr})")

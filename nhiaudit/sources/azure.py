@@ -20,8 +20,8 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
-from nhiaudit.sources.gcp_audit import expect_sql, expect_time_sql
 
 NAME = "azure"
 READS = (
@@ -210,14 +210,14 @@ def _classify(con: duckdb.DuckDBPyConnection) -> None:
         FROM c"""
     )
     signin_checks = " ".join([
-        expect_sql("r.properties", "properties", ("OBJECT",), "an object"),
-        expect_sql("json_extract(r.properties, '$.uniqueTokenIdentifier')",
+        _sql.expect("r.properties", "properties", ("OBJECT",), "an object"),
+        _sql.expect("json_extract(r.properties, '$.uniqueTokenIdentifier')",
                    "properties.uniqueTokenIdentifier", ("VARCHAR",), "a string"),
     ])
     activity_checks = " ".join([
-        expect_sql("r.identity", "identity", ("OBJECT",), "an object"),
-        expect_sql("json_extract(r.identity, '$.claims')", "identity.claims", ("OBJECT",), "an object"),
-        expect_sql("json_extract(r.identity, '$.claims.uti')", "identity.claims.uti", ("VARCHAR",),
+        _sql.expect("r.identity", "identity", ("OBJECT",), "an object"),
+        _sql.expect("json_extract(r.identity, '$.claims')", "identity.claims", ("OBJECT",), "an object"),
+        _sql.expect("json_extract(r.identity, '$.claims.uti')", "identity.claims.uti", ("VARCHAR",),
                    "a string"),
     ])
     con.execute(
@@ -227,7 +227,7 @@ def _classify(con: duckdb.DuckDBPyConnection) -> None:
                 WHEN kind IS NULL THEN 'not an Entra sign-in or Activity Log record (category '''
                     || left(coalesce(cat, '?'), 60) || '''): expected ServicePrincipalSignInLogs, '
                     || 'ManagedIdentitySignInLogs or an Activity Log category'
-                {expect_time_sql("coalesce(r.time, r.eventTimestamp, r.TimeGenerated)", "time")}
+                {_sql.expect_time("coalesce(r.time, r.eventTimestamp, r.TimeGenerated)", "time")}
                 WHEN kind = 'signin' THEN CASE {signin_checks} END
                 WHEN kind = 'activity' THEN CASE {activity_checks} END
             END AS reason FROM az

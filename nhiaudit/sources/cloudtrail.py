@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
 
 NAME = "cloudtrail"
@@ -72,20 +73,13 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def _kind(json_type: str) -> str:
-    """SQL naming a ``json_type()`` result as a reader of the log would: ``a JSON number``."""
-    return (
-        f"CASE WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
-        f"WHEN {json_type} = 'VARCHAR' THEN 'string' ELSE lower({json_type}) END"
-    )
-
 
 def _wrong_type(index: int, field: str, allowed: tuple[str, ...], expected: str) -> str:
     kind = f"t[{index}]"
     allowed_sql = ", ".join(f"'{a}'" for a in (*allowed, "NULL"))
     return (
         f"WHEN coalesce({kind}, 'NULL') NOT IN ({allowed_sql}) "
-        f"THEN '{field} is a JSON ' || {_kind(kind)} || ', expected {expected}'"
+        f"THEN '{field} is a JSON ' || {_sql.json_kind(kind)} || ', expected {expected}'"
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
 
 NAME = "gcp_audit"
@@ -147,34 +148,6 @@ def caller_credential_sql(key_name: str, email: str, subject: str, delegated_by:
         WHEN coalesce({email}, {subject}) IS NOT NULL THEN 'gcp:' || coalesce({email}, {subject}) END"""
 
 
-def json_kind_sql(json_type: str) -> str:
-    """SQL naming a ``json_type()`` result the way a reader of the log would (``a JSON number``)."""
-    return (
-        f"CASE {json_type} WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'number' "
-        f"WHEN 'UBIGINT' THEN 'number' WHEN 'DOUBLE' THEN 'number' ELSE lower({json_type}) END"
-    )
-
-
-def expect_sql(expr: str, label: str, types: tuple[str, ...], what: str) -> str:
-    """A CASE branch rejecting the JSON ``expr`` when its JSON type is not one of ``types``."""
-    allowed = ", ".join(f"'{t}'" for t in (*types, "NULL"))
-    kind = json_kind_sql(f"json_type({expr})")
-    return (
-        f"WHEN json_type({expr}) NOT IN ({allowed}) "
-        f"THEN '{label} is a JSON ' || {kind} || ', expected {what}'"
-    )
-
-
-def expect_time_sql(expr: str, label: str) -> str:
-    """CASE branches rejecting the JSON ``expr`` unless it is absent or an RFC 3339 string."""
-    text = f"json_extract_string({expr}, '$')"
-    return (
-        expect_sql(expr, label, ("VARCHAR",), "an RFC 3339 string")
-        + f" WHEN json_type({expr}) = 'VARCHAR' AND try_cast({text} AS TIMESTAMPTZ) IS NULL"
-        + f" THEN '{label} ''' || left({text}, 60) || ''' is not an RFC 3339 time'"
-    )
-
-
 def credential_type_sql(credential: str) -> str:
     return f"""CASE WHEN {credential} LIKE '//iam.googleapis.com/%/keys/%' THEN 'gcp_sa_key'
         WHEN {credential} LIKE 'gcp-sa-token:%' THEN 'gcp_sa_token'
@@ -209,7 +182,7 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
             SELECT record_index, line, doc, data, text,
                    CASE WHEN data IS NULL THEN doc ELSE try(json(text)) END AS entry,
                    CASE WHEN data IS NULL THEN NULL
-                        {expect_sql("data", "message.data", ("VARCHAR",), "a base64 string")}
+                        {_sql.expect("data", "message.data", ("VARCHAR",), "a base64 string")}
                         WHEN bytes IS NULL THEN 'message.data is not valid base64 (a Pub/Sub message carries '
                                                 || 'the LogEntry base64-encoded)'
                         WHEN text IS NULL THEN 'message.data decodes to bytes that are not UTF-8 text'
@@ -225,9 +198,9 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
         SELECT record_index, line, doc AS raw, entry, pp,
             coalesce(json_extract_string(pp, '$.serviceName') = 'k8s.io', false) AS is_gke,
             coalesce(data_reason, CASE
-                {expect_sql("entry", "message.data holds", ("OBJECT",), "a LogEntry object")}
+                {_sql.expect("entry", "message.data holds", ("OBJECT",), "a LogEntry object")}
                 WHEN pp IS NULL THEN '{not_audit}'
-                {expect_sql("pp", "protoPayload", ("OBJECT",), "an AuditLog object")}
+                {_sql.expect("pp", "protoPayload", ("OBJECT",), "an AuditLog object")}
                 WHEN NOT ends_with(json_extract_string(pp, '$."@type"'), '{_AUDIT_LOG}')
                     THEN 'protoPayload @type ''' || left(json_extract_string(pp, '$."@type"'), 80)
                          || ''' is not {_AUDIT_LOG}'
@@ -259,12 +232,12 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         FROM gcp_e"""
     )
     checks = " ".join([
-        expect_time_sql("e.timestamp", "timestamp"),
-        expect_sql("p.methodName", "protoPayload.methodName", ("VARCHAR",), "a string"),
-        expect_sql("p.serviceName", "protoPayload.serviceName", ("VARCHAR",), "a string"),
-        expect_sql("p.authenticationInfo", "protoPayload.authenticationInfo", ("OBJECT",), "an object"),
-        expect_sql("p.status", "protoPayload.status", ("OBJECT",), "an object"),
-        expect_sql("json_extract(p.status, '$.code')", "protoPayload.status.code", ("BIGINT", "UBIGINT"),
+        _sql.expect_time("e.timestamp", "timestamp"),
+        _sql.expect("p.methodName", "protoPayload.methodName", ("VARCHAR",), "a string"),
+        _sql.expect("p.serviceName", "protoPayload.serviceName", ("VARCHAR",), "a string"),
+        _sql.expect("p.authenticationInfo", "protoPayload.authenticationInfo", ("OBJECT",), "an object"),
+        _sql.expect("p.status", "protoPayload.status", ("OBJECT",), "an object"),
+        _sql.expect("json_extract(p.status, '$.code')", "protoPayload.status.code", ("BIGINT", "UBIGINT"),
                    "an integer"),
     ])
     con.execute("ALTER TABLE gcp_f ADD COLUMN bad VARCHAR")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import EvidenceFile, head
 from nhiaudit.sources._sql import json_string, reject_lines, stage_lines
 
@@ -88,13 +89,6 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def _kind(expr: str) -> str:
-    """SQL naming the JSON type of ``expr`` for a person: 'number' rather than 'ubigint'."""
-    return (
-        f"CASE WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
-        f"WHEN json_type({expr}) = 'VARCHAR' THEN 'string' ELSE lower(json_type({expr})) END"
-    )
-
 
 def _traces(con: duckdb.DuckDBPyConnection) -> None:
     """Parse each line (``inv_lines``), unnest its messages (``inv_messages``) and tool calls (``inv_calls``)."""
@@ -143,42 +137,42 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
     """Reject a trace line at its first problem (``inv_problems``); dataset metadata lines are consumed."""
     line_problem = f"""CASE
         WHEN doc IS NULL THEN 'line ' || line || ': not valid JSON (truncated or malformed trace)'
-        WHEN kind IS NULL THEN 'line ' || line || ' is a JSON ' || {_kind("doc")}
+        WHEN kind IS NULL THEN 'line ' || line || ' is a JSON ' || {_sql.json_kind_of("doc")}
                                || ', expected a trace: a message array or an object with "messages"'
         WHEN kind = 'metadata' AND json_type(doc, '$.metadata') <> 'OBJECT'
-            THEN 'metadata is a JSON ' || {_kind("doc, '$.metadata'")} || ', expected an object'
+            THEN 'metadata is a JSON ' || {_sql.json_kind_of("doc, '$.metadata'")} || ', expected an object'
         WHEN kind = 'object' AND msgs IS NULL
             THEN 'object has no "messages" (keys: ' || array_to_string(json_keys(doc), ', ')
                  || '): not an Invariant trace'
         WHEN kind = 'object' AND json_type(msgs) <> 'ARRAY'
-            THEN 'messages is a JSON ' || {_kind("msgs")} || ', expected an array'
+            THEN 'messages is a JSON ' || {_sql.json_kind_of("msgs")} || ', expected an array'
         WHEN json_type(trace_meta) NOT IN ('OBJECT', 'NULL')
-            THEN 'metadata is a JSON ' || {_kind("trace_meta")} || ', expected an object'
+            THEN 'metadata is a JSON ' || {_sql.json_kind_of("trace_meta")} || ', expected an object'
     END"""
     message_problem = f"""CASE
         WHEN json_type(m) <> 'OBJECT'
-            THEN 'messages[' || mpos || '] is a JSON ' || {_kind("m")} || ', expected a message object'
+            THEN 'messages[' || mpos || '] is a JSON ' || {_sql.json_kind_of("m")} || ', expected a message object'
         WHEN json_type(m, '$.tool_calls') NOT IN ('ARRAY', 'NULL')
-            THEN 'messages[' || mpos || '].tool_calls is a JSON ' || {_kind("m, '$.tool_calls'")}
+            THEN 'messages[' || mpos || '].tool_calls is a JSON ' || {_sql.json_kind_of("m, '$.tool_calls'")}
                  || ', expected an array'
         WHEN json_type(m, '$.tool_call_id') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL')
-            THEN 'messages[' || mpos || '].tool_call_id is a JSON ' || {_kind("m, '$.tool_call_id'")}
+            THEN 'messages[' || mpos || '].tool_call_id is a JSON ' || {_sql.json_kind_of("m, '$.tool_call_id'")}
                  || ', expected a string'
     END"""
     where = "'messages[' || mpos || '].tool_calls[' || cpos || ']'"
     call_problem = f"""CASE
-        WHEN json_type(c) <> 'OBJECT' THEN {where} || ' is a JSON ' || {_kind("c")} || ', expected an object'
+        WHEN json_type(c) <> 'OBJECT' THEN {where} || ' is a JSON ' || {_sql.json_kind_of("c")} || ', expected an object'
         WHEN json_type(c, '$.function') IS NULL THEN {where} || ' has no "function"'
         WHEN json_type(c, '$.function') <> 'OBJECT'
-            THEN {where} || '.function is a JSON ' || {_kind("c, '$.function'")} || ', expected an object'
+            THEN {where} || '.function is a JSON ' || {_sql.json_kind_of("c, '$.function'")} || ', expected an object'
         WHEN json_type(c, '$.function.name') IS NULL OR json_type(c, '$.function.name') = 'NULL'
             THEN {where} || '.function has no "name"'
         WHEN json_type(c, '$.function.name') <> 'VARCHAR'
-            THEN {where} || '.function.name is a JSON ' || {_kind("c, '$.function.name'")} || ', expected a string'
+            THEN {where} || '.function.name is a JSON ' || {_sql.json_kind_of("c, '$.function.name'")} || ', expected a string'
         WHEN json_type(c, '$.id') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL')
-            THEN {where} || '.id is a JSON ' || {_kind("c, '$.id'")} || ', expected a string'
+            THEN {where} || '.id is a JSON ' || {_sql.json_kind_of("c, '$.id'")} || ', expected a string'
         WHEN json_type(c, '$.function.arguments') NOT IN ('OBJECT', 'VARCHAR', 'NULL')
-            THEN {where} || '.function.arguments is a JSON ' || {_kind("c, '$.function.arguments'")}
+            THEN {where} || '.function.arguments is a JSON ' || {_sql.json_kind_of("c, '$.function.arguments'")}
                  || ', expected an object or a JSON string'
     END"""
     con.execute(

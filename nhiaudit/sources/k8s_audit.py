@@ -23,9 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from nhiaudit.sources import gcp_audit
+from nhiaudit.sources import _sql, gcp_audit
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
-from nhiaudit.sources.gcp_audit import expect_sql, expect_time_sql
 
 NAME = "k8s_audit"
 READS = (
@@ -128,7 +127,7 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
                      THEN 'properties.log is a string that is not JSON (''' || left(log_text, 60)
                           || '''): expected an audit Event serialized as JSON'
                  WHEN envelope = 'aks' AND log_type NOT IN ('OBJECT', 'VARCHAR')
-                     THEN 'properties.log is a JSON ' || {gcp_audit.json_kind_sql("log_type")}
+                     THEN 'properties.log is a JSON ' || {_sql.json_kind("log_type")}
                           || ', expected an audit Event (an object or a JSON string)'
             END AS reason,
             CASE WHEN envelope = 'aks' THEN json_extract_string(doc, '$.resourceId') END AS aks_resource_id
@@ -166,20 +165,20 @@ def _credential_type_sql(cred: str) -> str:
 def _project_native(con: duckdb.DuckDBPyConnection) -> None:
     checks = " ".join(
         [
-            expect_sql("v.auditID", "auditID", ("VARCHAR",), "a string"),
-            expect_sql("v.verb", "verb", ("VARCHAR",), "a string"),
-            expect_sql("v.stage", "stage", ("VARCHAR",), "a string"),
-            expect_time_sql("v.requestReceivedTimestamp", "requestReceivedTimestamp"),
-            expect_time_sql("v.stageTimestamp", "stageTimestamp"),
-            expect_time_sql("v.timestamp", "timestamp"),
-            expect_sql("v.user", "user", ("OBJECT",), "an object"),
-            expect_sql("v.impersonatedUser", "impersonatedUser", ("OBJECT",), "an object"),
-            expect_sql("v.objectRef", "objectRef", ("OBJECT",), "an object"),
-            expect_sql("v.responseStatus", "responseStatus", ("OBJECT",), "an object"),
-            expect_sql("json_extract(v.responseStatus, '$.code')", "responseStatus.code",
+            _sql.expect("v.auditID", "auditID", ("VARCHAR",), "a string"),
+            _sql.expect("v.verb", "verb", ("VARCHAR",), "a string"),
+            _sql.expect("v.stage", "stage", ("VARCHAR",), "a string"),
+            _sql.expect_time("v.requestReceivedTimestamp", "requestReceivedTimestamp"),
+            _sql.expect_time("v.stageTimestamp", "stageTimestamp"),
+            _sql.expect_time("v.timestamp", "timestamp"),
+            _sql.expect("v.user", "user", ("OBJECT",), "an object"),
+            _sql.expect("v.impersonatedUser", "impersonatedUser", ("OBJECT",), "an object"),
+            _sql.expect("v.objectRef", "objectRef", ("OBJECT",), "an object"),
+            _sql.expect("v.responseStatus", "responseStatus", ("OBJECT",), "an object"),
+            _sql.expect("json_extract(v.responseStatus, '$.code')", "responseStatus.code",
                        ("BIGINT", "UBIGINT"), "a number"),
 
-            expect_sql("v.annotations", "annotations", ("OBJECT",), "an object"),
+            _sql.expect("v.annotations", "annotations", ("OBJECT",), "an object"),
         ]
     )
     con.execute(
@@ -194,7 +193,7 @@ def _project_native(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT record_index, line, envelope,
             coalesce(reason, CASE
-                {expect_sql("event", "properties.log holds", ("OBJECT",), "an audit Event object")}
+                {_sql.expect("event", "properties.log holds", ("OBJECT",), "an audit Event object")}
                 WHEN v.auditID IS NULL AND v.verb IS NULL
                     THEN 'not a Kubernetes audit Event: no auditID and no verb'
                 {checks}
@@ -247,13 +246,13 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
     and name from resourceName; the status is a gRPC code, not HTTP."""
     checks = " ".join(
         [
-            expect_sql("pp", "protoPayload", ("OBJECT",), "an AuditLog object"),
-            expect_sql("json_extract(pp, '$.methodName')", "protoPayload.methodName", ("VARCHAR",),
+            _sql.expect("pp", "protoPayload", ("OBJECT",), "an AuditLog object"),
+            _sql.expect("json_extract(pp, '$.methodName')", "protoPayload.methodName", ("VARCHAR",),
                        "a string"),
-            expect_time_sql("e.timestamp", "timestamp"),
-            expect_sql("json_extract(pp, '$.authenticationInfo')", "protoPayload.authenticationInfo",
+            _sql.expect_time("e.timestamp", "timestamp"),
+            _sql.expect("json_extract(pp, '$.authenticationInfo')", "protoPayload.authenticationInfo",
                        ("OBJECT",), "an object"),
-            expect_sql("json_extract(pp, '$.status.code')", "protoPayload.status.code",
+            _sql.expect("json_extract(pp, '$.status.code')", "protoPayload.status.code",
                        ("BIGINT", "UBIGINT"), "an integer"),
         ]
     )

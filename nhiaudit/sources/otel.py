@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
 
 NAME = "otel"
@@ -95,13 +96,6 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def _kind(expr: str) -> str:
-    """SQL naming the JSON type of ``expr`` for a person: 'number' rather than 'ubigint'."""
-    return (
-        f"CASE WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
-        f"WHEN json_type({expr}) = 'VARCHAR' THEN 'string' ELSE lower(json_type({expr})) END"
-    )
-
 
 def _items(con: duckdb.DuckDBPyConnection) -> None:
     """Unnest the documents to spans and log records (temp table ``otel_items``).
@@ -114,7 +108,7 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
     containers = " OR ".join(f"coalesce(json_type(doc, '$.{c}') = 'ARRAY', false)" for c, *_ in _SHAPES)
     not_array = ""
     for container, *_ in _SHAPES:
-        kind = _kind(f"doc, '$.{container}'")
+        kind = _sql.json_kind_of(f"doc, '$.{container}'")
         not_array += f"WHEN json_exists(doc, '$.{container}') "
         not_array += f"THEN '{container} is a JSON ' || {kind} || ', expected an array'\n"
     con.execute(
@@ -165,20 +159,20 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
         SELECT NULL, line, place || ' is a JSON ' || what || ', expected ' || expected,
                left(value::VARCHAR, ?)
         FROM (
-            SELECT line, container || '[' || rpos || ']' AS place, {_kind("res")} AS what,
+            SELECT line, container || '[' || rpos || ']' AS place, {_sql.json_kind_of("res")} AS what,
                    'an object' AS expected, res AS value
             FROM otel_resources WHERE json_type(res) <> 'OBJECT'
             UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key, {_kind("scopes")}, 'an array', scopes
+            SELECT line, container || '[' || rpos || '].' || scope_key, {_sql.json_kind_of("scopes")}, 'an array', scopes
             FROM otel_resources
             WHERE json_type(res) = 'OBJECT' AND scopes IS NOT NULL AND json_type(scopes) <> 'ARRAY'
             UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || ']', {_kind("sc")},
+            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || ']', {_sql.json_kind_of("sc")},
                    'an object', sc
             FROM otel_scopes WHERE json_type(sc) <> 'OBJECT'
             UNION ALL
             SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || '].' || item_key,
-                   {_kind(items)}, 'an array', {items}
+                   {_sql.json_kind_of(items)}, 'an array', {items}
             FROM otel_scopes
             WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) NOT IN ('ARRAY', 'NULL')
         )""",
@@ -194,7 +188,7 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
 def _check(con: duckdb.DuckDBPyConnection) -> None:
     """Reject spans and log records whose ids, times or attributes do not have the OTLP shape."""
     branches = [
-        f"WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_kind('item')} || ', expected an object'",
+        f"WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_sql.json_kind_of('item')} || ', expected an object'",
         "WHEN kind = 'span' AND coalesce(spanId, '') = '' THEN 'span has no spanId'",
         "WHEN kind = 'span' AND coalesce(traceId, '') = '' THEN 'span has no traceId'",
     ]
@@ -210,7 +204,7 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
             f"OR NOT regexp_full_match({field}, '[0-9]{{1,19}}') "
             f"THEN '{field} ''' || left({field}, 60) || ''' is not an integer nanosecond Unix time'"
         )
-    attributes, status = _kind("item, '$.attributes'"), _kind("item, '$.status'")
+    attributes, status = _sql.json_kind_of("item, '$.attributes'"), _sql.json_kind_of("item, '$.status'")
     branches += [
         "WHEN kind = 'span' AND startTimeUnixNano IS NULL THEN 'span has no startTimeUnixNano'",
         "WHEN json_type(item, '$.attributes') NOT IN ('ARRAY', 'NULL') "

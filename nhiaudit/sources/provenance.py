@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
 
 NAME = "provenance"
@@ -69,13 +70,6 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def _kind(expr: str) -> str:
-    """SQL naming the JSON type of ``expr`` for a person: 'number' rather than 'ubigint'."""
-    return (
-        f"CASE WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
-        f"WHEN json_type({expr}) = 'VARCHAR' THEN 'string' ELSE lower(json_type({expr})) END"
-    )
-
 
 def _text(field: str) -> str:
     return f"json_extract_string(r.{field}, '$')"
@@ -88,7 +82,7 @@ def _reason_sql() -> str:
         "WHEN r.record_type IS NULL OR json_type(r.record_type) = 'NULL' "
         "THEN 'no record_type (expected task, approval or grant)'",
         "WHEN json_type(r.record_type) <> 'VARCHAR' "
-        f"THEN 'record_type is a JSON ' || {_kind('r.record_type')} || ', expected task, approval or grant'",
+        f"THEN 'record_type is a JSON ' || {_sql.json_kind_of('r.record_type')} || ', expected task, approval or grant'",
         f"WHEN record_type NOT IN ({', '.join(repr(t) for t in RECORD_TYPES)}) "
         "THEN 'record_type ''' || left(record_type, 60) || ''' is not task, approval or grant'",
     ]
@@ -96,7 +90,7 @@ def _reason_sql() -> str:
         expected = "an RFC 3339 time string" if field in TIME_FIELDS else "a string"
         branches.append(
             f"WHEN json_type(r.{field}) NOT IN ('VARCHAR', 'NULL') "
-            f"THEN '{field} is a JSON ' || {_kind('r.' + field)} || ', expected {expected}'"
+            f"THEN '{field} is a JSON ' || {_sql.json_kind_of('r.' + field)} || ', expected {expected}'"
         )
     for record_type, fields in REQUIRED.items():
         for field in fields:
@@ -114,7 +108,7 @@ def _reason_sql() -> str:
         f"THEN 'decision ''' || left({_text('decision')}, 60) || ''' is not approved or denied'",
         "WHEN ended < started THEN 'ended_at is before started_at'",
         "WHEN valid_to < valid_from THEN 'valid_to is before valid_from'",
-        f"WHEN json_type(r.scope) NOT IN ('OBJECT', 'NULL') THEN 'scope is a JSON ' || {_kind('r.scope')} "
+        f"WHEN json_type(r.scope) NOT IN ('OBJECT', 'NULL') THEN 'scope is a JSON ' || {_sql.json_kind_of('r.scope')} "
         """|| ', expected an object {"actions": [...], "resources": [...]}'""",
         # An unknown key is most likely a typo ("action"): ignoring it would widen the approval.
         f"WHEN json_type(r.scope) = 'OBJECT' AND len({unknown_scope_keys}) > 0 "

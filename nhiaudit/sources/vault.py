@@ -102,13 +102,6 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         con.execute(f"INSERT INTO staged BY NAME SELECT {', '.join(_EVENT_COLUMNS)} FROM vault_events")
 
 
-def _kind(json_type: str) -> str:
-    """SQL naming a JSON type (a ``json_type(...)`` expression) for a person: 'number', not 'ubigint'."""
-    return (
-        f"CASE WHEN {json_type} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' "
-        f"WHEN {json_type} = 'VARCHAR' THEN 'string' ELSE lower({json_type}) END"
-    )
-
 
 def _s(doc: str, path: str) -> str:
     """A string field, NULL when absent or empty (Vault writes "" for unset fields)."""
@@ -139,21 +132,21 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
         "WHEN coalesce(json_type(r.type), 'NULL') = 'NULL' "
         "THEN 'no \"type\" (expected request or response): not a Vault audit record'",
         f"WHEN json_type(r.type) <> 'VARCHAR' "
-        f"THEN 'type is a JSON ' || {_kind('json_type(r.type)')} || ', expected request or response'",
+        f"THEN 'type is a JSON ' || {_sql.json_kind('json_type(r.type)')} || ', expected request or response'",
         f"WHEN type NOT IN ({', '.join(repr(t) for t in TYPES)}) "
         "THEN 'type ''' || left(type, 60) || ''' is not request, response, kmip-request or kmip-response'",
         "WHEN coalesce(json_type(r.time), 'NULL') = 'NULL' THEN 'no \"time\"'",
         f"WHEN json_type(r.time) <> 'VARCHAR' "
-        f"THEN 'time is a JSON ' || {_kind('json_type(r.time)')} || ', expected an RFC 3339 string'",
+        f"THEN 'time is a JSON ' || {_sql.json_kind('json_type(r.time)')} || ', expected an RFC 3339 string'",
         "WHEN ts IS NULL THEN 'time ''' || left(time_text, 60) || ''' is not an RFC 3339 time'",
         "WHEN type IN ('request', 'response') AND coalesce(json_type(r.request), 'NULL') = 'NULL' "
         "THEN 'a ' || type || ' line without a \"request\" object'",
         "WHEN type IN ('request', 'response') AND json_type(r.request) <> 'OBJECT' "
-        f"THEN 'request is a JSON ' || {_kind('json_type(r.request)')} || ', expected an object'",
+        f"THEN 'request is a JSON ' || {_sql.json_kind('json_type(r.request)')} || ', expected an object'",
     ]
     for path, allowed, expected in _CHECKS:
         types = ", ".join(f"'{t}'" for t in (*allowed, "NULL"))
-        kind = _kind(f"json_type(doc, '{path}')")
+        kind = _sql.json_kind(f"json_type(doc, '{path}')")
         branches.append(
             f"WHEN coalesce(json_type(doc, '{path}'), 'NULL') NOT IN ({types}) "
             f"THEN '{path[2:]} is a JSON ' || {kind} || ', expected {expected}'"
