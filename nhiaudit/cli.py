@@ -499,10 +499,12 @@ def _print_summary(result, out: Console) -> None:
     worst = report.worst_actions(result)
     if worst:
         table = Table(title="Worst actions (trace them with `nhiaudit trace ID`)", title_justify="left")
-        for column in ("action id", "action", "worst", "findings"):
-            table.add_column(column)
+        table.add_column("action id", overflow="fold")  # whole: it is what `trace` takes
+        table.add_column("action", overflow="fold")
+        table.add_column("worst")
+        table.add_column("findings", justify="right")
         for key, action, severity, count in worst:
-            table.add_row(t(key, 80), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
+            table.add_row(t(key, 200), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
         out.print(table)
     for waiver in result.expired_waivers:
         out.print(
