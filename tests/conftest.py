@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,11 @@ import pytest
 
 from nhiaudit import store as nhiaudit_store
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+# The test modules share tests/helpers.py (``from helpers import ...``). pytest's default import
+# mode puts only a test module's own folder on sys.path; put this one there too, for tests/sources/.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import SAMPLES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

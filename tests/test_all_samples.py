@@ -10,22 +10,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import SAMPLE_FOLDERS, SAMPLES
 from typer.testing import CliRunner
 
 from nhiaudit import cli, ingest
 from nhiaudit.sources import SOURCES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"  # also the samples_dir fixture (conftest)
-FOLDERS = (
-    "api_gateway",
-    "aws_cloudtrail",
-    "azure",
-    "gcp_audit",
-    "genai_otel",
-    "idp_oauth",
-    "k8s_audit",
-    "vault_audit",
-)
 # Files that hold no events by design: an SNS->SQS notification announcing CloudTrail log files
 # (the cloudtrail source consumes it on purpose).
 NO_EVENTS = {"aws_cloudtrail/aws-cloudtrail-processing-library__SQSMessageBody.json"}
@@ -33,7 +23,7 @@ SAMPLE_FILES = ingest.discover([SAMPLES])[0] if SAMPLES.is_dir() else []
 
 
 def test_the_sample_folders_are_the_expected_ones(samples_dir: Path) -> None:
-    assert sorted(p.name for p in samples_dir.iterdir() if p.is_dir()) == list(FOLDERS)
+    assert sorted(p.name for p in samples_dir.iterdir() if p.is_dir()) == list(SAMPLE_FOLDERS)
 
 
 def test_every_sample_loads_with_zero_rejected(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
@@ -51,7 +41,7 @@ def test_every_sample_loads_with_zero_rejected(store: duckdb.DuckDBPyConnection,
         assert (f.read > 0) != (str(name) in NO_EVENTS), f"{name}: {f.read} records read"
         assert f.read == f.loaded + f.rejected + f.duplicates, name
     paths = store.execute("SELECT DISTINCT ef.path FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256")
-    assert {Path(path).relative_to(samples_dir).parts[0] for (path,) in paths.fetchall()} == set(FOLDERS)
+    assert {Path(path).relative_to(samples_dir).parts[0] for (path,) in paths.fetchall()} == set(SAMPLE_FOLDERS)
     (stored,) = store.execute("SELECT count(*) FROM events").fetchone()
     assert stored == sum(f.loaded for f in result.files)
 

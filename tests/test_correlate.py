@@ -13,13 +13,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import SAMPLES, rows, write_lines
 
 from nhiaudit import correlate, evaluate, ingest, store
 from nhiaudit.policy import Policy, load_policy
 from nhiaudit.rules import load_rules
 from nhiaudit.sources import SOURCES
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 ACCOUNT = "111122223333"
 DAY = "2026-11-02"
@@ -274,11 +273,6 @@ def grant(
     return record
 
 
-def write_ndjson(path: Path, records: Iterable[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
 def build(
     folder: Path, policy_text: str = "", **files: Iterable[dict] | dict
 ) -> tuple[duckdb.DuckDBPyConnection, Policy]:
@@ -290,7 +284,7 @@ def build(
         if isinstance(content, dict):
             path.write_text(json.dumps(content), encoding="utf-8")
         else:
-            write_ndjson(path, content)
+            write_lines(path, content, separators=(",", ":"))
         paths.append(path)
     con = store.connect(":memory:")
     result = ingest.ingest(con, paths)
@@ -305,10 +299,9 @@ def build(
 
 
 def chain(con: duckdb.DuckDBPyConnection, event_id: str) -> dict:
-    cursor = con.execute("SELECT * FROM chains WHERE event_id = ?", [event_id])
-    rows = cursor.fetchall()
-    assert len(rows) == 1, f"{len(rows)} chain rows for {event_id}"
-    return dict(zip([d[0] for d in cursor.description], rows[0], strict=True))
+    found = rows(con, "SELECT * FROM chains WHERE event_id = ?", [event_id])
+    assert len(found) == 1, f"{len(found)} chain rows for {event_id}"
+    return found[0]
 
 
 def findings(con: duckdb.DuckDBPyConnection, policy: Policy, event_id: str | None = None) -> set[str]:
@@ -825,7 +818,8 @@ def test_max_age_expires_an_old_approval(tmp_path: Path) -> None:
 
 def test_staleness_follows_evidence_and_policy(tmp_path: Path) -> None:
     con = store.connect(":memory:")
-    ingest.ingest(con, [write_ndjson(tmp_path / "cloudtrail.ndjson", agent_world(source_identity="t-7f3a"))])
+    evidence = write_lines(tmp_path / "cloudtrail.ndjson", agent_world(source_identity="t-7f3a"), separators=(",", ":"))
+    ingest.ingest(con, [evidence])
     policy = Policy()
     assert correlate.is_stale(con, policy)
     correlate.correlate(con, policy)
@@ -834,7 +828,7 @@ def test_staleness_follows_evidence_and_policy(tmp_path: Path) -> None:
     changed = load_policy(tmp_path / "nhiaudit.toml")
     assert correlate.is_stale(con, changed)
     assert correlate.ensure(con, changed) and not correlate.is_stale(con, changed)
-    ingest.ingest(con, [write_ndjson(tmp_path / "more.ndjson", [task("t-7f3a")])])
+    ingest.ingest(con, [write_lines(tmp_path / "more.ndjson", [task("t-7f3a")], separators=(",", ":"))])
     assert correlate.is_stale(con, changed)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import write_lines
 from test_correlate import (
     ACCOUNT,
     ORCHESTRATOR,
@@ -60,9 +61,7 @@ def build(
         if isinstance(content, dict):
             path.write_text(json.dumps(content), encoding="utf-8")
         else:
-            path.write_text(
-                "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in content), encoding="utf-8"
-            )
+            write_lines(path, content)
         paths.append(path)
     con = store.connect(":memory:")
     result = ingest.ingest(con, paths)

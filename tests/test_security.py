@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import write_lines
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -48,15 +49,11 @@ high = ["change-manager", "team-lead"]
 """
 
 
-def _ndjson(path: Path, records: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-
-
 def _cloudtrail(folder: Path) -> None:
     agent = "arn:aws:sts::111122223333:assumed-role/agent/" + HOSTILE
     used = {"type": "AssumedRole", "arn": agent, "accountId": "111122223333",
             "accessKeyId": "ASIAHOSTILE00000001", "sessionContext": {"sourceIdentity": "t-1"}}
-    _ndjson(folder / "cloudtrail.ndjson", [
+    write_lines(folder / "cloudtrail.ndjson", [
         {"eventVersion": "1.09", "eventID": "ev-assume-1", "eventTime": "2026-11-02T09:00:00Z",
          "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "recipientAccountId": "111122223333",
          "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/orchestrator",
@@ -79,7 +76,7 @@ def _cloudtrail(folder: Path) -> None:
 
 
 def _provenance(folder: Path) -> None:
-    _ndjson(folder / "provenance.ndjson", [
+    write_lines(folder / "provenance.ndjson", [
         {"record_type": "task", "task_id": "t-1", "agent_id": "agent" + HOSTILE, "intent": "Intent " + HOSTILE,
          "requested_by": "req" + HOSTILE, "started_at": "2026-11-02T08:50:00Z",
          "ended_at": "2026-11-02T09:40:00Z", "status": "completed"},
@@ -105,7 +102,7 @@ def _vault(folder: Path) -> None:
     token = {"client_token": "hmac-sha256:SECRETHMAC", "accessor": "hmac-sha256:acc1",
              "display_name": "approle" + HOSTILE, "metadata": {"role_name": "bot", "task_id": "t-1"},
              "token_ttl": 1800}
-    _ndjson(folder / "vault.log", [
+    write_lines(folder / "vault.log", [
         {"time": "2026-11-02T09:01:00Z", "type": "request", "auth": {"token_type": "default"},
          "request": {"id": "vreq-1", "operation": "update", "path": "auth/approle/login"}},
         {"time": "2026-11-02T09:01:00Z", "type": "response", "auth": token,
@@ -150,7 +147,7 @@ def _gateways(folder: Path) -> None:
                       "authority": "api" + HOSTILE, "jwt_sub": "sub" + HOSTILE}) + "\n",
         encoding="utf-8",
     )
-    _ndjson(folder / "apigw.ndjson", [
+    write_lines(folder / "apigw.ndjson", [
         {"requestId": "apigw-1", "ip": "192.0.2.4", "requestTime": "02/Nov/2026:09:30:00 +0000",
          "httpMethod": "POST", "resourcePath": "/pets?api_key=SECRETAPIGW", "path": "/pets?api_key=SECRETAPIGW",
          "status": "200", "protocol": "HTTP/1.1", "accessKey": "ASIAHOSTILE00000001"},
@@ -158,12 +155,12 @@ def _gateways(folder: Path) -> None:
 
 
 def _idps(folder: Path) -> None:
-    _ndjson(folder / "auth0.ndjson", [
+    write_lines(folder / "auth0.ndjson", [
         {"log_id": "a0-1", "data": {"date": "2026-11-02T09:00:30Z", "type": "seccft", "client_id": "cid",
                                     "client_name": "bot",
                                     "details": {"access_token": "SECRETAUTH0", "client_secret": "SECRETAUTH0CS"}}},
     ])
-    _ndjson(folder / "keycloak.ndjson", [
+    write_lines(folder / "keycloak.ndjson", [
         {"id": "kc-1", "time": 1793610000000, "type": "CLIENT_LOGIN", "realmId": "r", "clientId": "c",
          "userId": "u", "details": {"token_id": "jti-1", "refresh_token": "SECRETKC", "client_secret": "SECRETKCCS"}},
     ])
@@ -483,10 +480,10 @@ def test_a_path_with_single_quotes_ingests(tmp_path: Path) -> None:
     folder = tmp_path / "o'brien's logs"
     folder.mkdir()
     path = folder / "it's'; DROP TABLE events; --.ndjson"
-    _ndjson(path, [{"eventVersion": "1.09", "eventID": "q-1", "eventTime": "2026-11-02T09:00:00Z",
-                    "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
-                    "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/a/b",
-                                     "accessKeyId": "ASIAQUOTE00000000001"}}])
+    write_lines(path, [{"eventVersion": "1.09", "eventID": "q-1", "eventTime": "2026-11-02T09:00:00Z",
+                        "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+                        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/a/b",
+                                         "accessKeyId": "ASIAQUOTE00000000001"}}])
     gz = folder / "o'k.ndjson.gz"
     import gzip
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import write_lines
 from rich.console import Console
 from test_correlate import (
     ACCOUNT,
@@ -25,7 +26,6 @@ from test_correlate import (
     ct_call,
     grant,
     task,
-    write_ndjson,
 )
 from typer.testing import CliRunner
 
@@ -89,7 +89,7 @@ def _session(
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The evidence folder, a store file built from it, and the policy, side by side."""
     folder = tmp_path_factory.mktemp("trace")
-    write_ndjson(
+    write_lines(
         folder / "cloudtrail.ndjson",
         [
             *_session(1, "t-0001", "ASIAREPORTBOT0000001"),
@@ -116,8 +116,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ),
             *_session(11, "t-0011", "ASIAREPORTBOT0000011", actor=HOSTILE_ACTOR),
         ],
+        separators=(",", ":"),
     )
-    write_ndjson(
+    write_lines(
         folder / "provenance.ndjson",
         [
             task("t-0001"),
@@ -133,6 +134,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             grant("alice@example.com", "change-manager"),
             grant("dave@example.com", "team-lead"),
         ],
+        separators=(",", ":"),
     )
     (folder / "nhiaudit.toml").write_text(POLICY, encoding="utf-8")
     con = store.connect(folder / "store.duckdb")

@@ -10,44 +10,15 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, other_samples, rows, sample, write_lines
 
-from nhiaudit import ingest
 from nhiaudit.sources import apigateway
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SAMPLE = SAMPLES / "api_gateway" / "elastic__aws-apigateway_test-apigateway-rest.log"
-OTHER_SAMPLES = (
-    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE) if SAMPLES.is_dir() else []
-)
+OTHER_SAMPLES = other_samples(SAMPLE)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'apigateway' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "apigateway"
-    return file_result
-
-
-def write(path: Path, *lines: dict[str, Any] | str) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
 
 
 def record(request_id: str, **extra: Any) -> dict[str, Any]:
@@ -75,22 +46,20 @@ def record(request_id: str, **extra: Any) -> dict[str, Any]:
     return rec
 
 
-@pytest.fixture
-def sample() -> Path:
-    if not SAMPLE.is_file():
-        pytest.skip(f"shared sample not found at {SAMPLE}")
-    return SAMPLE
+@pytest.fixture(name="sample")
+def shared_sample() -> Path:
+    return sample(SAMPLE)
 
 
 def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
     assert apigateway.detect(sample)
-    result = load(store, sample)
+    result = load(store, "apigateway", sample)
     assert (result.read, result.loaded, result.rejected) == (5, 5, 0)
 
 
 def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
-    load(store, sample)
-    e = event(store, "48752d0f-c99d-4cfa-a5a7-f3c6834d19e5")  # line 1
+    load(store, "apigateway", sample)
+    e = event(store, "apigateway", "48752d0f-c99d-4cfa-a5a7-f3c6834d19e5")  # line 1
     assert e["occurred_at"] == datetime(2023, 6, 10, 15, 36, 28, tzinfo=timezone.utc)
     assert (e["category"], e["action"], e["resource"]) == ("action", "http:GET", "/pets")
     assert (e["outcome"], e["read_only"], e["src_ip"]) == ("success", True, "1.128.0.0")
@@ -104,7 +73,7 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
         "resource_path": "/pets",
     }
 
-    e = event(store, "c12d1542-b79e-4e79-a158-fdf36452a81b")  # line 4: with stage, apiId, domainName
+    e = event(store, "apigateway", "c12d1542-b79e-4e79-a158-fdf36452a81b")  # line 4: with stage, apiId, domainName
     assert e["resource"] == "apigateway:asad15n3p0/prod/pets/{petId}"
     assert e["region"] == "us-east-1"
     assert e["occurred_at"] == datetime(2023, 7, 26, 12, 7, 3, tzinfo=timezone.utc)
@@ -113,11 +82,16 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
 
 def test_identity_extras(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     user_only = record("user-only", userArn="-", accessKey="-")
-    path = write(
-        tmp_path / "access.log", record("full"), user_only, record("long-term", accessKey="AKIAEXAMPLE")
+    path = write_lines(
+        tmp_path / "access.log",
+        [
+            record("full"),
+            user_only,
+            record("long-term", accessKey="AKIAEXAMPLE"),
+        ],
     )
-    load(store, path)
-    e = event(store, "full")
+    load(store, "apigateway", path)
+    e = event(store, "apigateway", "full")
     assert e["occurred_at"] == datetime(2026, 11, 2, 9, 5, tzinfo=timezone.utc)  # +0100 -> UTC
     assert e["actor_id"] == "arn:aws:sts::111111111111:assumed-role/report-bot/t-7f3a"
     # the access key links the call to the CloudTrail issuance of that key
@@ -125,60 +99,68 @@ def test_identity_extras(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> No
     assert (e["action"], e["read_only"], e["outcome"]) == ("http:PUT", False, "success")
     assert e["resource"] == "apigateway:a1b2c3d4e5/prod/reports/{id}"
     assert (e["account"], e["region"], e["user_agent"]) == ("111111111111", "eu-west-1", "report-bot/1.0")
-    e = event(store, "user-only")
+    e = event(store, "apigateway", "user-only")
     assert (e["actor_id"], e["credential_id"]) == (
         "AROAEXAMPLE:report-bot",
         "apigw-user:AROAEXAMPLE:report-bot",
     )
-    assert event(store, "long-term")["credential_type"] == "aws_long_term_key"
+    assert event(store, "apigateway", "long-term")["credential_type"] == "aws_long_term_key"
 
 
 def test_traceparent_joins_the_agent_span(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(tmp_path / "access.log", record("traced", traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01"))
-    load(store, path)
-    e = event(store, "traced")
+    path = write_lines(tmp_path / "access.log", [record("traced", traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01")])
+    load(store, "apigateway", path)
+    e = event(store, "apigateway", "traced")
     assert (e["trace_id"], e["parent_span_id"], e["span_id"]) == (TRACE_ID, SPAN_ID, None)
 
 
 def test_xray_trace_id_maps_to_w3c(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "access.log",
-        record(
-            "xray", xrayTraceId="Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"
-        ),
-        record("bare", xrayTraceId="1-4bf92f35-77b34da6a3ce929d0e0e4736"),
-        record("junk", xrayTraceId="-", traceparent="00-bad-01"),
+        [
+            record(
+                "xray", xrayTraceId="Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1"
+            ),
+            record("bare", xrayTraceId="1-4bf92f35-77b34da6a3ce929d0e0e4736"),
+            record("junk", xrayTraceId="-", traceparent="00-bad-01"),
+        ],
     )
-    load(store, path)
-    assert (event(store, "xray")["trace_id"], event(store, "xray")["parent_span_id"]) == (TRACE_ID, SPAN_ID)
-    assert (event(store, "bare")["trace_id"], event(store, "bare")["parent_span_id"]) == (TRACE_ID, None)
-    assert (event(store, "junk")["trace_id"], event(store, "junk")["parent_span_id"]) == (None, None)
+    load(store, "apigateway", path)
+    xray, bare, junk = (event(store, "apigateway", event_id) for event_id in ("xray", "bare", "junk"))
+    assert (xray["trace_id"], xray["parent_span_id"]) == (TRACE_ID, SPAN_ID)
+    assert (bare["trace_id"], bare["parent_span_id"]) == (TRACE_ID, None)
+    assert (junk["trace_id"], junk["parent_span_id"]) == (None, None)
 
 
 def test_outcomes(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "access.log",
-        record("denied", status="403"),
-        record("unauth", status=401),
-        record("error", status="504"),
+        [
+            record("denied", status="403"),
+            record("unauth", status=401),
+            record("error", status="504"),
+        ],
     )
-    load(store, path)
-    assert (event(store, "denied")["outcome"], event(store, "denied")["error_code"]) == ("denied", "403")
-    assert event(store, "unauth")["outcome"] == "denied"
-    assert (event(store, "error")["outcome"], event(store, "error")["error_code"]) == ("failure", "504")
+    load(store, "apigateway", path)
+    denied, error = event(store, "apigateway", "denied"), event(store, "apigateway", "error")
+    assert (denied["outcome"], denied["error_code"]) == ("denied", "403")
+    assert event(store, "apigateway", "unauth")["outcome"] == "denied"
+    assert (error["outcome"], error["error_code"]) == ("failure", "504")
 
 
 def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "access.log",
-        record("good-1"),
-        '{"requestId": "cut", "ip": "1.2.3',
-        record("bad-time", requestTime="2026-11-02T10:05:00Z"),
-        record("bad-status", status="OK"),
-        record("bad-method", httpMethod=7),
-        record("good-2"),
+        [
+            record("good-1"),
+            '{"requestId": "cut", "ip": "1.2.3',
+            record("bad-time", requestTime="2026-11-02T10:05:00Z"),
+            record("bad-status", status="OK"),
+            record("bad-method", httpMethod=7),
+            record("good-2"),
+        ],
     )
-    result = load(store, path)
+    result = load(store, "apigateway", path)
     assert (result.loaded, result.rejected) == (2, 4)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
@@ -193,10 +175,10 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 def test_reingest_is_a_noop_and_duplicates_are_skipped(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    first = write(tmp_path / "a.log", record("r1"), record("r2"))
-    load(store, first)
-    assert load(store, first).already_ingested
-    result = load(store, write(tmp_path / "b.log", record("r2"), record("r3")))
+    first = write_lines(tmp_path / "a.log", [record("r1"), record("r2")])
+    load(store, "apigateway", first)
+    assert load(store, "apigateway", first).already_ingested
+    result = load(store, "apigateway", write_lines(tmp_path / "b.log", [record("r2"), record("r3")]))
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
 

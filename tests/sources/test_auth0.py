@@ -11,41 +11,12 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, other_samples, rows, sample, write_lines
 
-from nhiaudit import ingest
 from nhiaudit.sources import auth0
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SAMPLE = SAMPLES / "idp_oauth" / "elastic__auth0_test-token-xchg-success.first3.logstream.ndjson"
-OTHER_SAMPLES = (
-    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE) if SAMPLES.is_dir() else []
-)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'auth0' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "auth0"
-    return file_result
-
-
-def write(path: Path, *lines: dict[str, Any] | str) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
+OTHER_SAMPLES = other_samples(SAMPLE)
 
 
 def stream(log_id: str, type_: str, **data: Any) -> dict[str, Any]:
@@ -64,23 +35,21 @@ def stream(log_id: str, type_: str, **data: Any) -> dict[str, Any]:
     return {"log_id": log_id, "data": body}
 
 
-@pytest.fixture
-def sample() -> Path:
-    if not SAMPLE.is_file():
-        pytest.skip(f"shared sample not found at {SAMPLE}")
-    return SAMPLE
+@pytest.fixture(name="sample")
+def shared_sample() -> Path:
+    return sample(SAMPLE)
 
 
 def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
     assert auth0.detect(sample)
-    result = load(store, sample)
+    result = load(store, "auth0", sample)
     assert (result.read, result.loaded, result.rejected) == (3, 3, 0)
 
 
 def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
-    load(store, sample)
+    load(store, "auth0", sample)
     log_id = "90020211104001514276223441402873466602396154780480176194"  # line 1
-    e = event(store, log_id)
+    e = event(store, "auth0", log_id)
     assert e["occurred_at"] == datetime(2021, 11, 4, 0, 15, 10, 907000, tzinfo=timezone.utc)
     # seacft: authorization code exchanged for an access token
     assert (e["category"], e["action"], e["outcome"]) == ("credential_issue", "auth0:seacft", "success")
@@ -102,20 +71,22 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
 
 def test_m2m_issuance_and_delegation(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     act = json.dumps({"sub": "orchestrator", "act": {"sub": "bob@example.com"}})
-    path = write(
+    path = write_lines(
         tmp_path / "auth0.ndjson",
-        stream(
-            "m2m", "seccft", user_id="", audience="https://reports.example.com/api", scope="reports:write"
-        ),
-        stream("cte", "secte", user_id="auth0|bob", details={"act": act}),
+        [
+            stream(
+                "m2m", "seccft", user_id="", audience="https://reports.example.com/api", scope="reports:write"
+            ),
+            stream("cte", "secte", user_id="auth0|bob", details={"act": act}),
+        ],
     )
-    load(store, path)
-    e = event(store, "m2m")
+    load(store, "auth0", path)
+    e = event(store, "auth0", "m2m")
     assert (e["category"], e["actor_id"], e["actor_type"]) == ("credential_issue", "bot-client", "service")
     assert e["credential_id"] == "auth0:bot-client:m2m"
     assert e["resource"] == "https://reports.example.com/api"
     assert (e["details"]["holder"], e["details"]["scope"]) == ("bot-client", "reports:write")
-    e = event(store, "cte")  # custom token exchange with an RFC 8693 actor claim
+    e = event(store, "auth0", "cte")  # custom token exchange with an RFC 8693 actor claim
     assert e["details"]["act_chain"] == ["orchestrator", "bob@example.com"]
     assert e["parent_credential_id"] == "orchestrator"
     assert e["details"]["token_exchange"] is True
@@ -123,28 +94,30 @@ def test_m2m_issuance_and_delegation(store: duckdb.DuckDBPyConnection, tmp_path:
 
 
 def test_signin_revocation_and_flat_layout(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "auth0.ndjson",
-        stream(
-            "fp-1", "fp", client_id="web", user_name="eve@example.com", description="Wrong email or password."
-        ),
-        stream(
-            "feccft-1",
-            "feccft",
-            details={"error": {"oauthError": "access_denied", "type": "oauth-authorization"}},
-        ),
-        stream("blocked", "limit_wc", user_name="eve@example.com"),
-        # Management API /api/v2/logs: the same fields, not wrapped in "data"
-        {
-            "date": "2026-11-02T09:07:00.000Z",
-            "type": "srrt",
-            "client_id": "web",
-            "user_id": "auth0|1",
-            "log_id": "flat",
-        },
+        [
+            stream(
+                "fp-1", "fp", client_id="web", user_name="eve@example.com", description="Wrong email or password."
+            ),
+            stream(
+                "feccft-1",
+                "feccft",
+                details={"error": {"oauthError": "access_denied", "type": "oauth-authorization"}},
+            ),
+            stream("blocked", "limit_wc", user_name="eve@example.com"),
+            # Management API /api/v2/logs: the same fields, not wrapped in "data"
+            {
+                "date": "2026-11-02T09:07:00.000Z",
+                "type": "srrt",
+                "client_id": "web",
+                "user_id": "auth0|1",
+                "log_id": "flat",
+            },
+        ],
     )
-    load(store, path)
-    e = event(store, "fp-1")
+    load(store, "auth0", path)
+    e = event(store, "auth0", "fp-1")
     assert (e["category"], e["outcome"], e["error_code"], e["actor_id"]) == (
         "signin",
         "failure",
@@ -152,9 +125,10 @@ def test_signin_revocation_and_flat_layout(store: duckdb.DuckDBPyConnection, tmp
         "eve@example.com",
     )
     assert e["credential_id"] is None
-    assert event(store, "feccft-1")["error_code"] == "access_denied"
-    assert (event(store, "blocked")["category"], event(store, "blocked")["outcome"]) == ("signin", "denied")
-    e = event(store, "flat")
+    assert event(store, "auth0", "feccft-1")["error_code"] == "access_denied"
+    blocked = event(store, "auth0", "blocked")
+    assert (blocked["category"], blocked["outcome"]) == ("signin", "denied")
+    e = event(store, "auth0", "flat")
     assert (e["category"], e["actor_id"], e["credential_type"]) == (
         "credential_revoke",
         "auth0|1",
@@ -167,21 +141,23 @@ def test_webhook_batch_array(store: duckdb.DuckDBPyConnection, tmp_path: Path) -
     path = tmp_path / "batch.json"
     path.write_text(json.dumps([stream("b1", "seccft"), stream("b2", "s", user_id="auth0|2")]))
     assert auth0.detect(path)
-    result = load(store, path)
+    result = load(store, "auth0", path)
     assert (result.loaded, result.rejected) == (2, 0)
 
 
 def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "auth0.ndjson",
-        stream("good-1", "seccft"),
-        '{"log_id": "cut", "data": {"date": "2026-',
-        {"log_id": "bad-data", "data": "oops"},
-        stream("bad-date", "s", date="yesterday"),
-        stream("bad-type", 42),
-        stream("good-2", "s", user_id="auth0|2"),
+        [
+            stream("good-1", "seccft"),
+            '{"log_id": "cut", "data": {"date": "2026-',
+            {"log_id": "bad-data", "data": "oops"},
+            stream("bad-date", "s", date="yesterday"),
+            stream("bad-type", 42),
+            stream("good-2", "s", user_id="auth0|2"),
+        ],
     )
-    result = load(store, path)
+    result = load(store, "auth0", path)
     assert (result.loaded, result.rejected) == (2, 4)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
@@ -196,10 +172,10 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 def test_reingest_is_a_noop_and_duplicates_are_skipped(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    first = write(tmp_path / "a.ndjson", stream("r1", "seccft"), stream("r2", "seccft"))
-    load(store, first)
-    assert load(store, first).already_ingested
-    result = load(store, write(tmp_path / "b.ndjson", stream("r2", "seccft"), stream("r3", "seccft")))
+    first = write_lines(tmp_path / "a.ndjson", [stream("r1", "seccft"), stream("r2", "seccft")])
+    load(store, "auth0", first)
+    assert load(store, "auth0", first).already_ingested
+    result = load(store, "auth0", write_lines(tmp_path / "b.ndjson", [stream("r2", "seccft"), stream("r3", "seccft")]))
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
 

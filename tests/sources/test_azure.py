@@ -5,61 +5,23 @@ and Event Hub shapes, and bad input."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import azure, gcp_audit, k8s_audit
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 AZ_SAMPLES = SAMPLES / "azure"
-SAMPLE_FILES = sorted(p for p in AZ_SAMPLES.glob("*") if p.is_file()) if AZ_SAMPLES.is_dir() else []
+SAMPLE_FILES = sample_files(AZ_SAMPLES)
 SP_SIGNINS = "elastic__test-service-principal-signinlogs-sample.log"
 MI_SIGNINS = "elastic__test-managed-identity-sample.first5lines.log"
 ACTIVITY = "elastic__test-activitylogs-raw.log"
 SP_ID = "5f0e8a8c-3c1d-4c5e-9a51-2f8b2b1e9d10"
 SUB = "11111111-2222-3333-4444-555555555555"
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'azure' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else {}
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "azure"
-    return file_result
-
-
-def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-def sample(name: str) -> Path:
-    path = AZ_SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"sample {name} not found under {AZ_SAMPLES}")
-    return path
 
 
 def signin(signin_id: str, token_id: str, **properties: Any) -> dict[str, Any]:
@@ -103,15 +65,15 @@ def activity(uti: str, result: str = "Success", **fields: Any) -> dict[str, Any]
 def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert azure.detect(path)
     assert ingest.detect(path) == "azure"
-    result = load(store, path)
+    result = load(store, "azure", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     assert result.read == sum(1 for line in path.read_text().splitlines() if line.strip())
     assert result.read == result.loaded + result.duplicates
 
 
 def test_service_principal_signin(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample(SP_SIGNINS))
-    e = event(store, "d5935dca-86f2-4ac9-a42c-3593b00af801")
+    load(store, "azure", sample(AZ_SAMPLES / SP_SIGNINS))
+    e = event(store, "azure", "d5935dca-86f2-4ac9-a42c-3593b00af801")
     assert e["occurred_at"] == utc(2022, 2, 8, 6, 22, 28, 351840)  # 7 fractional digits in the file
     assert e["category"] == "credential_issue" and e["action"] == "entra:ServicePrincipalSignIn"
     assert e["actor_id"] == "b029d485-a308-4311-8720-fb3192e5284e"
@@ -127,8 +89,8 @@ def test_service_principal_signin(store: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_managed_identity_signin(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample(MI_SIGNINS))
-    e = event(store, "a08869a8-3b15-46e4-8de3-273849e60100")
+    load(store, "azure", sample(AZ_SAMPLES / MI_SIGNINS))
+    e = event(store, "azure", "a08869a8-3b15-46e4-8de3-273849e60100")
     assert e["action"] == "entra:ManagedIdentitySignIn" and e["actor_type"] == "workload"
     assert e["actor_id"] == "9d370547-cb61-4753-be23-68534909af90"
     assert e["credential_id"] == "azure-token:YTA4ODY5YTgtM2IxNS00NmU0LThkZTMtMjczODQ5ZTYwMTAw"
@@ -138,7 +100,7 @@ def test_managed_identity_signin(store: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_activity_log_sample(store: duckdb.DuckDBPyConnection) -> None:
-    result = load(store, sample(ACTIVITY))
+    result = load(store, "azure", sample(AZ_SAMPLES / ACTIVITY))
     assert (result.loaded, result.duplicates) == (2, 1)  # lines 2 and 3: one event, two body encodings
     found = rows(store, "SELECT * FROM events ORDER BY record_index")
     listkeys = found[0]
@@ -168,8 +130,8 @@ def test_signin_token_joins_the_arm_call(store: duckdb.DuckDBPyConnection, tmp_p
     # The same 16 bytes, base64 with padding in the sign-in, base64url without in the token's uti.
     path = write_lines(tmp_path / "azure.json", [
         signin("signin-1", "q+7/AbCdEfGhIjKlMnOpQA=="), activity("q-7_AbCdEfGhIjKlMnOpQA")])
-    load(store, path)
-    issued = event(store, "signin-1")
+    load(store, "azure", path)
+    issued = event(store, "azure", "signin-1")
     (used,) = rows(store, "SELECT * FROM events WHERE category = 'action'")
     assert issued["credential_id"] == "azure-token:q-7_AbCdEfGhIjKlMnOpQA"
     assert used["credential_id"] == issued["credential_id"]
@@ -198,8 +160,8 @@ def test_log_analytics_rows_join_the_same_way(store: duckdb.DuckDBPyConnection, 
                                  "storageAccounts/reports"}
     path = write_lines(tmp_path / "la.json", [la_signin, la_activity])
     assert azure.detect(path)
-    load(store, path)
-    issued, used = event(store, "la-signin-1"), event(store, "la-act-1")
+    load(store, "azure", path)
+    issued, used = event(store, "azure", "la-signin-1"), event(store, "azure", "la-act-1")
     assert issued["credential_id"] == used["credential_id"] == "azure-token:q-7_AbCdEfGhIjKlMnOpQA"
     assert issued["parent_credential_id"] == "azure-key:key-1" and issued["account"] == "tenant-1"
     assert (used["outcome"], used["error_code"], used["read_only"]) == ("denied", "Forbidden", True)
@@ -213,8 +175,8 @@ def test_event_hub_wrapper_and_failed_signin(store: duckdb.DuckDBPyConnection, t
     records = [signin("signin-1", "q+7/AbCdEfGhIjKlMnOpQA=="), failed]
     path.write_text(json.dumps({"records": records}, indent=2))
     assert azure.detect(path)
-    assert load(store, path).loaded == 2
-    rejected_signin = event(store, "signin-2")
+    assert load(store, "azure", path).loaded == 2
+    rejected_signin = event(store, "azure", "signin-2")
     assert (rejected_signin["outcome"], rejected_signin["error_code"]) == ("failure", "7000215")
 
 
@@ -231,7 +193,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         {"category": "Something", "time": "2026-11-02T09:00:00Z"},
         signin("good-2", "EEEE"),
     ])
-    result = load(store, path)
+    result = load(store, "azure", path)
     assert (result.loaded, result.rejected) == (2, 5)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
@@ -247,15 +209,15 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 
 
 def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
-    first = load(store, sample(SP_SIGNINS))
-    again = load(store, sample(SP_SIGNINS))
+    first = load(store, "azure", sample(AZ_SAMPLES / SP_SIGNINS))
+    again = load(store, "azure", sample(AZ_SAMPLES / SP_SIGNINS))
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
 
 
 def test_detect_claims_no_other_source(samples_dir: Path) -> None:
     others = [p for folder in ("aws_cloudtrail", "k8s_audit", "gcp_audit", "vault_audit", "api_gateway")
-              for p in sorted((samples_dir / folder).glob("*")) if p.is_file()]
+              for p in sample_files(samples_dir / folder)]
     assert any("aks" in p.name for p in others)
     assert not [p.name for p in others if azure.detect(p)]
     assert not [p.name for p in SAMPLE_FILES if k8s_audit.detect(p) or gcp_audit.detect(p)]

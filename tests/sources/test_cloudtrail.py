@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, rows, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import cloudtrail
 
-CT_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "aws_cloudtrail"
-SAMPLE_FILES = sorted(p for p in CT_SAMPLES.glob("*") if p.is_file()) if CT_SAMPLES.is_dir() else []
+CT_SAMPLES = SAMPLES / "aws_cloudtrail"
+SAMPLE_FILES = sample_files(CT_SAMPLES)
 
 OTRF = "otrf__ec2_proxy_s3_exfiltration_2020-09-14011940.ndjson"
 FEDERATION = "stratus-red-team__aws.persistence.sts-federation-token.json"
@@ -26,31 +27,6 @@ CT_DOCS = "awsdocs-cloudtrail-user-guide__log_file_and_signin_examples.records.j
 PASSWORD_DATA = "stratus-red-team__aws.credential-access.ec2-get-password-data.json"
 SQS = "aws-cloudtrail-processing-library__SQSMessageBody.json"
 GZIP_RECORDS = "aws-cloudtrail-processing-library__SerializerTestFileCompact.json.gz"
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "cloudtrail"
-    return file_result
 
 
 def python_record_count(path: Path) -> int:
@@ -70,7 +46,7 @@ def python_record_count(path: Path) -> int:
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
 def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert cloudtrail.detect(path)
-    result = load(store, path)
+    result = load(store, "cloudtrail", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     assert result.read == python_record_count(path)
     assert result.read == result.loaded + result.duplicates
@@ -92,13 +68,13 @@ def test_sqs_notification_is_recognized_and_holds_no_events(
 ) -> None:
     path = samples_dir / "aws_cloudtrail" / SQS
     assert ingest.detect(path) == "cloudtrail"
-    result = load(store, path)
+    result = load(store, "cloudtrail", path)
     assert (result.read, result.loaded, result.rejected, result.duplicates) == (0, 0, 0, 0)
     assert store.execute("SELECT count(*) FROM evidence_files").fetchone()[0] == 1  # custody recorded
 
 
 def test_gzip_records_sample(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
-    result = load(store, samples_dir / "aws_cloudtrail" / GZIP_RECORDS)
+    result = load(store, "cloudtrail", samples_dir / "aws_cloudtrail" / GZIP_RECORDS)
     assert (result.read, result.loaded, result.rejected) == (6, 6, 0)
     first = rows(store, "SELECT * FROM events WHERE record_index = 0")[0]
     assert first["action"] == "eventSource1:eventName1"
@@ -111,13 +87,13 @@ def test_gzip_records_sample(store: duckdb.DuckDBPyConnection, samples_dir: Path
 
 @pytest.fixture
 def otrf(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> duckdb.DuckDBPyConnection:
-    result = load(store, samples_dir / "aws_cloudtrail" / OTRF)
+    result = load(store, "cloudtrail", samples_dir / "aws_cloudtrail" / OTRF)
     assert (result.read, result.loaded, result.rejected) == (103, 103, 0)
     return store
 
 
 def test_otrf_instance_credential_issuance(otrf: duckdb.DuckDBPyConnection) -> None:
-    issued = event(otrf, "a3a3dded-7c27-42c0-a42d-891cdd436278")
+    issued = event(otrf, "cloudtrail", "a3a3dded-7c27-42c0-a42d-891cdd436278")
     assert issued["category"] == "credential_issue"
     assert issued["action"] == "sts:AssumeRole"
     assert issued["credential_id"] == "ASIA5FLZVX4OPVKKVBMX"
@@ -134,7 +110,7 @@ def test_otrf_instance_credential_issuance(otrf: duckdb.DuckDBPyConnection) -> N
 
 
 def test_otrf_stolen_credential_used_for_s3(otrf: duckdb.DuckDBPyConnection) -> None:
-    get = event(otrf, "771299cb-e200-4926-9604-c85358b30499")
+    get = event(otrf, "cloudtrail", "771299cb-e200-4926-9604-c85358b30499")
     assert get["credential_id"] == "ASIA5FLZVX4OPVKKVBMX"
     assert get["category"] == "action"
     assert get["action"] == "s3:GetObject"
@@ -145,7 +121,7 @@ def test_otrf_stolen_credential_used_for_s3(otrf: duckdb.DuckDBPyConnection) -> 
     assert get["occurred_at"] == utc(2020, 9, 14, 1, 2, 34)
     assert get["line"] == 80
 
-    listing = event(otrf, "bf575a0c-c344-4302-a468-00e6a84a127a")
+    listing = event(otrf, "cloudtrail", "bf575a0c-c344-4302-a468-00e6a84a127a")
     assert listing["action"] == "s3:ListObjects"
     # The object resource is only an ARNPrefix: the bucket is the first real ARN.
     assert listing["resource"] == "arn:aws:s3:::mordors3stack-s3bucket-llp2yingx64a"
@@ -159,8 +135,8 @@ def test_otrf_stolen_credential_used_for_s3(otrf: duckdb.DuckDBPyConnection) -> 
 
 
 def test_federation_token_issuance(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
-    load(store, samples_dir / "aws_cloudtrail" / FEDERATION)
-    issued = event(store, "6e882b9d-2af8-4c67-b91f-aeac6a0e5e70")
+    load(store, "cloudtrail", samples_dir / "aws_cloudtrail" / FEDERATION)
+    issued = event(store, "cloudtrail", "6e882b9d-2af8-4c67-b91f-aeac6a0e5e70")
     assert issued["category"] == "credential_issue"
     assert issued["action"] == "sts:GetFederationToken"
     assert issued["credential_id"] == "ASIASTJKC5GCM7ZE6LUP"
@@ -172,7 +148,7 @@ def test_federation_token_issuance(store: duckdb.DuckDBPyConnection, samples_dir
     # The secret never leaves raw: no normalized column or detail carries the session token.
     assert "IQoJb3JpZ2lu" not in json.dumps(issued["details"])
 
-    used = event(store, "91529247-c4c4-4793-afc8-d70bbcfe9d19")
+    used = event(store, "cloudtrail", "91529247-c4c4-4793-afc8-d70bbcfe9d19")
     assert (used["category"], used["action"], used["credential_id"]) == (
         "action",
         "sts:GetCallerIdentity",
@@ -183,10 +159,10 @@ def test_federation_token_issuance(store: duckdb.DuckDBPyConnection, samples_dir
 
 
 def test_assume_role_with_session_tags(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
-    result = load(store, samples_dir / "aws_cloudtrail" / ELASTIC_TAGS)
+    result = load(store, "cloudtrail", samples_dir / "aws_cloudtrail" / ELASTIC_TAGS)
     # Both lines carry eventID 1917948f-… with the same time, name and account: one event.
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
-    issued = event(store, "1917948f-3042-46ec-98e2-62865EXAMPLE")
+    issued = event(store, "cloudtrail", "1917948f-3042-46ec-98e2-62865EXAMPLE")
     assert issued["record_index"] == 0 and issued["line"] == 1  # the first copy is the one kept
     assert issued["details"]["session_tags"] == [
         {"value": "johndoe@example.com", "key": "Email"},
@@ -202,7 +178,7 @@ def test_assume_role_with_session_tags(store: duckdb.DuckDBPyConnection, samples
 
 def test_source_identity_is_the_task_id(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
     path = samples_dir / "aws_cloudtrail" / IAM_DOCS
-    result = load(store, path)
+    result = load(store, "cloudtrail", path)
     assert (result.read, result.loaded, result.rejected) == (13, 13, 0)
     john = rows(store, "SELECT * FROM events WHERE record_index = 1")[0]
     assert john["event_id"] == "dEXAMPLE-ac7f-466c-a608-4ac8dEXAMPLE"
@@ -221,13 +197,13 @@ def test_source_identity_is_the_task_id(store: duckdb.DuckDBPyConnection, sample
     assert use["credential_id"] == "ASIAIOSFODNN7EXAMPLE"
     assert use["occurred_at"] is None and use["category"] == "other"
 
-    web = event(store, "bEXAMPLE-0b30-4246-b28c-e3da3EXAMPLE")
+    web = event(store, "cloudtrail", "bEXAMPLE-0b30-4246-b28c-e3da3EXAMPLE")
     assert (web["action"], web["task_id"]) == ("sts:AssumeRoleWithWebIdentity", "MyWebIdentityUser")
 
 
 def test_error_codes_set_the_outcome(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
-    load(store, samples_dir / "aws_cloudtrail" / PASSWORD_DATA)
-    load(store, samples_dir / "aws_cloudtrail" / CT_DOCS)
+    load(store, "cloudtrail", samples_dir / "aws_cloudtrail" / PASSWORD_DATA)
+    load(store, "cloudtrail", samples_dir / "aws_cloudtrail" / CT_DOCS)
     outcomes = dict(
         store.execute(
             "SELECT error_code, any_value(outcome) FROM events WHERE error_code IS NOT NULL GROUP BY 1"
@@ -240,7 +216,7 @@ def test_error_codes_set_the_outcome(store: duckdb.DuckDBPyConnection, samples_d
     assert store.execute(
         "SELECT DISTINCT action, outcome FROM events WHERE error_code IS NULL AND outcome <> 'success'"
     ).fetchall() == [("signin:ConsoleLogin", "failure")]
-    trail = event(store, "b7d4398e-b2f0-4faa-9c76-e2d316a8d67f")
+    trail = event(store, "cloudtrail", "b7d4398e-b2f0-4faa-9c76-e2d316a8d67f")
     assert (trail["action"], trail["outcome"]) == ("cloudtrail:UpdateTrail", "failure")
 
 
@@ -273,9 +249,7 @@ def record(i: int, **fields: Any) -> dict[str, Any]:
 
 
 def load_records(con: duckdb.DuckDBPyConnection, tmp_path: Path, records: list[dict[str, Any]]) -> ingest.FileResult:
-    path = tmp_path / "records.ndjson"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return load(con, path)
+    return load(con, "cloudtrail", write_lines(tmp_path / "records.ndjson", records))
 
 
 def test_resources_object_before_bucket(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
@@ -375,7 +349,7 @@ def test_expiration_spellings(
             )
         ],
     )
-    issued = event(store, "00000000-0000-0000-0000-000000000001")
+    issued = event(store, "cloudtrail", "00000000-0000-0000-0000-000000000001")
     assert issued["expires_at"] == expected
     assert issued["parent_credential_id"] == "ASIAAGENTKEY00000001"
     assert issued["credential_id"] == "ASIANEWKEY0000000001"
@@ -447,8 +421,7 @@ def _write_layout(tmp_path: Path, layout: str) -> Path:
         path = tmp_path / "111122223333_CloudTrail_eu-west-1_20240501T1000Z_abc.json.gz"
         path.write_bytes(gzip.compress(json.dumps({"Records": LAYOUT_RECORDS}).encode()))
     elif layout == "NDJSON":
-        path = tmp_path / "export.ndjson"
-        path.write_text("".join(json.dumps(r) + "\n" for r in LAYOUT_RECORDS))
+        path = write_lines(tmp_path / "export.ndjson", LAYOUT_RECORDS)
     elif layout == "JSON array":
         path = tmp_path / "array.json"
         path.write_text(json.dumps(LAYOUT_RECORDS, indent=3))
@@ -496,7 +469,7 @@ def test_layouts_give_the_same_events(tmp_path: Path, layout: str) -> None:
     con = nhistore.connect(":memory:")
     path = _write_layout(tmp_path, layout)
     assert cloudtrail.detect(path)
-    result = load(con, path)
+    result = load(con, "cloudtrail", path)
     assert (result.read, result.loaded, result.rejected, result.duplicates) == (4, 4, 0, 0)
     got = rows(con, f"SELECT {', '.join(COMPARED)}, raw, line FROM events ORDER BY record_index")
     assert [json.loads(r.pop("raw")) for r in got] == LAYOUT_RECORDS  # the original record, untouched
@@ -508,7 +481,7 @@ def test_layouts_give_the_same_events(tmp_path: Path, layout: str) -> None:
 
     reference = nhistore.connect(":memory:")
     (tmp_path / "ref").mkdir()
-    load(reference, _write_layout(tmp_path / "ref", "NDJSON"))
+    load(reference, "cloudtrail", _write_layout(tmp_path / "ref", "NDJSON"))
     expected = rows(reference, f"SELECT {', '.join(COMPARED)} FROM events ORDER BY record_index")
     assert got == expected
     assert [r["event_id"] for r in got] == [r["eventID"] for r in LAYOUT_RECORDS]

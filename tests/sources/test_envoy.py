@@ -13,17 +13,15 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, other_samples, rows, sample, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.errors import NhiauditError
 from nhiaudit.policy import load_policy
 from nhiaudit.sources import envoy
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SAMPLE = SAMPLES / "api_gateway" / "elastic__envoyproxy_test-log.log"
-OTHER_SAMPLES = (
-    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE) if SAMPLES.is_dir() else []
-)
+OTHER_SAMPLES = other_samples(SAMPLE)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -31,32 +29,6 @@ TEXT_LINE = (
     '[2026-11-02T09:05:00.123Z] "POST /v1/reports?token=s3cret HTTP/1.1" 201 - 120 40 12 10 '
     '"10.0.0.7, 10.0.0.1" "report-bot/1.0" "req-text-1" "reports.internal" "10.0.0.9:8080"'
 )
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'envoy' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "envoy"
-    return file_result
-
-
-def write(path: Path, *lines: dict[str, Any] | str) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
 
 
 def json_line(request_id: str, **extra: Any) -> dict[str, Any]:
@@ -78,24 +50,22 @@ def json_line(request_id: str, **extra: Any) -> dict[str, Any]:
     return line
 
 
-@pytest.fixture
-def sample() -> Path:
-    if not SAMPLE.is_file():
-        pytest.skip(f"shared sample not found at {SAMPLE}")
-    return SAMPLE
+@pytest.fixture(name="sample")
+def shared_sample() -> Path:
+    return sample(SAMPLE)
 
 
 def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
     assert envoy.detect(sample)
-    result = load(store, sample)
+    result = load(store, "envoy", sample)
     assert (result.read, result.loaded, result.rejected) == (7, 7, 0)
 
 
 def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
-    load(store, sample)
+    load(store, "envoy", sample)
     lines = sample.read_bytes().splitlines()
 
-    e = event(store, "c219f6da-2b7f-483e-9ced-ec323d9330a9")  # line 2
+    e = event(store, "envoy", "c219f6da-2b7f-483e-9ced-ec323d9330a9")  # line 2
     assert e["occurred_at"] == datetime(2019, 4, 8, 16, 16, 55, 931000, tzinfo=timezone.utc)
     assert (e["category"], e["action"], e["resource"]) == ("action", "http:GET", "localhost:8000/service/1")
     assert (e["outcome"], e["error_code"], e["read_only"]) == ("success", None, True)
@@ -106,37 +76,37 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
     assert e["details"]["duration_ms"] == 5 and e["details"]["bytes_sent"] == 89
     assert json.loads(e["raw"]) == lines[1].decode()
 
-    e = event(store, "58436667-bf70-4fd0-9fe9-cdadadecfd55")  # 404 NR (no route)
+    e = event(store, "envoy", "58436667-bf70-4fd0-9fe9-cdadadecfd55")  # 404 NR (no route)
     assert (e["outcome"], e["error_code"], e["src_ip"]) == ("failure", "404", "172.17.0.3")
     assert e["details"]["response_flags"] == "NR"
     assert e["resource"] == "192.168.99.107:30901/elastic"
 
-    e = event(store, "b7ba9b4c-f4b7-47c2-9718-c23aa1465f49")  # ACCESS prefix
+    e = event(store, "envoy", "b7ba9b4c-f4b7-47c2-9718-c23aa1465f49")  # ACCESS prefix
     assert e["occurred_at"] == datetime(2024, 4, 25, 17, 51, 55, 294000, tzinfo=timezone.utc)
     assert e["resource"] == "localhost:9001/backend/"
 
-    tcp = event(store, hashlib.md5(lines[0]).hexdigest())  # "- - -": a TCP proxy line, no request id
+    tcp = event(store, "envoy", hashlib.md5(lines[0]).hexdigest())  # "- - -": a TCP proxy line, no request id
     assert (tcp["category"], tcp["action"], tcp["resource"]) == ("other", "tcp:connect", "172.27.0.2:80")
     assert (tcp["outcome"], tcp["read_only"]) == ("success", None)
 
-    wrapped = event(store, "413bf460-bd56-4515-ada4-2a69c5e78e54")  # Kubernetes JSON wrapper
+    wrapped = event(store, "envoy", "413bf460-bd56-4515-ada4-2a69c5e78e54")  # Kubernetes JSON wrapper
     assert wrapped["occurred_at"] == datetime(2019, 4, 10, 3, 49, 34, 451000, tzinfo=timezone.utc)
     assert (wrapped["outcome"], wrapped["error_code"]) == ("failure", "501")
     assert wrapped["resource"] == "httpbin.org/httpbin/status/501"
     assert wrapped["details"]["format"] == "text-wrapped"
     assert json.loads(wrapped["raw"])["kubernetes"]["pod"]["name"] == "ambassador-76c58d9df4-jwhsg"
 
-    failed_tcp = event(store, hashlib.md5(lines[6]).hexdigest())
+    failed_tcp = event(store, "envoy", hashlib.md5(lines[6]).hexdigest())
     assert (failed_tcp["outcome"], failed_tcp["error_code"]) == ("failure", "UF,URX")
 
 
 def test_json_format_traceparent_joins_the_agent_span(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    path = write(tmp_path / "access.log", json_line("req-1", traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01"))
+    path = write_lines(tmp_path / "access.log", [json_line("req-1", traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01")])
     assert envoy.detect(path)
-    load(store, path)
-    e = event(store, "req-1")
+    load(store, "envoy", path)
+    e = event(store, "envoy", "req-1")
     assert e["trace_id"] == TRACE_ID
     assert e["parent_span_id"] == SPAN_ID  # the caller's (agent execute_tool) span
     assert e["span_id"] is None
@@ -148,36 +118,38 @@ def test_json_format_traceparent_joins_the_agent_span(
 
 def test_json_format_identity_fields(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     spiffe = "spiffe://example.org/ns/agents/sa/report-bot"
-    path = write(
+    path = write_lines(
         tmp_path / "access.log",
-        json_line("mtls", downstream_peer_uri_san=spiffe),
-        json_line(
-            "jwt", jwt_jti="jti-444", jwt_sub="u-bob", traceparent=f"00-{TRACE_ID.upper()}-{SPAN_ID}-01"
-        ),
-        json_line("sub-only", jwt_sub="u-bob"),
-        json_line("client", client_id="report-bot"),
-        json_line("anonymous", traceparent="00-zz-00f067aa0ba902b7-01"),
+        [
+            json_line("mtls", downstream_peer_uri_san=spiffe),
+            json_line(
+                "jwt", jwt_jti="jti-444", jwt_sub="u-bob", traceparent=f"00-{TRACE_ID.upper()}-{SPAN_ID}-01"
+            ),
+            json_line("sub-only", jwt_sub="u-bob"),
+            json_line("client", client_id="report-bot"),
+            json_line("anonymous", traceparent="00-zz-00f067aa0ba902b7-01"),
+        ],
     )
-    result = load(store, path)
+    result = load(store, "envoy", path)
     assert (result.loaded, result.rejected) == (5, 0)
-    e = event(store, "mtls")
+    e = event(store, "envoy", "mtls")
     assert (e["credential_id"], e["credential_type"], e["actor_id"]) == (
         spiffe,
         "mtls_peer_certificate",
         spiffe,
     )
-    e = event(store, "jwt")  # the jti is the credential: it links to the IdP issuance (Keycloak token_id)
+    e = event(store, "envoy", "jwt")  # the jti is the credential: it links to the IdP issuance (Keycloak token_id)
     assert (e["credential_id"], e["credential_type"], e["actor_id"]) == ("jti-444", "jwt", "u-bob")
     assert e["trace_id"] == TRACE_ID
-    e = event(store, "sub-only")
+    e = event(store, "envoy", "sub-only")
     assert (e["credential_id"], e["credential_type"]) == ("jwt-sub:u-bob", "jwt_subject")
-    e = event(store, "client")
+    e = event(store, "envoy", "client")
     assert (e["credential_id"], e["credential_type"], e["actor_id"]) == (
         "oauth-client:report-bot",
         "oauth_client",
         "report-bot",
     )
-    e = event(store, "anonymous")
+    e = event(store, "envoy", "anonymous")
     assert (e["credential_id"], e["actor_id"], e["trace_id"], e["parent_span_id"]) == (None, None, None, None)
 
 
@@ -191,20 +163,20 @@ def test_field_map_names_the_json_keys(
         "ignored", req_id="custom-1", trace_context=f"00-{TRACE_ID}-{SPAN_ID}-01", jwt={"sub": "u-9"}
     )
     del line["x_request_id"]
-    load(store, write(tmp_path / "access.log", line))
-    e = event(store, "custom-1")
+    load(store, "envoy", write_lines(tmp_path / "access.log", [line]))
+    e = event(store, "envoy", "custom-1")
     assert (e["trace_id"], e["parent_span_id"], e["actor_id"]) == (TRACE_ID, SPAN_ID, "u-9")
 
 
 def test_text_line_and_docker_wrapper(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     docker = {"log": TEXT_LINE.replace("req-text-1", "req-docker-1") + "\n", "stream": "stdout", "time": "x"}
-    path = write(tmp_path / "access.log", TEXT_LINE, docker)
-    load(store, path)
-    e = event(store, "req-text-1")
+    path = write_lines(tmp_path / "access.log", [TEXT_LINE, docker])
+    load(store, "envoy", path)
+    e = event(store, "envoy", "req-text-1")
     assert e["resource"] == "reports.internal/v1/reports"  # the token in the query string is not kept
     assert e["src_ip"] == "10.0.0.7"  # the first X-Forwarded-For hop
     assert e["details"]["x_forwarded_for"] == "10.0.0.7, 10.0.0.1"
-    assert event(store, "req-docker-1")["details"]["format"] == "text-wrapped"
+    assert event(store, "envoy", "req-docker-1")["details"]["format"] == "text-wrapped"
 
 
 def test_mixed_container_log_and_gzip(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
@@ -214,24 +186,26 @@ def test_mixed_container_log_and_gzip(store: duckdb.DuckDBPyConnection, tmp_path
     path = tmp_path / "ambassador.log.gz"
     path.write_bytes(gzip.compress((json.dumps(diagnostic) + "\n" + json.dumps(access) + "\n").encode()))
     assert envoy.detect(path)
-    result = load(store, path)
+    result = load(store, "envoy", path)
     assert (result.loaded, result.rejected) == (1, 1)
-    assert event(store, "req-text-1")["action"] == "http:POST"
+    assert event(store, "envoy", "req-text-1")["action"] == "http:POST"
 
 
 def test_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "access.log",
-        TEXT_LINE,
-        "2026-11-02 09:05:01 some application log line",
-        TEXT_LINE.replace("2026-11-02T09:05:00.123Z", "yesterday").replace("req-text-1", "bad-time"),
-        {"message": "not an access log", "stream": "stdout"},
-        {"level": "info", "msg": "hello"},
-        json_line("bad-code", response_code="teapot"),
-        json_line("good-json"),
-        '{"start_time": "2026-11-02T09:05:00Z", "method": "GE',
+        [
+            TEXT_LINE,
+            "2026-11-02 09:05:01 some application log line",
+            TEXT_LINE.replace("2026-11-02T09:05:00.123Z", "yesterday").replace("req-text-1", "bad-time"),
+            {"message": "not an access log", "stream": "stdout"},
+            {"level": "info", "msg": "hello"},
+            json_line("bad-code", response_code="teapot"),
+            json_line("good-json"),
+            '{"start_time": "2026-11-02T09:05:00Z", "method": "GE',
+        ],
     )
-    result = load(store, path)
+    result = load(store, "envoy", path)
     assert (result.loaded, result.rejected) == (2, 6)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
@@ -253,10 +227,10 @@ def test_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, 
 def test_reingest_is_a_noop_and_duplicates_are_skipped(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    first = write(tmp_path / "a.log", json_line("r1"), json_line("r2"))
-    load(store, first)
-    assert load(store, first).already_ingested
-    result = load(store, write(tmp_path / "b.log", json_line("r2"), json_line("r3")))
+    first = write_lines(tmp_path / "a.log", [json_line("r1"), json_line("r2")])
+    load(store, "envoy", first)
+    assert load(store, "envoy", first).already_ingested
+    result = load(store, "envoy", write_lines(tmp_path / "b.log", [json_line("r2"), json_line("r3")]))
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
 
@@ -298,11 +272,11 @@ def policy_options(tmp_path: Path) -> dict[str, dict[str, Any]]:
 def test_policy_fields_read_a_json_format_log_with_its_own_keys(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    path = write(tmp_path / "access.log", custom_line("custom-1"))
+    path = write_lines(tmp_path / "access.log", [custom_line("custom-1")])
     assert ingest.detect(path) is None  # detection reads the default keys: --source envoy is needed
     result = ingest.ingest(store, [path], source="envoy", options=policy_options(tmp_path))
     assert (result.files[0].loaded, result.files[0].rejected) == (1, 0)
-    e = event(store, "custom-1")
+    e = event(store, "envoy", "custom-1")
     assert e["occurred_at"] == datetime(2026, 11, 2, 9, 5, 0, 123000, tzinfo=timezone.utc)
     assert (e["action"], e["resource"], e["read_only"], e["outcome"]) == (
         "http:DELETE",
@@ -317,7 +291,7 @@ def test_policy_fields_read_a_json_format_log_with_its_own_keys(
 
 
 def test_without_the_policy_fields_the_line_is_rejected(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(tmp_path / "access.log", custom_line("custom-1"))
+    path = write_lines(tmp_path / "access.log", [custom_line("custom-1")])
     result = ingest.ingest(store, [path], source="envoy")
     assert (result.files[0].loaded, result.files[0].rejected) == (0, 1)
     assert rows(store, "SELECT line, reason FROM rejected") == [
@@ -330,7 +304,7 @@ def test_without_the_policy_fields_the_line_is_rejected(store: duckdb.DuckDBPyCo
 
 
 def test_the_rejection_names_the_configured_keys(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(tmp_path / "access.log", json_line("default-keys"))  # start_time, not ts
+    path = write_lines(tmp_path / "access.log", [json_line("default-keys")])  # start_time, not ts
     ingest.ingest(store, [path], source="envoy", options=policy_options(tmp_path))
     (reason,) = store.execute("SELECT reason FROM rejected").fetchone()
     assert reason == (
@@ -342,10 +316,10 @@ def test_the_rejection_names_the_configured_keys(store: duckdb.DuckDBPyConnectio
 def test_a_policy_entry_replaces_the_default_keys(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     """Default START_TIME/RESPONSE_CODE keys keep detection; a mapped field no longer reads its default."""
     line = json_line("x-1", req_id="custom-2", jwt_sub="ignored", who={"sub": "u-7"})
-    path = write(tmp_path / "access.log", line)
+    path = write_lines(tmp_path / "access.log", [line])
     assert envoy.detect(path)
     ingest.ingest(store, [path], options={"envoy": {"fields": {"request_id": "req_id", "jwt_sub": "$.who.sub"}}})
-    e = event(store, "custom-2")
+    e = event(store, "envoy", "custom-2")
     assert (e["actor_id"], e["credential_id"]) == ("u-7", "jwt-sub:u-7")
 
 
@@ -375,7 +349,7 @@ def test_policy_fields_reach_every_load_path_and_every_worker(
 
 
 def test_bad_options_are_refused_and_nothing_is_stored(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(tmp_path / "access.log", json_line("r1"))
+    path = write_lines(tmp_path / "access.log", [json_line("r1")])
     with pytest.raises(NhiauditError, match=r"^ingest options: unknown source 'envvoy'\. Did you mean 'envoy'\?"):
         ingest.ingest(store, [path], options={"envvoy": {"fields": {}}})
     with pytest.raises(NhiauditError, match=r"^ingest options: kong\.load does not take fields "):

@@ -6,63 +6,25 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit import store as nhiaudit_store
 from nhiaudit.sources import azure, gcp_audit, k8s_audit
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 GCP_SAMPLES = SAMPLES / "gcp_audit"
-SAMPLE_FILES = sorted(p for p in GCP_SAMPLES.glob("*") if p.is_file()) if GCP_SAMPLES.is_dir() else []
+SAMPLE_FILES = sample_files(GCP_SAMPLES)
 AUDIT = "elastic__test-audit.lines-1-2-4-5-6-11.log"
 IAMCREDENTIALS = "elastic__test-iamcredentials-googleapis-com.log"
 PROJECT = "nhi-prod"
 ORCHESTRATOR = f"orchestrator@{PROJECT}.iam.gserviceaccount.com"
 AGENT = f"report-bot@{PROJECT}.iam.gserviceaccount.com"
 KEY = f"projects/{PROJECT}/serviceAccounts/{ORCHESTRATOR}/keys/0a1b2c3d"
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'gcp_audit' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else {}
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "gcp_audit"
-    return file_result
-
-
-def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-def sample(name: str) -> Path:
-    path = GCP_SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"sample {name} not found under {GCP_SAMPLES}")
-    return path
 
 
 def log_entry(insert_id: str, timestamp: str, payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -85,15 +47,15 @@ def log_entry(insert_id: str, timestamp: str, payload: dict[str, Any], **fields:
 def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert gcp_audit.detect(path)
     assert ingest.detect(path) == "gcp_audit"
-    result = load(store, path)
+    result = load(store, "gcp_audit", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     assert result.read == sum(1 for line in path.read_text().splitlines() if line.strip())
     assert result.read == result.loaded + result.duplicates
 
 
 def test_spot_checks_against_the_audit_sample(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample(AUDIT))
-    billing = event(store, "-uihnmjctwo")
+    load(store, "gcp_audit", sample(GCP_SAMPLES / AUDIT))
+    billing = event(store, "gcp_audit", "-uihnmjctwo")
     assert billing["occurred_at"] == utc(2019, 12, 19, 0, 49, 36, 86000)
     assert billing["category"] == "action"
     assert billing["actor_id"] == "xxx@xxx.xxx"
@@ -104,22 +66,22 @@ def test_spot_checks_against_the_audit_sample(store: duckdb.DuckDBPyConnection) 
     assert billing["account"] == "elastic-beats"
     assert billing["src_ip"] == "192.168.1.1"
 
-    denied = event(store, "yonau3dc2zi")
+    denied = event(store, "gcp_audit", "yonau3dc2zi")
     assert (denied["outcome"], denied["error_code"]) == ("denied", "PERMISSION_DENIED")
     assert denied["action"] == "compute:beta.compute.instances.aggregatedList"
 
-    granted_false = event(store, "-h6onuze1h7dg")  # granted:false but status OK: the call succeeded
+    granted_false = event(store, "gcp_audit", "-h6onuze1h7dg")  # granted:false but status OK: the call succeeded
     assert granted_false["outcome"] == "success"
     assert granted_false["details"]["denied_permissions"] == ["compute.machineTypes.list"]
 
-    image = event(store, "v2spcwdzmc2")
+    image = event(store, "gcp_audit", "v2spcwdzmc2")
     assert image["action"] == "compute:v1.compute.images.insert" and image["read_only"] is False
     assert (image["account"], image["region"]) == ("foo", "eu")
     assert image["user_agent"].startswith("google-cloud-sdk gcloud/290.0.1 command/gcloud.compute.images")
 
 
     # GKE entries are Kubernetes API calls, normalized like k8s_audit's (same action scheme).
-    gke = event(store, "87efd529-6349-45d2-b905-fc607e6c5d3b")
+    gke = event(store, "gcp_audit", "87efd529-6349-45d2-b905-fc607e6c5d3b")
     assert gke["occurred_at"] == utc(2020, 8, 5, 21, 7, 30, 974750)
     assert gke["actor_id"] == "system:serviceaccount:cert-manager:cert-manager-webhook"
     assert gke["credential_id"] == "k8s-sa:system:serviceaccount:cert-manager:cert-manager-webhook"
@@ -129,8 +91,8 @@ def test_spot_checks_against_the_audit_sample(store: duckdb.DuckDBPyConnection) 
 
 
 def test_generate_access_token_sample(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample(IAMCREDENTIALS))
-    e = event(store, "15djrryd6bap")
+    load(store, "gcp_audit", sample(GCP_SAMPLES / IAMCREDENTIALS))
+    e = event(store, "gcp_audit", "15djrryd6bap")
     assert e["occurred_at"] == utc(2024, 11, 19, 0, 49, 55, 293368)  # 9 fractional digits in the file
     assert e["category"] == "credential_issue"
     assert e["action"] == "iamcredentials:GenerateAccessToken"
@@ -171,18 +133,18 @@ def impersonation_world() -> list[dict[str, Any]]:
 
 
 def test_impersonated_token_joins_its_use(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    load(store, write_lines(tmp_path / "audit.log", impersonation_world()))
-    key = event(store, "key-1")
+    load(store, "gcp_audit", write_lines(tmp_path / "audit.log", impersonation_world()))
+    key = event(store, "gcp_audit", "key-1")
     assert key["category"] == "credential_issue" and key["credential_type"] == "gcp_sa_key"
     assert key["credential_id"] == f"//iam.googleapis.com/{KEY}"
     assert key["details"]["long_term"] is True and key["details"]["holder"] == ORCHESTRATOR
 
-    mint = event(store, "mint-1")
+    mint = event(store, "gcp_audit", "mint-1")
     assert mint["credential_id"] == f"gcp-sa-token:{AGENT}" and mint["credential_type"] == "gcp_sa_token"
     assert mint["parent_credential_id"] == key["credential_id"]
     assert mint["details"]["ttl_seconds"] == 900 and mint["details"]["long_term"] is False
 
-    use = event(store, "use-1")
+    use = event(store, "gcp_audit", "use-1")
     assert use["credential_id"] == mint["credential_id"]
     assert use["details"]["delegated_by"] == [ORCHESTRATOR]
     assert use["action"] == "storage:storage.objects.create" and use["actor_type"] == "workload"
@@ -192,7 +154,7 @@ def test_impersonated_token_joins_its_use(store: duckdb.DuckDBPyConnection, tmp_
 
 
 def test_pubsub_messages_give_the_same_events(tmp_path: Path) -> None:
-    lines = sample(AUDIT).read_text().splitlines()
+    lines = sample(GCP_SAMPLES / AUDIT).read_text().splitlines()
     messages = [{"message": {"data": base64.b64encode(line.encode()).decode(), "messageId": str(i),
                              "publishTime": "2020-08-05T21:07:33Z"},
                  "subscription": "projects/p/subscriptions/audit"}
@@ -202,9 +164,9 @@ def test_pubsub_messages_give_the_same_events(tmp_path: Path) -> None:
     columns = ("event_id, occurred_at, category, actor_id, credential_id, action, resource, outcome, "
                "account, region, src_ip, user_agent, dedupe_key")
     results = []
-    for path in (sample(AUDIT), pubsub):
+    for path in (sample(GCP_SAMPLES / AUDIT), pubsub):
         con = nhiaudit_store.connect(":memory:")
-        assert load(con, path).rejected == 0
+        assert load(con, "gcp_audit", path).rejected == 0
         results.append(rows(con, f"SELECT {columns} FROM events ORDER BY record_index"))
         con.close()
     assert results[0] == results[1] and len(results[0]) == len(lines)
@@ -226,8 +188,8 @@ def test_bigquery_export_row(store: duckdb.DuckDBPyConnection, tmp_path: Path) -
     }
     path = write_lines(tmp_path / "bq.json", [row])
     assert gcp_audit.detect(path)
-    load(store, path)
-    e = event(store, "bq-1")
+    load(store, "gcp_audit", path)
+    e = event(store, "gcp_audit", "bq-1")
     assert e["occurred_at"] == utc(2026, 11, 2, 9, 0, 0, 250000)
     assert e["credential_id"] == f"gcp-sa-token:{AGENT}"
     assert e["parent_credential_id"] == f"gcp:{ORCHESTRATOR}"
@@ -251,7 +213,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         {"message": {"data": "not base64!", "messageId": "9"}},
         use,
     ])
-    result = load(store, path)
+    result = load(store, "gcp_audit", path)
     assert (result.loaded, result.rejected) == (2, 5)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
@@ -266,15 +228,15 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 
 
 def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
-    first = load(store, sample(AUDIT))
-    again = load(store, sample(AUDIT))
+    first = load(store, "gcp_audit", sample(GCP_SAMPLES / AUDIT))
+    again = load(store, "gcp_audit", sample(GCP_SAMPLES / AUDIT))
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
 
 
 def test_detect_claims_no_other_source(samples_dir: Path) -> None:
     others = [p for folder in ("aws_cloudtrail", "k8s_audit", "azure", "vault_audit", "api_gateway")
-              for p in sorted((samples_dir / folder).glob("*")) if p.is_file()]
+              for p in sample_files(samples_dir / folder)]
     assert any(p.name == "elastic__test-audit.mixed-native-gke-aks.log" for p in others)
     assert not [p.name for p in others if gcp_audit.detect(p)]
     assert not [p.name for p in SAMPLE_FILES if k8s_audit.detect(p) or azure.detect(p)]

@@ -9,48 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import helpers
 import pytest
+from helpers import SAMPLES, load, other_samples, rows, sample, sample_files, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import invariant
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 GENAI = SAMPLES / "genai_otel"
-INVARIANT_FILES = sorted(GENAI.glob("invariant-explorer__*.jsonl")) if GENAI.is_dir() else []
-OTHER_FILES = (
-    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix != ".md" and p not in INVARIANT_FILES)
-    if SAMPLES.is_dir()
-    else []
-)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+INVARIANT_FILES = sample_files(GENAI, "invariant-explorer__*.jsonl")
+OTHER_FILES = [p for p in other_samples(*INVARIANT_FILES) if p.suffix != ".md"]
 
 
 def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'invariant' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"])
-    found[0]["raw"] = json.loads(found[0]["raw"])
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "invariant"
-    return file_result
-
-
-def sample(name: str) -> Path:
-    path = GENAI / f"invariant-explorer__{name}.jsonl"
-    if not path.is_file():
-        pytest.skip(f"shared sample {path.name} not found")
-    return path
+    """An invariant event, its raw trace line parsed too."""
+    found = helpers.event(con, "invariant", event_id)
+    found["raw"] = json.loads(found["raw"])
+    return found
 
 
 def expected_events(path: Path) -> int:
@@ -74,7 +49,7 @@ def expected_events(path: Path) -> int:
 def test_every_invariant_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert invariant.detect(path)
     assert ingest.detect(path) == "invariant"
-    result = load(store, path)
+    result = load(store, "invariant", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     assert result.read == expected_events(path) == result.loaded + result.duplicates
     assert result.duplicates == 0
@@ -83,7 +58,7 @@ def test_every_invariant_sample_loads_without_rejections(store: duckdb.DuckDBPyC
 
 
 def test_string_arguments_are_parsed(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample("trace_with_json_parseable_tool_call_arguments"))
+    load(store, "invariant", sample(GENAI / "invariant-explorer__trace_with_json_parseable_tool_call_arguments.jsonl"))
     call = event(store, "call_wrrKpr7XnsTaNcHp3nssmJzH")
     assert call["category"] == "tool_call" and call["actor_type"] == "agent" and call["actor_id"] is None
     assert call["occurred_at"] is None and call["line"] == 1 and call["record_index"] == 0
@@ -98,7 +73,7 @@ def test_string_arguments_are_parsed(store: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_object_and_string_arguments_and_results(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample("sample_data"))
+    load(store, "invariant", sample(GENAI / "invariant-explorer__sample_data.jsonl"))
     # "call_1" is the id in traces 1 and 2: it names no single event, so both get positional ids.
     weather, nobel = event(store, "1:1:0"), event(store, "2:1:0")
     assert weather["details"]["tool_call_id"] == nobel["details"]["tool_call_id"] == "call_1"
@@ -119,7 +94,7 @@ def test_object_and_string_arguments_and_results(store: duckdb.DuckDBPyConnectio
 
 
 def test_metadata_lines_and_trace_metadata(store: duckdb.DuckDBPyConnection) -> None:
-    result = load(store, sample("trace_for_analysis"))
+    result = load(store, "invariant", sample(GENAI / "invariant-explorer__trace_for_analysis.jsonl"))
     assert result.read == 3  # the dataset metadata line is consumed, not an event
     assert not rows(store, "SELECT event_id FROM events WHERE line = 1")
     send = event(store, "call_Kmi0ur2StXldAlLjVSisNikR")
@@ -140,7 +115,7 @@ def test_metadata_lines_and_trace_metadata(store: duckdb.DuckDBPyConnection) -> 
 
 
 def test_webarena_calls_without_ids(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample("webarena"))
+    load(store, "invariant", sample(GENAI / "invariant-explorer__webarena.jsonl"))
     click = event(store, "3:3:0")
     assert click["details"]["tool_name"] == "click"
     assert click["details"]["arguments"] == {"element_id": "120", "extra_arg": "link '\\ue60a REPORTS'"}
@@ -155,11 +130,6 @@ def test_webarena_calls_without_ids(store: duckdb.DuckDBPyConnection) -> None:
 # --- written test input -------------------------------------------------------------------------
 
 
-def write(path: Path, *lines: object) -> Path:
-    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
-    return path
-
-
 def call(name: object, arguments: object, call_id: object = None) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": arguments}}
     if call_id is not None:
@@ -172,14 +142,16 @@ def ask(*calls: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_actor_from_metadata_and_leading_metadata_element(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "agents.jsonl",
-        {"metadata": {"user": "alice"}},
-        {"messages": ask(call("read_file", {"path": "/etc/hosts", "mode": None}, "c-1")),
-         "metadata": {"agent_name": "report-bot"}},
-        [{"metadata": {"run": 7}}, *ask(call("ls", "not json {", "c-2"))],
+        [
+            {"metadata": {"user": "alice"}},
+            {"messages": ask(call("read_file", {"path": "/etc/hosts", "mode": None}, "c-1")),
+             "metadata": {"agent_name": "report-bot"}},
+            [{"metadata": {"run": 7}}, *ask(call("ls", "not json {", "c-2"))],
+        ],
     )  # fmt: skip
-    result = load(store, path)
+    result = load(store, "invariant", path)
     assert (result.read, result.loaded, result.rejected) == (4, 4, 0)
     first = event(store, "c-1")
     assert first["actor_id"] == "report-bot" and first["details"]["agent_id"] == "report-bot"
@@ -192,20 +164,22 @@ def test_actor_from_metadata_and_leading_metadata_element(store: duckdb.DuckDBPy
 
 
 def test_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "bad.jsonl",
-        ask(call("get_weather", {"city": "Bern"}, "ok-1")),
-        '[{"role": "user", "content": "cut off',
-        ask(call(42, {}, "bad-1")),
-        ask(call("transfer", [1, 2], "bad-2")),
-        {"messages": "hello"},
-        ask(call("get_weather", '{"city": "Basel"}', "ok-2")),
-        [{"role": "user", "content": "hi"}, "not a message"],
-        '"just a string"',
-        {"index": 3},
-        {"metadata": "v2"},
+        [
+            ask(call("get_weather", {"city": "Bern"}, "ok-1")),
+            '[{"role": "user", "content": "cut off',
+            ask(call(42, {}, "bad-1")),
+            ask(call("transfer", [1, 2], "bad-2")),
+            {"messages": "hello"},
+            ask(call("get_weather", '{"city": "Basel"}', "ok-2")),
+            [{"role": "user", "content": "hi"}, "not a message"],
+            '"just a string"',
+            {"index": 3},
+            {"metadata": "v2"},
+        ],
     )
-    result = load(store, path)
+    result = load(store, "invariant", path)
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
     assert reasons == {
         2: "line 2: not valid JSON (truncated or malformed trace)",
@@ -225,14 +199,14 @@ def test_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, 
 
 def test_reingest_is_a_noop_and_the_same_trace_is_stored_once(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     trace = ask(call("get_weather", {"city": "Bern"}, "w-1"), call("get_time", {}, "w-2"))
-    path = write(tmp_path / "a.jsonl", trace)
-    assert load(store, path).loaded == 3
+    path = write_lines(tmp_path / "a.jsonl", [trace])
+    assert load(store, "invariant", path).loaded == 3
     assert ingest.ingest(store, [path]).files[0].already_ingested
     # The same trace in another file (gzip, after a metadata line, without spaces): all duplicates.
     other = tmp_path / "b.jsonl.gz"
     compact = json.dumps(trace, separators=(",", ":"))
     other.write_bytes(gzip.compress((json.dumps({"metadata": {}}) + "\n" + compact + "\n").encode()))
-    again = load(store, other)
+    again = load(store, "invariant", other)
     assert (again.read, again.loaded, again.duplicates, again.rejected) == (3, 0, 3, 0)
     (count,) = store.execute("SELECT count(*) FROM events").fetchone()
     assert count == 3
@@ -248,15 +222,20 @@ def test_detect_does_not_claim_other_samples(path: Path) -> None:
 
 def test_detect_reads_only_the_head(tmp_path: Path) -> None:
     long_content = "x" * 20000  # the first trace does not fit in the head
-    big = write(tmp_path / "big.jsonl", [{"role": "user", "content": long_content}])
+    big = write_lines(tmp_path / "big.jsonl", [[{"role": "user", "content": long_content}]])
     assert invariant.detect(big)
-    wrapped = write(
-        tmp_path / "wrapped.jsonl", {"metadata": {}}, {"messages": [{"role": "system", "content": long_content}]}
+    wrapped = write_lines(
+        tmp_path / "wrapped.jsonl",
+        [
+            {"metadata": {}},
+            {"messages": [{"role": "system", "content": long_content}]},
+        ],
     )
     assert invariant.detect(wrapped)
-    assert not invariant.detect(write(tmp_path / "meta-only.jsonl", {"metadata": {"a": 1}}))
+    assert not invariant.detect(write_lines(tmp_path / "meta-only.jsonl", [{"metadata": {"a": 1}}]))
     # A "role" that is not a chat role, an array of records, objects with other keys: not traces.
-    assert not invariant.detect(write(tmp_path / "iam.json", [{"role": "arn:aws:iam::1:role/x", "content": "y"}]))
-    assert not invariant.detect(write(tmp_path / "records.json", [{"eventVersion": "1.08"}]))
-    assert not invariant.detect(write(tmp_path / "chat.jsonl", {"messages": "not a list"}))
-    assert not invariant.detect(write(tmp_path / "empty.jsonl", []))
+    iam = write_lines(tmp_path / "iam.json", [[{"role": "arn:aws:iam::1:role/x", "content": "y"}]])
+    assert not invariant.detect(iam)
+    assert not invariant.detect(write_lines(tmp_path / "records.json", [[{"eventVersion": "1.08"}]]))
+    assert not invariant.detect(write_lines(tmp_path / "chat.jsonl", [{"messages": "not a list"}]))
+    assert not invariant.detect(write_lines(tmp_path / "empty.jsonl", [[]]))

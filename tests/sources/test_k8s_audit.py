@@ -5,31 +5,20 @@ impersonation, and bad input."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import azure, gcp_audit, k8s_audit
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 K8S_SAMPLES = SAMPLES / "k8s_audit"
-SAMPLE_FILES = sorted(p for p in K8S_SAMPLES.glob("*") if p.is_file()) if K8S_SAMPLES.is_dir() else []
+SAMPLE_FILES = sample_files(K8S_SAMPLES)
 MIXED = "elastic__test-audit.mixed-native-gke-aks.log"
 AKS_STRING = "elastic__test-kube-audit.aks-diagnostic-wrapped.log"
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
 def events(con: duckdb.DuckDBPyConnection, where: str = "true", params: list[Any] | None = None) -> list:
@@ -39,32 +28,6 @@ def events(con: duckdb.DuckDBPyConnection, where: str = "true", params: list[Any
     for row in found:
         row["details"] = json.loads(row["details"]) if row["details"] else {}
     return found
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = events(con, "event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "k8s_audit"
-    return file_result
-
-
-def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-def sample(name: str) -> Path:
-    path = K8S_SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"sample {name} not found under {K8S_SAMPLES}")
-    return path
 
 
 def audit_event(audit_id: str, **fields: Any) -> dict[str, Any]:
@@ -91,7 +54,7 @@ def audit_event(audit_id: str, **fields: Any) -> dict[str, Any]:
 def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert k8s_audit.detect(path)
     assert ingest.detect(path) == "k8s_audit"
-    result = load(store, path)
+    result = load(store, "k8s_audit", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     lines = sum(1 for line in path.read_text().splitlines() if line.strip())
     assert result.read == lines  # one record a line in every sample; none consumed
@@ -100,7 +63,7 @@ def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection,
 
 
 def test_mixed_file_reads_all_three_envelopes(store: duckdb.DuckDBPyConnection) -> None:
-    result = load(store, sample(MIXED))
+    result = load(store, "k8s_audit", sample(K8S_SAMPLES / MIXED))
     # Lines 2 and 3 are the same event twice; Elastic reuses auditID abcde12345 for 3 other events.
     assert (result.read, result.loaded, result.duplicates, result.rejected) == (5, 4, 1, 0)
     found = events(store)
@@ -136,8 +99,8 @@ def test_mixed_file_reads_all_three_envelopes(store: duckdb.DuckDBPyConnection) 
 
 
 def test_aks_log_as_json_string(store: duckdb.DuckDBPyConnection) -> None:
-    load(store, sample(AKS_STRING))
-    e = event(store, "ad26f7bc-f1c6-4097-90f1-e0924e12f257")
+    load(store, "k8s_audit", sample(K8S_SAMPLES / AKS_STRING))
+    e = event(store, "k8s_audit", "ad26f7bc-f1c6-4097-90f1-e0924e12f257")
     assert e["occurred_at"] == utc(2025, 10, 7, 16, 19, 19, 643609)
     assert e["actor_id"] == "aksService" and e["actor_type"] == "service"
     assert e["action"] == "k8s:update:leases"
@@ -148,25 +111,25 @@ def test_aks_log_as_json_string(store: duckdb.DuckDBPyConnection) -> None:
 def test_falco_captures(store: duckdb.DuckDBPyConnection) -> None:
     for name in ("falco__exec_pod.json", "falco__anonymous_creates_namespace_foo.json",
                  "falco__create_nginx_pod_privileged.json", "falco__attach_cluster_admin_role.json"):
-        load(store, sample(name))
+        load(store, "k8s_audit", sample(K8S_SAMPLES / name))
     # exec: the capture stops at ResponseStarted (101 upgrade); no apiVersion at all.
-    exec_ = event(store, "ca1ed9f4-7bf4-4c85-81a8-1b11253d1ba6")
+    exec_ = event(store, "k8s_audit", "ca1ed9f4-7bf4-4c85-81a8-1b11253d1ba6")
     assert exec_["action"] == "k8s:create:pods/exec" and exec_["outcome"] == "success"
     assert exec_["resource"] == "namespaces/default/pods/nginx-deployment-7998647bdf-phvq7/exec"
     assert exec_["details"]["stage"] == "ResponseStarted"
     assert exec_["occurred_at"] == utc(2018, 10, 26, 13, 38, 34, 867116)
 
-    anonymous = event(store, "841d3e6d-90d2-43df-8da4-684738bee3d5")  # v1beta1
+    anonymous = event(store, "k8s_audit", "841d3e6d-90d2-43df-8da4-684738bee3d5")  # v1beta1
     assert anonymous["actor_id"] == "system:anonymous" and anonymous["actor_type"] == "unknown"
     assert (anonymous["action"], anonymous["resource"]) == ("k8s:create:namespaces", "namespaces/foo")
 
-    pod = event(store, "a362d22b-db3c-4590-9505-23782f12925f")
+    pod = event(store, "k8s_audit", "a362d22b-db3c-4590-9505-23782f12925f")
     assert pod["credential_id"] == "k8s-sa:system:serviceaccount:kube-system:replicaset-controller"
     assert pod["credential_type"] == "k8s_sa_token"
     # generateName: the object's name is only in the response.
     assert pod["resource"] == "namespaces/default/pods/nginx-deployment-5cdcc99dbf-rgw6z"
 
-    binding = event(store, "c97244c7-4aec-4714-946a-8204d00ecdca")
+    binding = event(store, "k8s_audit", "c97244c7-4aec-4714-946a-8204d00ecdca")
     assert (binding["action"], binding["resource"]) == (
         "k8s:create:clusterrolebindings", "clusterrolebindings/some-reader-binding")
 
@@ -197,11 +160,11 @@ def test_token_request_then_use_of_the_issued_token(store: duckdb.DuckDBPyConnec
                                      "extra": {"authentication.kubernetes.io/credential-id": [jti],
                                                "authentication.kubernetes.io/pod-name": ["report-bot-0"]}})
     path = write_lines(tmp_path / "audit.log", [received, issue, use])
-    result = load(store, path)
+    result = load(store, "k8s_audit", path)
     # RequestReceived is the same request as its ResponseComplete: consumed, not an event.
     assert (result.read, result.loaded, result.rejected) == (2, 2, 0)
 
-    issued = event(store, "tok-1")
+    issued = event(store, "k8s_audit", "tok-1")
     assert issued["category"] == "credential_issue"
     assert issued["credential_id"] == jti and issued["credential_type"] == "k8s_bound_sa_token"
     assert issued["parent_credential_id"] == kubelet_cert
@@ -210,7 +173,7 @@ def test_token_request_then_use_of_the_issued_token(store: duckdb.DuckDBPyConnec
     assert issued["details"]["ttl_seconds"] == 3600
     assert issued["expires_at"] == utc(2026, 11, 2, 10, 0, 0)
 
-    used = event(store, "use-1")
+    used = event(store, "k8s_audit", "use-1")
     assert used["category"] == "action"
     assert used["credential_id"] == issued["credential_id"]
     assert used["details"]["pod_name"] == "report-bot-0"
@@ -225,11 +188,11 @@ def test_kep_spelling_and_missing_issued_id(store: duckdb.DuckDBPyConnection, tm
                          annotations={}, requestReceivedTimestamp="2026-11-02T09:20:00Z")
     later = audit_event("use-old", user={"username": "system:serviceaccount:ci:builder",
                                          "extra": {"authentication.k8s.io/credential-id": ["JTI=abc"]}})
-    load(store, write_lines(tmp_path / "audit.log", [kep, legacy, later]))
-    assert event(store, "tok-kep")["credential_id"] == "JTI=abc"
-    assert event(store, "use-old")["credential_id"] == "JTI=abc"
+    load(store, "k8s_audit", write_lines(tmp_path / "audit.log", [kep, legacy, later]))
+    assert event(store, "k8s_audit", "tok-kep")["credential_id"] == "JTI=abc"
+    assert event(store, "k8s_audit", "use-old")["credential_id"] == "JTI=abc"
     # A cluster older than v1.30 logs no JTI: the issuance is keyed like an unidentified SA token.
-    old = event(store, "tok-old")
+    old = event(store, "k8s_audit", "tok-old")
     assert old["credential_id"] == "k8s-sa:system:serviceaccount:ci:builder"
     assert old["details"]["issued_credential_logged"] is False
 
@@ -244,12 +207,12 @@ def test_impersonation_and_eks_access_key(store: duckdb.DuckDBPyConnection, tmp_
                        "uid": "aws-iam-authenticator:111111111111:AROAEXAMPLE",
                        "extra": {"accessKeyId": ["ASIAEXAMPLEKEY"], "sessionName": ["session"]}},
         requestReceivedTimestamp="2026-11-02T09:30:00Z")
-    load(store, write_lines(tmp_path / "audit.log", [impersonated, eks]))
-    imp = event(store, "imp-1")
+    load(store, "k8s_audit", write_lines(tmp_path / "audit.log", [impersonated, eks]))
+    imp = event(store, "k8s_audit", "imp-1")
     assert imp["actor_id"] == "system:serviceaccount:prod:deployer" and imp["actor_type"] == "workload"
     assert imp["details"]["impersonated_by"] == "alice@example.com"
     assert imp["credential_id"] == "X509SHA256=aa"  # the credential presented is the impersonator's
-    eks_event = event(store, "eks-1")
+    eks_event = event(store, "k8s_audit", "eks-1")
     assert eks_event["credential_id"] == "ASIAEXAMPLEKEY"  # joins CloudTrail userIdentity.accessKeyId
     assert eks_event["credential_type"] == "aws_temporary_key"
 
@@ -259,8 +222,8 @@ def test_outcomes(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
                             annotations={"authorization.k8s.io/decision": "forbid"})
     missing = audit_event("miss-1", responseStatus={"code": 404, "reason": "NotFound"},
                           requestReceivedTimestamp="2026-11-02T09:11:00Z")
-    load(store, write_lines(tmp_path / "audit.log", [forbidden, missing]))
-    denied, failed = event(store, "deny-1"), event(store, "miss-1")
+    load(store, "k8s_audit", write_lines(tmp_path / "audit.log", [forbidden, missing]))
+    denied, failed = event(store, "k8s_audit", "deny-1"), event(store, "k8s_audit", "miss-1")
     assert (denied["outcome"], denied["error_code"]) == ("denied", "Forbidden")
     assert (failed["outcome"], failed["error_code"]) == ("failure", "NotFound")
 
@@ -273,8 +236,8 @@ def test_event_list_and_event_hub_records(store: duckdb.DuckDBPyConnection, tmp_
     event_list.write_text(json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [
         audit_event("list-1"), audit_event("list-2", verb="delete")]}, indent=2))
     assert k8s_audit.detect(event_list)
-    assert load(store, event_list).loaded == 2
-    assert event(store, "list-2")["action"] == "k8s:delete:secrets"
+    assert load(store, "k8s_audit", event_list).loaded == 2
+    assert event(store, "k8s_audit", "list-2")["action"] == "k8s:delete:secrets"
 
     hub = tmp_path / "eventhub.json"
     wrapped = {"category": "kube-audit", "resourceId": "/SUBSCRIPTIONS/S1/RESOURCEGROUPS/RG/PROVIDERS/"
@@ -282,17 +245,17 @@ def test_event_list_and_event_hub_records(store: duckdb.DuckDBPyConnection, tmp_
                "properties": {"log": json.dumps(audit_event("hub-1")), "pod": "kube-apiserver-0"}}
     hub.write_text(json.dumps({"records": [wrapped]}))
     assert k8s_audit.detect(hub)
-    assert load(store, hub).loaded == 1
-    assert event(store, "hub-1")["account"] == "s1"
+    assert load(store, "k8s_audit", hub).loaded == 1
+    assert event(store, "k8s_audit", "hub-1")["account"] == "s1"
 
 
 def test_gke_entry_is_the_same_event_in_a_gcp_file(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    mixed = sample(MIXED).read_text().splitlines()
+    mixed = sample(K8S_SAMPLES / MIXED).read_text().splitlines()
     gke_line = next(line for line in mixed if "protoPayload" in line)
     path = write_lines(tmp_path / "gke-only.log", [gke_line])
     assert ingest.detect(path) == "gcp_audit"  # a GKE export on its own is a Cloud Audit Log file
     ingest.ingest(store, [path])
-    load(store, sample(MIXED))
+    load(store, "k8s_audit", sample(K8S_SAMPLES / MIXED))
     columns = "event_id, occurred_at, actor_id, credential_id, action, resource, outcome, account, region"
     by_source = rows(store, f"SELECT source, {columns} FROM events WHERE event_id = '1234abcd' ORDER BY 1")
 
@@ -315,7 +278,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         {"hello": "world"},
         audit_event("good-2", requestReceivedTimestamp="2026-11-02T09:12:00Z"),
     ])
-    result = load(store, path)
+    result = load(store, "k8s_audit", path)
     assert (result.loaded, result.rejected) == (2, 6)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = [r["reason"] for r in rows(store, "SELECT reason FROM rejected ORDER BY line")]
@@ -329,16 +292,16 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 
 
 def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
-    path = sample(MIXED)
-    first = load(store, path)
-    again = load(store, path)
+    path = sample(K8S_SAMPLES / MIXED)
+    first = load(store, "k8s_audit", path)
+    again = load(store, "k8s_audit", path)
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
 
 
 def test_detect_claims_no_other_source(samples_dir: Path) -> None:
     others = [p for folder in ("aws_cloudtrail", "gcp_audit", "azure", "vault_audit", "api_gateway")
-              for p in sorted((samples_dir / folder).glob("*")) if p.is_file()]
+              for p in sample_files(samples_dir / folder)]
     assert others
     assert not [p.name for p in others if k8s_audit.detect(p)]
     # and the neighbours do not claim the Kubernetes files (the mixed one holds a GKE and an AKS line)

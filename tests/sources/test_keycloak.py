@@ -9,19 +9,15 @@ import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, other_samples, rows, sample, write_lines
 
-from nhiaudit import ingest
 from nhiaudit.sources import keycloak
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SAMPLE = SAMPLES / "idp_oauth" / "elastic__keycloak_test-log.events-lines.log"
-OTHER_SAMPLES = (
-    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE) if SAMPLES.is_dir() else []
-)
+OTHER_SAMPLES = other_samples(SAMPLE)
 
 CLIENT_LOGIN = (
     '2026-11-02 09:00:00,123 INFO  [org.keycloak.events] (executor-thread-1) type="CLIENT_LOGIN", '
@@ -71,54 +67,26 @@ JSON_EVENT = {
 }
 
 
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'keycloak' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
-    return found[0]
-
-
 def line_id(line: str) -> str:
     """Text events carry no id: theirs is the MD5 of the line."""
     return hashlib.md5(line.encode()).hexdigest()
 
 
-def load(con: duckdb.DuckDBPyConnection, path: Path, source: str = "keycloak") -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == source
-    return file_result
-
-
-def write(path: Path, *lines: dict[str, Any] | str) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-@pytest.fixture
-def sample() -> Path:
-    if not SAMPLE.is_file():
-        pytest.skip(f"shared sample not found at {SAMPLE}")
-    return SAMPLE
+@pytest.fixture(name="sample")
+def shared_sample() -> Path:
+    return sample(SAMPLE)
 
 
 def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
     assert keycloak.detect(sample)
-    result = load(store, sample)
+    result = load(store, "keycloak", sample)
     assert (result.read, result.loaded, result.rejected) == (15, 15, 0)
 
 
 def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
-    load(store, sample)
+    load(store, "keycloak", sample)
     lines = sample.read_text().splitlines()
-    e = event(store, line_id(lines[0]))
+    e = event(store, "keycloak", line_id(lines[0]))
     # The JBoss layout of the sample prints no date: no occurred_at, the time of day is kept.
     assert e["occurred_at"] is None
     assert e["details"]["time_of_day"] == "21:01:45,403"
@@ -129,11 +97,11 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
     assert (e["record_index"], e["line"]) == (0, 1)
     assert json.loads(e["raw"]) == lines[0]
 
-    e = event(store, line_id(lines[8]))
+    e = event(store, "keycloak", line_id(lines[8]))
     assert e["actor_id"] == "cc74404c-de7e-482a-98f7-b271ff3c49be"
     assert (e["error_code"], e["details"]["username"]) == ("invalid_user_credentials", "admin")
 
-    e = event(store, line_id(lines[10]))
+    e = event(store, "keycloak", line_id(lines[10]))
     assert (e["actor_id"], e["account"], e["error_code"]) == ("asdf", "master", "user_not_found")
     assert e["resource"] == "keycloak:master/security-admin-console"
     categories = {r["category"] for r in rows(store, "SELECT category FROM events")}
@@ -141,11 +109,11 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
 
 
 def test_token_issuance_and_delegation(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(tmp_path / "server.log", CLIENT_LOGIN, EXCHANGE_WITH_ACT, EXCHANGE, REFRESH, EXCHANGE_ERROR)
-    result = load(store, path)
+    path = write_lines(tmp_path / "server.log", [CLIENT_LOGIN, EXCHANGE_WITH_ACT, EXCHANGE, REFRESH, EXCHANGE_ERROR])
+    result = load(store, "keycloak", path)
     assert (result.loaded, result.rejected) == (5, 0)
 
-    e = event(store, line_id(CLIENT_LOGIN))  # client credentials, values in Keycloak 26 "quotes"
+    e = event(store, "keycloak", line_id(CLIENT_LOGIN))  # client credentials, values in Keycloak 26 "quotes"
     assert e["occurred_at"] == datetime(2026, 11, 2, 9, 0, 0, 123000, tzinfo=timezone.utc)
     assert (e["category"], e["credential_id"], e["credential_type"]) == (
         "credential_issue",
@@ -157,33 +125,33 @@ def test_token_issuance_and_delegation(store: duckdb.DuckDBPyConnection, tmp_pat
     assert e["details"]["scope"] == "profile email"
     assert e["details"]["long_term"] is False
 
-    e = event(store, line_id(EXCHANGE_WITH_ACT))  # RFC 8693: act names the current actor, then prior ones
+    e = event(store, "keycloak", line_id(EXCHANGE_WITH_ACT))  # RFC 8693: act names the current actor, then prior ones
     assert e["credential_id"] == "jti-222"
     assert e["details"]["act_chain"] == ["agent-gw", "report-bot"]
     assert e["parent_credential_id"] == "agent-gw"
     assert e["resource"] == "reports-api"  # the audience
 
-    e = event(store, line_id(EXCHANGE))  # no act claim: the subject token's client is the parent
+    e = event(store, "keycloak", line_id(EXCHANGE))  # no act claim: the subject token's client is the parent
     assert (e["credential_id"], e["parent_credential_id"]) == ("jti-223", "web-app")
     assert e["occurred_at"] is None and e["details"]["time_of_day"] == "09:00:06,000"
 
-    e = event(store, line_id(REFRESH))  # the refresh token used is the parent
+    e = event(store, "keycloak", line_id(REFRESH))  # the refresh token used is the parent
     assert (e["credential_id"], e["parent_credential_id"]) == ("jti-333", "rt-1")
     assert e["expires_at"] == e["occurred_at"] + timedelta(seconds=300)
     assert e["details"]["ttl_seconds"] == 300
 
-    e = event(store, line_id(EXCHANGE_ERROR))  # a refused exchange issues nothing
+    e = event(store, "keycloak", line_id(EXCHANGE_ERROR))  # a refused exchange issues nothing
     assert (e["category"], e["outcome"], e["error_code"]) == ("signin", "denied", "not_allowed")
     assert e["credential_id"] is None
 
 
 def test_json_layouts(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    load(store, write(tmp_path / "keycloak.json.log", JSON_LOG, JSON_EVENT))
-    e = event(store, line_id(json.dumps(JSON_LOG)))  # KC_LOG_CONSOLE_OUTPUT=json
+    load(store, "keycloak", write_lines(tmp_path / "keycloak.json.log", [JSON_LOG, JSON_EVENT]))
+    e = event(store, "keycloak", line_id(json.dumps(JSON_LOG)))  # KC_LOG_CONSOLE_OUTPUT=json
     assert e["occurred_at"] == datetime(2026, 11, 2, 9, 3, 0, 500000, tzinfo=timezone.utc)
     assert (e["category"], e["actor_id"], e["outcome"]) == ("signin", "u-bob", "success")
     assert e["details"]["username"] == "bob@example.com"
-    e = event(store, "ev-9")  # an event object as the admin REST API returns it
+    e = event(store, "keycloak", "ev-9")  # an event object as the admin REST API returns it
     assert e["occurred_at"] == datetime(2026, 11, 2, 9, 4, tzinfo=timezone.utc)
     assert (e["category"], e["credential_id"], e["actor_id"]) == ("credential_issue", "jti-444", "u-bob")
     assert e["details"]["refresh_token_id"] == "rt-2"
@@ -193,14 +161,14 @@ def test_admin_api_export_array(store: duckdb.DuckDBPyConnection, tmp_path: Path
     path = tmp_path / "events.json"
     path.write_text(json.dumps([JSON_EVENT, {**JSON_EVENT, "id": "ev-10", "type": "LOGOUT"}], indent=2))
     assert keycloak.detect(path)
-    result = load(store, path)
+    result = load(store, "keycloak", path)
     assert (result.loaded, result.rejected) == (2, 0)
-    assert event(store, "ev-10")["category"] == "other"
+    assert event(store, "keycloak", "ev-10")["category"] == "other"
 
 
 def test_issued_token_links_to_the_gateway_call(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     """The chain key: Keycloak's token_id is the jti an Envoy json_format log records."""
-    load(store, write(tmp_path / "server.log", CLIENT_LOGIN))
+    load(store, "keycloak", write_lines(tmp_path / "server.log", [CLIENT_LOGIN]))
     call = {
         "start_time": "2026-11-02T09:00:30Z",
         "method": "PUT",
@@ -211,7 +179,7 @@ def test_issued_token_links_to_the_gateway_call(store: duckdb.DuckDBPyConnection
         "jwt_sub": "sa-1",
         "authority": "reports.internal",
     }
-    load(store, write(tmp_path / "access.log", call), source="envoy")
+    load(store, "envoy", write_lines(tmp_path / "access.log", [call]))
     linked = rows(
         store,
         """SELECT a.event_id AS action_id, i.event_id AS issue_id, a.actor_id, i.details->>'holder' AS holder
@@ -224,18 +192,20 @@ def test_issued_token_links_to_the_gateway_call(store: duckdb.DuckDBPyConnection
 
 
 def test_bad_and_skipped_lines(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "server.log",
-        CLIENT_LOGIN,
-        "2026-11-02 09:00:06,000 INFO  [org.keycloak.services] (main) KC-SERVICES0001: Loading config",
-        "this is garbage",
-        "2026-11-02 09:00:07,000 WARN  [org.keycloak.events] (main) something that is not an event",
-        {**JSON_EVENT, "id": "ev-bad", "time": "soon"},
-        {**JSON_EVENT, "id": "ev-bad2", "details": "token_id=1"},
-        '{"id": "cut", "time": 17',
-        REFRESH,
+        [
+            CLIENT_LOGIN,
+            "2026-11-02 09:00:06,000 INFO  [org.keycloak.services] (main) KC-SERVICES0001: Loading config",
+            "this is garbage",
+            "2026-11-02 09:00:07,000 WARN  [org.keycloak.events] (main) something that is not an event",
+            {**JSON_EVENT, "id": "ev-bad", "time": "soon"},
+            {**JSON_EVENT, "id": "ev-bad2", "details": "token_id=1"},
+            '{"id": "cut", "time": 17',
+            REFRESH,
+        ],
     )
-    result = load(store, path)
+    result = load(store, "keycloak", path)
     # the [org.keycloak.services] line is a log line, not an event: skipped on purpose, not "read"
     assert (result.loaded, result.rejected) == (2, 5)
     assert result.read == result.loaded + result.rejected + result.duplicates
@@ -255,18 +225,18 @@ def test_gzipped_server_log(store: duckdb.DuckDBPyConnection, tmp_path: Path) ->
     path = tmp_path / "server.log.gz"
     path.write_bytes(gzip.compress(f"{CLIENT_LOGIN}\n{REFRESH}\n".encode()))
     assert keycloak.detect(path)
-    result = load(store, path)
+    result = load(store, "keycloak", path)
     assert (result.loaded, result.rejected) == (2, 0)
-    assert event(store, line_id(REFRESH))["credential_id"] == "jti-333"
+    assert event(store, "keycloak", line_id(REFRESH))["credential_id"] == "jti-333"
 
 
 def test_reingest_is_a_noop_and_duplicates_are_skipped(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    first = write(tmp_path / "a.log", CLIENT_LOGIN, REFRESH)
-    load(store, first)
-    assert load(store, first).already_ingested
-    result = load(store, write(tmp_path / "b.log", REFRESH, JSON_EVENT))
+    first = write_lines(tmp_path / "a.log", [CLIENT_LOGIN, REFRESH])
+    load(store, "keycloak", first)
+    assert load(store, "keycloak", first).already_ingested
+    result = load(store, "keycloak", write_lines(tmp_path / "b.log", [REFRESH, JSON_EVENT]))
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
 

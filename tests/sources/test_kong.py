@@ -11,39 +11,15 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLES, event, load, other_samples, rows, sample, write_lines
 
-from nhiaudit import ingest
 from nhiaudit.sources import kong
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SAMPLE = SAMPLES / "api_gateway" / "kong-docs__file-log_log-format_3.4.ndjson"
-OTHER_SAMPLES = (
-    sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE) if SAMPLES.is_dir() else []
-)
+OTHER_SAMPLES = other_samples(SAMPLE)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'kong' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "kong"
-    return file_result
 
 
 def record(request_id: str, **overrides: Any) -> dict[str, Any]:
@@ -74,26 +50,22 @@ def record(request_id: str, **overrides: Any) -> dict[str, Any]:
     return rec
 
 
-def write(path: Path, *lines: dict[str, Any] | str) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
+@pytest.fixture(name="sample")
+def shared_sample() -> Path:
+    return sample(SAMPLE)
 
 
-def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection) -> None:
-    if not SAMPLE.is_file():
-        pytest.skip(f"shared sample not found at {SAMPLE}")
-    assert kong.detect(SAMPLE)
-    result = load(store, SAMPLE)
+def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
+    assert kong.detect(sample)
+    result = load(store, "kong", sample)
     assert (result.read, result.loaded, result.rejected) == (1, 1, 0)
 
 
-def test_sample_fields(store: duckdb.DuckDBPyConnection) -> None:
-    if not SAMPLE.is_file():
-        pytest.skip(f"shared sample not found at {SAMPLE}")
-    load(store, SAMPLE)
+def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
+    load(store, "kong", sample)
     # The sample has neither request.id nor x-kong-request-id: its id is the record's MD5.
-    line = SAMPLE.read_bytes().splitlines()[0]
-    e = event(store, hashlib.md5(line).hexdigest())
+    line = sample.read_bytes().splitlines()[0]
+    e = event(store, "kong", hashlib.md5(line).hexdigest())
     assert e["occurred_at"] == datetime(2021, 2, 25, 5, 57, 48, 342000, tzinfo=timezone.utc)  # 1614232668342
     assert e["category"] == "action"
     assert e["actor_id"] == "kong-consumer:foo"
@@ -116,9 +88,9 @@ def test_sample_fields(store: duckdb.DuckDBPyConnection) -> None:
 def test_traceparent_joins_the_agent_span(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     rec = record("req-1")
     rec["request"]["headers"]["traceparent"] = f"00-{TRACE_ID}-{SPAN_ID}-01"
-    path = write(tmp_path / "kong.log", rec)
-    load(store, path)
-    e = event(store, "req-1")
+    path = write_lines(tmp_path / "kong.log", [rec])
+    load(store, "kong", path)
+    e = event(store, "kong", "req-1")
     assert e["trace_id"] == TRACE_ID
     # the span in traceparent is the caller's (the agent's execute_tool span)
     assert e["parent_span_id"] == SPAN_ID
@@ -133,38 +105,44 @@ def test_traceparent_is_lowercased_and_invalid_ones_are_ignored(
         rec["request"]["headers"]["traceparent"] = value
         return rec
 
-    path = write(
+    path = write_lines(
         tmp_path / "kong.log",
-        with_traceparent("upper", f"00-{TRACE_ID.upper()}-{SPAN_ID.upper()}-01"),
-        with_traceparent("repeated", [f"00-{TRACE_ID}-{SPAN_ID}-01", "00-garbage"]),
-        with_traceparent("short", "00-4bf92f35-00f067aa-01"),
-        with_traceparent("zeros", f"00-{'0' * 32}-{SPAN_ID}-01"),
-        with_traceparent("version-ff", f"ff-{TRACE_ID}-{SPAN_ID}-01"),
-        with_traceparent("junk", "not a traceparent"),
+        [
+            with_traceparent("upper", f"00-{TRACE_ID.upper()}-{SPAN_ID.upper()}-01"),
+            with_traceparent("repeated", [f"00-{TRACE_ID}-{SPAN_ID}-01", "00-garbage"]),
+            with_traceparent("short", "00-4bf92f35-00f067aa-01"),
+            with_traceparent("zeros", f"00-{'0' * 32}-{SPAN_ID}-01"),
+            with_traceparent("version-ff", f"ff-{TRACE_ID}-{SPAN_ID}-01"),
+            with_traceparent("junk", "not a traceparent"),
+        ],
     )
-    result = load(store, path)
+    result = load(store, "kong", path)
     assert (result.loaded, result.rejected) == (6, 0)
-    assert (event(store, "upper")["trace_id"], event(store, "upper")["parent_span_id"]) == (TRACE_ID, SPAN_ID)
-    assert event(store, "repeated")["trace_id"] == TRACE_ID
+    upper = event(store, "kong", "upper")
+    assert (upper["trace_id"], upper["parent_span_id"]) == (TRACE_ID, SPAN_ID)
+    assert event(store, "kong", "repeated")["trace_id"] == TRACE_ID
     for bad in ("short", "zeros", "version-ff", "junk"):
-        assert (event(store, bad)["trace_id"], event(store, bad)["parent_span_id"]) == (None, None), bad
+        e = event(store, "kong", bad)
+        assert (e["trace_id"], e["parent_span_id"]) == (None, None), bad
 
 
 def test_ids_resource_and_outcomes(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     no_id = record("x")
     del no_id["request"]["id"]
     no_id["request"]["headers"]["x-kong-request-id"] = "kong-hdr-1"
-    path = write(
+    path = write_lines(
         tmp_path / "kong.log",
-        record("ok"),
-        record("unauthorized", response={"status": 401}),
-        record("forbidden", response={"status": 403}),
-        record("redirect", response={"status": 302}),
-        record("broken", response={"status": 502}),
-        no_id,
+        [
+            record("ok"),
+            record("unauthorized", response={"status": 401}),
+            record("forbidden", response={"status": 403}),
+            record("redirect", response={"status": 302}),
+            record("broken", response={"status": 502}),
+            no_id,
+        ],
     )
-    load(store, path)
-    e = event(store, "ok")
+    load(store, "kong", path)
+    e = event(store, "kong", "ok")
     assert e["resource"] == "kong:reports-svc/reports/2026-11"  # service name + path, query string dropped
     assert e["action"] == "http:POST" and e["read_only"] is False
     assert e["actor_id"] == "kong-consumer:report-bot"
@@ -178,29 +156,31 @@ def test_ids_resource_and_outcomes(store: duckdb.DuckDBPyConnection, tmp_path: P
     assert outcomes["forbidden"] == ("denied", "403")
     assert outcomes["redirect"] == ("success", None)
     assert outcomes["broken"] == ("failure", "502")
-    assert event(store, "kong-hdr-1")["action"] == "http:POST"
+    assert event(store, "kong", "kong-hdr-1")["action"] == "http:POST"
 
 
 def test_anonymous_call_has_no_credential(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     anonymous = record("anon")
     del anonymous["consumer"], anonymous["authenticated_entity"]
-    load(store, write(tmp_path / "kong.log", anonymous))
-    e = event(store, "anon")
+    load(store, "kong", write_lines(tmp_path / "kong.log", [anonymous]))
+    e = event(store, "kong", "anon")
     assert (e["actor_id"], e["credential_id"], e["credential_type"]) == (None, None, None)
     assert "consumer" not in e["details"]
 
 
 def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    path = write(
+    path = write_lines(
         tmp_path / "kong.log",
-        record("good-1"),
-        '{"request": {"id": "truncated", "method": "GE',
-        record("bad-time", started_at="yesterday"),
-        record("bad-status", response={"status": "ok"}),
-        record("bad-request", request="GET /"),
-        record("good-2"),
+        [
+            record("good-1"),
+            '{"request": {"id": "truncated", "method": "GE',
+            record("bad-time", started_at="yesterday"),
+            record("bad-status", response={"status": "ok"}),
+            record("bad-request", request="GET /"),
+            record("good-2"),
+        ],
     )
-    result = load(store, path)
+    result = load(store, "kong", path)
     assert (result.loaded, result.rejected) == (2, 4)
     assert result.read == result.loaded + result.rejected + result.duplicates
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
@@ -216,12 +196,12 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 def test_reingest_is_a_noop_and_duplicates_are_skipped(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    first = write(tmp_path / "a.log", record("r1"), record("r2"))
-    load(store, first)
-    again = load(store, first)
+    first = write_lines(tmp_path / "a.log", [record("r1"), record("r2")])
+    load(store, "kong", first)
+    again = load(store, "kong", first)
     assert again.already_ingested
-    overlapping = write(tmp_path / "b.log", record("r2"), record("r3"))
-    result = load(store, overlapping)
+    overlapping = write_lines(tmp_path / "b.log", [record("r2"), record("r3")])
+    result = load(store, "kong", overlapping)
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
 
@@ -230,7 +210,7 @@ def test_http_log_batch_array(store: duckdb.DuckDBPyConnection, tmp_path: Path) 
     path = tmp_path / "batch.json"
     path.write_text(json.dumps([record("b1"), record("b2")], indent=2))
     assert kong.detect(path)
-    result = load(store, path)
+    result = load(store, "kong", path)
     assert (result.loaded, result.rejected) == (2, 0)
 
 

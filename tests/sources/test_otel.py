@@ -4,48 +4,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLE_FOLDERS, SAMPLES, event, load, rows, sample_files, utc
 
 from nhiaudit import ingest
 from nhiaudit.sources import otel
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 OTEL_SAMPLES = SAMPLES / "genai_otel"
-OTLP_FILES = sorted(OTEL_SAMPLES.glob("otel-proto__examples_*.json")) if OTEL_SAMPLES.is_dir() else []
+OTLP_FILES = sample_files(OTEL_SAMPLES, "otel-proto__examples_*.json")
 # Invariant's agent-trace format is another format (no ids, no times): not OTLP, not claimed.
-INVARIANT_FILES = sorted(OTEL_SAMPLES.glob("invariant-explorer__*")) if OTEL_SAMPLES.is_dir() else []
+INVARIANT_FILES = sample_files(OTEL_SAMPLES, "invariant-explorer__*")
 
 TRACE = "5b8efff798038103d269b633813fc60c"
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'otel' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else {}
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "otel"
-    return file_result
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
 
 
 def attr(key: str, value: Any) -> dict[str, Any]:
@@ -111,7 +85,7 @@ T0 = 1793610000_000000000  # 2026-11-02T09:00:00Z in ns
 def test_every_otlp_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert otel.detect(path)
     assert ingest.detect(path) == "otel"
-    result = load(store, path)
+    result = load(store, "otel", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     doc = json.loads(path.read_text())
     items = [i for rs in doc.get("resourceSpans", []) for ss in rs["scopeSpans"] for i in ss["spans"]]
@@ -127,8 +101,8 @@ def test_invariant_traces_are_not_claimed(path: Path) -> None:
 def test_trace_sample_spot_checks(store: duckdb.DuckDBPyConnection) -> None:
     if not OTLP_FILES:
         pytest.skip("shared OTLP samples not found")
-    load(store, OTEL_SAMPLES / "otel-proto__examples_trace.json")
-    server = event(store, "eee19b7ec3c1b174")  # the sample's ids are upper-case hex
+    load(store, "otel", OTEL_SAMPLES / "otel-proto__examples_trace.json")
+    server = event(store, "otel", "eee19b7ec3c1b174")  # the sample's ids are upper-case hex
     assert server["trace_id"] == TRACE and server["span_id"] == "eee19b7ec3c1b174"
     assert server["parent_span_id"] == "eee19b7ec3c1b173"
     assert server["occurred_at"] == utc(2018, 12, 13, 14, 51) and server["ended_at"] == utc(2018, 12, 13, 14, 51, 1)
@@ -146,7 +120,7 @@ def test_trace_sample_spot_checks(store: duckdb.DuckDBPyConnection) -> None:
 def test_logs_sample_flattens_every_value_type(store: duckdb.DuckDBPyConnection) -> None:
     if not OTLP_FILES:
         pytest.skip("shared OTLP samples not found")
-    load(store, OTEL_SAMPLES / "otel-proto__examples_logs.json")
+    load(store, "otel", OTEL_SAMPLES / "otel-proto__examples_logs.json")
     (log,) = rows(store, "SELECT * FROM events WHERE source = 'otel'")
     assert log["category"] == "other" and log["occurred_at"] == utc(2018, 12, 13, 14, 51, 0, 300000)
     assert log["trace_id"] == TRACE and log["span_id"] == "eee19b7ec3c1b174"
@@ -216,13 +190,13 @@ def agent_trace(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> duckdb.Duck
     )
     path = tmp_path / "traces.jsonl"
     path.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
-    result = load(store, path)
+    result = load(store, "otel", path)
     assert (result.read, result.loaded, result.rejected) == (4, 4, 0)
     return store
 
 
 def test_invoke_agent_span_is_a_task(agent_trace: duckdb.DuckDBPyConnection) -> None:
-    task = event(agent_trace, "a1a1a1a1a1a1a1a1")
+    task = event(agent_trace, "otel", "a1a1a1a1a1a1a1a1")
     assert task["category"] == "task" and task["task_id"] == "t-7f3a"  # nhiaudit.task.id before the conversation
     assert task["actor_id"] == "report-bot" and task["actor_type"] == "agent"
     assert task["occurred_at"] == utc(2026, 11, 2, 9) and task["ended_at"] == utc(2026, 11, 2, 9, 40)
@@ -238,7 +212,7 @@ def test_invoke_agent_span_is_a_task(agent_trace: duckdb.DuckDBPyConnection) -> 
 
 
 def test_execute_tool_span_is_a_tool_call(agent_trace: duckdb.DuckDBPyConnection) -> None:
-    tool = event(agent_trace, "b2b2b2b2b2b2b2b2")
+    tool = event(agent_trace, "otel", "b2b2b2b2b2b2b2b2")
     assert tool["category"] == "tool_call"
     assert tool["details"]["tool_name"] == "s3_put" and tool["details"]["tool_call_id"] == "call_1"
     assert tool["outcome"] == "failure" and tool["error_code"] == "AccessDenied"  # status.code 2
@@ -246,7 +220,7 @@ def test_execute_tool_span_is_a_tool_call(agent_trace: duckdb.DuckDBPyConnection
     assert tool["details"]["agent_id"] == "report-bot" and tool["actor_type"] == "agent"
     assert tool["task_id"] == "t-7f3a" and tool["details"]["task_link"] == "parent_span"
     assert tool["parent_span_id"] == "a1a1a1a1a1a1a1a1"
-    http = event(agent_trace, "c3c3c3c3c3c3c3c3")  # two levels down: still the same task
+    http = event(agent_trace, "otel", "c3c3c3c3c3c3c3c3")  # two levels down: still the same task
     assert http["category"] == "other" and http["task_id"] == "t-7f3a" and http["actor_id"] == "report-bot"
 
 
@@ -280,7 +254,7 @@ def test_bad_spans_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, 
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    result = load(store, path)
+    result = load(store, "otel", path)
     reasons = sorted((r["line"], r["reason"]) for r in rows(store, "SELECT line, reason FROM rejected"))
     assert reasons == [
         (1, "span has no spanId"),
@@ -302,27 +276,19 @@ def test_reingest_and_duplicate_spans(store: duckdb.DuckDBPyConnection, tmp_path
     doc = json.dumps(document(span("7777777777777777", "x", T0, T0 + 1)))
     path = tmp_path / "dup.jsonl"
     path.write_text(doc + "\n" + doc + "\n")  # the exporter wrote the same batch twice
-    first = load(store, path)
+    first = load(store, "otel", path)
     assert (first.read, first.loaded, first.duplicates) == (2, 1, 1)
     assert ingest.ingest(store, [path]).files[0].already_ingested
     other = tmp_path / "pretty.json"
     other.write_text(json.dumps(json.loads(doc), indent=2))  # same span, other bytes
-    assert load(store, other).duplicates == 1
+    assert load(store, "otel", other).duplicates == 1
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 1
 
 
 def test_detect_does_not_claim_other_sources(tmp_path: Path) -> None:
-    for folder in (
-        "aws_cloudtrail",
-        "vault_audit",
-        "k8s_audit",
-        "gcp_audit",
-        "api_gateway",
-        "azure",
-        "idp_oauth",
-    ):
-        for path in sorted((SAMPLES / folder).glob("*")) if (SAMPLES / folder).is_dir() else []:
-            assert not otel.detect(path), path.name
+    others = [p for folder in SAMPLE_FOLDERS if folder != "genai_otel" for p in sample_files(SAMPLES / folder)]
+    for path in others:
+        assert not otel.detect(path), path.name
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"resourceMetrics": []}))
     assert not otel.detect(metrics)  # OTLP metrics carry no spans: not claimed

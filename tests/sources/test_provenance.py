@@ -4,17 +4,14 @@ details; every malformed record is rejected with a reason a person can act on.""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLE_FOLDERS, SAMPLES, event, load, rows, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import provenance
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 
 # The three records of DESIGN §4, verbatim.
 TASK = {
@@ -48,47 +45,17 @@ GRANT = {
 }
 
 
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'provenance' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"])
-    return found[0]
-
-
-def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "provenance"
-    return file_result
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
 @pytest.fixture
 def design_records(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> duckdb.DuckDBPyConnection:
     path = write_lines(tmp_path / "provenance.ndjson", [TASK, APPROVAL, GRANT])
     assert provenance.detect(path) and ingest.detect(path) == "provenance"
-    result = load(store, path)
+    result = load(store, "provenance", path)
     assert (result.read, result.loaded, result.rejected) == (3, 3, 0)
     return store
 
 
 def test_task_record(design_records: duckdb.DuckDBPyConnection) -> None:
-    task = event(design_records, "t-7f3a")
+    task = event(design_records, "provenance", "t-7f3a")
     assert task["category"] == "task" and task["task_id"] == "t-7f3a"
     assert task["actor_id"] == "report-bot" and task["actor_type"] == "agent"
     assert task["occurred_at"] == utc(2026, 11, 2, 9) and task["ended_at"] == utc(2026, 11, 2, 9, 40)
@@ -104,7 +71,7 @@ def test_task_record(design_records: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_approval_record(design_records: duckdb.DuckDBPyConnection) -> None:
-    approval = event(design_records, "APR-1042")
+    approval = event(design_records, "provenance", "APR-1042")
     assert approval["category"] == "approval" and approval["task_id"] == "t-7f3a"
     assert approval["actor_id"] == "alice@example.com"
     assert approval["occurred_at"] == utc(2026, 11, 2, 8, 55) and approval["expires_at"] == utc(2026, 11, 2, 17)
@@ -120,7 +87,7 @@ def test_approval_record(design_records: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_grant_record(design_records: duckdb.DuckDBPyConnection) -> None:
-    grant = event(design_records, "alice@example.com|change-manager|2026-01-01T00:00:00Z")
+    grant = event(design_records, "provenance", "alice@example.com|change-manager|2026-01-01T00:00:00Z")
     assert grant["category"] == "grant" and grant["actor_id"] == "alice@example.com"
     assert grant["occurred_at"] == utc(2026, 1, 1) and grant["expires_at"] == utc(2027, 1, 1)
     assert grant["details"] == {"approver": "alice@example.com", "role": "change-manager"}
@@ -135,16 +102,16 @@ def test_optional_keys_may_be_absent(store: duckdb.DuckDBPyConnection, tmp_path:
         | {"approval_id": "APR-3", "decision": "denied", "scope": {"actions": []}},
         {k: v for k, v in GRANT.items() if k != "valid_to"},
     ]
-    result = load(store, write_lines(tmp_path / "optional.ndjson", lines))
+    result = load(store, "provenance", write_lines(tmp_path / "optional.ndjson", lines))
     assert (result.loaded, result.rejected) == (4, 0)
-    open_task = event(store, "t-open")
+    open_task = event(store, "provenance", "t-open")
     assert open_task["ended_at"] is None and "status" not in open_task["details"]
-    unscoped = event(store, "APR-2")
+    unscoped = event(store, "provenance", "APR-2")
     assert unscoped["expires_at"] is None
     assert "scope_actions" not in unscoped["details"] and "scope_resources" not in unscoped["details"]
-    denied = event(store, "APR-3")  # an empty list is a scope that allows nothing, not "no scope"
+    denied = event(store, "provenance", "APR-3")  # an empty list is a scope that allows nothing, not "no scope"
     assert denied["details"]["decision"] == "denied" and denied["details"]["scope_actions"] == []
-    grant = event(store, "alice@example.com|change-manager|2026-01-01T00:00:00Z")
+    grant = event(store, "provenance", "alice@example.com|change-manager|2026-01-01T00:00:00Z")
     assert grant["expires_at"] is None
 
 
@@ -170,7 +137,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         GRANT | {"valid_to": "2025-01-01T00:00:00Z"},
         APPROVAL,
     ]
-    result = load(store, write_lines(tmp_path / "bad.ndjson", lines))
+    result = load(store, "provenance", write_lines(tmp_path / "bad.ndjson", lines))
     reasons = [(r["line"], r["reason"]) for r in rows(store, "SELECT line, reason FROM rejected ORDER BY line")]
     assert reasons == [
         (2, "line 2: not valid JSON (truncated or malformed record)"),
@@ -197,30 +164,21 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 
 def test_reingest_and_duplicates(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "p.ndjson", [TASK, APPROVAL, GRANT, TASK])
-    first = load(store, path)
+    first = load(store, "provenance", path)
     assert (first.read, first.loaded, first.duplicates) == (4, 3, 1)
     assert ingest.ingest(store, [path]).files[0].already_ingested
     # Appended to: old records are duplicates, the task now completed differently is a new event.
     updated = TASK | {"ended_at": "2026-11-02T10:00:00Z"}
     grown = write_lines(tmp_path / "p2.ndjson", [TASK, APPROVAL, GRANT, json.dumps(GRANT, indent=None), updated])
-    second = load(store, grown)
+    second = load(store, "provenance", grown)
     assert (second.loaded, second.duplicates) == (1, 4)
     assert store.execute("SELECT count(*) FROM events WHERE event_id = 't-7f3a'").fetchone()[0] == 2
 
 
 def test_detect_does_not_claim_other_sources(tmp_path: Path) -> None:
-    for folder in (
-        "aws_cloudtrail",
-        "vault_audit",
-        "genai_otel",
-        "k8s_audit",
-        "gcp_audit",
-        "api_gateway",
-        "azure",
-        "idp_oauth",
-    ):
-        for path in sorted((SAMPLES / folder).glob("*")) if (SAMPLES / folder).is_dir() else []:
-            assert not provenance.detect(path), path.name
+    others = [p for folder in SAMPLE_FOLDERS for p in sample_files(SAMPLES / folder)]
+    for path in others:
+        assert not provenance.detect(path), path.name
     other = write_lines(tmp_path / "other.ndjson", [{"record_type": "invoice", "task_id": "x"}])
     assert not provenance.detect(other)
     long_first = write_lines(tmp_path / "long.ndjson", [APPROVAL | {"justification": "x" * 20000}])

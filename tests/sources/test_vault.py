@@ -4,51 +4,21 @@ and issuance, dynamic cloud credentials and revocation are normalized per DESIGN
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from helpers import SAMPLE_FOLDERS, SAMPLES, event, load, rows, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import vault
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 VAULT_SAMPLES = SAMPLES / "vault_audit"
-SAMPLE_FILES = sorted(p for p in VAULT_SAMPLES.glob("*.log")) if VAULT_SAMPLES.is_dir() else []
+SAMPLE_FILES = sample_files(VAULT_SAMPLES, "*.log")
 AUDIT = "elastic__test-audit.first9lines.log"
 FAKED = "elastic__test-faked-all-fields.log"
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def event(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
-    found = rows(con, "SELECT * FROM events WHERE source = 'vault' AND event_id = ?", [event_id])
-    assert len(found) == 1, f"{event_id}: {len(found)} events"
-    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else {}
-    return found[0]
-
-
-def load(con: duckdb.DuckDBPyConnection, path: Path) -> ingest.FileResult:
-    result = ingest.ingest(con, [path])
-    assert not result.unrecognized, f"{path.name} was not recognized"
-    (file_result,) = result.files
-    assert file_result.source == "vault"
-    return file_result
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
 
 
 # --- the shared samples -------------------------------------------------------------------------
@@ -58,7 +28,7 @@ def write_lines(path: Path, lines: list[dict[str, Any] | str]) -> Path:
 def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, path: Path) -> None:
     assert vault.detect(path)
     assert ingest.detect(path) == "vault"
-    result = load(store, path)
+    result = load(store, "vault", path)
     assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     requests = {ln["request"].get("id") for ln in lines if ln["type"] == "request" and ln["request"].get("id")}
@@ -72,10 +42,10 @@ def test_every_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection,
 def test_audit_sample_pairs_and_normalizes(store: duckdb.DuckDBPyConnection) -> None:
     if not SAMPLE_FILES:
         pytest.skip("shared vault samples not found")
-    result = load(store, VAULT_SAMPLES / AUDIT)
+    result = load(store, "vault", VAULT_SAMPLES / AUDIT)
     assert (result.read, result.loaded) == (5, 5)  # 9 lines: 4 pairs and one lone request
 
-    oidc = event(store, "cd09708b-11cc-2985-648b-cfe262cf7e50")
+    oidc = event(store, "vault", "cd09708b-11cc-2985-648b-cfe262cf7e50")
     assert oidc["record_index"] == 0 and oidc["line"] == 1
     assert oidc["occurred_at"] == utc(2020, 12, 1, 20, 29, 4, 356625)  # the request half's time
     assert oidc["category"] == "action"
@@ -88,12 +58,12 @@ def test_audit_sample_pairs_and_normalizes(store: duckdb.DuckDBPyConnection) -> 
     assert raw["request"]["type"] == "request" and raw["response"]["type"] == "response"
     assert raw["response"]["time"] == "2020-12-01T20:29:04.36089379Z"
 
-    denied = event(store, "24ac580b-805a-d9ee-4d0d-7046932f4e05")
+    denied = event(store, "vault", "24ac580b-805a-d9ee-4d0d-7046932f4e05")
     assert denied["outcome"] == "denied" and denied["error_code"] == "permission denied"
     assert denied["action"] == "vault:update" and denied["resource"] == "internal-ca/issue/internal-server"
     assert denied["actor_id"] is None and denied["credential_id"] is None
 
-    nomad = event(store, "0042ad1b-1400-7eb7-5e25-1dfc898c1998")
+    nomad = event(store, "vault", "0042ad1b-1400-7eb7-5e25-1dfc898c1998")
     assert nomad["actor_id"] == "token-375f9cb3-4355-42c7-eab5-029f8a310ca7-runner"
     assert nomad["actor_type"] == "workload"  # Nomad AllocationID metadata
     assert nomad["read_only"] is True and nomad["action"] == "vault:read"
@@ -110,14 +80,14 @@ def test_audit_sample_pairs_and_normalizes(store: duckdb.DuckDBPyConnection) -> 
 def test_faked_sample_keeps_plain_accessors_and_wrap_info(store: duckdb.DuckDBPyConnection) -> None:
     if not SAMPLE_FILES:
         pytest.skip("shared vault samples not found")
-    load(store, VAULT_SAMPLES / FAKED)
-    kv = event(store, "002c8225-e859-44a0-9ccb-471c3655dbd8")
+    load(store, "vault", VAULT_SAMPLES / FAKED)
+    kv = event(store, "vault", "002c8225-e859-44a0-9ccb-471c3655dbd8")
     assert kv["credential_id"] == "bar"  # auth.accessor wins over request.client_token_accessor
     assert kv["outcome"] == "failure" and kv["error_code"] == "this is an error"
     assert kv["category"] == "action"  # response.auth on a kv path is not an issuance
     assert kv["user_agent"] == "Go-http-client/2.0"
     assert kv["details"]["wrapped_accessor"] == "Bh57rT8zuhspG9APjXpGpiAJ"
-    lookup = event(store, "b2f72168-6cba-1bab-808a-72d9304b82f8")
+    lookup = event(store, "vault", "b2f72168-6cba-1bab-808a-72d9304b82f8")
     assert lookup["resource"] == "auth/token/lookup-self" and lookup["category"] == "action"
     assert lookup["outcome"] == "success"  # "error": "" is no error
 
@@ -260,12 +230,12 @@ def world(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> duckdb.DuckDBPyCo
         pair("r-rotated", "2026-11-02T09:08:00Z", "secret/data/x", operation="read", auth=child)[1],
         {"time": "2026-11-02T09:09:00Z", "type": "kmip-request", "auth": {}, "request": {"id": "k1"}},
     ]
-    load(store, write_lines(tmp_path / "audit.log", lines))
+    load(store, "vault", write_lines(tmp_path / "audit.log", lines))
     return store
 
 
 def test_login_issues_a_token(world: duckdb.DuckDBPyConnection) -> None:
-    login = event(world, "r-login")
+    login = event(world, "vault", "r-login")
     assert login["category"] == "credential_issue"
     assert login["credential_id"] == "acc-login" and login["credential_type"] == "vault_token"
     assert login["parent_credential_id"] is None  # a login has no parent token
@@ -280,7 +250,7 @@ def test_login_issues_a_token(world: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_token_create_without_ttl_is_long_term(world: duckdb.DuckDBPyConnection) -> None:
-    create = event(world, "r-create")
+    create = event(world, "vault", "r-create")
     assert create["category"] == "credential_issue"
     assert create["credential_id"] == "acc-child" and create["parent_credential_id"] == "acc-orch"
     assert create["actor_id"] == "token-orchestrator" and create["actor_type"] == "workload"
@@ -291,7 +261,7 @@ def test_token_create_without_ttl_is_long_term(world: duckdb.DuckDBPyConnection)
 
 
 def test_dynamic_cloud_credentials_are_issuances(world: duckdb.DuckDBPyConnection) -> None:
-    creds = event(world, "r-creds")
+    creds = event(world, "vault", "r-creds")
     assert creds["category"] == "credential_issue"
     assert creds["credential_id"] == "ASIAEXAMPLEKEY000001" and creds["credential_type"] == "aws_temporary_key"
     assert creds["parent_credential_id"] == "acc-child"
@@ -300,28 +270,28 @@ def test_dynamic_cloud_credentials_are_issuances(world: duckdb.DuckDBPyConnectio
     assert creds["expires_at"] == utc(2026, 11, 2, 9, 2) + timedelta(seconds=900)
     assert creds["details"]["lease_id"] == "aws/creds/deploy-role/L1"
     assert creds["details"]["role"] == "deploy-role" and creds["details"]["long_term"] is False
-    hashed = event(world, "r-hmac-key")  # another aws mount, key HMACed: still recorded as logged
+    hashed = event(world, "vault", "r-hmac-key")  # another aws mount, key HMACed: still recorded as logged
     assert hashed["category"] == "credential_issue" and hashed["credential_id"] == "hmac-sha256:dd"
 
 
 def test_revocations(world: duckdb.DuckDBPyConnection) -> None:
-    lease = event(world, "r-revoke-lease")
+    lease = event(world, "vault", "r-revoke-lease")
     assert lease["category"] == "credential_revoke"
     assert lease["credential_id"] == "ASIAEXAMPLEKEY000001"  # the key issued under that lease
     assert lease["details"]["lease_id"] == "aws/creds/deploy-role/L1"
     assert lease["details"]["by_credential_id"] == "acc-orch"
-    token = event(world, "r-revoke-tok")
+    token = event(world, "vault", "r-revoke-tok")
     assert token["category"] == "credential_revoke" and token["credential_id"] == "acc-child"
     assert token["credential_type"] == "vault_token"
 
 
 def test_actions_denials_trace_context_and_lone_halves(world: duckdb.DuckDBPyConnection) -> None:
-    kv = event(world, "r-kv")
+    kv = event(world, "vault", "r-kv")
     assert kv["category"] == "action" and kv["credential_id"] == "acc-child" and kv["task_id"] == "t-7f3a"
     assert kv["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and kv["parent_span_id"] == "b7ad6b7169203331"
-    denied = event(world, "r-denied")
+    denied = event(world, "vault", "r-denied")
     assert denied["category"] == "action" and denied["outcome"] == "denied"  # no token was issued
-    rotated = event(world, "r-rotated")
+    rotated = event(world, "vault", "r-rotated")
     assert rotated["details"]["halves"] == "response" and json.loads(rotated["raw"])["request"] is None
     (kmip,) = rows(world, "SELECT * FROM events WHERE source = 'vault' AND category = 'other'")
     assert kmip["occurred_at"] == utc(2026, 11, 2, 9, 9)
@@ -347,7 +317,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         },
         *pair("ok-2", "2026-11-02T09:00:05Z", "secret/data/b", operation="list", auth=ORCH),
     ]
-    result = load(store, write_lines(tmp_path / "bad.log", lines))
+    result = load(store, "vault", write_lines(tmp_path / "bad.log", lines))
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
     assert reasons == {
         3: "line 3: not valid JSON (truncated or malformed record)",
@@ -365,29 +335,21 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
 def test_duplicate_pairs_and_reingest(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     lines = pair("dup", "2026-11-02T09:00:00Z", "secret/data/a", operation="read", auth=ORCH)
     path = write_lines(tmp_path / "dup.log", lines + lines)  # the same pair logged twice
-    first = load(store, path)
+    first = load(store, "vault", path)
     assert (first.read, first.loaded, first.duplicates, first.rejected) == (2, 1, 1, 0)
     again = ingest.ingest(store, [path]).files[0]
     assert again.already_ingested and again.loaded == 0
     # The same records in a different file (other bytes) are duplicates, not new events.
     other = write_lines(tmp_path / "dup-copy.log", [*lines, lines[0]])
-    copy = load(store, other)
+    copy = load(store, "vault", other)
     assert copy.loaded == 1 and copy.duplicates == 1  # the extra lone request is a distinct half
     assert store.execute("SELECT count(*) FROM events WHERE event_id = 'dup'").fetchone()[0] == 2
 
 
 def test_detect_claims_only_vault_audit_lines(tmp_path: Path) -> None:
-    for folder in (
-        "aws_cloudtrail",
-        "genai_otel",
-        "k8s_audit",
-        "gcp_audit",
-        "api_gateway",
-        "azure",
-        "idp_oauth",
-    ):
-        for path in sorted((SAMPLES / folder).glob("*")) if (SAMPLES / folder).is_dir() else []:
-            assert not vault.detect(path), path.name
+    others = [p for folder in SAMPLE_FOLDERS if folder != "vault_audit" for p in sample_files(SAMPLES / folder)]
+    for path in others:
+        assert not vault.detect(path), path.name
     mcp = write_lines(
         tmp_path / "rpc-messages.jsonl",
         [

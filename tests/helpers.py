@@ -1,0 +1,83 @@
+"""Plain functions the test modules share: query the store, load one file as a given source, write
+NDJSON input, find the shared real-format samples. Import them with ``from helpers import ...``
+(tests/conftest.py puts this folder on ``sys.path``, so tests/sources/ can too)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from nhiaudit import ingest
+
+# The shared real-format samples (``../shared/samples``); tests that need them skip without.
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+# Every folder in it, one per log family (test_all_samples checks there are no others).
+SAMPLE_FOLDERS = (
+    "api_gateway",
+    "aws_cloudtrail",
+    "azure",
+    "gcp_audit",
+    "genai_otel",
+    "idp_oauth",
+    "k8s_audit",
+    "vault_audit",
+)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=timezone.utc)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The query's rows as dicts keyed by column name."""
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def event(con: duckdb.DuckDBPyConnection, source: str, event_id: str) -> dict[str, Any]:
+    """The one event ``event_id`` of ``source``, its JSON details parsed (None when it has none)."""
+    found = rows(con, "SELECT * FROM events WHERE source = ? AND event_id = ?", [source, event_id])
+    assert len(found) == 1, f"{event_id}: {len(found)} events"
+    found[0]["details"] = json.loads(found[0]["details"]) if found[0]["details"] else None
+    return found[0]
+
+
+def load(con: duckdb.DuckDBPyConnection, source: str, path: Path) -> ingest.FileResult:
+    """Ingest one file, which ``source`` must be the one to recognize; its FileResult."""
+    result = ingest.ingest(con, [path])
+    assert not result.unrecognized, f"{path.name} was not recognized"
+    (file_result,) = result.files
+    assert file_result.source == source
+    return file_result
+
+
+def write_lines(path: Path, lines: Iterable[Any], **dumps: Any) -> Path:
+    """One line per item: a str as it is (a malformed line, a text log), anything else as JSON
+    (``dumps`` goes to ``json.dumps``, e.g. compact ``separators``)."""
+    text = "".join((line if isinstance(line, str) else json.dumps(line, **dumps)) + "\n" for line in lines)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sample(path: Path) -> Path:
+    """``path``, a shared sample; the test is skipped where the samples do not hold it."""
+    if not path.is_file():
+        pytest.skip(f"sample {path.name} not found under {path.parent}")
+    return path
+
+
+def sample_files(folder: Path, pattern: str = "*") -> list[Path]:
+    """The files of a samples folder matching ``pattern``, in order; none where the folder is absent."""
+    return sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
+
+
+def other_samples(*mine: Path) -> list[Path]:
+    """Every shared sample file but ``mine``: what a source's detect() must not claim."""
+    return sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p not in mine) if SAMPLES.is_dir() else []
