@@ -475,6 +475,50 @@ def test_keycloak_token_exchange_joins_the_envoy_call_and_its_trace(tmp_path: Pa
     assert (link["span"].id, link["task"].id, link["approval"].id) == (f"otel:{tool_span}", "t-kc", "APR-KC")
 
 
+def test_unknown_actor_in_an_act_chain_breaks_the_delegation(tmp_path: Path) -> None:
+    """RFC 8693: the exchange says ``ghost-agent`` acted for bob, and nothing else in the evidence
+    knows ``ghost-agent`` (no span, no client login, no other event): the delegation chain is
+    broken at that actor, while the known actor of the test above leaves it whole."""
+    exchange = {
+        "id": "kc-exchange-2",
+        "time": ms("09:04:30"),
+        "type": "TOKEN_EXCHANGE",
+        "realmId": "agents",
+        "clientId": "web-app",
+        "userId": "u-bob",
+        "sessionId": "s-2",
+        "ipAddress": "10.0.7.81",
+        "details": {
+            "token_id": "jti-exchange-2",
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token_client_id": "web-app",
+            "audience": "reports-api",
+            "act": {"sub": "ghost-agent"},
+        },
+    }
+    call = {
+        "start_time": at("09:05:00.123"),
+        "method": "DELETE",
+        "path": "/v1/reports/2026-11",
+        "protocol": "HTTP/1.1",
+        "response_code": 204,
+        "response_flags": "-",
+        "x_request_id": "gw-exchange-2",
+        "authority": "reports.internal",
+        "upstream_host": "10.0.8.9:8080",
+        "user_agent": "curl/8.5",
+        "downstream_remote_address": "10.0.7.81:51234",
+        "jwt_jti": "jti-exchange-2",
+        "jwt_sub": "u-bob",
+    }
+    con, policy = build(tmp_path, {"keycloak-events.json": [exchange], "envoy-access.log": [call]})
+    row = chain(con, "gw-exchange-2")
+    assert (row["issuance_source"], row["parent_credential_id"]) == ("keycloak", "ghost-agent")
+    assert row["broken_credential_id"] == "ghost-agent"
+    assert row["verdict"] == "unknown"
+    assert "broken-delegation-chain" in findings(con, policy, "gw-exchange-2")
+
+
 # --------------------------------------------------------------------------------------------------
 # 6. Azure: Entra sign-in -> Activity Log
 # --------------------------------------------------------------------------------------------------

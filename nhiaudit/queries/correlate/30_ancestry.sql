@@ -12,16 +12,22 @@ WITH RECURSIVE walk(credential_id, depth, ancestor_id, path) AS (
 SELECT credential_id, depth, ancestor_id FROM walk;
 
 -- Per credential: its root and whether the chain is rooted, the first temporary credential that
--- has no issuance and is not a broker's (broken delegation), a human holder on the chain, and
+-- has no issuance and is not a broker's, or an unknown RFC 8693 actor (broken delegation), a
+-- human holder on the chain, and
 -- the task id nearest to the credential.
 CREATE OR REPLACE TABLE credential_chain AS
 WITH links AS (
     SELECT a.credential_id, a.depth, a.ancestor_id, c.holder, c.long_term, c.temporary,
            c.issuance_event_id, c.issuance_source, c.task_id, c.task_link,
-           coalesce(pc.is_broker, false) AS holder_is_broker, coalesce(pc.is_human, false) AS holder_is_human
+           coalesce(pc.is_broker, false) AS holder_is_broker, coalesce(pc.is_human, false) AS holder_is_human,
+           -- An RFC 8693 actor (act.sub) that nothing else in the evidence knows as a principal:
+           -- nobody can say who that delegate was (DESIGN §6, broken-delegation-chain).
+           c.credential_type = 'oauth_actor' AND c.issuance_event_id IS NULL AND known.principal IS NULL
+               AND NOT coalesce(pc.is_broker, false) AS unknown_actor
     FROM credential_ancestry a
     JOIN credentials c ON c.credential_id = a.ancestor_id
     LEFT JOIN principal_class pc ON pc.principal = c.holder
+    LEFT JOIN principal_class known ON known.principal = c.credential_id
 ), top AS (
     SELECT credential_id, arg_max(ancestor_id, depth) AS root_credential_id, max(depth) AS chain_depth
     FROM links GROUP BY credential_id
@@ -35,7 +41,8 @@ SELECT
          WHEN any_value(r.issuance_event_id) IS NOT NULL THEN 'issuer:' || any_value(r.issuance_source)
          ELSE 'unrooted' END AS root_kind,
     arg_min(l.ancestor_id, l.depth) FILTER (
-        WHERE l.temporary AND l.issuance_event_id IS NULL AND NOT l.holder_is_broker) AS broken_credential_id,
+        WHERE (l.temporary AND l.issuance_event_id IS NULL AND NOT l.holder_is_broker) OR l.unknown_actor)
+        AS broken_credential_id,
     arg_min(l.holder, l.depth) FILTER (WHERE l.holder_is_human) AS human_holder,
     arg_min(l.ancestor_id, l.depth) FILTER (WHERE l.holder_is_human) AS human_credential_id,
     arg_min(l.task_id, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_id,
