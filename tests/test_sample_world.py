@@ -177,3 +177,28 @@ def test_sample_world_sarif_and_junit_validate(world_con, monkeypatch: pytest.Mo
     junit = etree.fromstring(WRITERS["junit"](result).encode())
     xsd.assertValid(junit)
     assert len(junit.findall(".//testcase")) == 17
+
+
+def test_chain_links_view_agrees_with_trace(world_con) -> None:
+    """`chain_links` (for SQL users) lists the same links, statuses and evidence as `trace`."""
+    from nhiaudit import correlate, trace
+
+    correlate.ensure(world_con, load_policy(WORLD / "nhiaudit.toml"))
+    for action_id in ("e1000000-0000-4000-8000-000000020003", "c0ffee00000000000000000000140002"):
+        action, _ = trace.trace(world_con, action_id)
+        rows = world_con.execute(
+            "SELECT kind, link_id, status, path, line FROM chain_links WHERE event_id = ? ORDER BY position",
+            [action_id],
+        ).fetchall()
+        expected = [
+            (
+                link.kind,
+                link.id,
+                link.status,
+                link.evidence.file if link.evidence else None,
+                link.evidence.line if link.evidence else None,
+            )
+            for link in action.links
+        ]
+        assert [(k, i, s) for k, i, s, _, _ in rows] == [(k, i, s) for k, i, s, _, _ in expected]
+        assert [(p, ln) for *_, p, ln in rows if p] == [(p, ln) for *_, p, ln in expected if p]
