@@ -13,7 +13,7 @@ import sys
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,14 +22,18 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from nhiaudit import __version__, correlate, ingest, query, report, rules, store
+from nhiaudit import __version__, correlate, query, report, rules, store
 from nhiaudit import trace as tracing
 from nhiaudit.errors import NhiauditError, NotFoundError, RuleError
 from nhiaudit.model import SEVERITIES, AuditedAction, Finding
 from nhiaudit.policy import load_policy, resolve_policy_path
-from nhiaudit.reports import WRITERS
-from nhiaudit.sources import SOURCES
 from nhiaudit.textsafe import terminal_safe
+
+if TYPE_CHECKING:
+    from nhiaudit import ingest
+
+# The ingest machinery (every source module) and the report writers are imported by the commands
+# that use them: `trace` answers in under half a second on a million events, start-up included.
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -102,6 +106,8 @@ def ingest_cmd(
         limit = store.memory_limit(memory_limit)
         with closing(store.connect(db_path)) as con, _progress() as progress:
             store.set_memory_limit(con, limit)
+            from nhiaudit import ingest
+
             result = ingest.ingest(
                 con, paths, source=source, progress=_progress_callback(progress), options=options
             )
@@ -191,6 +197,8 @@ def sources_cmd() -> None:
     table.add_column("source", style="bold")
     table.add_column("reads")
     table.add_column("detected by")
+    from nhiaudit.sources import SOURCES
+
     for name, module in SOURCES.items():
         table.add_row(name, Text(module.READS), Text(module.DETECTION))
     console.print(table)
@@ -450,6 +458,8 @@ def report_cmd(
                 extra_rule_dirs=list(rules_dir or []),
                 generated_at=_generated_at(),
             )
+        from nhiaudit.reports import WRITERS
+
         rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
     except RuleError as exc:
         raise _rule_problems(exc.problems) from None
