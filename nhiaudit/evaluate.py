@@ -24,7 +24,7 @@ ev AS (
     SELECT e.source, e.event_id, e.occurred_at, e.actor_id, e.credential_id, e.task_id, e.action, e.resource,
            ef.path, e.file_sha256, e.record_index, coalesce(e.line, 1) AS line
     FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256
-    WHERE (e.source, e.event_id) IN (SELECT (source, event_id) FROM hits)
+    WHERE (e.source, e.event_id) IN (SELECT (source, event_id) FROM hits){only_events}
     QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id
                                ORDER BY ef.ingested_at, ef.path, e.file_sha256, e.record_index) = 1
 )
@@ -34,7 +34,7 @@ SELECT h.rule_id, h.source, h.event_id, h.message,
        c.agent_id, coalesce(c.action, ev.action), coalesce(c.resource, ev.resource),
        ev.path, ev.file_sha256, ev.record_index, ev.line
 FROM hits h
-LEFT JOIN chains c ON c.source = h.source AND c.event_id = h.event_id
+LEFT JOIN (SELECT * FROM chains{only_chains}) c ON c.source = h.source AND c.event_id = h.event_id
 LEFT JOIN ev ON ev.source = h.source AND ev.event_id = h.event_id
 """
 
@@ -86,7 +86,14 @@ def evaluate(
     if not parts:
         return []
     params = {"only_source": only[0], "only_event_id": only[1]} if only else {}
-    rows = con.execute(_CONTEXT_SQL.format(hits=" UNION ALL ".join(parts)), params).fetchall()
+    # With one action, every scan (rules, chains, events) is filtered to it up front.
+    one = " AND {t}source = $only_source AND {t}event_id = $only_event_id" if only else ""
+    sql = _CONTEXT_SQL.format(
+        hits=" UNION ALL ".join(parts),
+        only_events=one.format(t="e."),
+        only_chains=one.format(t="").replace(" AND ", " WHERE ", 1),
+    )
+    rows = con.execute(sql, params).fetchall()
     by_id = {info.id: info for info, _ in active}
     findings = [_finding(by_id[r[0]], r) for r in rows]
     findings = [_waive(f, policy.waivers) for f in findings]
