@@ -1,7 +1,7 @@
 -- id: agent-used-human-identity
 -- title: Task-linked action under a human identity
 -- severity: high
--- frameworks: NHI10:2025, ASI03, T9, MAESTRO:L7, AI-RMF:GOVERN-3.2, 800-53:AC-2, 800-53:IA-2
+-- frameworks: ASI03, T9, MAESTRO:L7, AI-RMF:GOVERN-3.2, 800-53:AC-2, 800-53:IA-2
 -- description: An action linked to an agent task ran under a human identity: a credential on its
 --   chain belongs to a human ([identities] humans), so the human's authority was lent to the agent
 --   and the audit trail attributes the agent's act to the person.

@@ -1,7 +1,7 @@
 -- id: broken-delegation-chain
 -- title: Temporary credential with no issuance in the evidence
 -- severity: high
--- frameworks: NHI4:2025, ASI03, ASI07, T8, T9, MAESTRO:L6, AI-RMF:MEASURE-2.8, 800-53:AU-10, 800-53:IA-5
+-- frameworks: ASI03, T8, T9, MAESTRO:L6, AI-RMF:MEASURE-2.8, 800-53:AU-10, 800-53:IA-5
 -- description: A temporary credential on the action's chain has no issuance event in the evidence
 --   and its holder is not a declared broker: nobody can say who delegated it, from what.
 -- remediation: Ingest the issuing logs (CloudTrail in every region and account, Vault audit, IdP

@@ -1,7 +1,7 @@
 -- id: credential-without-task
 -- title: Action with no task behind it
 -- severity: high
--- frameworks: NHI9:2025, ASI03, T8, MAESTRO:L6, AI-RMF:MEASURE-2.8, 800-53:AU-10, 800-53:AC-2
+-- frameworks: ASI03, T8, MAESTRO:L6, AI-RMF:MEASURE-2.8, 800-53:AU-10, 800-53:AC-2
 -- description: No credential on the action's chain carries a task id, the event itself carries none,
 --   and no trace context joins it to an agent task. Nobody can say which task instance, intent or
 --   requester the action served, so no approval can be tied to it.

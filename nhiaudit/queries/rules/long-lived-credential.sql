@@ -1,7 +1,7 @@
 -- id: long-lived-credential
 -- title: Non-human identity acting with a long-term credential
 -- severity: medium
--- frameworks: NHI7:2025, NHI2:2025, ASI03, T3, MAESTRO:L4, AI-RMF:MANAGE-2.4, 800-53:IA-5, 800-53:AC-2
+-- frameworks: NHI7:2025, ASI03, T3, MAESTRO:L4, AI-RMF:MEASURE-2.7, 800-53:IA-5, 800-53:AC-2
 -- description: A non-human actor acts with a long-term credential: an AWS AKIA access key, a Vault
 --   token issued without TTL, or a credential listed in credentials.static.
 -- remediation: Replace the static credential with short-lived, task-scoped credentials (STS, Vault
