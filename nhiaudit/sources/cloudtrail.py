@@ -1,4 +1,8 @@
-"""AWS CloudTrail: S3 delivery files, JSON arrays and NDJSON exports (DESIGN §4, FORMATS §1).
+"""AWS CloudTrail: S3 delivery files, JSON arrays and NDJSON exports (DESIGN §4, FORMATS §1), and
+two wrappers around the record: EventBridge events (``"detail-type": "… via CloudTrail"``, the
+record in ``detail``) and ``LookupEvents`` output (``{"Events": [{"CloudTrailEvent": "<the record as
+a JSON string>"}]}``). The wrapper stays the ``raw`` evidence; the record inside it is normalized
+exactly as if it had been read natively (same event id, same dedupe key).
 
 DuckDB parses each record twice: ``json_transform`` into a struct of just the fields nhiaudit
 reads (request and response fields included), and one multi-path ``json_type`` that checks the
@@ -16,9 +20,13 @@ from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
 
 NAME = "cloudtrail"
-READS = 'CloudTrail S3 delivery files ({"Records": [...]}, gzip or not), JSON arrays, NDJSON exports'
+READS = (
+    'CloudTrail S3 delivery files ({"Records": [...]}, gzip or not), JSON arrays, NDJSON exports; '
+    'EventBridge "... via CloudTrail" events (NDJSON or array); LookupEvents output ({"Events": [...]})'
+)
 DETECTION = (
     'JSON whose first record has "eventVersion" with "eventSource"/"eventName" or "userIdentity"; '
+    'an EventBridge "detail-type" ending "via CloudTrail"; a LookupEvents "CloudTrailEvent"; '
     "also CloudTrail digest files and SNS/SQS delivery notifications (skipped, no events)"
 )
 
@@ -57,6 +65,12 @@ _STRUCT = """{
 }"""
 _CHECKED = ["eventTime", "eventName", "eventSource", "userIdentity", "resources", "readOnly", "requestParameters.tags"]
 
+# Wrappers, told apart per record by top-level keys a CloudTrail record never has. EventBridge:
+# "detail-type" ("AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail", "AWS Service
+# Event via CloudTrail", ...) with the record in "detail". LookupEvents: "CloudTrailEvent" (the
+# record as a JSON string; an object is taken too) beside "EventId".
+_WRAPPER_PATHS = ['$."detail-type"', "$.CloudTrailEvent", "$.EventId"]
+
 
 def detect(path: Path) -> bool:
     text = head(path)
@@ -64,14 +78,20 @@ def detect(path: Path) -> bool:
         return True
     if '"digestStartTime"' in text and '"digestS3Bucket"' in text:
         return True
+    if '"detail-type"' in text and 'via CloudTrail"' in text:
+        return True  # EventBridge: the envelope comes first, the record may start past the head
+    if '"CloudTrailEvent"' in text or ('"Events"' in text and '"EventId"' in text and '"EventSource"' in text):
+        return True  # LookupEvents: the record is an escaped string, its keys do not show as keys
     return '"TopicArn"' in text and "s3ObjectKey" in text and "CloudTrail" in text
 
 
 def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
     for file in files:
-        stage_json_records(con, file, unwrap=("Records",))
+        # LookupEvents output opens with its "Events" key. Only then is it a layout to look for:
+        # each one costs another parse of every document (and its memory, for a 50 MB record).
+        lookup = '"Events"' in head(file.read_path)
+        stage_json_records(con, file, unwrap=("Records", "Events") if lookup else ("Records",))
         _normalize(con)
-
 
 
 def _wrong_type(index: int, field: str, allowed: tuple[str, ...], expected: str) -> str:
@@ -83,16 +103,76 @@ def _wrong_type(index: int, field: str, allowed: tuple[str, ...], expected: str)
     )
 
 
+def _unwrapped(checked: list[str]) -> str:
+    """SQL over ``records``: ``ev``, the CloudTrail record itself (``doc``, or the record inside an
+    EventBridge or LookupEvents wrapper); ``wrapped_in``, the wrapper field it came from (NULL when
+    native; it prefixes field names in reasons); ``wrap_reason`` when the wrapper holds no usable
+    record; and ``t0``, the JSON types of ``checked`` (then of the wrapper keys) in ``doc``.
+
+    A native record is parsed here once, by the json_type that _normalize needs anyway: the wrapper
+    keys are three more paths in it. Only a wrapped record is parsed again (its wrapper fields, then
+    ``ev`` in _normalize). (A substring test for the keys costs more than this parse.)
+    """
+    n = len(checked)
+    types = "[" + ", ".join(f"'{p}'" for p in [*checked, *_WRAPPER_PATHS]) + "]"
+    # w: [detail-type, detail, CloudTrailEvent]. json() parses the CloudTrailEvent string once
+    # (held); try() makes a malformed one NULL. held is minified JSON (json() and json_extract
+    # write it): its first character tells an object without parsing it again.
+    return f"""
+        SELECT record_index, line, doc, t0, wrapped_in,
+            CASE WHEN wrapped_in IS NULL THEN doc WHEN held_object THEN held END AS ev,
+            CASE
+                WHEN wrapped_in = 'detail.' AND NOT coalesce(w[1] ->> '$' LIKE '%via CloudTrail', false)
+                    THEN 'EventBridge detail-type ' || left(w[1]::VARCHAR, 80)
+                         || ' is not a CloudTrail event (expected one ending "via CloudTrail")'
+                WHEN wrapped_in = 'detail.' AND NOT coalesce(held_object, false)
+                    THEN 'EventBridge detail is ' || coalesce('a JSON ' || {_sql.json_kind_of("w[2]")}, 'missing')
+                         || ', expected an object (the CloudTrail record)'
+                WHEN wrapped_in = 'CloudTrailEvent.' AND w[3] IS NULL
+                    THEN 'LookupEvents event has no CloudTrailEvent (the CloudTrail record)'
+                WHEN wrapped_in = 'CloudTrailEvent.' AND json_type(w[3]) NOT IN ('VARCHAR', 'OBJECT')
+                    THEN 'CloudTrailEvent is a JSON ' || {_sql.json_kind_of("w[3]")}
+                         || ', expected the CloudTrail record as a JSON string'
+                WHEN wrapped_in = 'CloudTrailEvent.' AND held IS NULL
+                    THEN 'CloudTrailEvent is not valid JSON (a truncated or malformed string)'
+                WHEN wrapped_in = 'CloudTrailEvent.' AND NOT held_object
+                    THEN 'CloudTrailEvent holds a JSON ' || {_sql.json_kind_of("held")} || ', expected an object'
+            END AS wrap_reason
+        FROM (SELECT *, starts_with(held::VARCHAR, '{{') AS held_object FROM (
+            SELECT *,
+                CASE wrapped_in
+                    WHEN 'detail.' THEN w[2]
+                    WHEN 'CloudTrailEvent.' THEN CASE json_type(w[3]) WHEN 'OBJECT' THEN w[3]
+                                                     WHEN 'VARCHAR' THEN try(json(w[3] ->> '$')) END
+                END AS held
+            FROM (
+                SELECT *,
+                    CASE WHEN wrapped_in IS NOT NULL
+                         THEN json_extract(doc, ['$."detail-type"', '$.detail', '$.CloudTrailEvent']) END AS w
+                FROM (
+                    SELECT record_index, line, doc, t0,
+                        CASE WHEN t0[{n + 1}] IS NOT NULL THEN 'detail.'
+                             WHEN t0[{n + 2}] IS NOT NULL OR t0[{n + 3}] IS NOT NULL THEN 'CloudTrailEvent.'
+                        END AS wrapped_in
+                    FROM (SELECT record_index, line, doc, json_type(doc, {types}) AS t0 FROM records)
+                )
+            )
+        ))"""
+
+
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # Each record is consumed, rejected or staged exactly once. Wrong types are rejected with the
     # field named; missing fields are not an error (real records and AWS doc fragments omit many).
     # Digest files and delivery notifications describe log files, not events: consumed on purpose.
-    paths = "[" + ", ".join(f"'$.{p}'" for p in _CHECKED) + "]"
+    # ``ev`` is the record read; ``doc`` (the wrapper, if any) stays the evidence: raw, rejects.
+    checked = [f"$.{p}" for p in _CHECKED]
+    paths = "[" + ", ".join(f"'{p}'" for p in checked) + "]"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ct AS
         SELECT *,
-            r.digestStartTime IS NOT NULL OR (r.Type = 'Notification' AND r.Message IS NOT NULL) AS skipped,
-            CASE
+            wrapped_in IS NULL AND coalesce(r.digestStartTime IS NOT NULL
+                                    OR (r.Type = 'Notification' AND r.Message IS NOT NULL), false) AS skipped,
+            coalesce(wrap_reason, coalesce(wrapped_in, '') || CASE
                 {_wrong_type(1, "eventTime", ("VARCHAR",), "an ISO-8601 string")}
                 WHEN t[1] = 'VARCHAR' AND event_time IS NULL
                     THEN 'eventTime ''' || left(r.eventTime, 60) || ''' is not an ISO-8601 time'
@@ -100,11 +180,12 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 {_wrong_type(3, "eventSource", ("VARCHAR",), "a string")}
                 {_wrong_type(4, "userIdentity", ("OBJECT",), "an object")}
                 {_wrong_type(5, "resources", ("ARRAY",), "an array")}
-            END AS reason
+            END) AS reason
         FROM (
-            SELECT record_index, line, doc, r, t, try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
-            FROM (SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r, json_type(doc, {paths}) AS t
-                  FROM records)
+            SELECT record_index, line, doc, wrapped_in, wrap_reason, r, t, try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
+            FROM (SELECT record_index, line, doc, wrapped_in, wrap_reason, json_transform(ev, '{_STRUCT}') AS r,
+                         CASE WHEN wrapped_in IS NULL THEN t0 ELSE json_type(ev, {paths}) END AS t
+                  FROM ({_unwrapped(checked)}))
         )"""
     )
     con.execute("INSERT INTO consumed SELECT record_index FROM ct WHERE skipped")

@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import SAMPLES, event, load, rows, sample_files, utc, write_lines
+from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import ingest
 from nhiaudit.sources import cloudtrail
@@ -489,3 +489,215 @@ def test_layouts_give_the_same_events(tmp_path: Path, layout: str) -> None:
     assert got[0]["expires_at"] == utc(2024, 5, 1, 11, 0, 0)
     con.close()
     reference.close()
+
+
+# --- wrappers: EventBridge events and LookupEvents output --------------------------------------
+
+# What must come out the same whether a record is read natively or out of a wrapper.
+NORMALIZED = tuple(c for c in COMPARED if c != "record_index") + ("details",)
+
+
+def federation_records() -> list[dict[str, Any]]:
+    """The stratus GetFederationToken issuance and the GetCallerIdentity made with its key."""
+    return json.loads(sample(CT_SAMPLES / FEDERATION).read_text())
+
+
+def eventbridge_event(rec: dict[str, Any], n: int) -> dict[str, Any]:
+    """``rec`` as EventBridge delivers it (and an EventBridge -> Firehose -> S3 archive keeps it)."""
+    kind = {"AwsConsoleSignIn": "AWS Console Sign In", "AwsServiceEvent": "AWS Service Event"}
+    return {
+        "version": "0",
+        "id": f"4d9b5c2e-6c1f-2a7b-9e0d-3b8f1a6c7d{n:02d}",
+        "detail-type": kind.get(rec["eventType"], "AWS API Call") + " via CloudTrail",
+        "source": "aws." + rec["eventSource"].removesuffix(".amazonaws.com"),
+        "account": rec["recipientAccountId"],
+        "time": rec["eventTime"],
+        "region": rec["awsRegion"],
+        "resources": [],
+        "detail": rec,
+    }
+
+
+def lookup_event(rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec`` as ``aws cloudtrail lookup-events`` prints it: the record as a JSON string."""
+    ident = rec["userIdentity"]
+    return {
+        "EventId": rec["eventID"],
+        "EventName": rec["eventName"],
+        "ReadOnly": str(rec["readOnly"]).lower(),
+        "AccessKeyId": ident["accessKeyId"],
+        "EventTime": rec["eventTime"].replace("Z", "+00:00"),
+        "EventSource": rec["eventSource"],
+        "Username": ident.get("userName") or ident["arn"].rsplit("/", 1)[-1],
+        "Resources": [],
+        "CloudTrailEvent": json.dumps(rec, separators=(",", ":")),
+    }
+
+
+def write_eventbridge(path: Path, records: list[dict[str, Any]], array: bool = False) -> Path:
+    events = [eventbridge_event(rec, n) for n, rec in enumerate(records)]
+    if array:
+        path.write_text(json.dumps(events, indent=2))
+        return path
+    return write_lines(path, events, separators=(",", ":"))
+
+
+def write_lookup(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"Events": events, "NextToken": "eyJOZXh0VG9rZW4iOiBudWxsfQ=="}, indent=4))
+    return path
+
+
+def normalized(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return rows(con, f"SELECT {', '.join(NORMALIZED)} FROM events ORDER BY record_index")
+
+
+@pytest.fixture
+def native() -> list[dict[str, Any]]:
+    """The federation records loaded natively (the sample as it is), normalized."""
+    from nhiaudit import store as nhistore
+
+    con = nhistore.connect(":memory:")
+    load(con, "cloudtrail", sample(CT_SAMPLES / FEDERATION))
+    got = normalized(con)
+    con.close()
+    return got
+
+
+@pytest.mark.parametrize("layout", ["NDJSON", "JSON array"])
+def test_eventbridge_events_load_like_native(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, native: list[dict[str, Any]], layout: str
+) -> None:
+    records = federation_records()
+    path = write_eventbridge(tmp_path / "eventbridge-ct.ndjson", records, array=layout == "JSON array")
+    assert cloudtrail.detect(path) and ingest.detect(path) == "cloudtrail"
+    result = load(store, "cloudtrail", path)
+    assert (result.read, result.loaded, result.rejected, result.duplicates) == (2, 2, 0, 0)
+    assert normalized(store) == native
+    issued = event(store, "cloudtrail", "6e882b9d-2af8-4c67-b91f-aeac6a0e5e70")  # detail.eventID, not id
+    assert (issued["action"], issued["credential_id"], issued["parent_credential_id"], issued["occurred_at"]) == (
+        "sts:GetFederationToken",
+        "ASIASTJKC5GCM7ZE6LUP",
+        "AKIA6V1GNZTT65XQH36M",
+        utc(2024, 11, 30, 8, 43, 17),
+    )
+    # raw is the whole envelope, as delivered.
+    got = rows(store, "SELECT raw, line FROM events ORDER BY record_index")
+    assert [json.loads(r["raw"]) for r in got] == [eventbridge_event(rec, n) for n, rec in enumerate(records)]
+    if layout == "NDJSON":
+        assert [r["line"] for r in got] == [1, 2]
+
+
+def test_lookup_events_output_loads_like_native(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, native: list[dict[str, Any]]
+) -> None:
+    records = federation_records()
+    path = write_lookup(tmp_path / "lookup-events.json", [lookup_event(rec) for rec in records])
+    assert cloudtrail.detect(path) and ingest.detect(path) == "cloudtrail"
+    result = load(store, "cloudtrail", path)
+    assert (result.read, result.loaded, result.rejected, result.duplicates) == (2, 2, 0, 0)
+    assert normalized(store) == native
+    issued = event(store, "cloudtrail", "6e882b9d-2af8-4c67-b91f-aeac6a0e5e70")
+    assert (issued["action"], issued["credential_id"], issued["parent_credential_id"], issued["occurred_at"]) == (
+        "sts:GetFederationToken",
+        "ASIASTJKC5GCM7ZE6LUP",
+        "AKIA6V1GNZTT65XQH36M",
+        utc(2024, 11, 30, 8, 43, 17),
+    )
+    # raw is the LookupEvents event, CloudTrailEvent still the string it was.
+    raws = [json.loads(r) for (r,) in store.execute("SELECT raw FROM events ORDER BY record_index").fetchall()]
+    assert raws == [lookup_event(rec) for rec in records]
+    assert isinstance(raws[0]["CloudTrailEvent"], str)
+
+
+def test_bad_lookup_events_are_rejected_with_the_field_named(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    issuance, use = federation_records()
+    truncated = lookup_event(issuance)
+    truncated["CloudTrailEvent"] = truncated["CloudTrailEvent"][:300]
+    not_json = {**lookup_event(issuance), "CloudTrailEvent": "eventVersion=1.08 eventName=GetFederationToken"}
+    an_array = {**lookup_event(issuance), "CloudTrailEvent": "[]"}
+    a_number = {**lookup_event(issuance), "CloudTrailEvent": 42}
+    missing = {k: v for k, v in lookup_event(issuance).items() if k != "CloudTrailEvent"}
+    bad_time = {**lookup_event(issuance), "CloudTrailEvent": json.dumps({**issuance, "eventTime": "yesterday"})}
+    path = write_lookup(
+        tmp_path / "lookup-events.json",
+        [truncated, not_json, an_array, a_number, missing, bad_time, lookup_event(use)],
+    )
+    result = load(store, "cloudtrail", path)
+    assert (result.read, result.loaded, result.rejected) == (7, 1, 6)
+    rejected = rows(store, "SELECT record_index, reason, raw FROM rejected ORDER BY record_index")
+    assert [r["reason"] for r in rejected] == [
+        "CloudTrailEvent is not valid JSON (a truncated or malformed string)",
+        "CloudTrailEvent is not valid JSON (a truncated or malformed string)",
+        "CloudTrailEvent holds a JSON array, expected an object",
+        "CloudTrailEvent is a JSON number, expected the CloudTrail record as a JSON string",
+        "LookupEvents event has no CloudTrailEvent (the CloudTrail record)",
+        "CloudTrailEvent.eventTime 'yesterday' is not an ISO-8601 time",
+    ]
+    assert [r["record_index"] for r in rejected] == [0, 1, 2, 3, 4, 5]
+    assert json.loads(rejected[0]["raw"]) == truncated  # the wrapper as it was, for the analyst
+    assert event(store, "cloudtrail", use["eventID"])["action"] == "sts:GetCallerIdentity"
+
+
+def test_bad_eventbridge_events_are_rejected(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    issuance, use = federation_records()
+    not_cloudtrail = {
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "EC2 Instance State-change Notification",
+        "source": "aws.ec2",
+        "detail": {"instance-id": "i-1234567890abcdef0", "state": "running"},
+    }
+    no_record = {**eventbridge_event(issuance, 1), "detail": "GetFederationToken"}
+    bad_record = eventbridge_event({**issuance, "userIdentity": "stratus"}, 2)
+    path = write_lines(
+        tmp_path / "bus-archive.ndjson", [eventbridge_event(use, 0), not_cloudtrail, no_record, bad_record]
+    )
+    result = load(store, "cloudtrail", path)
+    assert (result.read, result.loaded, result.rejected) == (4, 1, 3)
+    assert [r for (r,) in store.execute("SELECT reason FROM rejected ORDER BY line").fetchall()] == [
+        'EventBridge detail-type "EC2 Instance State-change Notification" is not a CloudTrail event '
+        '(expected one ending "via CloudTrail")',
+        "EventBridge detail is a JSON string, expected an object (the CloudTrail record)",
+        "detail.userIdentity is a JSON string, expected an object",
+    ]
+
+
+def test_a_record_native_and_wrapped_is_stored_once(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    # The dedupe key is built from the record inside the wrapper (eventID, eventTime, eventName,
+    # recipientAccountId), never from the wrapper: the same event delivered twice is one event.
+    records = federation_records()
+    native_result = load(store, "cloudtrail", CT_SAMPLES / FEDERATION)
+    assert (native_result.loaded, native_result.duplicates) == (2, 0)
+    bridge = load(store, "cloudtrail", write_eventbridge(tmp_path / "eventbridge.ndjson", records))
+    lookup = load(store, "cloudtrail", write_lookup(tmp_path / "lookup.json", [lookup_event(r) for r in records]))
+    for result in (bridge, lookup):
+        assert (result.read, result.loaded, result.rejected, result.duplicates) == (2, 0, 0, 2)
+    assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    assert store.execute("SELECT count(*) FROM evidence_files").fetchone()[0] == 3  # custody of all three
+
+
+def test_native_and_wrapped_in_one_file(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    # Wrappers are told apart per record: one file may mix them (and the first copy is kept).
+    issuance, use = federation_records()
+    mixed = write_lines(
+        tmp_path / "mixed.ndjson",
+        [eventbridge_event(issuance, 0), issuance, lookup_event(issuance), lookup_event(use), use],
+    )
+    result = load(store, "cloudtrail", mixed)
+    assert (result.read, result.loaded, result.rejected, result.duplicates) == (5, 2, 0, 3)
+    kept = rows(store, "SELECT line, raw FROM events ORDER BY line")
+    assert [k["line"] for k in kept] == [1, 4]
+    assert json.loads(kept[0]["raw"])["detail-type"] == "AWS API Call via CloudTrail"
+    assert json.loads(kept[1]["raw"])["EventId"] == use["eventID"]
+
+
+def test_detection_of_wrappers_is_specific(tmp_path: Path) -> None:
+    # Another EventBridge event, and a JSON object with an "Events" list, are not CloudTrail.
+    other = write_lines(
+        tmp_path / "ec2-events.ndjson",
+        [{"version": "0", "id": "1", "detail-type": "EC2 Instance State-change Notification", "detail": {}}],
+    )
+    assert not cloudtrail.detect(other)
+    events = tmp_path / "calendar.json"
+    events.write_text(json.dumps({"Events": [{"Id": "1", "Name": "standup"}]}))
+    assert not cloudtrail.detect(events)
