@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -30,6 +29,8 @@ from nhiaudit.policy import load_policy, resolve_policy_path
 from nhiaudit.textsafe import terminal_safe
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from nhiaudit import ingest
 
 # The ingest machinery (every source module) and the report writers are imported by the commands
@@ -130,6 +131,8 @@ def ingest_cmd(
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         # The description is a file name (hostile): shown as text, never parsed as Rich markup.
         TextColumn("{task.description}", style="bold", markup=False),
@@ -259,14 +262,18 @@ def _open_for_audit(db: Path | None, policy_path: Path | None):
     and the policy installed. Read-only so that several traces and reports can run at once."""
     policy = load_policy(resolve_policy_path(policy_path))
     path = store.resolve_db_path(db)
-    with closing(store.connect(path, read_only=True)) as con:
-        report.check_evidence(con)
-        stale = correlate.is_stale(con, policy)
-    if stale:
-        with closing(store.connect(path)) as con:
-            correlate.correlate(con, policy)
     con = store.connect(path, read_only=True)
-    correlate.ensure(con, policy)  # installs the policy tables of this connection
+    try:
+        report.check_evidence(con)
+        if correlate.is_stale(con, policy):
+            con.close()
+            with closing(store.connect(path)) as writer:
+                correlate.correlate(con=writer, policy=policy)
+            con = store.connect(path, read_only=True)
+        correlate.ensure(con, policy)  # installs the policy tables of this connection
+    except BaseException:
+        con.close()
+        raise
     return con, policy
 
 
