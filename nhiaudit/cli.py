@@ -54,6 +54,14 @@ PolicyOption = Annotated[
     Path | None,
     typer.Option("--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False),
 ]
+MemoryOption = Annotated[
+    str,
+    typer.Option(
+        "--memory-limit",
+        envvar="NHIAUDIT_MEMORY_LIMIT",
+        help="DuckDB memory cap while loading or correlating (spills to disk beyond it).",
+    ),
+]
 DbOption = Annotated[
     Path | None,
     typer.Option("--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False),
@@ -91,14 +99,7 @@ def ingest_cmd(
     db: DbOption = None,
     source: Annotated[str | None, typer.Option("--source", help="Force this source for every file.")] = None,
     policy: PolicyOption = None,
-    memory_limit: Annotated[
-        str,
-        typer.Option(
-            "--memory-limit",
-            envvar="NHIAUDIT_MEMORY_LIMIT",
-            help="DuckDB memory cap while loading (spills to disk beyond it).",
-        ),
-    ] = store.DEFAULT_INGEST_MEMORY,
+    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
@@ -109,9 +110,7 @@ def ingest_cmd(
             store.set_memory_limit(con, limit)
             from nhiaudit import ingest
 
-            result = ingest.ingest(
-                con, paths, source=source, progress=_progress_callback(progress), options=options
-            )
+            result = ingest.ingest(con, paths, source=source, progress=_progress_callback(progress), options=options)
     except NhiauditError as exc:
         raise fail(str(exc)) from None
     _print_ingest_summary(result, db_path)
@@ -257,10 +256,11 @@ SEVERITY_STYLE = {
 }
 
 
-def _open_for_audit(db: Path | None, policy_path: Path | None):
+def _open_for_audit(db: Path | None, policy_path: Path | None, memory_limit: str = store.DEFAULT_INGEST_MEMORY):
     """The store, read-only, with current derived tables (correlating first when they are stale),
     and the policy installed. Read-only so that several traces and reports can run at once."""
     policy = load_policy(resolve_policy_path(policy_path))
+    limit = store.memory_limit(memory_limit)
     path = store.resolve_db_path(db)
     con = store.connect(path, read_only=True)
     try:
@@ -268,6 +268,7 @@ def _open_for_audit(db: Path | None, policy_path: Path | None):
         if correlate.is_stale(con, policy):
             con.close()
             with closing(store.connect(path)) as writer:
+                store.set_memory_limit(writer, limit)  # 1M events: 4.5 GB uncapped, 1.4 GB at 1 GB
                 correlate.correlate(con=writer, policy=policy)
             con = store.connect(path, read_only=True)
         correlate.ensure(con, policy)  # installs the policy tables of this connection
@@ -283,10 +284,11 @@ def trace_cmd(
     db: DbOption = None,
     policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the chain as one JSON object.")] = False,
+    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
     """Rebuild the authorization chain of one action, with evidence for each link."""
     try:
-        con, pol = _open_for_audit(db, policy)
+        con, pol = _open_for_audit(db, policy, memory_limit)
         with closing(con):
             action, event = tracing.trace(con, action_id)
             findings = _findings_for(con, pol, event) if action else []
@@ -444,6 +446,7 @@ def report_cmd(
         typer.Option("--baseline", help="A previous JSON report: only new findings count toward --fail-on."),
     ] = None,
     rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
     """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
     outputs = {
@@ -455,7 +458,7 @@ def report_cmd(
         "html": html_out,
     }
     try:
-        con, pol = _open_for_audit(db, policy)
+        con, pol = _open_for_audit(db, policy, memory_limit)
         with closing(con):
             result = report.audit(
                 con,

@@ -144,7 +144,7 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str = "store") -> None:
         con.execute("COMMIT")
 
 
-DEFAULT_INGEST_MEMORY = "1GB"
+DEFAULT_INGEST_MEMORY = "1GB"  # ingest and correlation
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 

@@ -130,3 +130,9 @@ def test_report_on_a_missing_store_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "--db", str(tmp_path / "nothing.duckdb")])
     assert result.exit_code == 2
     assert "Run `nhiaudit ingest PATH...` first" in result.output
+
+
+def test_report_memory_limit_is_checked(world_db: Path) -> None:
+    result = runner.invoke(app, ["report", "--db", str(world_db), "--memory-limit", "huge"])
+    assert result.exit_code == 2
+    assert "--memory-limit: 'huge' is not a size" in result.output
