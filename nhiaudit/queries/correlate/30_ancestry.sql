@@ -9,7 +9,7 @@ WITH RECURSIVE walk(credential_id, depth, ancestor_id, path) AS (
     WHERE c.parent_credential_id IS NOT NULL AND NOT list_contains(w.path, c.parent_credential_id)
       AND w.depth < 64
 )
-SELECT credential_id, depth, ancestor_id FROM walk;
+SELECT credential_id, depth, ancestor_id FROM walk ORDER BY credential_id, depth;  -- clustered for lookups
 
 -- Per credential: its root and whether the chain is rooted, the first temporary credential that
 -- has no issuance and is not a broker's, or an unknown RFC 8693 actor (broken delegation), a
