@@ -526,6 +526,20 @@ def _print_summary(result, out: Console) -> None:
         for key, action, severity, count in worst:
             table.add_row(t(key, 200), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
         out.print(table)
+    waived = [f for f in result.findings if f.waived and f.waiver]
+    if waived:
+        table = Table(title=f"Waived ({len(waived)}): not counted toward --fail-on", title_justify="left")
+        for column in ("rule", "action id", "reason", "owner", "expires"):
+            table.add_column(column, overflow="fold")
+        for f in waived:
+            table.add_row(
+                f.rule,
+                t(f"{f.source}:{f.event_id}", 200),
+                t(f.waiver.reason, 200),
+                t(f.waiver.owner, 100),
+                t(f.waiver.expires, 20),
+            )
+        out.print(table)
     for waiver in result.expired_waivers:
         out.print(
             Text("EXPIRED WAIVER: ", style="bold white on red")

@@ -136,3 +136,12 @@ def test_report_memory_limit_is_checked(world_db: Path) -> None:
     result = runner.invoke(app, ["report", "--db", str(world_db), "--memory-limit", "huge"])
     assert result.exit_code == 2
     assert "--memory-limit: 'huge' is not a size" in result.output
+
+
+def test_report_lists_waived_findings_with_reason_and_owner(world_db: Path) -> None:
+    policy = str(ROOT / "sample_logs" / "nhiaudit.toml")
+    result = runner.invoke(app, ["report", "--db", str(world_db), "--policy", policy], env={"COLUMNS": "250"})
+    assert result.exit_code == 1
+    assert "Waived (1): not counted toward --fail-on" in result.output
+    assert "legacy-etl moves to JIT credentials in CHG0040001" in result.output
+    assert "platform-team@example.com" in result.output
