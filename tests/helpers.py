@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from nhiaudit import ingest
+from nhiaudit import correlate, ingest, store
+from nhiaudit.policy import Policy, load_policy
 
 # The shared real-format samples (``../shared/samples``); tests that need them skip without.
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -64,6 +65,31 @@ def write_lines(path: Path, lines: Iterable[Any], **dumps: Any) -> Path:
     text = "".join((line if isinstance(line, str) else json.dumps(line, **dumps)) + "\n" for line in lines)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def build_world(
+    folder: Path, files: dict[str, Any], policy_text: str, **dumps: Any
+) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    """Write each file (a list is one record a line, a dict one JSON document), ingest them all into
+    an in-memory store (every record must load) and correlate under ``policy_text``."""
+    paths = []
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, dict):
+            path.write_text(json.dumps(content), encoding="utf-8")
+        else:
+            write_lines(path, content, **dumps)
+        paths.append(path)
+    con = store.connect(":memory:")
+    result = ingest.ingest(con, paths)
+    assert not result.unrecognized, f"no source recognized {result.unrecognized}"
+    rejected = con.execute("SELECT path, reason FROM rejected").fetchall()
+    assert not rejected, rejected
+    policy_file = folder / "nhiaudit.toml"
+    policy_file.write_text(policy_text, encoding="utf-8")
+    policy = load_policy(policy_file)
+    correlate.correlate(con, policy)
+    return con, policy
 
 
 def sample(path: Path) -> Path:

@@ -7,13 +7,12 @@ policy, and reads ``chains`` (one row per audited action) or the findings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import SAMPLES, rows, write_lines
+from helpers import SAMPLES, build_world, rows, write_lines
 
 from nhiaudit import correlate, evaluate, ingest, store
 from nhiaudit.policy import Policy, load_policy
@@ -276,26 +275,10 @@ def grant(
 def build(
     folder: Path, policy_text: str = "", **files: Iterable[dict] | dict
 ) -> tuple[duckdb.DuckDBPyConnection, Policy]:
-    """Write each ``name=records`` as a file (a dict is one JSON document), ingest them all into an
-    in-memory store (every record must load), and correlate under ``policy_text``."""
-    paths = []
-    for name, content in files.items():
-        path = folder / name.replace("_", ".", 1)
-        if isinstance(content, dict):
-            path.write_text(json.dumps(content), encoding="utf-8")
-        else:
-            write_lines(path, content, separators=(",", ":"))
-        paths.append(path)
-    con = store.connect(":memory:")
-    result = ingest.ingest(con, paths)
-    assert not result.unrecognized, f"no source recognized {result.unrecognized}"
-    rejected = con.execute("SELECT path, reason FROM rejected").fetchall()
-    assert not rejected, rejected
-    policy_file = folder / "nhiaudit.toml"
-    policy_file.write_text(policy_text, encoding="utf-8")
-    policy = load_policy(policy_file)
-    correlate.correlate(con, policy)
-    return con, policy
+    """``name_ext=records`` keyword arguments as files (``cloudtrail_ndjson`` -> ``cloudtrail.ndjson``),
+    written compactly, ingested and correlated by ``helpers.build_world``."""
+    named = {name.replace("_", ".", 1): content for name, content in files.items()}
+    return build_world(folder, named, policy_text, separators=(",", ":"))
 
 
 def chain(con: duckdb.DuckDBPyConnection, event_id: str) -> dict:
@@ -306,11 +289,7 @@ def chain(con: duckdb.DuckDBPyConnection, event_id: str) -> dict:
 
 def findings(con: duckdb.DuckDBPyConnection, policy: Policy, event_id: str | None = None) -> set[str]:
     """Rule ids found (on ``event_id`` when given)."""
-    return {
-        f.rule
-        for f in evaluate.evaluate(con, policy, load_rules())
-        if event_id is None or f.event_id == event_id
-    }
+    return {f.rule for f in evaluate.evaluate(con, policy, load_rules()) if event_id is None or f.event_id == event_id}
 
 
 def agent_world(task_id: str = "t-7f3a", **issue_options) -> list[dict]:
@@ -428,9 +407,7 @@ def test_role_chaining_inherits_the_task_of_the_first_hop(tmp_path: Path) -> Non
     assert row["task_status"] == "found" and row["broken_credential_id"] is None
 
 
-def _vault_pair(
-    request_id: str, time: str, request: dict, response: dict, auth: dict | None = None
-) -> list[dict]:
+def _vault_pair(request_id: str, time: str, request: dict, response: dict, auth: dict | None = None) -> list[dict]:
     """One Vault request as the audit device writes it: a request line, then a response line."""
     head = {"time": time, "type": "request", "request": {"id": request_id, **request}}
     tail = {
@@ -511,18 +488,14 @@ def test_vault_login_metadata_task_reaches_the_dynamic_aws_key(tmp_path: Path) -
     assert row["parent_credential_id"] == accessor
     assert (row["root_credential_id"], row["root_kind"]) == (accessor, "vault")
     assert row["task_id"] == "t-vault" and row["task_link"].startswith("vault")
-    token = con.execute(
-        "SELECT task_id, task_link FROM credentials WHERE credential_id = ?", [accessor]
-    ).fetchone()
+    token = con.execute("SELECT task_id, task_link FROM credentials WHERE credential_id = ?", [accessor]).fetchone()
     assert token == ("t-vault", "vault_metadata")
     assert row["broken_credential_id"] is None and row["verdict"] == "approved"
     assert findings(con, policy, "33333333-0000-4000-8000-000000000001") == set()
 
 
 @pytest.mark.parametrize("tagged", [True, False])
-def test_federation_token_from_a_human_user_is_agent_used_human_identity(
-    tmp_path: Path, tagged: bool
-) -> None:
+def test_federation_token_from_a_human_user_is_agent_used_human_identity(tmp_path: Path, tagged: bool) -> None:
     bob = f"arn:aws:iam::{ACCOUNT}:user/bob@example.com"
     con, policy = build(
         tmp_path,
@@ -795,9 +768,7 @@ def test_clock_skew_bounds_a_late_approval(tmp_path: Path, decided: str, skew: s
 @pytest.mark.parametrize(("expires", "expired"), [("09:03:20", False), ("09:01:40", True)])
 def test_clock_skew_bounds_an_expired_approval(tmp_path: Path, expires: str, expired: bool) -> None:
     # The action ran at 09:05:00: 100 s and 200 s after the approval's expires_at.
-    row, found = _approvals_world(
-        tmp_path, [approval("APR-1", "t-7f3a", decided="08:55:00", expires=expires)]
-    )
+    row, found = _approvals_world(tmp_path, [approval("APR-1", "t-7f3a", decided="08:55:00", expires=expires)])
     assert row["approval_expired"] is expired
     assert ("approval-expired" in found) is expired
 

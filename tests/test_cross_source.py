@@ -8,13 +8,12 @@ are not repeated: Vault -> CloudTrail is in test_correlate.py, Kong -> OTLP in t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from helpers import write_lines
+from helpers import build_world
 from test_correlate import (
     ACCOUNT,
     ORCHESTRATOR,
@@ -27,9 +26,8 @@ from test_correlate import (
     task,
 )
 
-from nhiaudit import correlate, ingest, store
 from nhiaudit import trace as tracing
-from nhiaudit.policy import Policy, load_policy
+from nhiaudit.policy import Policy
 
 POLICY = """
 [identities]
@@ -53,26 +51,7 @@ def ms(hms: str) -> int:
 def build(
     folder: Path, files: dict[str, list[Any] | dict[str, Any]], policy_text: str = POLICY
 ) -> tuple[duckdb.DuckDBPyConnection, Policy]:
-    """Write each file (a list is one record a line, a dict one JSON document), ingest them all into
-    an in-memory store (every record must load) and correlate under ``policy_text``."""
-    paths = []
-    for name, content in files.items():
-        path = folder / name
-        if isinstance(content, dict):
-            path.write_text(json.dumps(content), encoding="utf-8")
-        else:
-            write_lines(path, content)
-        paths.append(path)
-    con = store.connect(":memory:")
-    result = ingest.ingest(con, paths)
-    assert not result.unrecognized, f"no source recognized {result.unrecognized}"
-    rejected = con.execute("SELECT path, reason FROM rejected").fetchall()
-    assert not rejected, rejected
-    policy_file = folder / "nhiaudit.toml"
-    policy_file.write_text(policy_text, encoding="utf-8")
-    policy = load_policy(policy_file)
-    correlate.correlate(con, policy)
-    return con, policy
+    return build_world(folder, files, policy_text)
 
 
 def sources(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
