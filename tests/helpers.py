@@ -23,10 +23,14 @@ SAMPLE_FOLDERS = (
     "api_gateway",
     "aws_cloudtrail",
     "azure",
+    "entra",
     "gcp_audit",
     "genai_otel",
+    "github",
     "idp_oauth",
     "k8s_audit",
+    "okta",
+    "teleport",
     "vault_audit",
 )
 

@@ -21,6 +21,43 @@ from nhiaudit.sources import SOURCES
 NO_EVENTS = {"aws_cloudtrail/aws-cloudtrail-processing-library__SQSMessageBody.json"}
 SAMPLE_FILES = ingest.discover([SAMPLES])[0] if SAMPLES.is_dir() else []
 
+# Sample files no source claims yet, with the issue whose source will claim them. Each is a strict
+# expected failure of the detection test (an XPASS fails the run), and the whole-tree tests expect
+# exactly these to come back unrecognized: when a source starts to claim a file, remove it here.
+_GITHUB = "no source reads GitHub Actions webhooks or audit log yet (issue 9)"
+_TELEPORT = "no source reads Teleport audit events yet (issue 9)"
+_ENTRA_PIM = "no source reads Entra PIM / audit logs yet (issues 9, 10)"
+_OKTA = "no source reads the Okta System Log yet (issue 10)"
+PENDING: dict[str, str] = {
+    "entra/elastic__azure-auditlogs_test-audit-logs-sample.log": _ENTRA_PIM,
+    "entra/panther__azure_role_changed_pim.tests.ndjson": _ENTRA_PIM,
+    "entra/panther__azure_service_principal_credentials_added.tests.ndjson": _ENTRA_PIM,
+    "github/elastic__github-audit_test-api-request-events.log": _GITHUB,
+    "github/elastic__github-audit_test-organisation-audit-json.subset.log": _GITHUB,
+    "github/octokit__deployment_review.requested.payload.json": _GITHUB,
+    "github/octokit__workflow_dispatch.payload.json": _GITHUB,
+    "github/octokit__workflow_job.completed.success.with-organization.payload.json": _GITHUB,
+    "github/octokit__workflow_job.queued.with-deployment.payload.json": _GITHUB,
+    "github/octokit__workflow_job.waiting.payload.json": _GITHUB,
+    "github/octokit__workflow_run.completed.payload.json": _GITHUB,
+    "github/octokit__workflow_run.requested.payload.json": _GITHUB,
+    "okta/panther__okta_admin_role_assigned.tests.ndjson": _OKTA,
+    "okta/panther__okta_api_key_created.tests.ndjson": _OKTA,
+    "okta/panther__okta_api_key_revoked.tests.ndjson": _OKTA,
+    "okta/panther__okta_app_refresh_access_token_reuse.tests.ndjson": _OKTA,
+    "okta/panther__okta_sso_to_aws.tests.ndjson": _OKTA,
+    "teleport/elastic__teleport_test-teleport-all-events.lines-5-10-11-12-13-45-46.log": _TELEPORT,
+    "teleport/elastic__teleport_test-teleport-generated.log": _TELEPORT,
+}
+# Folders that contribute events today: every folder with at least one claimed file.
+LOADING_FOLDERS = {p.relative_to(SAMPLES).parts[0] for p in SAMPLE_FILES if str(p.relative_to(SAMPLES)) not in PENDING}
+
+
+def _sample_param(path: Path):
+    name = str(path.relative_to(SAMPLES))
+    marks = [pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else []
+    return pytest.param(path, id=name, marks=marks)
+
 
 def test_the_sample_folders_are_the_expected_ones(samples_dir: Path) -> None:
     assert sorted(p.name for p in samples_dir.iterdir() if p.is_dir()) == list(SAMPLE_FOLDERS)
@@ -28,9 +65,9 @@ def test_the_sample_folders_are_the_expected_ones(samples_dir: Path) -> None:
 
 def test_every_sample_loads_with_zero_rejected(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
     result = ingest.ingest(store, [samples_dir])
-    assert result.unrecognized == []
+    assert sorted(str(p.relative_to(samples_dir)) for p in result.unrecognized) == sorted(PENDING)
     assert [p.name for p in result.ignored] == ["SOURCES.md"]
-    assert len(result.files) == len(SAMPLE_FILES) > 0
+    assert len(result.files) == len(SAMPLE_FILES) - len(PENDING) > 0
     for f in result.files:
         name = f.path.relative_to(samples_dir)
         assert not f.already_ingested, f"{name}: two sample files have the same bytes"
@@ -41,12 +78,12 @@ def test_every_sample_loads_with_zero_rejected(store: duckdb.DuckDBPyConnection,
         assert (f.read > 0) != (str(name) in NO_EVENTS), f"{name}: {f.read} records read"
         assert f.read == f.loaded + f.rejected + f.duplicates, name
     paths = store.execute("SELECT DISTINCT ef.path FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256")
-    assert {Path(path).relative_to(samples_dir).parts[0] for (path,) in paths.fetchall()} == set(SAMPLE_FOLDERS)
+    assert {Path(path).relative_to(samples_dir).parts[0] for (path,) in paths.fetchall()} == LOADING_FOLDERS
     (stored,) = store.execute("SELECT count(*) FROM events").fetchone()
     assert stored == sum(f.loaded for f in result.files)
 
 
-@pytest.mark.parametrize("path", SAMPLE_FILES, ids=[str(p.relative_to(SAMPLES)) for p in SAMPLE_FILES])
+@pytest.mark.parametrize("path", [_sample_param(p) for p in SAMPLE_FILES])
 def test_exactly_one_source_detects_each_sample(path: Path) -> None:
     claimed = [name for name, module in SOURCES.items() if module.detect(path)]
     assert len(claimed) == 1, f"{path.name}: claimed by {claimed or 'no source'}"
@@ -54,5 +91,10 @@ def test_exactly_one_source_detects_each_sample(path: Path) -> None:
 
 def test_cli_ingests_the_whole_tree(samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NHIAUDIT_DB", raising=False)
-    result = CliRunner().invoke(cli.app, ["ingest", "--db", str(tmp_path / "samples.duckdb"), str(samples_dir)])
-    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(
+        cli.app, ["ingest", "--db", str(tmp_path / "samples.duckdb"), str(samples_dir)], catch_exceptions=False
+    )
+    # Files no source claims make ingest exit 2 after loading the rest, naming each of them.
+    assert result.exit_code == (2 if PENDING else 0), result.output
+    for name in PENDING:
+        assert Path(name).name in result.output.replace("\n", "")
