@@ -15,7 +15,19 @@ from nhiaudit import store as nhiaudit_store
 # mode puts only a test module's own folder on sys.path; put this one there too, for tests/sources/.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import SAMPLES
+from helpers import SAMPLES, SCHEMAS, on_ci, sample
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On CI, stop before collecting when the shared folder is absent: the tests that need it would be
+    skipped one by one (a parametrization over no sample files is not even a test), and the run would
+    pass green with a fraction of the suite."""
+    missing = [str(path) for path in (SAMPLES, SCHEMAS) if not path.is_dir()]
+    if on_ci() and missing:
+        raise pytest.UsageError(
+            f"{', '.join(missing)}: not found, and CI is set. Check out the shared folder next to this "
+            "repository (or unset CI to skip the tests that need it)."
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,7 +55,13 @@ def store() -> Iterator[duckdb.DuckDBPyConnection]:
 
 @pytest.fixture
 def samples_dir() -> Path:
-    """The shared real-format samples (``../shared/samples``); tests that need them skip without."""
-    if not SAMPLES.is_dir():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
-    return SAMPLES
+    """The shared real-format samples (``../shared/samples``); a test that needs them skips without,
+    or fails on CI."""
+    return sample(SAMPLES)
+
+
+@pytest.fixture
+def schemas() -> Path:
+    """The official report schemas (``../shared/schemas``: SARIF 2.1.0, the JUnit XSD); a test that
+    needs them skips without, or fails on CI."""
+    return sample(SCHEMAS)

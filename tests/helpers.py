@@ -1,23 +1,28 @@
 """Plain functions the test modules share: query the store, load one file as a given source, write
-NDJSON input, find the shared real-format samples. Import them with ``from helpers import ...``
+NDJSON input, find the shared real-format samples, run the CLI. Import them with ``from helpers import ...``
 (tests/conftest.py puts this folder on ``sys.path``, so tests/sources/ can too)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from typer.testing import CliRunner, Result
 
-from nhiaudit import correlate, ingest, store
+from nhiaudit import cli, correlate, ingest, store
 from nhiaudit.policy import Policy, load_policy
 
-# The shared real-format samples (``../shared/samples``); tests that need them skip without.
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+# The shared folder next to this repository: real-format samples and the official report schemas.
+# Tests that need them skip without it, except on CI (see on_ci), where the whole run fails.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLES = SHARED / "samples"
+SCHEMAS = SHARED / "schemas"
 # Every folder in it, one per log family (test_all_samples checks there are no others).
 SAMPLE_FOLDERS = (
     "api_gateway",
@@ -96,18 +101,36 @@ def build_world(
     return con, policy
 
 
+def on_ci() -> bool:
+    """True under CI (``CI=true``, as GitHub Actions and most CI services set): there a test that needs
+    the shared folder fails without it rather than skip, so that a missing checkout cannot pass green."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
 def sample(path: Path) -> Path:
-    """``path``, a shared sample; the test is skipped where the samples do not hold it."""
-    if not path.is_file():
-        pytest.skip(f"sample {path.name} not found under {path.parent}")
+    """``path``, a shared sample or schema (file or folder); the test is skipped where it is absent, or
+    fails on CI."""
+    if not path.exists():
+        message = f"{path}: not found. Check out the shared folder at {SHARED}"
+        if on_ci():
+            pytest.fail(f"{message}; CI must not skip the tests that need it.", pytrace=False)
+        pytest.skip(message)
     return path
 
 
 def sample_files(folder: Path, pattern: str = "*") -> list[Path]:
-    """The files of a samples folder matching ``pattern``, in order; none where the folder is absent."""
+    """The files of a samples folder matching ``pattern``, in order; none where the folder is absent
+    (a parametrization over none is skipped: on CI, conftest's pytest_configure stops the run first)."""
     return sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
 
 
 def other_samples(*mine: Path) -> list[Path]:
     """Every shared sample file but ``mine``: what a source's detect() must not claim."""
     return sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p not in mine) if SAMPLES.is_dir() else []
+
+
+def invoke(args: Sequence[str], **kwargs: Any) -> Result:
+    """``nhiaudit ARGS`` in-process (``kwargs`` go to ``CliRunner.invoke``, e.g. ``env``). An exception
+    a command raises propagates and fails the test, so that a crash cannot pass for exit code 1; a
+    ``typer.Exit`` still ends as ``result.exit_code``."""
+    return CliRunner().invoke(cli.app, list(args), catch_exceptions=False, **kwargs)

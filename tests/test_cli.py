@@ -10,8 +10,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import invoke
 from rich.console import Console
-from typer.testing import CliRunner
 
 from nhiaudit import cli
 from nhiaudit.sources import SOURCES, cloudtrail
@@ -45,12 +45,7 @@ def run(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(cli, "err_console", Console(width=200, stderr=True))
     monkeypatch.delenv("NHIAUDIT_DB", raising=False)
     monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli.app, list(args))
-
-    return invoke
+    return lambda *args: invoke(args)
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke
 
-from nhiaudit.cli import app
 from nhiaudit.rules import builtin_rule_files
 
 ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 
 CUSTOM_RULE = """-- id: s3-write-by-agent
 -- title: Agent wrote to S3
@@ -27,13 +25,13 @@ FROM chains WHERE action = 's3:PutObject'
 @pytest.fixture(scope="module")
 def world_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("rules") / "store.duckdb"
-    result = runner.invoke(app, ["ingest", "--db", str(db), str(ROOT / "sample_logs")])
+    result = invoke(["ingest", "--db", str(db), str(ROOT / "sample_logs")])
     assert result.exit_code == 0, result.output
     return db
 
 
 def test_rules_lists_every_rule_with_frameworks() -> None:
-    result = runner.invoke(app, ["rules"], env={"COLUMNS": "250"})
+    result = invoke(["rules"], env={"COLUMNS": "250"})
     assert result.exit_code == 0
     assert f"{len(builtin_rule_files())} rules" in result.output
     for rule_id in ("credential-without-task", "approval-denied", "broken-delegation-chain"):
@@ -50,7 +48,7 @@ def test_lint_reports_every_problem_at_once(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (folder / "ok.sql").write_text(CUSTOM_RULE.replace("s3-write-by-agent", "ok"), encoding="utf-8")
-    result = runner.invoke(app, ["rules", "--lint", str(folder)], env={"COLUMNS": "250"})
+    result = invoke(["rules", "--lint", str(folder)], env={"COLUMNS": "250"})
     assert result.exit_code == 2
     output = result.output
     assert "bad-one.sql" in output
@@ -64,7 +62,7 @@ def test_lint_clean_folder(tmp_path: Path) -> None:
     folder = tmp_path / "rules"
     folder.mkdir()
     (folder / "s3-write-by-agent.sql").write_text(CUSTOM_RULE, encoding="utf-8")
-    result = runner.invoke(app, ["rules", "--lint", str(folder), "--db", str(tmp_path / "none.duckdb")])
+    result = invoke(["rules", "--lint", str(folder), "--db", str(tmp_path / "none.duckdb")])
     assert result.exit_code == 0, result.output
     assert "no problems" in result.output
 
@@ -75,7 +73,7 @@ def test_custom_rule_folder_adds_findings(world_db: Path, tmp_path: Path) -> Non
     (folder / "s3-write-by-agent.sql").write_text(CUSTOM_RULE, encoding="utf-8")
     out = tmp_path / "report.json"
     base = ["report", "--db", str(world_db), "--policy", str(ROOT / "sample_logs" / "nhiaudit.toml")]
-    result = runner.invoke(app, [*base, "--rules", str(folder), "--json", str(out)])
+    result = invoke([*base, "--rules", str(folder), "--json", str(out)])
     assert result.exit_code == 1
     text = out.read_text(encoding="utf-8")
     assert '"rule": "s3-write-by-agent"' in text
@@ -96,8 +94,8 @@ def test_waivers_never_count_toward_fail_on(world_db: Path, tmp_path: Path) -> N
         'owner = "sec@example.com"\nexpires = "2099-01-01"\n',
     )
     base = ["report", "--db", str(world_db), "--policy", str(policy)]
-    assert runner.invoke(app, [*base, "--fail-on", "critical"]).exit_code == 0
-    assert runner.invoke(app, [*base, "--fail-on", "high"]).exit_code == 1
+    assert invoke([*base, "--fail-on", "critical"]).exit_code == 0
+    assert invoke([*base, "--fail-on", "high"]).exit_code == 1
 
 
 def test_expired_waiver_stops_suppressing_and_is_listed(world_db: Path, tmp_path: Path) -> None:
@@ -106,8 +104,7 @@ def test_expired_waiver_stops_suppressing_and_is_listed(world_db: Path, tmp_path
         '[[waivers]]\nrule = "approval-denied"\nmatch = { task_id = "*" }\nreason = "drill"\n'
         'owner = "sec@example.com"\nexpires = "2020-01-01"\n',
     )
-    result = runner.invoke(
-        app,
+    result = invoke(
         ["report", "--db", str(world_db), "--policy", str(policy), "--fail-on", "critical"],
         env={"COLUMNS": "250"},
     )
@@ -121,26 +118,26 @@ def test_waiver_for_unknown_rule_is_an_error(world_db: Path, tmp_path: Path) -> 
         '[[waivers]]\nrule = "no-such-rule"\nmatch = { task_id = "*" }\nreason = "x"\n'
         'owner = "o@example.com"\nexpires = "2099-01-01"\n',
     )
-    result = runner.invoke(app, ["report", "--db", str(world_db), "--policy", str(policy)])
+    result = invoke(["report", "--db", str(world_db), "--policy", str(policy)])
     assert result.exit_code == 2
     assert "waiver for unknown rule(s) no-such-rule" in result.output
 
 
 def test_report_on_a_missing_store_exits_2(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["report", "--db", str(tmp_path / "nothing.duckdb")])
+    result = invoke(["report", "--db", str(tmp_path / "nothing.duckdb")])
     assert result.exit_code == 2
     assert "Run `nhiaudit ingest PATH...` first" in result.output
 
 
 def test_report_memory_limit_is_checked(world_db: Path) -> None:
-    result = runner.invoke(app, ["report", "--db", str(world_db), "--memory-limit", "huge"])
+    result = invoke(["report", "--db", str(world_db), "--memory-limit", "huge"])
     assert result.exit_code == 2
     assert "--memory-limit: 'huge' is not a size" in result.output
 
 
 def test_report_lists_waived_findings_with_reason_and_owner(world_db: Path) -> None:
     policy = str(ROOT / "sample_logs" / "nhiaudit.toml")
-    result = runner.invoke(app, ["report", "--db", str(world_db), "--policy", policy], env={"COLUMNS": "250"})
+    result = invoke(["report", "--db", str(world_db), "--policy", policy], env={"COLUMNS": "250"})
     assert result.exit_code == 1
     assert "Waived (1): not counted toward --fail-on" in result.output
     assert "legacy-etl moves to JIT credentials in CHG0040001" in result.output

@@ -12,10 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke
 
 from nhiaudit import ingest, report, store
-from nhiaudit.cli import app
 from nhiaudit.policy import load_policy
 from nhiaudit.reports import WRITERS
 
@@ -110,27 +109,24 @@ def test_report_golden(world_con, fmt: str, update_golden: bool, monkeypatch: py
 
 def test_cli_report_exit_codes(world, tmp_path: Path) -> None:
     _, db = world
-    runner = CliRunner()
     policy = str(WORLD / "nhiaudit.toml")
     base = ["report", "--db", str(db), "--policy", policy]
-    assert runner.invoke(app, [*base, "--fail-on", "high"]).exit_code == 1
+    assert invoke([*base, "--fail-on", "high"]).exit_code == 1
     # The world's worst finding is critical (approval-denied): critical still fails.
-    assert runner.invoke(app, [*base, "--fail-on", "critical"]).exit_code == 1
+    assert invoke([*base, "--fail-on", "critical"]).exit_code == 1
     out = tmp_path / "before.json"
-    assert runner.invoke(app, [*base, "--json", str(out)]).exit_code == 1
+    assert invoke([*base, "--json", str(out)]).exit_code == 1
     # Against itself as baseline, nothing is new: --fail-on counts new findings only.
-    result = runner.invoke(app, [*base, "--baseline", str(out), "--fail-on", "info"])
+    result = invoke([*base, "--baseline", str(out), "--fail-on", "info"])
     assert result.exit_code == 0, result.output
     assert "0 new, 0 fixed" in result.output
-    bad = runner.invoke(app, [*base, "--fail-on", "severe"])
+    bad = invoke([*base, "--fail-on", "severe"])
     assert bad.exit_code == 2 and "unknown severity 'severe'" in bad.output
 
 
 def test_cli_trace_on_the_world(world) -> None:
     _, db = world
-    runner = CliRunner()
-    result = runner.invoke(
-        app,
+    result = invoke(
         [
             "trace",
             "--db",
@@ -152,13 +148,8 @@ def test_cli_trace_on_the_world(world) -> None:
         assert text in result.output
 
 
-SCHEMAS = ROOT.parent / "shared" / "schemas"
-
-
-def test_sample_world_sarif_and_junit_validate(world_con, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_world_sarif_and_junit_validate(world_con, schemas: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real report (not a fixture) against the official SARIF schema and the JUnit XSD."""
-    if not SCHEMAS.is_dir():
-        pytest.skip(f"schemas not found at {SCHEMAS}")
     import json
 
     import jsonschema
@@ -166,14 +157,14 @@ def test_sample_world_sarif_and_junit_validate(world_con, monkeypatch: pytest.Mo
 
     monkeypatch.chdir(ROOT)
     result = report.audit(world_con, load_policy(Path("sample_logs/nhiaudit.toml")), generated_at=PINNED)
-    schema = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    schema = json.loads((schemas / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
     sarif = json.loads(WRITERS["sarif"](result))
     jsonschema.validators.validator_for(schema)(schema).validate(sarif)
     results = sarif["runs"][0]["results"]
     assert len(results) == len(result.findings)
     assert all(r["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1 for r in results)
     assert sum("suppressions" in r for r in results) == 1  # the one waived finding
-    xsd = etree.XMLSchema(etree.parse(str(SCHEMAS / "junit-10.xsd")))
+    xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
     junit = etree.fromstring(WRITERS["junit"](result).encode())
     xsd.assertValid(junit)
     assert len(junit.findall(".//testcase")) == 17

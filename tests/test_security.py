@@ -23,9 +23,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import invoke as cli_invoke
 from helpers import write_lines
 from rich.console import Console
-from typer.testing import CliRunner
 
 from nhiaudit import cli
 
@@ -195,7 +195,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Run:
         mp.setattr(cli, "err_console", Console(width=2000, stderr=True))
         mp.delenv("NHIAUDIT_DB", raising=False)
         mp.delenv("NHIAUDIT_POLICY", raising=False)
-        result = CliRunner().invoke(cli.app, list(args), env=env)
+        result = cli_invoke(args, env=env)
     return Run(result.exit_code, result.stdout, result.stderr, result.exception)
 
 
@@ -424,7 +424,7 @@ def test_hostile_file_names(tmp_path: Path) -> None:
         # A terminal, so that the progress bar renders; styles then add escapes of Rich's own.
         mp.setattr(cli, "console", Console(file=io.StringIO(), width=2000, force_terminal=True))
         mp.setattr(cli, "err_console", Console(file=err, width=2000, force_terminal=True))
-        result = CliRunner().invoke(cli.app, ["ingest", str(folder), "--db", str(tmp_path / "s.duckdb")])
+        result = cli_invoke(["ingest", str(folder), "--db", str(tmp_path / "s.duckdb")])
         out = cli.console.file.getvalue()
     assert result.exit_code == 2  # the .dat file is not recognized
     for text, where in ((out, "stdout"), (err.getvalue(), "stderr")):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import write_lines
+from helpers import invoke, write_lines
 from rich.console import Console
 from test_correlate import (
     ACCOUNT,
@@ -27,7 +27,6 @@ from test_correlate import (
     grant,
     task,
 )
-from typer.testing import CliRunner
 
 from nhiaudit import cli, correlate, ingest, store
 from nhiaudit import trace as tracing
@@ -159,15 +158,9 @@ def run(world: Path, monkeypatch: pytest.MonkeyPatch):
     line of the tree wraps."""
     monkeypatch.setattr(cli, "console", Console(width=250))
     monkeypatch.setattr(cli, "err_console", Console(width=250, stderr=True))
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(
-            cli.app,
-            ["trace", *args, "--db", str(world / "store.duckdb"), "--policy", str(world / "nhiaudit.toml")],
-        )
-
-    return invoke
+    return lambda *args: invoke(
+        ["trace", *args, "--db", str(world / "store.duckdb"), "--policy", str(world / "nhiaudit.toml")]
+    )
 
 
 def _statuses(action) -> dict[str, str]:

@@ -1,11 +1,10 @@
-"""Fixtures for the report writer tests: the hostile Report (see report_fixtures.py) and the schemas."""
+"""Fixtures for the report writer tests: the hostile Report (see report_fixtures.py). The ``schemas``
+fixture is tests/conftest.py's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from report_fixtures import SCHEMAS, empty_report, hostile_report
+from report_fixtures import empty_report, hostile_report
 
 from nhiaudit.model import Report
 
@@ -18,10 +17,3 @@ def report() -> Report:
 @pytest.fixture(params=["hostile", "empty"])
 def any_report(request: pytest.FixtureRequest) -> Report:
     return hostile_report() if request.param == "hostile" else empty_report()
-
-
-@pytest.fixture
-def schemas() -> Path:
-    if not SCHEMAS.is_dir():
-        pytest.skip(f"schemas not found at {SCHEMAS}")
-    return SCHEMAS

@@ -7,11 +7,7 @@ quotes, NUL and other control characters, bidi overrides, a 2 KB string and non-
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, RuleInfo, Waiver
-
-SCHEMAS = Path(__file__).parents[2].parent / "shared" / "schemas"
 
 ANSI = "\x1b[31mred\x1b[0m"
 OSC8 = "\x1b]8;;http://evil.example\x07click me\x1b]8;;\x07"
