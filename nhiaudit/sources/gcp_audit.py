@@ -8,11 +8,9 @@ LogEntry per record in SQL, then normalized once. GKE entries (``serviceName`` `
 Kubernetes API calls: they are normalized by ``k8s_audit`` so that one API call gets the same
 action and resource whichever way its log arrived.
 
-GCP logs no id for the access tokens it mints, so credential ids are built (docs/sources.md):
-``serviceAccountKeyName`` for a user-managed key; ``gcp-sa-token:<sa-email>`` for a token minted
-for a service account (the issued credential of ``iamcredentials`` ``GenerateAccessToken`` and the
-credential of a later call that carries ``serviceAccountDelegationInfo``); ``gcp:<principal>``
-otherwise (the caller's own credential, not individually identified).
+Credential ids are built as ``_gcp_logentry`` describes: a token minted for a service account is
+the issued credential of ``iamcredentials`` ``GenerateAccessToken`` and the credential of a later
+call that carries ``serviceAccountDelegationInfo``.
 """
 
 from __future__ import annotations
@@ -24,7 +22,8 @@ from pathlib import Path
 
 import duckdb
 
-from nhiaudit.sources import _sql
+from nhiaudit.sources import _gcp_logentry as logentry
+from nhiaudit.sources import _sql, k8s_audit
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
 
 NAME = "gcp_audit"
@@ -46,10 +45,6 @@ _SERVICE_AGENT = (
     r"@(gcp-sa-[a-z0-9-]+\.iam|cloudservices|system|container-engine-robot|compute-system)\.gserviceaccount\.com$"
 )
 
-_ENTRY = """{
-    "insertId": "VARCHAR", "timestamp": "JSON", "logName": "VARCHAR", "resource": "JSON",
-    "operation": "JSON", "trace": "VARCHAR", "spanId": "VARCHAR", "severity": "VARCHAR"
-}"""
 _PAYLOAD = """{
     "@type": "VARCHAR", "serviceName": "JSON", "methodName": "JSON", "resourceName": "VARCHAR",
     "authenticationInfo": "JSON", "requestMetadata": "JSON", "status": "JSON", "authorizationInfo": "JSON",
@@ -109,9 +104,6 @@ def _looks_like_audit_document(text: str) -> bool:
 
 
 def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
-    # Imported here: k8s_audit imports this module for the LogEntry credential rules below.
-    from nhiaudit.sources import k8s_audit
-
     for file in files:
         stage_json_records(con, file, unwrap=("entries", "receivedMessages"))
         _stage_entries(con)
@@ -129,31 +121,6 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def delegated_by_sql(auth: str) -> str:
-    """SQL list of the principals that delegated to the caller (impersonation: the original caller
-    of a service account token), from ``authenticationInfo.serviceAccountDelegationInfo[]``.
-    Empty entries (``[{}]`` in the iamcredentials sample) give an empty list."""
-    return (
-        f"list_filter(list_transform(json_extract({auth}, '$.serviceAccountDelegationInfo[*]'), "
-        "d -> coalesce(json_extract_string(d, '$.firstPartyPrincipal.principalEmail'), "
-        "json_extract_string(d, '$.principalSubject'))), p -> p IS NOT NULL)"
-    )
-
-
-def caller_credential_sql(key_name: str, email: str, subject: str, delegated_by: str) -> str:
-    """SQL for the credential a caller used (columns of the given names): its user-managed key, else
-    the token minted for the impersonated service account, else the principal's own credential."""
-    return f"""CASE WHEN {key_name} IS NOT NULL THEN {key_name}
-        WHEN len({delegated_by}) > 0 AND {email} IS NOT NULL THEN 'gcp-sa-token:' || {email}
-        WHEN coalesce({email}, {subject}) IS NOT NULL THEN 'gcp:' || coalesce({email}, {subject}) END"""
-
-
-def credential_type_sql(credential: str) -> str:
-    return f"""CASE WHEN {credential} LIKE '//iam.googleapis.com/%/keys/%' THEN 'gcp_sa_key'
-        WHEN {credential} LIKE 'gcp-sa-token:%' THEN 'gcp_sa_token'
-        WHEN {credential} LIKE 'gcp:%' THEN 'gcp_principal' END"""
-
-
 def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
     """``gcp_in``: one LogEntry per record (Pub/Sub data decoded), with a reason when it is not one."""
     not_audit = (
@@ -164,8 +131,7 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
         f"""CREATE OR REPLACE TEMP TABLE gcp_in AS
         WITH m AS (
             SELECT record_index, line, doc,
-                CASE WHEN json_type(doc, '$.protoPayload') IS NOT NULL
-                          OR json_type(doc, '$.protopayload_auditlog') IS NOT NULL THEN NULL
+                CASE WHEN {logentry.has_audit_payload("doc")} THEN NULL
                      WHEN json_type(doc, '$.message.data') IS NOT NULL
                          THEN json_extract(doc, '$.message.data')
                      WHEN json_type(doc, '$.data') IS NOT NULL AND (json_type(doc, '$.messageId') IS NOT NULL
@@ -191,8 +157,7 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
                    END AS data_reason
             FROM t
         ), p AS (
-            SELECT *, coalesce(json_extract(entry, '$.protoPayload'),
-                               json_extract(entry, '$.protopayload_auditlog')) AS pp
+            SELECT *, {logentry.audit_payload("entry")} AS pp
             FROM j
         )
         SELECT record_index, line, doc AS raw, entry, pp,
@@ -212,7 +177,7 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE gcp_e AS
-        SELECT record_index, line, raw, reason, json_transform(entry, '{_ENTRY}') AS e,
+        SELECT record_index, line, raw, reason, json_transform(entry, '{logentry.ENTRY}') AS e,
                CASE WHEN reason IS NULL THEN json_transform(pp, '{_PAYLOAD}') END AS p
         FROM gcp_in"""
     )
@@ -254,7 +219,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         WITH base AS (
             SELECT *,
                 regexp_extract(method, '[^.]+$') AS method_leaf,
-                {delegated_by_sql('p.authenticationInfo')} AS delegated_by,
+                {logentry.delegated_by_sql('p.authenticationInfo')} AS delegated_by,
                 coalesce(email, subject) AS principal,
                 json_extract_string(e.resource, '$.labels.email_id') AS label_email,
                 regexp_extract(coalesce(json_extract_string(req, '$.name'), ''),
@@ -268,7 +233,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     AND regexp_matches(method_leaf, '^({issuing.replace(", ", "|")})$') AS token_issue,
                 service = 'iam.googleapis.com' AND method_leaf = 'CreateServiceAccountKey' AS key_issue,
                 service = 'iam.googleapis.com' AND method_leaf = 'DeleteServiceAccountKey' AS key_revoke,
-                {caller_credential_sql('key_name', 'email', 'subject', 'delegated_by')} AS caller_cred
+                {logentry.caller_credential_sql('key_name', 'email', 'subject', 'delegated_by')} AS caller_cred
             FROM base
         ), keyed AS (
             SELECT *,
@@ -303,7 +268,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                       OR principal LIKE '%/workloadIdentityPools/%' THEN 'workload'
                  ELSE 'unknown' END AS actor_type,
             cred AS credential_id,
-            {credential_type_sql('cred')} AS credential_type,
+            {logentry.credential_type_sql('cred')} AS credential_type,
             CASE WHEN token_issue OR key_issue THEN caller_cred END AS parent_credential_id,
             CASE WHEN method IS NOT NULL THEN
                 coalesce(regexp_replace(service, '\\.googleapis\\.com$', ''), 'unknown') || ':' || method
@@ -331,7 +296,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN token_issue OR key_issue THEN json_object(
                 'holder', holder,
                 'long_term', key_issue,
-                'parent_credential_type', {credential_type_sql('caller_cred')},
+                'parent_credential_type', {logentry.credential_type_sql('caller_cred')},
                 'ttl_seconds', try_cast(rtrim(json_extract_string(req, '$.lifetime'), 's') AS DOUBLE)::BIGINT,
                 'delegation_chain', json_extract(meta, '$.identityDelegationChain'),
                 'delegates', json_extract(req, '$.delegates'),
@@ -352,9 +317,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                               THEN json_extract_string(a, '$.permission') END), x -> x IS NOT NULL), [])))
             END AS details,
             raw,
-            CASE WHEN e.insertId IS NOT NULL THEN
-                e.insertId || '|' || coalesce(time_text, '') || '|' || coalesce(e.logName, '')
-            END AS dedupe_key
+            {logentry.dedupe_key("e.insertId", "time_text", "e.logName")} AS dedupe_key
 
         FROM creds"""
     )

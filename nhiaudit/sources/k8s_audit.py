@@ -23,7 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from nhiaudit.sources import _sql, gcp_audit
+from nhiaudit.sources import _gcp_logentry as logentry
+from nhiaudit.sources import _sql
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, head, stage_json_records
 
 NAME = "k8s_audit"
@@ -50,10 +51,6 @@ _EVENT = """{
     "impersonatedUser": "JSON", "sourceIPs": "JSON", "userAgent": "VARCHAR", "objectRef": "JSON",
     "responseStatus": "JSON", "annotations": "JSON", "requestReceivedTimestamp": "JSON",
     "stageTimestamp": "JSON", "timestamp": "JSON", "requestObject": "JSON", "responseObject": "JSON"
-}"""
-_ENTRY = """{
-    "insertId": "VARCHAR", "timestamp": "JSON", "logName": "VARCHAR", "resource": "JSON",
-    "operation": "JSON", "labels": "JSON"
 }"""
 # io.k8s.core.v1.pods.exec.create -> group, version, resource, subresource, verb (GKE methodName).
 _GKE_METHOD = r"^(.+)\.(v[0-9]+(?:(?:alpha|beta)[0-9]+)?)\.([^.]+)(?:\.([^.]+))?\.([^.]+)$"
@@ -109,8 +106,7 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
         f"""CREATE OR REPLACE TEMP TABLE k8s_in AS
         WITH w AS (
             SELECT record_index, line, doc,
-                CASE WHEN json_type(doc, '$.protoPayload') IS NOT NULL
-                          OR json_type(doc, '$.protopayload_auditlog') IS NOT NULL THEN 'gke'
+                CASE WHEN {logentry.has_audit_payload("doc")} THEN 'gke'
                      WHEN json_type(doc, '$.properties.log') IS NOT NULL THEN 'aks'
                      ELSE 'native' END AS envelope,
                 json_type(doc, '$.properties.log') AS log_type,
@@ -159,7 +155,7 @@ def _credential_type_sql(cred: str) -> str:
                  WHEN {cred} LIKE 'k8s-sa:%' THEN 'k8s_sa_token'
                  WHEN {cred} LIKE 'AKIA%' THEN 'aws_long_term_key'
                  WHEN {cred} LIKE 'ASIA%' THEN 'aws_temporary_key'
-                 ELSE {gcp_audit.credential_type_sql(cred)} END"""
+                 ELSE {logentry.credential_type_sql(cred)} END"""
 
 
 def _project_native(con: duckdb.DuckDBPyConnection) -> None:
@@ -256,16 +252,15 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
                        ("BIGINT", "UBIGINT"), "an integer"),
         ]
     )
-    credential = gcp_audit.caller_credential_sql("key_name", "username", "NULL", "delegated_by")
+    credential = logentry.caller_credential_sql("key_name", "username", "NULL", "delegated_by")
     con.execute(
         f"""INSERT INTO k8s_u BY NAME
         WITH b AS (
             SELECT i.*, coalesce(i.body, r.doc) AS entry
             FROM k8s_in i JOIN records r USING (record_index) WHERE envelope = 'gke'
         ), g AS (
-            SELECT record_index, line, envelope, reason, json_transform(entry, '{_ENTRY}') AS e,
-                   coalesce(json_extract(entry, '$.protoPayload'),
-                            json_extract(entry, '$.protopayload_auditlog')) AS pp
+            SELECT record_index, line, envelope, reason, json_transform(entry, '{logentry.ENTRY}') AS e,
+                   {logentry.audit_payload("entry")} AS pp
             FROM b
         ), f AS (
             SELECT *,
@@ -278,7 +273,7 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
                 coalesce(json_extract_string(pp, '$.authenticationInfo.principalEmail'),
                          json_extract_string(pp, '$.authenticationInfo.principalSubject')) AS username,
                 json_extract_string(pp, '$.authenticationInfo.serviceAccountKeyName') AS key_name,
-                {gcp_audit.delegated_by_sql("json_extract(pp, '$.authenticationInfo')")} AS delegated_by,
+                {logentry.delegated_by_sql("json_extract(pp, '$.authenticationInfo')")} AS delegated_by,
                 try_cast(json_extract_string(pp, '$.status.code') AS BIGINT) AS grpc_code
             FROM g
         )
@@ -433,8 +428,7 @@ def normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'groups', groups)
             END AS details,
             raw,
-            CASE WHEN envelope = 'gke' AND event_id IS NOT NULL
-                     THEN event_id || '|' || coalesce(time_key, '') || '|' || coalesce(log_name, '')
+            CASE WHEN envelope = 'gke' THEN {logentry.dedupe_key("event_id", "time_key", "log_name")}
                  WHEN envelope <> 'gke' AND audit_id IS NOT NULL
                      -- stage left out: the same request logged at another stage in another file is
                      -- the same event (auditID alone is not enough: test data reuses it).
