@@ -7,10 +7,10 @@ errors to exit codes. Every value that came from a log is shown as ``rich.text.T
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,11 +21,9 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from nhiaudit import __version__, correlate, query, report, rules, store
-from nhiaudit import trace as tracing
+from nhiaudit import __version__, query, report, rules, session, store
 from nhiaudit.errors import NhiauditError, NotFoundError, RuleError
 from nhiaudit.model import SEVERITIES, AuditedAction, Finding
-from nhiaudit.policy import load_policy, resolve_policy_path
 from nhiaudit.textsafe import terminal_safe
 
 if TYPE_CHECKING:
@@ -74,8 +72,34 @@ def t(value: object, limit: int | None = 200) -> Text:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    err_console.print(Text("error: ", style="bold red") + Text(terminal_safe(message)))
+    """Print ``error: message`` (one problem a line when it holds several) and return the Exit."""
+    first, *more = message.splitlines() or [""]
+    err_console.print(Text("error: ", style="bold red") + Text(terminal_safe(first)))
+    for line in more:
+        err_console.print(Text("  " + terminal_safe(line)))
     return typer.Exit(code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """The one place library errors become messages and exit codes: every command runs in it.
+
+    A bad rule lists every problem, an unknown id the closest ids; anything else the user can act
+    on (input, policy, store) prints its message and exits 2. Other exceptions are bugs: they
+    propagate (Typer prints the traceback without local variables).
+    """
+    try:
+        yield
+    except RuleError as exc:
+        for problem in exc.problems:
+            err_console.print(t(problem, None))
+        raise fail(f"{len(exc.problems)} problem(s) in rule files.") from None
+    except NotFoundError as exc:
+        if exc.suggestions:
+            err_console.print(Text("closest ids: " + ", ".join(terminal_safe(s) for s in exc.suggestions)))
+        raise fail(str(exc)) from None
+    except NhiauditError as exc:
+        raise fail(str(exc)) from None
 
 
 def version_callback(value: bool) -> None:
@@ -103,16 +127,14 @@ def ingest_cmd(
 ) -> None:
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
-    try:
-        options = load_policy(resolve_policy_path(policy)).sources  # [sources.envoy] fields, …
+    with errors():
+        options = session.load(policy).sources  # [sources.envoy] fields, …
         limit = store.memory_limit(memory_limit)
         with closing(store.connect(db_path)) as con, _progress() as progress:
             store.set_memory_limit(con, limit)
             from nhiaudit import ingest
 
             result = ingest.ingest(con, paths, source=source, progress=_progress_callback(progress), options=options)
-    except NhiauditError as exc:
-        raise fail(str(exc)) from None
     _print_ingest_summary(result, db_path)
     if result.unrecognized:
         err_console.print(
@@ -210,15 +232,14 @@ def sources_cmd() -> None:
 def sql_cmd(
     statement: Annotated[str, typer.Argument(help="One SQL statement (read-only).")],
     db: DbOption = None,
+    policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
+    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
-    """Run read-only SQL against the store."""
-    try:
-        with closing(store.connect(store.resolve_db_path(db), read_only=True)) as con:
-            columns, rows = query.run(con, statement)
-    except NhiauditError as exc:
-        raise fail(str(exc)) from None
+    """Run read-only SQL against the store (chains and findings current with the policy)."""
+    with errors(), session.open_audit(db, policy, memory_limit, require_evidence=False) as audit:
+        columns, rows = audit.sql(statement)
     if as_json:
         sys.stdout.write(query.to_json(columns, rows))
     elif as_csv:
@@ -233,18 +254,6 @@ def sql_cmd(
         console.print(Text(f"{len(rows)} row(s)", style="dim"))
 
 
-def _rule_problems(problems: list[str]) -> typer.Exit:
-    for problem in problems:
-        err_console.print(t(problem, None))
-    return fail(f"{len(problems)} problem(s) in rule files.")
-
-
-def _not_found(exc: NotFoundError) -> typer.Exit:
-    if exc.suggestions:
-        err_console.print(Text("closest ids: " + ", ".join(terminal_safe(s) for s in exc.suggestions)))
-    return fail(str(exc))
-
-
 STATUS_STYLE = {"found": "green", "missing": "red", "conflict": "bold red", "not_required": "dim"}
 VERDICT_STYLE = {"approved": "bold green", "unapproved": "bold red", "unknown": "bold yellow"}
 SEVERITY_STYLE = {
@@ -256,28 +265,6 @@ SEVERITY_STYLE = {
 }
 
 
-def _open_for_audit(db: Path | None, policy_path: Path | None, memory_limit: str = store.DEFAULT_INGEST_MEMORY):
-    """The store, read-only, with current derived tables (correlating first when they are stale),
-    and the policy installed. Read-only so that several traces and reports can run at once."""
-    policy = load_policy(resolve_policy_path(policy_path))
-    limit = store.memory_limit(memory_limit)
-    path = store.resolve_db_path(db)
-    con = store.connect(path, read_only=True)
-    try:
-        report.check_evidence(con)
-        if correlate.is_stale(con, policy):
-            con.close()
-            with closing(store.connect(path)) as writer:
-                store.set_memory_limit(writer, limit)  # 1M events: 4.5 GB uncapped, 1.4 GB at 1 GB
-                correlate.correlate(con=writer, policy=policy)
-            con = store.connect(path, read_only=True)
-        correlate.ensure(con, policy)  # installs the policy tables of this connection
-    except BaseException:
-        con.close()
-        raise
-    return con, policy
-
-
 @app.command("trace")
 def trace_cmd(
     action_id: Annotated[str, typer.Argument(help="Event id, bare or as source:event_id.")],
@@ -287,36 +274,23 @@ def trace_cmd(
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
     """Rebuild the authorization chain of one action, with evidence for each link."""
-    try:
-        con, pol = _open_for_audit(db, policy, memory_limit)
-        with closing(con):
-            action, event = tracing.trace(con, action_id)
-            findings = _findings_for(con, pol, event) if action else []
-    except NotFoundError as exc:
-        raise _not_found(exc) from None
-    except NhiauditError as exc:
-        raise fail(str(exc)) from None
+    with errors(), session.open_audit(db, policy, memory_limit) as audit:
+        traced = audit.trace(action_id)
     if as_json:
-        sys.stdout.write(
-            json.dumps(_trace_json(action, event, findings), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
-        )
-        return
-    if action is None:
+        from nhiaudit.reports import json_
+
+        sys.stdout.write(json_.render_trace(traced))
+    elif traced.action is None:
+        event = traced.event
         console.print(
             Text(
                 f"{terminal_safe(event['source'])}:{terminal_safe(event['event_id'])} is not an "
-                f"audited action: {terminal_safe(event['not_audited_because'])}.",
+                f"audited action: {terminal_safe(traced.not_audited_because)}.",
                 style="yellow",
             )
         )
-        return
-    console.print(_tree(action, findings))
-
-
-def _findings_for(con, pol, event) -> list[Finding]:
-    return report.evaluate.evaluate(
-        con, pol, rules.load_rules(list(pol.rules.dirs)), only=(event["source"], event["event_id"])
-    )
+    else:
+        console.print(_tree(traced.action, list(traced.findings)))
 
 
 def _evidence_text(link) -> Text:
@@ -364,66 +338,6 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
     return root
 
 
-def _trace_json(action: AuditedAction | None, event: dict, findings: list[Finding]) -> dict:
-    def ev(e):
-        return (
-            None
-            if e is None
-            else {
-                "source": e.source,
-                "event_id": e.event_id,
-                "file": e.file,
-                "sha256": e.sha256,
-                "record_index": e.record_index,
-                "line": e.line,
-            }
-        )
-
-    if action is None:
-        return {
-            "action": event,
-            "verdict": "not_audited",
-            "reason": event.get("not_audited_because"),
-            "links": [],
-            "findings": [],
-        }
-    return {
-        "action": {
-            "source": action.source,
-            "event_id": action.event_id,
-            "occurred_at": action.occurred_at,
-            "actor_id": action.actor_id,
-            "action": action.action,
-            "resource": action.resource,
-            "tier": action.tier,
-        },
-        "verdict": action.verdict,
-        "links": [
-            {
-                "kind": link.kind,
-                "id": link.id,
-                "status": link.status,
-                "label": link.label,
-                "depth": link.depth,
-                "details": link.details,
-                "evidence": ev(link.evidence),
-            }
-            for link in action.links
-        ],
-        "findings": [
-            {
-                "rule": f.rule,
-                "severity": f.severity,
-                "message": f.message,
-                "waived": f.waived,
-                "frameworks": list(f.frameworks),
-                "fingerprint": f.fingerprint,
-            }
-            for f in findings
-        ],
-    }
-
-
 @app.command("report")
 def report_cmd(
     db: DbOption = None,
@@ -457,12 +371,9 @@ def report_cmd(
         "ocsf": ocsf_out,
         "html": html_out,
     }
-    try:
-        con, pol = _open_for_audit(db, policy, memory_limit)
-        with closing(con):
-            result = report.audit(
-                con,
-                pol,
+    with errors():
+        with session.open_audit(db, policy, memory_limit) as audit:
+            result = audit.report(
                 fail_on=fail_on,
                 baseline_path=baseline,
                 extra_rule_dirs=list(rules_dir or []),
@@ -471,10 +382,6 @@ def report_cmd(
         from nhiaudit.reports import WRITERS
 
         rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
-    except RuleError as exc:
-        raise _rule_problems(exc.problems) from None
-    except NhiauditError as exc:
-        raise fail(str(exc)) from None
     to_stdout = any(target == "-" for target in outputs.values())
     for fmt, target in outputs.items():
         if target == "-":
@@ -569,24 +476,22 @@ def rules_cmd(
     ] = None,
     rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
     db: DbOption = None,
+    policy: PolicyOption = None,
 ) -> None:
-    """List the rules with severity and framework tags, or lint rule folders."""
+    """List the rules with severity and framework tags, or lint rule folders.
+
+    With a store (``--db``, else the default one when it exists), lint also binds each rule's query
+    against its derived tables, so a wrong column name is caught before a report run.
+    """
     if lint is not None:
-        con = None
-        db_path = store.resolve_db_path(db)
-        if db_path.exists():
-            con = store.connect(db_path, read_only=True)
-        problems = rules.lint(list(lint), con=_bindable(con))
-        if con is not None:
-            con.close()
-        if problems:
-            raise _rule_problems(problems)
+        with errors():
+            problems = _lint(list(lint), db, policy)
+            if problems:
+                raise RuleError(problems)
         console.print(Text("rules: no problems", style="green"))
         return
-    try:
+    with errors():
         loaded = rules.load_rules(list(rules_dir or []))
-    except RuleError as exc:
-        raise _rule_problems(exc.problems) from None
     table = Table(title=f"{len(loaded)} rules", title_justify="left", show_lines=True)
     for column in ("id", "severity", "title", "frameworks"):
         table.add_column(column)
@@ -600,14 +505,8 @@ def rules_cmd(
     console.print(table)
 
 
-def _bindable(con):
-    """A connection with the derived tables, so lint can bind rule queries; None when there are none."""
-    if con is None:
-        return None
-    has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'chains'").fetchone()[0]
-    if not has:
-        return None
-    from nhiaudit.policy import install
-
-    install(load_policy(resolve_policy_path(None)), con)
-    return con
+def _lint(dirs: list[Path], db: Path | None, policy: Path | None) -> list[str]:
+    if not store.resolve_db_path(db).exists():
+        return rules.lint(dirs)
+    with session.open_audit(db, policy, require_evidence=False, refresh=False) as audit:
+        return rules.lint(dirs, con=audit.con if audit.has_chains() else None)

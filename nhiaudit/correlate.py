@@ -2,13 +2,15 @@
 
 The SQL lives in ``queries/correlate/NN_*.sql`` and runs in file-name order; each file reads the
 tables the earlier ones built (DESIGN §3). Derived tables are stale when events were ingested, or
-the policy changed, since they were built; ``ensure`` rebuilds them only then.
+the policy changed, since they were built. Callers do not decide that themselves: they open an
+:func:`nhiaudit.session.open_audit` session, which checks once and rebuilds only then.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from functools import cache
 from importlib import resources
 
 import duckdb
@@ -17,6 +19,7 @@ from nhiaudit import store
 from nhiaudit.policy import Policy, install
 
 DERIVED_TABLES = (
+    "event_evidence",
     "principal_class",
     "credentials",
     "credential_ancestry",
@@ -28,33 +31,39 @@ DERIVED_TABLES = (
 )
 
 
-def sql_files() -> list[tuple[str, str]]:
-    """(name, sql) of every correlation file, in order; read from the installed package."""
+@cache
+def sql_files() -> tuple[tuple[str, str], ...]:
+    """(name, sql) of every correlation file, in order; read once from the installed package."""
     folder = resources.files("nhiaudit") / "queries" / "correlate"
-    files = sorted(
-        (entry.name, entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".sql")
+    return tuple(
+        sorted(
+            (entry.name, entry.read_text(encoding="utf-8")) for entry in folder.iterdir() if entry.name.endswith(".sql")
+        )
     )
-    return files
 
 
-def _fingerprint(policy: Policy) -> str:
-    """The policy and the correlation SQL itself: an upgraded nhiaudit rebuilds derived tables."""
-    digest = hashlib.sha256(policy.fingerprint.encode())
+@cache
+def _sql_digest() -> bytes:
+    digest = hashlib.sha256()
     for name, sql in sql_files():
         digest.update(name.encode() + b"\0" + sql.encode())
-    return digest.hexdigest()
+    return digest.digest()
+
+
+def fingerprint(policy: Policy) -> str:
+    """The policy and the correlation SQL itself: an upgraded nhiaudit rebuilds derived tables."""
+    return hashlib.sha256(policy.fingerprint.encode() + _sql_digest()).hexdigest()
 
 
 def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
     return store.get_meta(con, "correlated_generation") != (
         store.get_meta(con, "evidence_generation") or "0"
-    ) or store.get_meta(con, "correlated_policy") != _fingerprint(policy)
+    ) or store.get_meta(con, "correlated_policy") != fingerprint(policy)
 
 
 def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float]:
-    """Rebuild every derived table in one transaction; return seconds per SQL file."""
+    """Rebuild every derived table in one transaction (the policy tables installed on ``con``
+    first); return seconds per SQL file."""
     timings: dict[str, float] = {}
     install(policy, con)
     con.execute("BEGIN TRANSACTION")
@@ -64,7 +73,7 @@ def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float
             con.execute(sql)
             timings[name] = time.perf_counter() - started
         store.set_meta(con, "correlated_generation", store.get_meta(con, "evidence_generation") or "0")
-        store.set_meta(con, "correlated_policy", _fingerprint(policy))
+        store.set_meta(con, "correlated_policy", fingerprint(policy))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -73,9 +82,10 @@ def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float
 
 
 def ensure(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
-    """Correlate when stale; always leave the policy tables installed. True when it ran."""
-    if not is_stale(con, policy):
-        install(policy, con)
-        return False
-    correlate(con, policy)
-    return True
+    """On one writable connection: correlate when stale, else install the policy tables. True when
+    it correlated. Either way ``con`` ends with current derived tables and the policy installed."""
+    if is_stale(con, policy):
+        correlate(con, policy)
+        return True
+    install(policy, con)
+    return False

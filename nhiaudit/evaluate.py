@@ -1,7 +1,7 @@
 """Evaluate rules over the derived tables: every rule's rows become :class:`model.Finding` values.
 
 A rule returns ``source, event_id, message``; the rest of a finding (actor, credential, task,
-agent, evidence pointer) is read from ``chains`` and ``events`` here, once for all rules, so rule
+agent, evidence pointer) is read from ``chains`` and ``event_evidence`` here, once for all rules, so rule
 files stay short. Waivers from the policy mark findings waived; an expired waiver does not.
 """
 
@@ -21,12 +21,8 @@ from nhiaudit.trace import iso
 _CONTEXT_SQL = """
 WITH hits AS ({hits}),
 ev AS (
-    SELECT e.source, e.event_id, e.occurred_at, e.actor_id, e.credential_id, e.task_id, e.action, e.resource,
-           ef.path, e.file_sha256, e.record_index, coalesce(e.line, 1) AS line
-    FROM events e JOIN evidence_files ef ON ef.sha256 = e.file_sha256
+    SELECT * FROM event_evidence e
     WHERE (e.source, e.event_id) IN (SELECT (source, event_id) FROM hits){only_events}
-    QUALIFY row_number() OVER (PARTITION BY e.source, e.event_id
-                               ORDER BY ef.ingested_at, ef.path, e.file_sha256, e.record_index) = 1
 )
 SELECT h.rule_id, h.source, h.event_id, h.message,
        coalesce(c.occurred_at, ev.occurred_at), coalesce(c.actor_id, ev.actor_id),

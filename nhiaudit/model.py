@@ -105,6 +105,17 @@ class AuditedAction:
 
 
 @dataclass(frozen=True)
+class Trace:
+    """What ``nhiaudit trace`` shows of one event: its chain when it is an audited action, else why
+    it is not one; and the findings of the rules on it."""
+
+    event: dict[str, Any]  # source, event_id, occurred_at, category, actor_id, action, resource, …
+    action: AuditedAction | None  # None: not an audited action
+    not_audited_because: str | None = None
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything one ``nhiaudit report`` run produces; the input of every writer."""
 
@@ -150,7 +161,6 @@ class Report:
             "fail_on": self.fail_on,
             "failing": failing,
             "verdicts": {
-                v: sum(1 for a in self.actions if a.verdict == v)
-                for v in ("approved", "unapproved", "unknown")
+                v: sum(1 for a in self.actions if a.verdict == v) for v in ("approved", "unapproved", "unknown")
             },
         }

@@ -16,29 +16,42 @@ from nhiaudit.errors import NhiauditError
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one statement on a read-only connection; return column names and rows.
+    """Run one statement; return column names and rows.
 
-    The connection is opened read-only by the caller, so a write fails in DuckDB itself rather
+    ``nhiaudit sql`` runs it on a read-only connection, so a write fails in DuckDB itself rather
     than in a keyword check that could be fooled.
     """
+    result = cursor(con, sql)
+    if result.description is None:
+        return [], []
+    return [d[0] for d in result.description], result.fetchall()
+
+
+def cursor(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """``con.execute`` for a user's query: a DuckDB error becomes one line naming the tables."""
     try:
-        cursor = con.execute(sql)
+        return con.execute(sql, params)
     except duckdb.Error as exc:
         raise NhiauditError(
             f"sql: {str(exc).splitlines()[0]}. Check the query; tables: {', '.join(tables(con))}."
         ) from exc
-    if cursor.description is None:
-        return [], []
-    return [d[0] for d in cursor.description], cursor.fetchall()
 
 
 def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The store's tables and views (derived ones included once correlated)."""
     return [
         r[0]
         for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name"
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary "
+            "UNION SELECT view_name FROM duckdb_views() WHERE NOT temporary AND NOT internal ORDER BY 1"
         ).fetchall()
     ]
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return name in tables(con)
 
 
 def _plain(value: Any) -> Any:

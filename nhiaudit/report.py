@@ -1,50 +1,43 @@
-"""One audit run as a value: correlate when stale, evaluate the rules, assemble the Report.
+"""One audit run as a value: evaluate the rules, apply the baseline, assemble the Report.
 
-``audit`` is the pipeline of ``nhiaudit report``: ensure -> evaluate -> baseline -> Report.
-Writers then render the same Report to every requested format.
+``audit`` is the pipeline of ``nhiaudit report`` once a session has current derived tables:
+evaluate -> baseline -> Report. Writers then render the same Report to every requested format.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
-from nhiaudit import __version__, correlate, evaluate, trace
+from nhiaudit import __version__, evaluate, trace
 from nhiaudit.baseline import apply_baseline
 from nhiaudit.errors import NhiauditError
-from nhiaudit.model import SEVERITIES, SEVERITY_RANK, Report
+from nhiaudit.model import SEVERITIES, SEVERITY_RANK, Report, RuleInfo
 from nhiaudit.policy import Policy
-from nhiaudit.rules import load_rules
-
-
-def check_evidence(con: duckdb.DuckDBPyConnection) -> None:
-    """A run that has no evidence must not look clean (DESIGN §7: never exit 0 without evidence)."""
-    if not con.execute("SELECT count(*) FROM events").fetchone()[0]:
-        raise NhiauditError("store: no events in the store. Run `nhiaudit ingest PATH...` first.")
 
 
 def audit(
     con: duckdb.DuckDBPyConnection,
     policy: Policy,
+    rules: Sequence[tuple[RuleInfo, str]],
     fail_on: str = "high",
     baseline_path: Path | None = None,
-    extra_rule_dirs: list[Path] | None = None,
     generated_at: datetime | None = None,
 ) -> Report:
+    """The report of ``rules`` over a connection whose derived tables are current for ``policy``
+    (an :class:`nhiaudit.session.AuditSession` guarantees it: call ``session.report()``)."""
     if fail_on not in SEVERITIES:
         raise NhiauditError(f"--fail-on: unknown severity '{fail_on}'. Use one of {', '.join(SEVERITIES)}.")
-    check_evidence(con)
-    rules = load_rules([*policy.rules.dirs, *(extra_rule_dirs or [])])
     unknown = sorted({w.rule for w in policy.waivers} - {info.id for info, _ in rules})
     if unknown:
         raise NhiauditError(
             f"{policy.path or 'policy'}: waiver for unknown rule(s) {', '.join(unknown)}. "
             "Use a rule id from `nhiaudit rules`."
         )
-    correlate.ensure(con, policy)
     findings = evaluate.evaluate(con, policy, rules)
     fixed: tuple = ()
     if baseline_path is not None:

@@ -61,7 +61,7 @@ def sources(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 def links(con: duckdb.DuckDBPyConnection, ident: str) -> dict[str, Any]:
     """``trace`` of one action: its links by kind (parents excluded), the verdict under ``verdict``."""
-    action, _ = tracing.trace(con, ident)
+    action = tracing.trace(con, ident).action
     assert action is not None, f"{ident} is not an audited action"
     found: dict[str, Any] = {link.kind: link for link in action.links if link.kind != "parent"}
     found["verdict"] = action.verdict

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from helpers import invoke
 
-from nhiaudit import ingest, report, store
+from nhiaudit import ingest, store
+from nhiaudit import trace as tracing
 from nhiaudit.policy import load_policy
 from nhiaudit.reports import WRITERS
+from nhiaudit.session import AuditSession
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = ROOT / "sample_logs"
@@ -74,7 +76,7 @@ def test_findings_and_verdicts_match_the_readme_oracle(world_con) -> None:
     con = world_con
     expected = oracle()
     assert len(expected) == 17
-    result = report.audit(con, load_policy(WORLD / "nhiaudit.toml"), generated_at=PINNED)
+    result = AuditSession.attach(con, load_policy(WORLD / "nhiaudit.toml")).report(generated_at=PINNED)
     verdicts = {f"{a.source}:{a.event_id}": a.verdict for a in result.actions}
     fired: dict[str, set[str]] = {}
     waived: dict[str, set[str]] = {}
@@ -95,8 +97,8 @@ def test_report_golden(world_con, fmt: str, update_golden: bool, monkeypatch: py
     con = world_con
     monkeypatch.chdir(ROOT)  # paths in reports are as the user gave them: relative here, on any machine
     policy = load_policy(Path("sample_logs/nhiaudit.toml"))
-    first = WRITERS[fmt](report.audit(con, policy, generated_at=PINNED))
-    again = WRITERS[fmt](report.audit(con, policy, generated_at=PINNED))
+    first = WRITERS[fmt](AuditSession.attach(con, policy).report(generated_at=PINNED))
+    again = WRITERS[fmt](AuditSession.attach(con, policy).report(generated_at=PINNED))
     assert first == again, "same evidence and policy must give the same bytes"
     golden = GOLDEN / f"sample_world.{fmt}"
     if update_golden or not golden.exists():
@@ -156,7 +158,7 @@ def test_sample_world_sarif_and_junit_validate(world_con, schemas: Path, monkeyp
     from lxml import etree
 
     monkeypatch.chdir(ROOT)
-    result = report.audit(world_con, load_policy(Path("sample_logs/nhiaudit.toml")), generated_at=PINNED)
+    result = AuditSession.attach(world_con, load_policy(Path("sample_logs/nhiaudit.toml"))).report(generated_at=PINNED)
     schema = json.loads((schemas / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
     sarif = json.loads(WRITERS["sarif"](result))
     jsonschema.validators.validator_for(schema)(schema).validate(sarif)
@@ -176,7 +178,7 @@ def test_chain_links_view_agrees_with_trace(world_con) -> None:
 
     correlate.ensure(world_con, load_policy(WORLD / "nhiaudit.toml"))
     for action_id in ("e1000000-0000-4000-8000-000000020003", "c0ffee00000000000000000000140002"):
-        action, _ = trace.trace(world_con, action_id)
+        action = trace.trace(world_con, action_id).action
         rows = world_con.execute(
             "SELECT kind, link_id, status, path, line FROM chain_links WHERE event_id = ? ORDER BY position",
             [action_id],
@@ -193,3 +195,11 @@ def test_chain_links_view_agrees_with_trace(world_con) -> None:
         ]
         assert [(k, i, s) for k, i, s, _, _ in rows] == [(k, i, s) for k, i, s, _, _ in expected]
         assert [(p, ln) for *_, p, ln in rows if p] == [(p, ln) for *_, p, ln in expected if p]
+
+
+def test_every_link_kind_of_the_view_has_one_presenter(world_con) -> None:
+    """The chain_links view defines the links (the sample world has every kind, spans included);
+    trace presents each kind with exactly one function."""
+    AuditSession.attach(world_con, load_policy(WORLD / "nhiaudit.toml"))
+    (kinds,) = world_con.execute("SELECT list(DISTINCT kind ORDER BY kind) FROM chain_links").fetchone()
+    assert sorted(present.__name__ for present in tracing.LINKS) == kinds

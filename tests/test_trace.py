@@ -173,7 +173,8 @@ def _statuses(action) -> dict[str, str]:
 
 
 def test_trace_returns_every_link_with_evidence(con: duckdb.DuckDBPyConnection, world: Path) -> None:
-    action, event = tracing.trace(con, APPROVED)
+    traced = tracing.trace(con, APPROVED)
+    action, event = traced.action, traced.event
     assert action is not None and event["source"] == "cloudtrail"
     assert [link.kind for link in action.links] == [
         "action",
@@ -223,22 +224,23 @@ def test_trace_returns_every_link_with_evidence(con: duckdb.DuckDBPyConnection, 
 def test_trace_statuses_and_verdicts(
     con: duckdb.DuckDBPyConnection, event_id: str, statuses: dict, verdict: str
 ) -> None:
-    action, _ = tracing.trace(con, event_id)
+    action = tracing.trace(con, event_id).action
     assert action is not None
     assert _statuses(action).items() >= statuses.items()
     assert action.verdict == verdict
 
 
 def test_trace_shows_the_missing_parent_of_a_broken_chain(con: duckdb.DuckDBPyConnection) -> None:
-    action, _ = tracing.trace(con, BROKEN)
+    action = tracing.trace(con, BROKEN).action
     parents = [link for link in action.links if link.kind == "parent"]
     assert [(p.id, p.status) for p in parents] == [("ASIACIRUNNER00000001", "missing")]
 
 
 def test_trace_of_an_event_that_is_not_an_audited_action(con: duckdb.DuckDBPyConnection) -> None:
-    action, event = tracing.trace(con, f"cloudtrail:{ISSUANCE}")
-    assert action is None
-    assert event["not_audited_because"] == "it is a credential_issue event, not an action"
+    traced = tracing.trace(con, f"cloudtrail:{ISSUANCE}")
+    assert traced.action is None
+    assert traced.not_audited_because == "it is a credential_issue event, not an action"
+
 
 
 def test_trace_of_an_unknown_id_names_the_closest(con: duckdb.DuckDBPyConnection) -> None:

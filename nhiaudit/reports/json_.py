@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, Waiver
+from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, Trace, Waiver
 
 TOOL_NAME = "nhiaudit"
 
@@ -39,9 +39,7 @@ _HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 def dumps(value: Any, indent: int | None = None) -> str:
     """Deterministic JSON: sorted keys, ASCII only, ``<>&`` escaped, sets as sorted lists, others ``str``."""
     separators = None if indent else (",", ":")
-    text = json.dumps(
-        value, indent=indent, sort_keys=True, ensure_ascii=True, separators=separators, default=_default
-    )
+    text = json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=True, separators=separators, default=_default)
     return text.translate(_HTML_SAFE)
 
 
@@ -105,6 +103,10 @@ def _link(link: Link) -> dict[str, Any]:
 
 
 def _action(a: AuditedAction) -> dict[str, Any]:
+    return {**_what(a), "verdict": a.verdict, "links": [_link(link) for link in a.links]}
+
+
+def _what(a: AuditedAction) -> dict[str, Any]:
     return {
         "source": a.source,
         "event_id": a.event_id,
@@ -113,6 +115,25 @@ def _action(a: AuditedAction) -> dict[str, Any]:
         "action": a.action,
         "resource": a.resource,
         "tier": a.tier,
-        "verdict": a.verdict,
-        "links": [_link(link) for link in a.links],
     }
+
+
+def render_trace(trace: Trace) -> str:
+    """``nhiaudit trace --json``: one object with the action, its verdict, links and findings; an
+    event that is not an audited action has the verdict ``not_audited`` and the reason."""
+    if trace.action is None:
+        document = {
+            "action": trace.event,
+            "verdict": "not_audited",
+            "reason": trace.not_audited_because,
+            "links": [],
+            "findings": [],
+        }
+    else:
+        document = {
+            "action": _what(trace.action),
+            "verdict": trace.action.verdict,
+            "links": [_link(link) for link in trace.action.links],
+            "findings": [finding_to_dict(f) for f in trace.findings],
+        }
+    return dumps(document, indent=2) + "\n"

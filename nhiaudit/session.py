@@ -1,0 +1,170 @@
+"""An audit session: one store opened for auditing with one policy — the library's entry point.
+
+``trace``, ``report`` and ``sql`` (and a notebook, a test, a future Spark runner) all need the same
+thing: the store, the policy, derived tables built from the current evidence with that policy, and
+the policy tables installed on the connection they query. :func:`open_audit` does that once:
+
+1. resolve the store (``--db``, ``$NHIAUDIT_DB``, ``./nhiaudit.duckdb``) and load the policy;
+2. open the store read-only — several traces and reports can run at once — and, when the derived
+   tables are stale (new evidence, another policy, another nhiaudit), rebuild them on a short-lived
+   writer connection under the memory cap, then reopen read-only;
+3. install the policy tables on the read-only connection, once.
+
+For an in-memory store (tests, notebooks) :meth:`AuditSession.attach` does steps 2–3 on the
+connection it is given::
+
+    with open_audit("audit.duckdb", "nhiaudit.toml") as audit:
+        audit.trace("cloudtrail:e1000000-…").action.verdict
+        audit.polars("SELECT verdict, count(*) AS n FROM chains GROUP BY 1")
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from nhiaudit import correlate, evaluate, query, report, rules, store
+from nhiaudit import trace as tracing
+from nhiaudit.errors import NhiauditError
+from nhiaudit.model import Finding, Report, Trace
+from nhiaudit.policy import Policy, install, load_policy, resolve_policy_path
+
+if TYPE_CHECKING:
+    import polars
+    import pyarrow
+
+
+@dataclass
+class AuditSession:
+    """A connection whose derived tables are current for ``policy``, with its policy tables
+    installed. Read-only when opened from a file by :func:`open_audit`."""
+
+    con: duckdb.DuckDBPyConnection
+    policy: Policy
+    path: str = ":memory:"
+    correlated: bool = False  # whether opening it rebuilt the derived tables
+    _rules: list | None = field(default=None, repr=False)
+
+    @classmethod
+    def attach(cls, con: duckdb.DuckDBPyConnection, policy: Policy) -> AuditSession:
+        """A session on a writable connection (an in-memory store): correlates when stale."""
+        return cls(con, policy, correlated=correlate.ensure(con, policy))
+
+    # --- what the commands need ------------------------------------------------------------
+
+    def rules(self, extra_dirs: list[Path] | None = None) -> list:
+        """The built-in rules, the policy's ``[rules] dirs`` and ``extra_dirs``; parsed once."""
+        if extra_dirs:
+            return rules.load_rules([*self.policy.rules.dirs, *extra_dirs])
+        if self._rules is None:
+            self._rules = rules.load_rules(list(self.policy.rules.dirs))
+        return self._rules
+
+    def findings(self, only: tuple[str, str] | None = None) -> list[Finding]:
+        """The findings of every enabled rule, or of the one action ``only`` = (source, event_id)."""
+        return evaluate.evaluate(self.con, self.policy, self.rules(), only=only)
+
+    def trace(self, ident: str) -> Trace:
+        """One event's chain (``source:event_id`` or a bare id) and the findings on it."""
+        traced = tracing.trace(self.con, ident)
+        if traced.action is None:
+            return traced
+        only = (traced.action.source, traced.action.event_id)
+        return Trace(traced.event, traced.action, findings=tuple(self.findings(only)))
+
+    def report(
+        self,
+        fail_on: str = "high",
+        baseline_path: Path | None = None,
+        extra_rule_dirs: list[Path] | None = None,
+        generated_at: datetime | None = None,
+    ) -> Report:
+        """Every rule over every audited action, as the value all report writers render."""
+        return report.audit(
+            self.con,
+            self.policy,
+            self.rules(extra_rule_dirs),
+            fail_on=fail_on,
+            baseline_path=baseline_path,
+            generated_at=generated_at,
+        )
+
+    def sql(self, statement: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of one statement (read-only when the session is)."""
+        return query.run(self.con, statement)
+
+    def arrow(self, statement: str, params: list[Any] | dict[str, Any] | None = None) -> pyarrow.Table:
+        """The rows of a query as an Arrow table (parameters bound by DuckDB, never formatted in)."""
+        return query.cursor(self.con, statement, params).fetch_arrow_table()
+
+    def polars(self, statement: str, params: list[Any] | dict[str, Any] | None = None) -> polars.DataFrame:
+        """The rows of a query as a polars DataFrame, for notebook forensics."""
+        return query.cursor(self.con, statement, params).pl()
+
+    def has_chains(self) -> bool:
+        return query.has_table(self.con, "chains")
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> AuditSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load(policy: Policy | Path | str | None) -> Policy:
+    """A policy given as a value, a path, or None (``$NHIAUDIT_POLICY``, ``./nhiaudit.toml``, defaults)."""
+    if isinstance(policy, Policy):
+        return policy
+    return load_policy(resolve_policy_path(Path(policy) if policy is not None else None))
+
+
+def open_audit(
+    db: Path | str | None = None,
+    policy: Policy | Path | str | None = None,
+    memory_limit: str = store.DEFAULT_INGEST_MEMORY,
+    *,
+    require_evidence: bool = True,
+    refresh: bool = True,
+) -> AuditSession:
+    """Open the store for auditing with ``policy``; see the module docstring.
+
+    ``require_evidence``: a store without events is an error (a run without evidence must never look
+    clean, DESIGN §7). ``refresh=False`` never writes: the derived tables are used as they are, or are
+    absent (``rules --lint`` binds rule queries against whatever the store holds).
+    """
+    pol = load(policy)
+    limit = store.memory_limit(memory_limit)
+    path = store.resolve_db_path(Path(db) if db is not None else None)
+    con = store.connect(path, read_only=True)
+    correlated = False
+    try:
+        if require_evidence:
+            check_evidence(con)
+        if refresh and correlate.is_stale(con, pol):
+            con.close()
+            with closing(store.connect(path)) as writer:
+                store.set_memory_limit(writer, limit)  # 1M events: 4.5 GB uncapped, 1.4 GB at 1 GB
+                correlate.correlate(writer, pol)
+            correlated = True
+            con = store.connect(path, read_only=True)
+        install(pol, con)
+    except BaseException:
+        con.close()
+        raise
+    return AuditSession(con, pol, str(path), correlated)
+
+
+def check_evidence(con: duckdb.DuckDBPyConnection) -> None:
+    """A run that has no evidence must not look clean (DESIGN §7: never exit 0 without evidence)."""
+    if not con.execute("SELECT count(*) FROM events").fetchone()[0]:
+        raise NhiauditError("store: no events in the store. Run `nhiaudit ingest PATH...` first.")
