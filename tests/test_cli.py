@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from helpers import invoke
 from rich.console import Console
 
+import nhiaudit
 from nhiaudit import cli
 from nhiaudit.sources import SOURCES, cloudtrail
 
@@ -68,6 +70,16 @@ def _table_row(output: str, first_cell: str) -> list[str]:
         if cells and cells[0] == first_cell:
             return cells
     raise AssertionError(f"no row {first_cell!r} in:\n{output}")
+
+
+# --- version -----------------------------------------------------------------------------------------
+
+
+def test_version_is_the_installed_distributions(run) -> None:
+    """pyproject.toml reads the version from nhiaudit.__version__: the two cannot disagree."""
+    result = run("--version")
+    assert (result.exit_code, result.stdout) == (0, f"nhiaudit {importlib.metadata.version('nhiaudit')}\n")
+    assert importlib.metadata.version("nhiaudit") == nhiaudit.__version__
 
 
 # --- ingest ------------------------------------------------------------------------------------------

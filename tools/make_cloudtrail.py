@@ -1,18 +1,20 @@
-"""Build the sample CloudTrail evidence for the example.com world (see README.md in this folder).
+"""Build the sample CloudTrail evidence for the example.com world (see sample_logs/README.md).
 
-Writes, byte-for-byte reproducibly:
-  cloudtrail/111122223333_CloudTrail_eu-west-1_20261102T0900Z_x1.json.gz  (S3 delivery: gzip of compact
-                                                                          {"Records": [...]})
-  cloudtrail/extra.ndjson                                                (one record a line)
+Writes, byte-for-byte reproducibly (tests/test_sample_logs.py checks that the committed files are its output):
+  sample_logs/cloudtrail/111122223333_CloudTrail_eu-west-1_20261102T0900Z_x1.json.gz  (S3 delivery: gzip of
+                                                                                      compact {"Records": [...]})
+  sample_logs/cloudtrail/extra.ndjson                                                (one record a line)
 
-The records below are the source of truth: edit them here, then run `python sample_logs/make_cloudtrail.py`.
-Shapes follow real CloudTrail (../shared/samples/aws_cloudtrail): key names and order, string booleans in
-sessionContext.attributes, both real spellings of `expiration`, S3 data events with the object ARN before the
-bucket ARN in resources[], bracketed user agents on S3 data events, fake session tokens.
+The records below are the source of truth: edit them here, then run `python tools/make_cloudtrail.py`
+(`--out DIR` writes DIR/cloudtrail/ instead). It lives outside sample_logs/ because that folder is evidence a
+user ingests whole. Shapes follow real CloudTrail (../shared/samples/aws_cloudtrail): key names and order,
+string booleans in sessionContext.attributes, both real spellings of `expiration`, S3 data events with the
+object ARN before the bucket ARN in resources[], bracketed user agents on S3 data events, fake session tokens.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import json
@@ -20,9 +22,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-GZ_PATH = HERE / "cloudtrail" / "111122223333_CloudTrail_eu-west-1_20261102T0900Z_x1.json.gz"
-NDJSON_PATH = HERE / "cloudtrail" / "extra.ndjson"
+SAMPLE_LOGS = Path(__file__).resolve().parents[1] / "sample_logs"
+GZ_NAME = "cloudtrail/111122223333_CloudTrail_eu-west-1_20261102T0900Z_x1.json.gz"
+NDJSON_NAME = "cloudtrail/extra.ndjson"
 
 ACCOUNT = "111122223333"
 REGION = "eu-west-1"
@@ -901,21 +903,23 @@ ndjson_records.append(
 )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the sample world's CloudTrail files.")
+    parser.add_argument("--out", type=Path, default=SAMPLE_LOGS, help="where to write cloudtrail/ (%(default)s)")
+    out = parser.parse_args(argv).out
     ids = [r["eventID"] for r in gz_records + ndjson_records]
     assert len(ids) == len(set(ids)), "duplicate eventID"
-    GZ_PATH.parent.mkdir(parents=True, exist_ok=True)
+    gz_path, ndjson_path = out / GZ_NAME, out / NDJSON_NAME
+    gz_path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"Records": gz_records}, separators=(",", ":"), ensure_ascii=False).encode()
-    with open(GZ_PATH, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+    # mtime=0 and no file name in the gzip header: the same records give the same bytes on every run.
+    with open(gz_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         gz.write(body)
-    NDJSON_PATH.write_text(
+    ndjson_path.write_text(
         "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in ndjson_records),
         encoding="utf-8",
     )
-    print(
-        f"wrote {GZ_PATH.relative_to(HERE)} ({len(gz_records)} records), "
-        f"{NDJSON_PATH.relative_to(HERE)} ({len(ndjson_records)} records)"
-    )
+    print(f"wrote {gz_path} ({len(gz_records)} records), {ndjson_path} ({len(ndjson_records)} records)")
 
 
 if __name__ == "__main__":
