@@ -68,9 +68,7 @@ def amz_id_2(eid: str) -> str:
 
 def expiration(issued_at: str, seconds: int, comma: bool) -> str:
     """The two real spellings (UTC, no zone): 'Oct 2, 2019 11:12:29 PM' / 'Sep 14, 2020, 7:01:26 AM'."""
-    t = datetime.strptime(issued_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) + timedelta(
-        seconds=seconds
-    )
+    t = datetime.strptime(issued_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) + timedelta(seconds=seconds)
     hour = t.hour % 12 or 12
     sep = ", " if comma else " "
     return f"{t:%b} {t.day}, {t.year}{sep}{hour}:{t:%M:%S} {'AM' if t.hour < 12 else 'PM'}"
@@ -107,15 +105,11 @@ def iam_user(name: str, key: str, console_session_at: str | None = None) -> dict
         "userName": name,
     }
     if console_session_at:  # console sessions run on an ASIA key created at sign-in, MFA'd
-        ident["sessionContext"] = {
-            "attributes": {"creationDate": console_session_at, "mfaAuthenticated": "true"}
-        }
+        ident["sessionContext"] = {"attributes": {"creationDate": console_session_at, "mfaAuthenticated": "true"}}
     return ident
 
 
-def role_session(
-    role: str, session: str, key: str, created_at: str, source_identity: str | None = None
-) -> dict:
+def role_session(role: str, session: str, key: str, created_at: str, source_identity: str | None = None) -> dict:
     ctx: dict = {
         "sessionIssuer": {
             "type": "Role",
@@ -455,11 +449,7 @@ gz_records.append(
         K2B,
         "ec2",
         "TerminateInstances",
-        {
-            "instancesSet": {
-                "items": [{"instanceId": "i-0a12b34c56d78e901"}, {"instanceId": "i-0b23c45d67e89f012"}]
-            }
-        },
+        {"instancesSet": {"items": [{"instanceId": "i-0a12b34c56d78e901"}, {"instanceId": "i-0b23c45d67e89f012"}]}},
         {
             "requestId": "6b0c5a5e-1f1e-4f8e-9a64-2d6c1f3b7e21",
             "instancesSet": {
