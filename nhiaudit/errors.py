@@ -14,7 +14,11 @@ class NhiauditError(Exception):
 
 
 class PolicyError(NhiauditError):
-    """The policy file is invalid."""
+    """The policy file is invalid. ``problems`` holds every problem found, one message each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
 
 
 class RuleError(NhiauditError):

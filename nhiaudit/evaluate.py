@@ -15,7 +15,7 @@ import duckdb
 
 from nhiaudit.errors import RuleError
 from nhiaudit.model import SEVERITY_RANK, Evidence, Finding, RuleInfo, Waiver
-from nhiaudit.policy import Policy, glob_match
+from nhiaudit.policy import Policy, glob_matches
 from nhiaudit.trace import iso
 
 _CONTEXT_SQL = """
@@ -92,7 +92,7 @@ def evaluate(
     rows = con.execute(sql, params).fetchall()
     by_id = {info.id: info for info, _ in active}
     findings = [_finding(by_id[r[0]], r) for r in rows]
-    findings = [_waive(f, policy.waivers) for f in findings]
+    findings = _waive(con, findings, policy.waivers)
     return sort_findings(findings)
 
 
@@ -153,14 +153,20 @@ def _finding(info: RuleInfo, r: tuple) -> Finding:
     )
 
 
-def _waive(finding: Finding, waivers: Sequence[Waiver]) -> Finding:
+def _waive(con: duckdb.DuckDBPyConnection, findings: list[Finding], waivers: Sequence[Waiver]) -> list[Finding]:
+    """Mark each finding that a live waiver of its rule covers: every glob of the waiver's match
+    matches that field of the finding (a missing field is ""). The globs are matched in SQL, by the
+    same ``glob_regex`` as policy and approval-scope globs, all pairs in one query."""
     from dataclasses import replace
 
-    for waiver in waivers:
-        if waiver.expired or waiver.rule != finding.rule:
-            continue
-        if all(
-            glob_match(pattern, str(getattr(finding, key) or "")) for key, pattern in waiver.match.items()
-        ):
-            return replace(finding, waived=True, waiver=waiver)
-    return finding
+    live = [w for w in waivers if not w.expired]
+
+    def pairs(finding: Finding, waiver: Waiver) -> list[tuple[str, str]]:
+        return [(glob, str(getattr(finding, key) or "")) for key, glob in waiver.match.items()]
+
+    hits = glob_matches({p for f in findings for w in live if w.rule == f.rule for p in pairs(f, w)}, con)
+    out = []
+    for finding in findings:
+        waiver = next((w for w in live if w.rule == finding.rule and hits.issuperset(pairs(finding, w))), None)
+        out.append(finding if waiver is None else replace(finding, waived=True, waiver=waiver))
+    return out

@@ -1,26 +1,23 @@
-"""The policy file (``nhiaudit.toml``, DESIGN §5): load it, validate it, hand it to the SQL.
+"""The policy file (``nhiaudit.toml``, DESIGN §5): find it, read it, hand it to the SQL.
 
-Every key has a default, so a missing file is a valid policy. A bad file is rejected as a whole:
-:func:`load_policy` collects every problem (unknown sections and keys, wrong types, bad tiers,
-durations and dates) and raises one :class:`~nhiaudit.errors.PolicyError` listing them, one per
-line, in the form ``nhiaudit.toml:12: unknown tier 'hgih' in [authority]. Did you mean 'high'?``.
+Every key has a default, so a missing file is a valid policy. The keys, their kinds, defaults and
+docs are rows of :data:`nhiaudit.policy_schema.KEYS`; the section dataclasses below take their
+defaults from there, and :class:`_Reader` reads any section with them. A bad file is rejected as a
+whole: :func:`load_policy` raises one :class:`~nhiaudit.errors.PolicyError` whose ``problems`` are
+every problem found, in file order, in the form
+``nhiaudit.toml:12: unknown tier 'hgih' in [authority]. Did you mean 'high'?``.
 
-``[sources.<name>]`` holds options for one source's ``load`` (:attr:`Policy.sources`, passed on by
-``nhiaudit ingest``). Only Envoy has options today: ``fields`` maps a logical field of
-:data:`nhiaudit.sources.envoy.FIELD_MAP` to the ``json_format`` key that holds it, or a list of
-candidate keys (first present wins); a key starting with ``$`` is a JSON path. An entry replaces
-that field's default keys; fields left out keep theirs::
+``[sources.<name>]`` holds keyword arguments for one source's ``load`` (:attr:`Policy.sources`,
+passed on by ``nhiaudit ingest``), declared by the source module as ``OPTIONS``. They are looked up
+(importing every source) only when a file has a ``[sources]`` section, so ``trace`` starts fast.
 
-    [sources.envoy]
-    fields = { request_id = ["req_id", "x_request_id"], traceparent = "trace_parent", jwt_sub = "$.jwt.sub" }
+Globs have one definition, the SQL macro ``glob_regex`` (:data:`GLOB_MACRO`). :func:`install`
+creates it with the ``policy_*`` TEMP tables (their ``regex`` column is its output); the correlation
+applies it at query time to approval scopes from the evidence; Python asks it too
+(:func:`glob_matches`: waivers).
 
-The correlation and rule SQL never sees Python objects: :func:`install` writes the policy into
-``policy_*`` TEMP tables, with each glob already turned into an RE2 regex for
-``regexp_full_match``.
-
-How to add a key: add it to the section's dataclass with its default and to ``_KEYS`` (which
-rejects anything not listed), read it in ``_Reader.read_<section>``, and, when SQL needs it, add a
-column to ``policy_params`` (or a table) in :func:`install`.
+How to add a key: see :mod:`nhiaudit.policy_schema`; when SQL needs it, add a column to
+``policy_params`` (or a table) in :func:`install`.
 """
 
 from __future__ import annotations
@@ -29,9 +26,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +41,78 @@ import duckdb
 
 from nhiaudit.errors import PolicyError, did_you_mean
 from nhiaudit.model import TIER_RANK, TIERS, Waiver
+from nhiaudit.policy_schema import (
+    BAD,
+    REQUIRED,
+    SECTION,
+    SECTIONS,
+    At,
+    Key,
+    default,
+    keys_of,
+    source_options,
+    toml_type,
+)
 
 DEFAULT_FILE = "nhiaudit.toml"
 ENV_VAR = "NHIAUDIT_POLICY"
 
-#: Finding fields a waiver may match on (values are globs).
-WAIVER_MATCH_KEYS = (
-    "actor_id",
-    "credential_id",
-    "task_id",
-    "agent_id",
-    "action",
-    "resource",
-    "source",
-    "event_id",
-)
 
-_DURATION = re.compile(r"(?:\d+[smhd])+")
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_REGEX_SPECIAL = frozenset("\\.^$*+?()[]{}|")  # the metacharacters RE2 and Python re share
+# --------------------------------------------------------------------------------------------------
+# Globs: one definition, in SQL
+# --------------------------------------------------------------------------------------------------
+
+#: ``glob_regex(glob)``: the anchored RE2 regex of a glob. ``*`` is any run of characters and ``?``
+#: one character, ``/`` and ``:`` included but never a newline; everything else is literal and
+#: case-sensitive. A value is matched field by field, so a newline in one is hostile or broken input
+#: (log injection): it must not slip into a waiver, a human or broker glob or a scope by way of a
+#: wildcard. A newline written in the glob itself matches one.
+GLOB_MACRO = r"""
+CREATE OR REPLACE TEMP MACRO glob_regex(pattern) AS
+    '^' || replace(replace(regexp_replace(pattern, '([.^$+(){}\[\]|\\])', '\\\1', 'g'),
+                           '*', '[^\n]*'), '?', '[^\n]') || '$'
+"""
+
+
+def glob_matches(
+    pairs: Iterable[tuple[str, str]], con: duckdb.DuckDBPyConnection | None = None
+) -> set[tuple[str, str]]:
+    """The ``(glob, value)`` pairs where the value matches the glob as a whole, decided by
+    ``glob_regex`` on ``con`` (a private in-memory database when None), so that Python callers and
+    the SQL cannot disagree. One query for all pairs."""
+    pairs = list(pairs)
+    if not pairs:
+        return set()
+    if con is None:
+        with duckdb.connect() as own:
+            return glob_matches(pairs, own)
+    con.execute(GLOB_MACRO)
+    rows = con.execute(
+        "SELECT g, v FROM (SELECT unnest($g) AS g, unnest($v) AS v) WHERE regexp_full_match(v, glob_regex(g))",
+        {"g": [g for g, _ in pairs], "v": [v for _, v in pairs]},
+    ).fetchall()
+    return set(rows)
+
+
+def glob_match(pattern: str, value: str, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+    """Whether ``value`` matches the glob ``pattern`` as a whole (see :data:`GLOB_MACRO`)."""
+    return bool(glob_matches([(pattern, value)], con))
+
+
+def _defaults_from_keys(section: str) -> Callable[[type], type]:
+    """Class decorator, applied under ``@dataclass``: the section's defaults from the schema. The
+    class must have exactly one attribute per key, in the same order, so the two cannot drift."""
+
+    def apply(cls: type) -> type:
+        keys = {key.field: key for key in keys_of(section)}
+        if list(keys) != list(cls.__annotations__):
+            raise TypeError(f"{cls.__name__} has {list(cls.__annotations__)}, KEYS[{section}] {list(keys)}")
+        for attr, key in keys.items():
+            if key.default is not REQUIRED:
+                setattr(cls, attr, default(key))
+        return cls
+
+    return apply
 
 
 # --------------------------------------------------------------------------------------------------
@@ -73,76 +121,74 @@ _REGEX_SPECIAL = frozenset("\\.^$*+?()[]{}|")  # the metacharacters RE2 and Pyth
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("identities")
 class Identities:
-    """Principal globs. Everything that is neither a human nor a broker is a non-human identity."""
-
-    humans: tuple[str, ...] = ()
-    brokers: tuple[str, ...] = ()  # trusted credential vendors: a chain ending here is rooted
+    humans: tuple[str, ...]
+    brokers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("risk")
 class Risk:
-    """Action globs per tier. The highest matching tier wins; an unlisted action is ``low`` when it
-    is read-only and ``medium`` otherwise (:meth:`Policy.tier_for` is the reference)."""
-
-    low: tuple[str, ...] = ()
-    medium: tuple[str, ...] = ()
-    high: tuple[str, ...] = ()
-    critical: tuple[str, ...] = ()
+    low: tuple[str, ...]
+    medium: tuple[str, ...]
+    high: tuple[str, ...]
+    critical: tuple[str, ...]
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("audit")
 class Audit:
-    min_tier: str = "medium"  # actions below this tier are not audited
+    min_tier: str
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("approval")
 class Approval:
-    required_from: str = "medium"  # audited actions at or above this tier need approval provenance
-    max_age_s: int = 24 * 3600  # an approval is stale this long after its decision
+    required_from: str
+    max_age_s: int
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("authority")
 class Authority:
-    """Approver roles allowed per tier. An empty list means no role may approve that tier, which is
-    the safe reading of "nobody said who may"."""
-
-    low: tuple[str, ...] = ()
-    medium: tuple[str, ...] = ()
-    high: tuple[str, ...] = ()
-    critical: tuple[str, ...] = ()
+    low: tuple[str, ...]
+    medium: tuple[str, ...]
+    high: tuple[str, ...]
+    critical: tuple[str, ...]
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("agents")
 class Agent:
-    """Standing scope of one agent. ``None`` means "not declared" (no limit on that axis); an empty
-    tuple means "declared empty" (nothing is in scope)."""
+    """``None`` means "not declared" (no limit on that axis); an empty tuple "declared empty"."""
 
     id: str
-    actions: tuple[str, ...] | None = None
-    resources: tuple[str, ...] | None = None
+    actions: tuple[str, ...] | None
+    resources: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("credentials")
 class Credentials:
-    max_lifetime_s: int = 3600
-    revoke_grace_s: int = 300
-    static: tuple[str, ...] = ()  # credential ids known to be static API keys
+    max_lifetime_s: int
+    revoke_grace_s: int
+    static: tuple[str, ...]
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("correlation")
 class Correlation:
-    clock_skew_s: int = 120
-    task_tag_keys: tuple[str, ...] = ("TaskId", "task_id", "task-id")
-    task_span_attributes: tuple[str, ...] = ("nhiaudit.task.id", "task.id", "gen_ai.conversation.id")
+    clock_skew_s: int
+    task_tag_keys: tuple[str, ...]
+    task_span_attributes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
+@_defaults_from_keys("rules")
 class RuleSettings:
-    """``[rules]``: extra rule folders (resolved against the policy file's folder) and disabled ids."""
-
-    dirs: tuple[Path, ...] = ()
-    disabled: tuple[str, ...] = ()
+    dirs: tuple[Path, ...]  # resolved against the policy file's folder
+    disabled: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -182,50 +228,26 @@ class Policy:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def tier_for(self, action: str | None, read_only: bool | None) -> str:
-        """The risk tier of one action, exactly as the correlation SQL computes it from
-        ``policy_risk``: the highest tier with a matching glob, else ``low`` for read-only calls and
-        ``medium`` for everything else (unknown read-only-ness counts as a write)."""
-        for tier in reversed(TIERS):
-            if action is not None and any(glob_match(p, action) for p in getattr(self.risk, tier)):
-                return tier
-        return "low" if read_only else "medium"
+    def tier_for(self, action: str | None, read_only: bool | None, con: duckdb.DuckDBPyConnection | None = None) -> str:
+        """The risk tier of one action, as the correlation SQL computes it from ``policy_risk``: the
+        highest tier with a matching glob, else ``low`` for read-only calls and ``medium`` for
+        everything else (unknown read-only-ness counts as a write)."""
+        listed = [(tier, glob) for tier in TIERS for glob in getattr(self.risk, tier)] if action is not None else []
+        hits = glob_matches([(glob, action) for _, glob in listed], con)
+        ranks = [TIER_RANK[tier] for tier, glob in listed if (glob, action) in hits]
+        return TIERS[max(ranks)] if ranks else ("low" if read_only else "medium")
 
 
-# --------------------------------------------------------------------------------------------------
-# Globs
-# --------------------------------------------------------------------------------------------------
-
-
-def glob_to_regex(pattern: str) -> str:
-    """An anchored regex equivalent to ``pattern``, valid in both RE2 (DuckDB's
-    ``regexp_full_match``/``regexp_matches``) and Python ``re``.
-
-    ``*`` is any run of characters, newlines and ``/``/``:`` included (hence ``(?s)``); ``?`` is one
-    character; everything else is literal and case-sensitive. Literals are escaped by hand rather
-    than with ``re.escape``, whose output (e.g. a backslash before a raw tab) is not promised to
-    parse in RE2: regex metacharacters get a backslash, space and ASCII control characters become
-    ``\\xHH`` (so a pattern stays readable in ``policy_*`` tables), anything else stays as is.
-    """
-    out = ["(?s)^"]
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch in _REGEX_SPECIAL:
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ch in " \x7f":
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append("$")
-    return "".join(out)
-
-
-def glob_match(pattern: str, value: str) -> bool:
-    """Whether ``value`` matches the glob ``pattern`` as a whole (see :func:`glob_to_regex`)."""
-    return re.fullmatch(glob_to_regex(pattern), value) is not None
+_TABLE_CLASSES: dict[str, type] = {
+    "identities": Identities,
+    "risk": Risk,
+    "audit": Audit,
+    "approval": Approval,
+    "authority": Authority,
+    "credentials": Credentials,
+    "correlation": Correlation,
+    "rules": RuleSettings,
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,8 +269,10 @@ def resolve_policy_path(
             path = Path(explicit)
             if not path.is_file():
                 raise PolicyError(
-                    f"{path}: no policy file there (named by {origin}). Fix the path, or drop {origin} "
-                    "to use ./nhiaudit.toml or the defaults."
+                    [
+                        f"{path}: no policy file there (named by {origin}). Fix the path, or drop {origin} "
+                        "to use ./nhiaudit.toml or the defaults."
+                    ]
                 )
             return path
     candidate = (cwd / DEFAULT_FILE) if cwd is not None else Path(DEFAULT_FILE)
@@ -269,16 +293,16 @@ def load_policy(path: Path | None, today: date | None = None) -> Policy:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(
-            f"{path}: cannot read the policy file ({exc}). Check the path and that it is UTF-8."
+            [f"{path}: cannot read the policy file ({exc}). Check the path and that it is UTF-8."]
         ) from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(_toml_error(path, text, exc)) from exc
+        raise PolicyError([_toml_error(path, text, exc)]) from exc
     reader = _Reader(path, text)
     policy = reader.read(doc, today)
     if reader.problems:
-        raise PolicyError("\n".join(reader.problems))
+        raise PolicyError(reader.problems)
     return policy
 
 
@@ -299,45 +323,9 @@ def _toml_error(path: Path, text: str, exc: Exception) -> str:
     return f"{where}: invalid TOML: {message}{column}. Fix the syntax (see https://toml.io)."
 
 
-# --------------------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------------------
-
-_KEYS: dict[str, tuple[str, ...]] = {
-    "identities": ("humans", "brokers"),
-    "risk": TIERS,
-    "audit": ("min_tier",),
-    "approval": ("required_from", "max_age"),
-    "authority": TIERS,
-    "agents": ("id", "actions", "resources"),
-    "credentials": ("max_lifetime", "revoke_grace", "static"),
-    "correlation": ("clock_skew", "task_tag_keys", "task_span_attributes"),
-    "waivers": ("rule", "match", "reason", "owner", "expires"),
-    "rules": ("dirs", "disabled"),
-}
-# [sources.<name>]: the keys of each source that has options (the section's keys are source names).
-_SOURCE_KEYS: dict[str, tuple[str, ...]] = {"envoy": ("fields",)}
-_KEYS["sources"] = tuple(_SOURCE_KEYS)
-_ARRAY_SECTIONS = ("agents", "waivers")
-_TOML_TYPE = {
-    str: "a string",
-    int: "an integer",
-    float: "a float",
-    bool: "a boolean",
-    list: "an array",
-    dict: "a table",
-    datetime: "a datetime",
-    date: "a date",
-    time: "a time",
-}
-
-
-def _toml_type(value: Any) -> str:
-    return _TOML_TYPE.get(type(value), type(value).__name__)
-
-
 class _Reader:
-    """Walks the parsed document once, building the policy and collecting every problem.
+    """Walks the parsed document once with the schema, building the policy and collecting every
+    problem.
 
     Line numbers are found by scanning the text for the key inside its section: tomllib does not
     report positions of valid values, and a message without a line is still correct, just less
@@ -366,6 +354,14 @@ class _Reader:
     def section_line(self, name: str) -> int | None:
         """Where a section is written: ``name = ...`` at the top level, else its ``[name]`` header."""
         return self.line_of(None, name) or self.line_of(name, None)
+
+    def source_line(self, name: str) -> int | None:
+        """Where ``[sources.<name>]`` is written (its header, else its key), else ``[sources]``."""
+        header = re.compile(rf"^\s*\[\s*sources\s*\.\s*[\"']?{re.escape(name)}[\"']?\s*[\].]")
+        for number, raw in enumerate(self.lines, start=1):
+            if header.match(raw):
+                return number
+        return self.line_of("sources", name) or self.section_line("sources")
 
     def line_of(self, section: str | None, key: str | None, index: int = 0) -> int | None:
         """1-based line of ``key`` in ``[section]`` (the ``index``-th ``[[section]]`` for arrays of
@@ -410,459 +406,170 @@ class _Reader:
                     return number
         return None
 
-    # -- typed readers ---------------------------------------------------------------------------
-
-    def table(self, doc: Mapping[str, Any], section: str) -> dict[str, Any]:
-        value = doc.get(section, {})
-        if not isinstance(value, dict):
-            self.problem_at(
-                self.section_line(section),
-                f"{section} must be a table, not {_toml_type(value)}. Write it as [{section}].",
-            )
-            return {}
-        self.unknown_keys(value, section)
-        return value
-
-    def unknown_keys(
-        self, table: Mapping[str, Any], section: str, index: int = 0, label: str | None = None
-    ) -> None:
-        known = _KEYS[section]
-        where = label or f"[{section}]"
-        for key in table:
-            if key in known:
-                continue
-            if section in ("risk", "authority"):
-                hint = did_you_mean(key, known) or f" Tiers are {', '.join(TIERS)}."
-                self.problem(section, key, f"unknown tier '{key}' in {where}.{hint}", index)
-            else:
-                hint = did_you_mean(key, known) or f" Known keys: {', '.join(known)}."
-                self.problem(section, key, f"unknown key '{key}' in {where}.{hint}", index)
-
-    def strings(
-        self, table: Mapping[str, Any], section: str, key: str, label: str, index: int = 0
-    ) -> tuple[str, ...] | None:
-        """A list of strings, or None (and a problem) when it is something else."""
-        value = table[key]
-        if isinstance(value, str):
-            self.problem(
-                section,
-                key,
-                f"{label} must be an array of strings, not a string. Write {key} = {json.dumps([value])}.",
-                index,
-            )
-            return None
-        if not isinstance(value, list):
-            self.problem(
-                section,
-                key,
-                f'{label} must be an array of strings, not {_toml_type(value)}. Write {key} = ["...", ...].',
-                index,
-            )
-            return None
-        ok = True
-        for position, item in enumerate(value):
-            if not isinstance(item, str):
-                self.problem(
-                    section,
-                    key,
-                    f"{label}[{position}] must be a string, not {_toml_type(item)}. Quote it.",
-                    index,
-                )
-                ok = False
-        return tuple(value) if ok else None
-
-    def string(
-        self, table: Mapping[str, Any], section: str, key: str, label: str, index: int = 0
-    ) -> str | None:
-        value = table[key]
-        if isinstance(value, str):
-            return value
-        self.problem(section, key, f"{label} must be a string, not {_toml_type(value)}. Quote it.", index)
-        return None
-
-    def tier(self, table: Mapping[str, Any], section: str, key: str, default: str) -> str:
-        if key not in table:
-            return default
-        value = self.string(table, section, key, f"{section}.{key}")
-        if value is None:
-            return default
-        if value not in TIER_RANK:
-            hint = did_you_mean(value, TIERS) or f" Use one of {', '.join(TIERS)}."
-            self.problem(section, key, f"unknown tier '{value}' for {section}.{key}.{hint}")
-            return default
-        return value
-
-    def duration(self, table: Mapping[str, Any], section: str, key: str, default: int) -> int:
-        if key not in table:
-            return default
-        value = table[key]
-        seconds = parse_duration(value) if isinstance(value, str) else None
-        if seconds is None:
-            shown = f"'{value}'" if isinstance(value, str) else repr(value)
-            self.problem(
-                section,
-                key,
-                f"bad duration {shown} for {section}.{key}. Use a number and a unit: 90s, 5m, 24h, 7d.",
-            )
-            return default
-        return seconds
-
-    # -- sections --------------------------------------------------------------------------------
+    # -- the schema at work ----------------------------------------------------------------------
 
     def read(self, doc: Mapping[str, Any], today: date) -> Policy:
         self.check_sections(doc)
+        tables = {name: cls(**self.read_table(doc, name)) for name, cls in _TABLE_CLASSES.items()}
         return Policy(
             path=self.path,
-            identities=self.read_identities(doc),
-            risk=Risk(**self.per_tier(doc, "risk")),
-            audit=self.read_audit(doc),
-            approval=self.read_approval(doc),
-            authority=Authority(**self.per_tier(doc, "authority")),
             agents=self.read_agents(doc),
-            credentials=self.read_credentials(doc),
-            correlation=self.read_correlation(doc),
             waivers=self.read_waivers(doc, today),
-            rules=self.read_rules(doc),
             sources=self.read_sources(doc),
+            **tables,
         )
 
     def check_sections(self, doc: Mapping[str, Any]) -> None:
+        known = [section.name for section in SECTIONS] + ["sources"]
         for name, value in doc.items():
-            if name in _KEYS:
+            if name in known:
                 continue
             if isinstance(value, (dict, list)):
-                if name in _SOURCE_KEYS:
+                if name in source_options():  # only on this error path: it imports every source
                     hint = f" Source options go under [sources.{name}]."
                 else:
-                    hint = did_you_mean(name, _KEYS) or f" Known sections: {', '.join(_KEYS)}."
+                    hint = did_you_mean(name, known) or f" Known sections: {', '.join(known)}."
                 self.problem_at(self.section_line(name), f"unknown section [{name}].{hint}")
-            else:
-                homes = [s for s, keys in _KEYS.items() if name in keys and s not in ("risk", "authority")]
-                homes += [f"sources.{s}" for s, keys in _SOURCE_KEYS.items() if name in keys]
-                header = [f"[[{h}]]" if h in _ARRAY_SECTIONS else f"[{h}]" for h in homes]
-                fix = (
-                    f" Put it under {header[0]}." if header else " Keys belong in a section such as [audit]."
-                )
-                self.problem(None, name, f"unknown key '{name}' at the top level.{fix}")
+                continue
+            homes = [
+                f"[[{s.name}]]" if s.array else f"[{s.name}]"
+                for s in SECTIONS
+                if s.keys_are == "key" and any(key.name == name for key in keys_of(s.name))
+            ] or [f"[{key.section}]" for keys in source_options().values() for key in keys if key.name == name]
+            fix = f" Put it under {homes[0]}." if homes else " Keys belong in a section such as [audit]."
+            self.problem(None, name, f"unknown key '{name}' at the top level.{fix}")
 
-    def read_identities(self, doc: Mapping[str, Any]) -> Identities:
-        table = self.table(doc, "identities")
-        values = {}
-        for key in ("humans", "brokers"):
-            if key in table:
-                got = self.strings(table, "identities", key, f"identities.{key}")
-                if got is not None:
-                    values[key] = got
-        return Identities(**values)
-
-    def per_tier(self, doc: Mapping[str, Any], section: str) -> dict[str, tuple[str, ...]]:
-        table = self.table(doc, section)
-        values = {}
-        for tier in TIERS:
-            if tier in table:
-                got = self.strings(table, section, tier, f"{section}.{tier}")
-                if got is not None:
-                    values[tier] = got
-        return values
-
-    def read_audit(self, doc: Mapping[str, Any]) -> Audit:
-        table = self.table(doc, "audit")
-        return Audit(min_tier=self.tier(table, "audit", "min_tier", Audit.min_tier))
-
-    def read_approval(self, doc: Mapping[str, Any]) -> Approval:
-        table = self.table(doc, "approval")
-        return Approval(
-            required_from=self.tier(table, "approval", "required_from", Approval.required_from),
-            max_age_s=self.duration(table, "approval", "max_age", Approval.max_age_s),
-        )
-
-    def read_credentials(self, doc: Mapping[str, Any]) -> Credentials:
-        table = self.table(doc, "credentials")
-        static: tuple[str, ...] = ()
-        if "static" in table:
-            static = self.strings(table, "credentials", "static", "credentials.static") or ()
-        return Credentials(
-            max_lifetime_s=self.duration(table, "credentials", "max_lifetime", Credentials.max_lifetime_s),
-            revoke_grace_s=self.duration(table, "credentials", "revoke_grace", Credentials.revoke_grace_s),
-            static=static,
-        )
-
-    def read_correlation(self, doc: Mapping[str, Any]) -> Correlation:
-        table = self.table(doc, "correlation")
-        values: dict[str, Any] = {
-            "clock_skew_s": self.duration(table, "correlation", "clock_skew", Correlation.clock_skew_s)
-        }
-        for key in ("task_tag_keys", "task_span_attributes"):
-            if key in table:
-                got = self.strings(table, "correlation", key, f"correlation.{key}")
-                if got is not None:
-                    values[key] = got
-        return Correlation(**values)
-
-    def read_rules(self, doc: Mapping[str, Any]) -> RuleSettings:
-        table = self.table(doc, "rules")
-        dirs: list[Path] = []
-        if "dirs" in table:
-            for entry in self.strings(table, "rules", "dirs", "rules.dirs") or ():
-                folder = self.path.parent / entry
-                if not folder.is_dir():
-                    self.problem(
-                        "rules",
-                        "dirs",
-                        f"rules.dirs entry '{entry}' is not a folder (looked for {folder}). "
-                        "Fix the path; it is relative to the policy file.",
-                    )
-                dirs.append(folder)
-        disabled: tuple[str, ...] = ()
-        if "disabled" in table:
-            disabled = self.strings(table, "rules", "disabled", "rules.disabled") or ()
-        return RuleSettings(dirs=tuple(dirs), disabled=disabled)
-
-    def read_sources(self, doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        value = doc.get("sources", {})
+    def read_table(self, doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+        value = doc.get(name, {})
         if not isinstance(value, dict):
             self.problem_at(
-                self.section_line("sources"),
-                f"sources must be a table, not {_toml_type(value)}. Write it as [sources.envoy].",
+                self.section_line(name), f"{name} must be a table, not {toml_type(value)}. Write it as [{name}]."
             )
             return {}
-        from nhiaudit.sources import SOURCES  # here, not at the top: the sources import the world
+        return self.read_keys(value, keys_of(name), name, noun=SECTION[name].keys_are)
 
-        options: dict[str, dict[str, Any]] = {}
-        for name, table in value.items():
-            line = self.source_line(name)
-            if name not in _SOURCE_KEYS:
-                if name in SOURCES:
-                    self.problem_at(
-                        line,
-                        f"source '{name}' has no options, so [sources.{name}] means nothing. Remove it "
-                        f"(sources with options: {', '.join(_SOURCE_KEYS)}).",
-                    )
-                else:
-                    hint = did_you_mean(name, SOURCES) or f" Known sources: {', '.join(SOURCES)}."
-                    self.problem_at(line, f"unknown source '{name}' in [sources].{hint}")
-                continue
-            if not isinstance(table, dict):
-                self.problem_at(
-                    line, f"sources.{name} must be a table, not {_toml_type(table)}. Write it as [sources.{name}]."
+    def read_keys(
+        self,
+        table: Mapping[str, Any],
+        keys: Sequence[Key],
+        section: str,
+        index: int = 0,
+        where: str | None = None,
+        label: str | None = None,
+        noun: str = "key",
+    ) -> dict[str, Any]:
+        """The valid values of ``table`` by attribute, each read by its key's kind; unknown keys and
+        bad values reported. ``where`` names the table in messages (``[approval]``, ``[[agents]] #2``),
+        ``label`` prefixes a value's name (``approval``, ``agents[2]``)."""
+        top = section.split(".")[0]  # line numbers are looked up by top-level section
+        known = [key.name for key in keys]
+        for name in table:
+            if name not in known:
+                fallback = f" Tiers are {', '.join(TIERS)}." if noun == "tier" else f" Known keys: {', '.join(known)}."
+                hint = did_you_mean(name, known) or fallback
+                self.problem(top, name, f"unknown {noun} '{name}' in {where or f'[{section}]'}.{hint}", index)
+        values = {}
+        for key in keys:
+            if key.name in table:
+                at = At(
+                    f"{label or section}.{key.name}",
+                    key.name,
+                    self.path.parent,
+                    lambda line_key, message: self.problem(top, line_key, message, index),
                 )
-                continue
-            known = _SOURCE_KEYS[name]
-            for key in table:
-                if key not in known:
-                    hint = did_you_mean(key, known) or f" Known keys: {', '.join(known)}."
-                    self.problem("sources", key, f"unknown key '{key}' in [sources.{name}].{hint}")
-            options[name] = self.read_envoy(table)  # the one source with options so far
-        return options
+                value = key.kind.read(table[key.name], at)
+                if value is not BAD:
+                    values[key.field] = value
+        return values
 
-    def source_line(self, name: str) -> int | None:
-        """Where ``[sources.<name>]`` is written (its header, else its key), else ``[sources]``."""
-        header = re.compile(rf"^\s*\[\s*sources\s*\.\s*[\"']?{re.escape(name)}[\"']?\s*[\].]")
-        for number, raw in enumerate(self.lines, start=1):
-            if header.match(raw):
-                return number
-        return self.line_of("sources", name) or self.section_line("sources")
-
-    def read_envoy(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        """``[sources.envoy]``: ``fields``, each a JSON key or an array of candidate keys."""
-        from nhiaudit.sources.envoy import FIELD_MAP, key_problem  # here: see read_sources
-
-        if "fields" not in table:
-            return {}
-        value = table["fields"]
-        label = "sources.envoy.fields"
-        if not isinstance(value, dict):
-            self.problem(
-                "sources",
-                "fields",
-                f"{label} must be a table, not {_toml_type(value)}. "
-                'Write fields = { request_id = ["req_id", "x_request_id"] }.',
-            )
-            return {}
-        fields: dict[str, tuple[str, ...]] = {}
-        for name, keys in value.items():
-            where = f"{label}.{name}"
-            if name not in FIELD_MAP:
-                hint = did_you_mean(name, FIELD_MAP) or f" Fields: {', '.join(FIELD_MAP)}."
-                self.problem("sources", name, f"unknown Envoy field '{name}' in {label}.{hint}")
-                continue
-            if isinstance(keys, str):
-                keys = [keys]
-            elif not isinstance(keys, list):
-                self.problem(
-                    "sources",
-                    name,
-                    f"{where} must be a JSON key or an array of keys, not {_toml_type(keys)}. "
-                    f'Write {name} = "key" or {name} = ["key", "other_key"].',
-                )
-                continue
-            elif not keys:
-                self.problem(
-                    "sources",
-                    name,
-                    f"{where} is an empty array. Name one JSON key or more, or leave {name} out to keep "
-                    f"the default ({', '.join(FIELD_MAP[name])}).",
-                )
-                continue
-            ok = True
-            for position, key in enumerate(keys):
-                if not isinstance(key, str):
-                    self.problem(
-                        "sources", name, f"{where}[{position}] must be a string, not {_toml_type(key)}. Quote it."
-                    )
-                    ok = False
-                elif problem := key_problem(key):
-                    self.problem("sources", name, f"{where}: the key '{key}' {problem}.")
-                    ok = False
-            if ok:
-                fields[name] = tuple(keys)
-        return {"fields": fields}
-
-    def array_of_tables(self, doc: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
+    def array_of_tables(self, doc: Mapping[str, Any], section: str) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+        """``(index, table, valid values)`` of each ``[[section]]`` entry."""
         value = doc.get(section, [])
-        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            return value
-        self.problem_at(
-            self.section_line(section),
-            f"{section} must be an array of tables, not {_toml_type(value)}. "
-            f"Write each entry as [[{section}]].",
-        )
-        return []
+        if not (isinstance(value, list) and all(isinstance(item, dict) for item in value)):
+            self.problem_at(
+                self.section_line(section),
+                f"{section} must be an array of tables, not {toml_type(value)}. Write each entry as [[{section}]].",
+            )
+            return []
+        return [
+            (
+                index,
+                table,
+                self.read_keys(
+                    table, keys_of(section), section, index, f"[[{section}]] #{index + 1}", f"{section}[{index + 1}]"
+                ),
+            )
+            for index, table in enumerate(value)
+        ]
 
     def read_agents(self, doc: Mapping[str, Any]) -> tuple[Agent, ...]:
-        agents: list[Agent] = []
-        first_index: dict[str, int] = {}
-        for index, table in enumerate(self.array_of_tables(doc, "agents")):
-            label = f"agents[{index + 1}]"
-            self.unknown_keys(table, "agents", index, f"[[agents]] #{index + 1}")
+        agents: dict[str, tuple[int, Agent]] = {}
+        for index, table, values in self.array_of_tables(doc, "agents"):
             if "id" not in table:
-                self.problem(
-                    "agents", None, f'[[agents]] #{index + 1} has no id. Add id = "<agent id>".', index
-                )
-                continue
-            agent_id = self.string(table, "agents", "id", f"{label}.id", index)
-            if agent_id is None:
-                continue
-            if agent_id in first_index:
+                self.problem("agents", None, f'[[agents]] #{index + 1} has no id. Add id = "<agent id>".', index)
+            elif "id" in values and values["id"] in agents:
                 self.problem(
                     "agents",
                     "id",
-                    f"agent '{agent_id}' is declared twice ([[agents]] #{first_index[agent_id] + 1} and "
+                    f"agent '{values['id']}' is declared twice ([[agents]] #{agents[values['id']][0] + 1} and "
                     f"#{index + 1}). Merge the two entries.",
                     index,
                 )
-                continue
-            first_index[agent_id] = index
-            scope: dict[str, tuple[str, ...] | None] = {}
-            for key in ("actions", "resources"):
-                if key in table:
-                    scope[key] = self.strings(table, "agents", key, f"{label}.{key}", index)
-            agents.append(Agent(id=agent_id, **scope))
-        return tuple(agents)
+            elif "id" in values:
+                agents[values["id"]] = (index, Agent(**values))
+        return tuple(agent for _, agent in agents.values())
 
     def read_waivers(self, doc: Mapping[str, Any], today: date) -> tuple[Waiver, ...]:
-        waivers: list[Waiver] = []
-        for index, table in enumerate(self.array_of_tables(doc, "waivers")):
-            label = f"waivers[{index + 1}]"
-            self.unknown_keys(table, "waivers", index, f"[[waivers]] #{index + 1}")
-            missing = [k for k in _KEYS["waivers"] if k not in table]
+        names = [key.name for key in keys_of("waivers")]
+        waivers = []
+        for index, table, values in self.array_of_tables(doc, "waivers"):
+            missing = [name for name in names if name not in table]
             if missing:
                 self.problem(
                     "waivers",
                     None,
-                    f"[[waivers]] #{index + 1} lacks {', '.join(missing)}. Every waiver needs rule, match, "
-                    "reason, owner and expires.",
+                    f"[[waivers]] #{index + 1} lacks {', '.join(missing)}. Every waiver needs "
+                    f"{', '.join(names[:-1])} and {names[-1]}.",
                     index,
                 )
-            text = {
-                key: self.string(table, "waivers", key, f"{label}.{key}", index)
-                for key in ("rule", "reason", "owner")
-                if key in table
-            }
-            match = self.waiver_match(table, index, label) if "match" in table else None
-            expires = self.waiver_expires(table, index, label) if "expires" in table else None
-            if missing or None in text.values() or match is None or expires is None:
-                continue
-            waivers.append(
-                Waiver(
-                    rule=text["rule"],  # type: ignore[arg-type]
-                    match=match,
-                    reason=text["reason"],  # type: ignore[arg-type]
-                    owner=text["owner"],  # type: ignore[arg-type]
-                    expires=expires.isoformat(),
-                    expired=today > expires,
-                )
-            )
+            elif len(values) == len(names):
+                expires = values.pop("expires")
+                waivers.append(Waiver(**values, expires=expires.isoformat(), expired=today > expires))
         return tuple(waivers)
 
-    def waiver_match(self, table: Mapping[str, Any], index: int, label: str) -> dict[str, str] | None:
-        value = table["match"]
+    def read_sources(self, doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        if "sources" not in doc:
+            return {}
+        from nhiaudit.sources import SOURCES  # here, not at the top: see source_options
+
+        options = source_options()
+        value = doc["sources"]
         if not isinstance(value, dict):
-            self.problem(
-                "waivers",
-                "match",
-                f"{label}.match must be a table, not {_toml_type(value)}. "
-                'Write match = { actor_id = "..." }.',
-                index,
+            self.problem_at(
+                self.section_line("sources"),
+                f"sources must be a table, not {toml_type(value)}. Write it as [sources.{next(iter(options))}].",
             )
-            return None
-        if not value:
-            self.problem(
-                "waivers",
-                "match",
-                f"{label}.match is empty, so it would waive every finding of the rule. "
-                "Add a key such as actor_id, or list the rule in [rules] disabled.",
-                index,
-            )
-            return None
-        ok = True
-        for key, pattern in value.items():
-            if key not in WAIVER_MATCH_KEYS:
-                hint = did_you_mean(key, WAIVER_MATCH_KEYS) or f" Match on {', '.join(WAIVER_MATCH_KEYS)}."
-                self.problem("waivers", key, f"unknown match key '{key}' in {label}.match.{hint}", index)
-                ok = False
-            elif not isinstance(pattern, str):
-                self.problem(
-                    "waivers",
-                    key,
-                    f"{label}.match.{key} must be a string glob, not {_toml_type(pattern)}. Quote it.",
-                    index,
+            return {}
+        result: dict[str, dict[str, Any]] = {}
+        for name, table in value.items():
+            line = self.source_line(name)
+            if name not in options:
+                if name in SOURCES:
+                    self.problem_at(
+                        line,
+                        f"source '{name}' has no options, so [sources.{name}] means nothing. Remove it "
+                        f"(sources with options: {', '.join(options)}).",
+                    )
+                else:
+                    hint = did_you_mean(name, SOURCES) or f" Known sources: {', '.join(SOURCES)}."
+                    self.problem_at(line, f"unknown source '{name}' in [sources].{hint}")
+            elif not isinstance(table, dict):
+                self.problem_at(
+                    line, f"sources.{name} must be a table, not {toml_type(table)}. Write it as [sources.{name}]."
                 )
-                ok = False
-        return dict(value) if ok else None
-
-    def waiver_expires(self, table: Mapping[str, Any], index: int, label: str) -> date | None:
-        value = table["expires"]
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return value  # a bare TOML date: expires = 2027-01-31
-        parsed: date | None = None
-        if isinstance(value, str) and _ISO_DATE.fullmatch(value):
-            try:
-                parsed = date.fromisoformat(value)
-            except ValueError:
-                parsed = None
-        if parsed is None:
-            shown = (
-                f"'{value}'"
-                if isinstance(value, str)
-                else (value.isoformat() if isinstance(value, datetime) else repr(value))
-            )
-            self.problem(
-                "waivers",
-                "expires",
-                f'bad date {shown} for {label}.expires. Use an ISO date such as "2027-01-31" '
-                "(the waiver holds through that day, UTC).",
-                index,
-            )
-        return parsed
-
-
-def parse_duration(text: str) -> int | None:
-    """Seconds in ``90s``, ``5m``, ``24h``, ``7d`` or a combination such as ``1h30m``; None when the
-    text is not a duration. No spaces, no fractions, lower-case units: one spelling per value."""
-    if not _DURATION.fullmatch(text):
-        return None
-    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+            else:
+                result[name] = self.read_keys(table, options[name], f"sources.{name}")
+        return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -885,25 +592,27 @@ _TABLES = {
 
 
 def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
-    """Write ``policy`` into the ``policy_*`` TEMP tables that correlation and rule SQL read.
+    """Create ``glob_regex`` and write ``policy`` into the ``policy_*`` TEMP tables that correlation
+    and rule SQL read.
 
     TEMP so the policy of one run never persists into the store (the store keeps only
-    :attr:`Policy.fingerprint`); CREATE OR REPLACE so installing twice is harmless. Risk rows hold
-    only the listed globs: SQL applies the implicit rule (read-only ``low``, else ``medium``) when
-    no row matches, and the highest matching ``tier_rank`` wins. ``policy_task_keys.position`` is
-    0-based; the key with the lowest position present on a record wins.
+    :attr:`Policy.fingerprint`); CREATE OR REPLACE so installing twice is harmless. A ``regex``
+    column is ``glob_regex(pattern)``. Risk rows hold only the listed globs: SQL applies the implicit
+    rule (read-only ``low``, else ``medium``) when no row matches, and the highest matching
+    ``tier_rank`` wins. ``policy_task_keys.position`` is 0-based; the key with the lowest position
+    present on a record wins.
     """
     rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _TABLES}
     for kind, patterns in (("human", policy.identities.humans), ("broker", policy.identities.brokers)):
-        rows["policy_identity"] += [(kind, p, glob_to_regex(p)) for p in patterns]
+        rows["policy_identity"] += [(kind, p, None) for p in patterns]
     for tier in TIERS:
         rank = TIER_RANK[tier]
-        rows["policy_risk"] += [(tier, rank, p, glob_to_regex(p)) for p in getattr(policy.risk, tier)]
+        rows["policy_risk"] += [(tier, rank, p, None) for p in getattr(policy.risk, tier)]
         rows["policy_authority"] += [(tier, rank, role) for role in getattr(policy.authority, tier)]
     for agent in policy.agents:
         rows["policy_agents"].append((agent.id, agent.actions is not None, agent.resources is not None))
         for kind, patterns in (("action", agent.actions), ("resource", agent.resources)):
-            rows["policy_agent_scope"] += [(agent.id, kind, p, glob_to_regex(p)) for p in patterns or ()]
+            rows["policy_agent_scope"] += [(agent.id, kind, p, None) for p in patterns or ()]
     rows["policy_static"] = [(c,) for c in policy.credentials.static]
     for kind, keys in (
         ("tag", policy.correlation.task_tag_keys),
@@ -920,8 +629,11 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
             policy.correlation.clock_skew_s,
         )
     ]
+    con.execute(GLOB_MACRO)
     for name, columns in _TABLES.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")
         if rows[name]:
             marks = ", ".join("?" * (columns.count(",") + 1))
             con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows[name])
+            if "regex" in columns:
+                con.execute(f"UPDATE {name} SET regex = glob_regex(pattern)")

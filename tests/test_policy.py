@@ -1,8 +1,12 @@
 """Policy loading (DESIGN §5): defaults, the full example, every error message, path resolution,
-globs and the ``policy_*`` tables the SQL reads."""
+globs, the ``policy_*`` tables the SQL reads, and the schema's template and docs."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import subprocess
+import sys
 import textwrap
 from datetime import date
 from pathlib import Path
@@ -12,19 +16,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nhiaudit import policy_schema
 from nhiaudit.errors import PolicyError
-from nhiaudit.model import Waiver
+from nhiaudit.evaluate import _waive
+from nhiaudit.model import Evidence, Finding, Waiver
 from nhiaudit.policy import (
+    GLOB_MACRO,
     Agent,
     Identities,
     Policy,
+    _defaults_from_keys,
     glob_match,
-    glob_to_regex,
+    glob_matches,
     install,
     load_policy,
-    parse_duration,
     resolve_policy_path,
 )
+from nhiaudit.policy_schema import KEYS, parse_duration, reference, template
+
+DOCS = Path(__file__).parent.parent / "docs" / "policy.md"
 
 DESIGN_EXAMPLE = """\
 [identities]                   # principal globs; everything else is a non-human identity
@@ -462,7 +472,10 @@ def test_all_problems_are_reported_together_in_file_order(write) -> None:
         owner = "o"
         expires = "2027-13-01"
         """)
-    assert load_error(path).splitlines() == [
+    with pytest.raises(PolicyError) as info:
+        load_policy(path, today=TODAY)
+    assert str(info.value) == "\n".join(info.value.problems)
+    assert info.value.problems == [
         "nhiaudit.toml:2: identities.humans must be an array of strings, not a string. "
         'Write humans = ["*@example.com"].',
         "nhiaudit.toml:4: bad duration '5 minutes' for approval.max_age. "
@@ -570,30 +583,68 @@ def test_fingerprint_changes_when_a_waiver_lapses(write) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("pattern", "value", "matches"),
-    [
-        ("arn:aws:s3:::reports-*", "arn:aws:s3:::reports-prod/2026/11.csv", True),
-        ("arn:aws:iam::*:user/*@*", "arn:aws:iam::111:user/bob@example.com", True),
-        ("arn:aws:iam::*:user/*@*", "arn:aws:iam::111:role/bot", False),
-        ("s3:Get?bject", "s3:GetObject", True),
-        ("s3:Get?bject", "s3:Getbject", False),
-        ("s3:GetObject", "S3:GetObject", False),  # case-sensitive
-        ("s3:GetObject", "s3:GetObjectAcl", False),  # anchored at the end
-        ("GetObject", "s3:GetObject", False),  # anchored at the start
-        ("a.b", "axb", False),  # regex metacharacters are literal
-        ("a[bc]d", "a[bc]d", True),
-        ("a[bc]d", "abd", False),
-        ("(x|y)+$^\\", "(x|y)+$^\\", True),
-        ("*", "", True),
-        ("*", "multi\nline", True),
-        ("", "", True),
-        ("tab\there", "tab\there", True),
-        ("caf?", "café", True),
-    ],
-)
+@pytest.fixture(scope="module")
+def con() -> duckdb.DuckDBPyConnection:
+    """One in-memory database for the glob tests (hypothesis calls them hundreds of times)."""
+    with duckdb.connect() as connection:
+        connection.execute(GLOB_MACRO)
+        yield connection
+
+
+GLOB_CASES = [
+    ("arn:aws:s3:::reports-*", "arn:aws:s3:::reports-prod/2026/11.csv", True),
+    ("arn:aws:iam::*:user/*@*", "arn:aws:iam::111:user/bob@example.com", True),
+    ("arn:aws:iam::*:user/*@*", "arn:aws:iam::111:role/bot", False),
+    ("s3:Get?bject", "s3:GetObject", True),
+    ("s3:Get?bject", "s3:Getbject", False),
+    ("s3:GetObject", "S3:GetObject", False),  # case-sensitive
+    ("s3:GetObject", "s3:GetObjectAcl", False),  # anchored at the end
+    ("GetObject", "s3:GetObject", False),  # anchored at the start
+    ("a.b", "axb", False),  # regex metacharacters are literal
+    ("a[bc]d", "a[bc]d", True),
+    ("a[bc]d", "abd", False),
+    ("(x|y)+$^\\", "(x|y)+$^\\", True),
+    ("a{2}", "aa", False),
+    ("\\d", "1", False),
+    ("*", "", True),
+    ("", "", True),
+    ("", "a", False),
+    ("?", "", False),
+    ("tab\there", "tab\there", True),
+    ("caf?", "café", True),
+    # A newline is never matched by a wildcard: a hostile value cannot widen a glob by carrying one.
+    ("a*", "a\nb", False),
+    ("*", "multi\nline", False),
+    ("a?b", "a\nb", False),
+    ("a*", "ab\n", False),
+    ("a\nb", "a\nb", True),  # written in the glob, it is literal
+    ("*\n*", "a\nb", True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "value", "matches"), GLOB_CASES)
 def test_glob_match(pattern: str, value: str, matches: bool) -> None:
     assert glob_match(pattern, value) is matches
+
+
+@pytest.mark.parametrize(("pattern", "value", "matches"), GLOB_CASES)
+def test_python_and_sql_globs_agree(con, pattern: str, value: str, matches: bool) -> None:
+    """Every place a glob is matched gives the same answer: a waiver (Python, evaluate._waive), the
+    policy tables' regex (identities, risk, agent scope) and an approval scope from the evidence,
+    translated at query time as 80_chains.sql does."""
+    waiver = Waiver("r", {"actor_id": pattern}, "why", "me", "2027-01-31")
+    evidence = Evidence("s", "e", "f", "sha", 0, 1)
+    finding = Finding("r", "low", "t", "m", "s", "e", "2026-11-02T09:00:00Z", value, None, None, None, None, None,
+                      evidence, (), "fp")  # fmt: skip
+    (waived,) = _waive(con, [finding], [waiver])
+    assert waived.waived is matches
+    install(Policy(identities=Identities(humans=(pattern,))), con)
+    (installed,) = con.execute("SELECT regexp_full_match(?, regex) FROM policy_identity", [value]).fetchone()
+    assert installed is matches
+    (scope,) = con.execute(
+        "SELECT len(list_filter([?], g -> regexp_full_match(?, glob_regex(g)))) > 0", [pattern, value]
+    ).fetchone()
+    assert scope is matches
 
 
 def reference_match(pattern: str, value: str) -> bool:
@@ -602,10 +653,10 @@ def reference_match(pattern: str, value: str) -> bool:
         return not value
     head, rest = pattern[0], pattern[1:]
     if head == "*":
-        return any(reference_match(rest, value[i:]) for i in range(len(value) + 1))
+        return any(reference_match(rest, value[i:]) for i in range(len(value) + 1) if "\n" not in value[:i])
     if not value:
         return False
-    return (head == "?" or head == value[0]) and reference_match(rest, value[1:])
+    return (head == value[0] or (head == "?" and value[0] != "\n")) and reference_match(rest, value[1:])
 
 
 GLOB_ALPHABET = "ab:/.*?\\[](){}|^$+- \n\té"
@@ -614,24 +665,32 @@ values = st.text(alphabet=GLOB_ALPHABET.replace("*", "").replace("?", ""), max_s
 
 
 @given(globs, values)
-def test_glob_match_agrees_with_the_reference(pattern: str, value: str) -> None:
-    assert glob_match(pattern, value) is reference_match(pattern, value)
+def test_glob_match_agrees_with_the_reference(con, pattern: str, value: str) -> None:
+    assert glob_match(pattern, value, con) is reference_match(pattern, value)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(globs, st.text(max_size=8)), st.one_of(values, st.text(max_size=10)))
-def test_duckdb_regex_agrees_with_glob_match(pattern: str, value: str) -> None:
-    con = duckdb.connect()
+def test_installed_regex_agrees_with_glob_match(con, pattern: str, value: str) -> None:
     install(Policy(identities=Identities(humans=(pattern,))), con)
     (matched,) = con.execute("SELECT regexp_full_match(?, regex) FROM policy_identity", [value]).fetchone()
-    assert matched is glob_match(pattern, value)
+    assert matched is glob_match(pattern, value, con) is reference_match(pattern, value)
     (searched,) = con.execute("SELECT regexp_matches(?, regex) FROM policy_identity", [value]).fetchone()
     assert searched is matched  # anchored, so an unanchored search agrees too
 
 
-def test_glob_to_regex_is_readable() -> None:
-    assert glob_to_regex("arn:aws:s3:::reports-*") == "(?s)^arn:aws:s3:::reports-.*$"
-    assert glob_to_regex("a.b?c d") == "(?s)^a\\.b.c\\x20d$"
+def test_glob_matches_answers_many_pairs_at_once(con) -> None:
+    pairs = [("a*", "abc"), ("a*", "b"), ("?", "x"), ("a*", "a\nb")]
+    assert glob_matches(pairs, con) == {("a*", "abc"), ("?", "x")}
+    assert glob_matches([], con) == set()
+
+
+def test_installed_regex_is_readable(con) -> None:
+    install(Policy(identities=Identities(humans=("arn:aws:s3:::reports-*", "a.b?c d"))), con)
+    assert sorted(r for (r,) in con.execute("SELECT regex FROM policy_identity").fetchall()) == [
+        "^a\\.b[^\\n]c d$",
+        "^arn:aws:s3:::reports-[^\\n]*$",
+    ]
 
 
 def test_tier_for_highest_listed_tier_wins_else_read_only_decides(write) -> None:
@@ -869,3 +928,75 @@ SOURCE_ERRORS = [
 @pytest.mark.parametrize(("text", "message"), SOURCE_ERRORS)
 def test_sources_error_message(write, text: str, message: str) -> None:
     assert load_error(write(text)) == message
+
+
+# --------------------------------------------------------------------------------------------------
+# The schema: template, docs, defaults
+# --------------------------------------------------------------------------------------------------
+
+COMMENTED_OUT = re.compile(r"^# (\[|[a-z_]+ = )", re.MULTILINE)  # an example line, not a doc comment
+
+
+def test_template_is_the_defaults(write) -> None:
+    path = write(template())
+    assert load_policy(path) == Policy(path=path)
+
+
+def test_template_examples_load_when_uncommented(write) -> None:
+    policy = load_policy(write(COMMENTED_OUT.sub(r"\1", template())), today=TODAY)
+    assert policy.agents == (
+        Agent(id="report-bot", actions=("s3:GetObject", "s3:PutObject*"), resources=("arn:aws:s3:::reports-*",)),
+    )
+    assert [w.rule for w in policy.waivers] == ["long-lived-credential"]
+    assert policy.sources["envoy"]["fields"]["request_id"] == ("req_id", "x_request_id")
+
+
+def test_template_documents_every_key() -> None:
+    text = template()
+    for key in KEYS:
+        assert re.search(rf"^(# )?{key.name} = ", text, re.MULTILINE), key
+
+
+def test_docs_list_every_key_as_the_schema_renders_them(update_golden: bool) -> None:
+    """docs/policy.md's key tables are reference(); pytest --update-golden rewrites them."""
+    start, end = "<!-- keys: generated -->\n", "<!-- keys: end -->\n"
+    head, rest = DOCS.read_text(encoding="utf-8").split(start)
+    committed, tail = rest.split(end)
+    for key in KEYS:
+        assert f"| `{key.name}` |" in reference(), key
+    if update_golden:
+        DOCS.write_text(head + start + reference() + end + tail, encoding="utf-8")
+    else:
+        assert committed == reference(), "docs/policy.md is stale: run pytest --update-golden and review the diff"
+
+
+def test_every_dataclass_attribute_is_a_key() -> None:
+    """The section dataclasses take their defaults from KEYS, one attribute per row in row order
+    (else import fails); the waiver rows are model.Waiver's fields but the computed ``expired``."""
+    waiver_fields = [f.name for f in dataclasses.fields(Waiver)]
+    assert [k.field for k in KEYS if k.section == "waivers"] + ["expired"] == waiver_fields
+    with pytest.raises(TypeError, match=r"KEYS\[approval\]"):
+
+        @dataclasses.dataclass(frozen=True)
+        @_defaults_from_keys("approval")
+        class Approval:
+            required_from: str  # max_age_s left out
+
+
+def test_defaults_are_written_as_in_toml() -> None:
+    assert Policy().approval.max_age_s == parse_duration("24h")
+    assert policy_schema.default(next(k for k in KEYS if k.name == "clock_skew")) == 120
+
+
+def test_reading_a_policy_imports_no_source_unless_it_has_sources(tmp_path: Path) -> None:
+    """``trace`` reads the policy on start-up: only a [sources.*] section may import every source."""
+    plain, with_sources = tmp_path / "plain.toml", tmp_path / "sources.toml"
+    plain.write_text(DESIGN_EXAMPLE, encoding="utf-8")
+    with_sources.write_text('[sources.envoy]\nfields = { request_id = "rid" }\n', encoding="utf-8")
+    script = (
+        "import sys; from pathlib import Path; from nhiaudit.policy import load_policy; "
+        "load_policy(Path(sys.argv[1])); print('nhiaudit.sources' in sys.modules)"
+    )
+    for path, imported in ((plain, "False"), (with_sources, "True")):
+        run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == imported

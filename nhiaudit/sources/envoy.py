@@ -21,10 +21,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from nhiaudit.errors import NhiauditError, did_you_mean
+from nhiaudit.policy_schema import At, Key, Kind, toml_type
 from nhiaudit.sources import _sql
 from nhiaudit.sources._read import EvidenceFile, head, sql_str
 
@@ -183,6 +185,58 @@ def key_problem(key: str) -> str | None:
     if key.startswith("$") and not JSON_PATH.fullmatch(key):
         return 'is not a JSON path nhiaudit reads. Write $.a.b, $."a key" or $.a[0] (no wildcards)'
     return None
+
+
+def _read_fields(value: Any, at: At) -> Any:
+    """The policy's ``fields``: the problems ``field_map`` raises on, each reported on its line."""
+    if not isinstance(value, dict):
+        return at.bad(
+            f"{at.label} must be a table, not {toml_type(value)}. "
+            'Write fields = { request_id = ["req_id", "x_request_id"] }.'
+        )
+    fields: dict[str, tuple[str, ...]] = {}
+    for name, keys in value.items():
+        where = f"{at.label}.{name}"
+        keys = [keys] if isinstance(keys, str) else keys
+        if name not in FIELD_MAP:
+            hint = did_you_mean(name, FIELD_MAP) or f" Fields: {', '.join(FIELD_MAP)}."
+            at.bad(f"unknown Envoy field '{name}' in {at.label}.{hint}", name)
+        elif not isinstance(keys, list):
+            at.bad(
+                f"{where} must be a JSON key or an array of keys, not {toml_type(keys)}. "
+                f'Write {name} = "key" or {name} = ["key", "other_key"].',
+                name,
+            )
+        elif not keys:
+            at.bad(
+                f"{where} is an empty array. Name one JSON key or more, or leave {name} out to keep the "
+                f"default ({', '.join(FIELD_MAP[name])}).",
+                name,
+            )
+        else:
+            bad = []
+            for position, key in enumerate(keys):
+                if not isinstance(key, str):
+                    bad.append(at.bad(f"{where}[{position}] must be a string, not {toml_type(key)}. Quote it.", name))
+                elif problem := key_problem(key):
+                    bad.append(at.bad(f"{where}: the key '{key}' {problem}.", name))
+            if not bad:
+                fields[name] = tuple(keys)
+    return fields
+
+
+# [sources.envoy] in the policy: nhiaudit.policy reads it with these rows (docs/policy.md lists them).
+OPTIONS = (
+    Key(
+        f"sources.{NAME}",
+        "fields",
+        Kind("table: field = JSON key or array of keys", _read_fields),
+        {},
+        "json_format keys of FIELD_MAP's logical fields, the first present winning; a key starting with $ "
+        'is a JSON path ($.a.b, $."a key", $.a[0]). An entry replaces the default keys of that field.',
+        example={"request_id": ["req_id", "x_request_id"], "traceparent": "trace_parent", "jwt_sub": "$.jwt.sub"},
+    ),
+)
 
 
 def load(

@@ -1,8 +1,9 @@
 -- One row per audited action with every link of its chain, each link's status
 -- (found / missing / conflict / not_required) and the evidence event of each link, plus the
 -- checks the rules read. Times compare with correlation.clock_skew on both sides.
-CREATE OR REPLACE MACRO glob_regex(p) AS
-    replace(replace(regexp_replace(p, '([.^$+(){}\[\]|\\])', '\\\1', 'g'), '*', '.*'), '?', '.');
+
+-- glob_regex(pattern), used by the scope checks, is the TEMP macro nhiaudit.policy.install creates:
+-- the one definition of a glob, shared with the policy_* tables and waivers.
 
 CREATE OR REPLACE TEMP TABLE chain_base AS
 SELECT a.*,
