@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import sample
+from helpers import on_ci, sample
 
 TESTS = Path(__file__).parent
 
@@ -52,17 +52,20 @@ def test_without_ci_the_tests_that_need_the_samples_skip(tmp_path: Path) -> None
     assert "1 passed, 1 skipped" in run.stdout
 
 
-@pytest.mark.parametrize("ci", ["true", "1"])
-def test_on_ci_a_missing_shared_folder_fails_the_run(tmp_path: Path, ci: str) -> None:
-    run = _pytest_without_shared(tmp_path, ci=ci)
+def test_on_ci_a_missing_shared_folder_fails_the_run(tmp_path: Path) -> None:
+    run = _pytest_without_shared(tmp_path, ci="true")
     assert run.returncode != 0
     shared = tmp_path / "shared"
     assert f"ERROR: {shared / 'samples'}, {shared / 'schemas'}: not found, and CI is set." in run.stderr
     assert "passed" not in run.stdout
 
 
-def test_ci_false_still_skips(tmp_path: Path) -> None:
-    assert _pytest_without_shared(tmp_path, ci="false").returncode == 0
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", True), ("1", True), ("TRUE", True), ("false", False), ("0", False), ("", False)]
+)
+def test_ci_is_set_by_a_true_value(value: str, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", value)
+    assert on_ci() is expected
 
 
 def test_a_missing_sample_file_skips_or_fails_on_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
