@@ -99,6 +99,11 @@ def glob_match(pattern: str, value: str, con: duckdb.DuckDBPyConnection | None =
     return bool(glob_matches([(pattern, value)], con))
 
 
+# --------------------------------------------------------------------------------------------------
+# The policy as plain values
+# --------------------------------------------------------------------------------------------------
+
+
 def _defaults_from_keys(section: str) -> Callable[[type], type]:
     """Class decorator, applied under ``@dataclass``: the section's defaults from the schema. The
     class must have exactly one attribute per key, in the same order, so the two cannot drift."""
@@ -113,11 +118,6 @@ def _defaults_from_keys(section: str) -> Callable[[type], type]:
         return cls
 
     return apply
-
-
-# --------------------------------------------------------------------------------------------------
-# The policy as plain values
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -446,40 +446,31 @@ class _Reader:
                 self.section_line(name), f"{name} must be a table, not {toml_type(value)}. Write it as [{name}]."
             )
             return {}
-        return self.read_keys(value, keys_of(name), name, noun=SECTION[name].keys_are)
+        return self.read_keys(value, name, keys_of(name))
 
     def read_keys(
-        self,
-        table: Mapping[str, Any],
-        keys: Sequence[Key],
-        section: str,
-        index: int = 0,
-        where: str | None = None,
-        label: str | None = None,
-        noun: str = "key",
+        self, table: Mapping[str, Any], section: str, keys: Sequence[Key], index: int | None = None
     ) -> dict[str, Any]:
-        """The valid values of ``table`` by attribute, each read by its key's kind; unknown keys and
-        bad values reported. ``where`` names the table in messages (``[approval]``, ``[[agents]] #2``),
-        ``label`` prefixes a value's name (``approval``, ``agents[2]``)."""
-        top = section.split(".")[0]  # line numbers are looked up by top-level section
+        """The valid values of ``table`` (``[section]``, or entry ``index`` of ``[[section]]``) by
+        attribute, each read by its key's kind; unknown keys and bad values are reported."""
+        top = section.split(".")[0]  # lines are looked up by top-level section
+        where, label = (
+            (f"[{section}]", section) if index is None else (f"[[{section}]] #{index + 1}", f"{section}[{index + 1}]")
+        )
+        entry = index or 0
         known = [key.name for key in keys]
+        tiers = section in SECTION and SECTION[section].keys_are == "tier"
         for name in table:
             if name not in known:
-                fallback = f" Tiers are {', '.join(TIERS)}." if noun == "tier" else f" Known keys: {', '.join(known)}."
+                fallback = f" Tiers are {', '.join(TIERS)}." if tiers else f" Known keys: {', '.join(known)}."
                 hint = did_you_mean(name, known) or fallback
-                self.problem(top, name, f"unknown {noun} '{name}' in {where or f'[{section}]'}.{hint}", index)
+                self.problem(top, name, f"unknown {'tier' if tiers else 'key'} '{name}' in {where}.{hint}", entry)
         values = {}
-        for key in keys:
-            if key.name in table:
-                at = At(
-                    f"{label or section}.{key.name}",
-                    key.name,
-                    self.path.parent,
-                    lambda line_key, message: self.problem(top, line_key, message, index),
-                )
-                value = key.kind.read(table[key.name], at)
-                if value is not BAD:
-                    values[key.field] = value
+        for key in (key for key in keys if key.name in table):
+            at = At(f"{label}.{key.name}", key.name, self.path.parent, lambda k, m: self.problem(top, k, m, entry))
+            value = key.kind.read(table[key.name], at)
+            if value is not BAD:
+                values[key.field] = value
         return values
 
     def array_of_tables(self, doc: Mapping[str, Any], section: str) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -492,14 +483,7 @@ class _Reader:
             )
             return []
         return [
-            (
-                index,
-                table,
-                self.read_keys(
-                    table, keys_of(section), section, index, f"[[{section}]] #{index + 1}", f"{section}[{index + 1}]"
-                ),
-            )
-            for index, table in enumerate(value)
+            (index, table, self.read_keys(table, section, keys_of(section), index)) for index, table in enumerate(value)
         ]
 
     def read_agents(self, doc: Mapping[str, Any]) -> tuple[Agent, ...]:
@@ -568,7 +552,7 @@ class _Reader:
                     line, f"sources.{name} must be a table, not {toml_type(table)}. Write it as [sources.{name}]."
                 )
             else:
-                result[name] = self.read_keys(table, options[name], f"sources.{name}")
+                result[name] = self.read_keys(table, f"sources.{name}", options[name])
         return result
 
 

@@ -248,6 +248,7 @@ SECTIONS = (
 )
 SECTION = {section.name: section for section in SECTIONS}
 
+# fmt: off
 KEYS: tuple[Key, ...] = (
     Key("identities", "humans", GLOBS, [], "Principals that are people; their actions are not audited."),
     Key("identities", "brokers", GLOBS, [], "Trusted credential vendors: a credential chain ending at one is rooted."),
@@ -257,83 +258,32 @@ KEYS: tuple[Key, ...] = (
     Key("approval", "max_age", DURATION, "24h", "An approval is stale this long after its decision.", "max_age_s"),
     *(Key("authority", tier, STRINGS, [], f"Approver roles that may approve {tier} actions.") for tier in TIERS),
     Key("agents", "id", STRING, REQUIRED, "The agent's id, as task records name it.", example="report-bot"),
-    Key(
-        "agents",
-        "actions",
-        GLOBS,
-        None,
-        "Actions the agent may perform. Not set: no limit; an empty array: none.",
-        example=["s3:GetObject", "s3:PutObject*"],
-    ),
-    Key(
-        "agents",
-        "resources",
-        GLOBS,
-        None,
-        "Resources the agent may act on. Not set: no limit; an empty array: none.",
-        example=["arn:aws:s3:::reports-*"],
-    ),
-    Key(
-        "credentials",
-        "max_lifetime",
-        DURATION,
-        "1h",
-        "The longest a credential should live (policy_params.max_lifetime_s, for rules).",
-        "max_lifetime_s",
-    ),
-    Key(
-        "credentials",
-        "revoke_grace",
-        DURATION,
-        "5m",
-        "A credential acting longer than this after its task ended outlived the task.",
-        "revoke_grace_s",
-    ),
+    Key("agents", "actions", GLOBS, None, "Actions the agent may perform. Not set: no limit; an empty array: none.",
+        example=["s3:GetObject", "s3:PutObject*"]),
+    Key("agents", "resources", GLOBS, None, "Resources the agent may act on. Not set: no limit; an empty array: "
+        "none.", example=["arn:aws:s3:::reports-*"]),
+    Key("credentials", "max_lifetime", DURATION, "1h", "The longest a credential should live; rules read it as "
+        "policy_params.max_lifetime_s (no built-in rule does yet).", "max_lifetime_s"),
+    Key("credentials", "revoke_grace", DURATION, "5m", "A credential acting longer than this after its task ended "
+        "outlived the task.", "revoke_grace_s"),
     Key("credentials", "static", STRINGS, [], "Credential ids known to be static API keys."),
-    Key(
-        "correlation",
-        "clock_skew",
-        DURATION,
-        "120s",
-        "How far the clocks of two sources may disagree when their times are compared.",
-        "clock_skew_s",
-    ),
-    Key(
-        "correlation",
-        "task_tag_keys",
-        STRINGS,
-        ["TaskId", "task_id", "task-id"],
-        "Session tag keys that carry a task id, the first present winning.",
-    ),
-    Key(
-        "correlation",
-        "task_span_attributes",
-        STRINGS,
-        ["nhiaudit.task.id", "task.id", "gen_ai.conversation.id"],
-        "OpenTelemetry span attributes that carry a task id, the first present winning.",
-    ),
+    Key("correlation", "clock_skew", DURATION, "120s", "How far the clocks of two sources may disagree when their "
+        "times are compared.", "clock_skew_s"),
+    Key("correlation", "task_tag_keys", STRINGS, ["TaskId", "task_id", "task-id"],
+        "Session tag keys that carry a task id, the first present winning."),
+    Key("correlation", "task_span_attributes", STRINGS, ["nhiaudit.task.id", "task.id", "gen_ai.conversation.id"],
+        "OpenTelemetry span attributes that carry a task id, the first present winning."),
     Key("waivers", "rule", STRING, REQUIRED, "The rule whose findings are waived.", example="long-lived-credential"),
-    Key(
-        "waivers",
-        "match",
-        GLOBS_BY_FIELD,
-        REQUIRED,
-        f"A glob per finding field, all of which must match; fields: {', '.join(WAIVER_MATCH_KEYS)}.",
-        example={"actor_id": "arn:aws:iam::111111111111:user/legacy-etl"},
-    ),
-    Key(
-        "waivers",
-        "reason",
-        STRING,
-        REQUIRED,
-        "Why the findings are accepted.",
-        example="Migration to JIT in CHG0040001",
-    ),
+    Key("waivers", "match", GLOBS_BY_FIELD, REQUIRED, "A glob per finding field, all of which must match; fields: "
+        f"{', '.join(WAIVER_MATCH_KEYS)}.", example={"actor_id": "arn:aws:iam::111111111111:user/legacy-etl"}),
+    Key("waivers", "reason", STRING, REQUIRED, "Why the findings are accepted.",
+        example="Migration to JIT in CHG0040001"),
     Key("waivers", "owner", STRING, REQUIRED, "Who answers for the waiver.", example="platform-team@example.com"),
     Key("waivers", "expires", DATE, REQUIRED, "The last day (UTC) the waiver holds, ISO.", example="2027-01-31"),
     Key("rules", "dirs", FOLDERS, [], "Extra rule folders, relative to the policy file."),
     Key("rules", "disabled", STRINGS, [], "Ids of rules not to run."),
 )
+# fmt: on
 
 
 def keys_of(section: str) -> tuple[Key, ...]:
