@@ -100,7 +100,7 @@ class AuditSession:
 
     def arrow(self, statement: str, params: list[Any] | dict[str, Any] | None = None) -> pyarrow.Table:
         """The rows of a query as an Arrow table (parameters bound by DuckDB, never formatted in)."""
-        return query.cursor(self.con, statement, params).fetch_arrow_table()
+        return query.cursor(self.con, statement, params).to_arrow_table()
 
     def polars(self, statement: str, params: list[Any] | dict[str, Any] | None = None) -> polars.DataFrame:
         """The rows of a query as a polars DataFrame, for notebook forensics."""

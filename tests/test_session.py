@@ -1,0 +1,184 @@
+"""The audit session: the library's one entry point for trace, report and sql, and the CLI's
+error mapping that sits on it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import polars
+import pyarrow
+import pytest
+from helpers import invoke
+
+from nhiaudit import ingest, store
+from nhiaudit.errors import NhiauditError, StoreError
+from nhiaudit.policy import load_policy
+from nhiaudit.session import AuditSession, open_audit
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = ROOT / "sample_logs"
+POLICY = WORLD / "nhiaudit.toml"
+APPROVED = "cloudtrail:e1000000-0000-4000-8000-000000010002"  # the clean one of sample_logs/README.md
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample world ingested, never correlated: the first session has to."""
+    db = tmp_path_factory.mktemp("session") / "world.duckdb"
+    con = store.connect(db)
+    ingest.ingest(con, [WORLD])
+    con.close()
+    return db
+
+
+@pytest.fixture
+def db(ingested: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "world.duckdb"
+    shutil.copy(ingested, copy)
+    return copy
+
+
+def _meta(db: Path) -> dict[str, str]:
+    con = store.connect(db, read_only=True)
+    try:
+        return dict(con.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        con.close()
+
+
+def test_open_audit_correlates_once_then_reuses_the_derived_tables(db: Path) -> None:
+    with open_audit(db, POLICY) as audit:
+        assert audit.correlated
+        assert audit.trace(APPROVED).action.verdict == "approved"
+    with open_audit(db, POLICY) as audit:
+        assert not audit.correlated  # same evidence, same policy
+        assert audit.trace(APPROVED).action.verdict == "approved"
+    with open_audit(db, None) as audit:  # another policy (the defaults): stale again
+        assert audit.correlated
+
+
+def test_the_session_connection_is_read_only(db: Path) -> None:
+    with open_audit(db, POLICY) as audit, pytest.raises(NhiauditError, match="read-only"):
+        audit.sql("DELETE FROM events")
+
+
+def test_trace_findings_agree_with_the_report(db: Path) -> None:
+    with open_audit(db, POLICY) as audit:
+        report = audit.report()
+        by_action: dict[str, set[str]] = {}
+        for f in report.findings:
+            by_action.setdefault(f"{f.source}:{f.event_id}", set()).add(f.rule)
+        for action in report.actions:
+            key = f"{action.source}:{action.event_id}"
+            traced = audit.trace(key)
+            assert traced.action == action.__class__(**{**action.__dict__, "findings": ()})
+            assert {f.rule for f in traced.findings} == by_action.get(key, set()), key
+
+
+def test_query_results_as_arrow_and_polars(db: Path) -> None:
+    with open_audit(db, POLICY) as audit:
+        table = audit.arrow("SELECT verdict, count(*) AS n FROM chains GROUP BY 1 ORDER BY 1")
+        frame = audit.polars(
+            "SELECT kind, status FROM chain_links WHERE source = ? AND event_id = ?", APPROVED.split(":", 1)
+        )
+    assert isinstance(table, pyarrow.Table) and table.column_names == ["verdict", "n"]
+    assert dict(zip(*table.to_pydict().values(), strict=True)) == {
+        "approved": 6,
+        "unapproved": 8,
+        "unknown": 3,
+    }  # sample_logs/README.md
+    assert isinstance(frame, polars.DataFrame)
+    assert frame["kind"].to_list() == ["action", "credential", "issuance", "parent", "task", "approval", "authority"]
+
+
+def test_a_store_without_events_is_an_error_unless_asked(tmp_path: Path) -> None:
+    db = tmp_path / "empty.duckdb"
+    store.connect(db).close()
+    with pytest.raises(NhiauditError, match="no events in the store"):
+        open_audit(db, POLICY)
+    with open_audit(db, POLICY, require_evidence=False) as audit:
+        assert audit.sql("SELECT count(*) FROM chains") == (["count_star()"], [(0,)])
+
+
+def test_refresh_false_never_writes(db: Path) -> None:
+    before = _meta(db)
+    with open_audit(db, POLICY, refresh=False) as audit:
+        assert not audit.has_chains() and not audit.correlated
+    assert _meta(db) == before
+
+
+def test_no_store_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store here"):
+        open_audit(tmp_path / "absent.duckdb", POLICY)
+
+
+def test_attach_on_an_in_memory_store() -> None:
+    con = store.connect(":memory:")
+    ingest.ingest(con, [WORLD])
+    session = AuditSession.attach(con, load_policy(POLICY))
+    assert session.correlated and not AuditSession.attach(con, load_policy(POLICY)).correlated
+    assert len(session.report().actions) == 17
+
+
+# --- the command line on top of it ---------------------------------------------------------------
+
+
+def test_sql_sees_current_chains_right_after_ingest(db: Path) -> None:
+    result = invoke(["sql", "--db", str(db), "--policy", str(POLICY), "--csv", "SELECT count(*) AS n FROM chains"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "n\n17\n"
+
+
+def test_rules_lint_on_a_file_that_is_not_a_store_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(b"not a duckdb file at all" * 100)
+    result = invoke(["rules", "--lint", str(ROOT / "nhiaudit" / "queries" / "rules"), "--db", str(bad)])
+    assert result.exit_code == 2
+    assert "cannot open the store" in result.stderr and "Traceback" not in result.output
+
+
+def test_rules_lint_with_a_bad_policy_exits_2(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
+    Path("nhiaudit.toml").write_text("[audit]\nmin_tier = 'extreme'\n", encoding="utf-8")
+    mine = tmp_path / "rules"
+    mine.mkdir()
+    builtin = ROOT / "nhiaudit" / "queries" / "rules" / "missing-approval.sql"
+    (mine / "my-missing-approval.sql").write_text(
+        builtin.read_text(encoding="utf-8").replace("id: missing-approval", "id: my-missing-approval"), encoding="utf-8"
+    )
+    result = invoke(["rules", "--lint", str(mine), "--db", str(db)])  # ./nhiaudit.toml
+    assert result.exit_code == 2
+    assert "nhiaudit.toml" in result.stderr and "min_tier" in result.stderr
+    result = invoke(["rules", "--lint", str(mine), "--db", str(db), "--policy", str(POLICY)])
+    assert result.exit_code == 0, result.output
+    assert "rules: no problems" in result.stdout
+
+
+def test_a_message_of_several_lines_prints_one_line_each(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "a.sql").write_text("SELECT 1", encoding="utf-8")
+    (rules_dir / "b.sql").write_text("SELECT 2", encoding="utf-8")
+    result = invoke(["rules", "--lint", str(rules_dir), "--db", str(tmp_path / "none.duckdb")])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert sum("a.sql" in line for line in lines) >= 1 and sum("b.sql" in line for line in lines) >= 1
+    assert "\\n" not in result.stderr
+    assert lines[-1].startswith("error: ") and "problem(s) in rule files" in lines[-1]
+
+
+def test_the_readme_python_example_runs(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(db, "nhiaudit.duckdb")
+    Path("sample_logs").symlink_to(WORLD)
+    names: dict = {}
+    exec(compile(block, "README.md", "exec"), names)
+    assert names["verdicts"]["n"].sum() == 17
+    assert names["links"]["kind"].to_pylist() == [link.kind for link in names["chain"].action.links]
+    assert names["chain"].action.verdict == "approved"
+    assert len(names["report"].actions) == 17
