@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import SAMPLES, build_world, rows, write_lines
+from helpers import SAMPLES, build_world, rows, sample, write_lines
 
 from nhiaudit import correlate, evaluate, ingest, store
 from nhiaudit.policy import Policy, load_policy
@@ -805,10 +805,8 @@ def test_staleness_follows_evidence_and_policy(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     con = store.connect(":memory:")
-    ingest.ingest(con, [SAMPLES / "aws_cloudtrail"])
+    ingest.ingest(con, [sample(SAMPLES / "aws_cloudtrail")])
     policy_file = tmp_path_factory.mktemp("samples") / "nhiaudit.toml"
     policy_file.write_text('[audit]\nmin_tier = "low"\n', encoding="utf-8")
     correlate.correlate(con, load_policy(policy_file))
