@@ -27,7 +27,7 @@ import duckdb
 
 from nhiaudit import store
 from nhiaudit.errors import NhiauditError, did_you_mean
-from nhiaudit.sources import SOURCES
+from nhiaudit.sources import SOURCES, _sql
 from nhiaudit.sources._read import (
     RAW_EXCERPT,
     EvidenceFile,
@@ -273,6 +273,7 @@ def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
     # pair, a digest file): the completeness check below does not flag them.
     con.execute("CREATE OR REPLACE TEMP TABLE consumed (record_index BIGINT)")
     con.execute("DROP TABLE IF EXISTS records")
+    _sql.install(con)  # the macros every source's SQL may call (wrong JSON types)
 
 
 def load_file(

@@ -1,4 +1,5 @@
-"""SQL fragments shared by the gateway and IdP sources (kong, envoy, apigateway, keycloak, auth0).
+"""SQL fragments shared by the sources: W3C trace context, HTTP outcomes, JSON fields, and the
+wrong-JSON-type checks every source rejects records with (DuckDB macros, ``MACROS``).
 
 Each function returns a piece of DuckDB SQL over a column expression; Python only assembles the
 query, DuckDB evaluates it for every record. Also stages a text log (one record a line) as the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, read_lines_sql
+from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, read_lines_sql, sql_str
 
 # W3C Trace Context (https://www.w3.org/TR/trace-context/#traceparent-header):
 # version "00" is exactly 55 characters; a higher version may append fields after the flags;
@@ -80,43 +81,57 @@ def json_string(doc: str, path: str) -> str:
     )
 
 
-def type_problem(doc: str, path: str, label: str, allowed: tuple[str, ...], expected: str) -> str:
-    """A ``WHEN … THEN reason`` branch: the field at ``path`` exists with a JSON type not allowed."""
-    kinds = ", ".join(f"'{kind}'" for kind in ("NULL", *allowed))
-    return (
-        f"WHEN json_type({doc}, '{path}') NOT IN ({kinds}) "
-        f"THEN '{label} is a JSON ' || lower(json_type({doc}, '{path}')) || ', expected {expected}'"
-    )
+# Why a record is rejected for a field of the wrong JSON type, in one wording for every source:
+# "<label> is a JSON <kind>, expected <what>". DuckDB macros (TEMP: per connection), created on
+# every ingest connection by the framework (``install``, called by nhiaudit.ingest). ``t`` is a
+# json_type() result: SQL NULL when there is no value, 'NULL' for a JSON null.
+MACROS = """
+-- A json_type() result named the way a reader of the log would: 'number', not 'UBIGINT'.
+CREATE OR REPLACE TEMP MACRO json_kind(t) AS CASE t
+    WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'number' WHEN 'UBIGINT' THEN 'number'
+    WHEN 'DOUBLE' THEN 'number' ELSE lower(t) END;
+-- A value that must have one of the types in the list allowed (so a JSON null is wrong): the reason, or NULL.
+CREATE OR REPLACE TEMP MACRO json_type_problem(t, label, allowed, expected) AS
+    CASE WHEN NOT list_contains(allowed, t) THEN label || ' is a JSON ' || json_kind(t) || ', expected ' || expected END;
+-- An optional field: absent or a JSON null is fine, another type not in allowed is the reason.
+CREATE OR REPLACE TEMP MACRO json_field_problem(t, label, allowed, expected) AS
+    json_type_problem(nullif(t, 'NULL'), label, allowed, expected);
+-- An optional time field (the JSON value j): an RFC 3339 string when present.
+CREATE OR REPLACE TEMP MACRO json_time_problem(j, label) AS coalesce(
+    json_field_problem(json_type(j), label, ['VARCHAR'], 'an RFC 3339 string'),
+    CASE WHEN json_type(j) = 'VARCHAR' AND try_cast(json_extract_string(j, '$') AS TIMESTAMPTZ) IS NULL
+         THEN label || ' ''' || left(json_extract_string(j, '$'), 60) || ''' is not an RFC 3339 time' END);
+"""
 
 
-def json_kind(json_type: str) -> str:
-    """SQL naming a ``json_type()`` result the way a reader of the log would (``a JSON number``)."""
-    return (
-        f"CASE {json_type} WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'number' "
-        f"WHEN 'UBIGINT' THEN 'number' WHEN 'DOUBLE' THEN 'number' ELSE lower({json_type}) END"
-    )
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the macros above on ``con`` (the framework does, before a source loads a file)."""
+    con.execute(MACROS)
 
 
-def expect(expr: str, label: str, types: tuple[str, ...], what: str) -> str:
-    """A CASE branch rejecting the JSON ``expr`` when its JSON type is not one of ``types``."""
-    allowed = ", ".join(f"'{t}'" for t in (*types, "NULL"))
-    kind = json_kind(f"json_type({expr})")
-    return f"WHEN json_type({expr}) NOT IN ({allowed}) THEN '{label} is a JSON ' || {kind} || ', expected {what}'"
-
-
-def expect_time(expr: str, label: str) -> str:
-    """CASE branches rejecting the JSON ``expr`` unless it is absent or an RFC 3339 string."""
-    text = f"json_extract_string({expr}, '$')"
-    return (
-        expect(expr, label, ("VARCHAR",), "an RFC 3339 string")
-        + f" WHEN json_type({expr}) = 'VARCHAR' AND try_cast({text} AS TIMESTAMPTZ) IS NULL"
-        + f" THEN '{label} ''' || left({text}, 60) || ''' is not an RFC 3339 time'"
-    )
-
-
+# JSON types (json_type() names) for ``wrong_type``.
 NUMBER = ("UBIGINT", "BIGINT", "DOUBLE")
+INTEGER = ("BIGINT", "UBIGINT")
 STRING = ("VARCHAR",)
 OBJECT = ("OBJECT",)
+ARRAY = ("ARRAY",)
+
+
+def wrong_type(json_type: str, label: str, allowed: tuple[str, ...], expected: str) -> str:
+    """SQL: why an optional field has the wrong JSON type (macro ``json_field_problem``), else NULL.
+    ``json_type`` is its json_type() (``json_type(doc, '$.a')``, or an element of a multi-path one)."""
+    kinds = "[" + ", ".join(sql_str(kind) for kind in allowed) + "]"
+    return f"json_field_problem({json_type}, {sql_str(label)}, {kinds}, {sql_str(expected)})"
+
+
+def wrong_time(value: str, label: str) -> str:
+    """SQL: why the optional JSON ``value`` is not an RFC 3339 string (macro ``json_time_problem``), else NULL."""
+    return f"json_time_problem({value}, {sql_str(label)})"
+
+
+def first_problem(*reasons: str) -> str:
+    """SQL: the first of ``reasons`` that is not NULL (each a reason expression or a ``CASE``), in order."""
+    return "coalesce(" + ", ".join(reasons) + ")"
 
 
 def act_chain(act: str, depth: int = 8) -> str:
@@ -165,8 +180,3 @@ def reject_lines(con: duckdb.DuckDBPyConnection, table: str) -> None:
         FROM {table} WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
-
-
-def json_kind_of(expr: str) -> str:
-    """SQL naming the JSON type of the JSON expression ``expr`` for a person (``number``)."""
-    return json_kind(f"json_type({expr})")

@@ -60,16 +60,18 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # $context.requestTime is CLF ("10/Jun/2023:15:36:28 +0000"); requestTimeEpoch is epoch ms.
     clf = "try_strptime(json_extract_string(doc, '$.requestTime'), '%d/%b/%Y:%H:%M:%S %z')"
     epoch = "TRY_CAST(json_extract_string(doc, '$.requestTimeEpoch') AS DOUBLE)"
+    type_problem = s.first_problem(
+        s.wrong_type("json_type(doc, '$.requestTime')", "requestTime", s.STRING, "a CLF time string"),
+        s.wrong_type("json_type(doc, '$.httpMethod')", "httpMethod", s.STRING, "a string"),
+        s.wrong_type("json_type(doc, '$.status')", "status", s.STRING + s.NUMBER, "an HTTP status"),
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE apigw AS
         SELECT record_index, line, doc, r,
             coalesce({clf}, CASE WHEN {epoch} BETWEEN 0 AND 253402300799999
                                  THEN timezone('UTC', epoch_ms({epoch}::BIGINT)) END) AS occurred_at,
             TRY_CAST(json_extract_string(doc, '$.status') AS INTEGER) AS status,
-            CASE
-                {s.type_problem("doc", "$.requestTime", "requestTime", s.STRING, "a CLF time string")}
-                {s.type_problem("doc", "$.httpMethod", "httpMethod", s.STRING, "a string")}
-                {s.type_problem("doc", "$.status", "status", s.STRING + s.NUMBER, "an HTTP status")}
+            coalesce({type_problem}, CASE
                 WHEN json_type(doc, '$.requestTime') = 'VARCHAR' AND {clf} IS NULL
                      AND json_extract_string(doc, '$.requestTime') <> '-'
                     THEN 'requestTime ''' || left(json_extract_string(doc, '$.requestTime'), 60)
@@ -84,7 +86,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                          || ''' is not an HTTP status'
                 WHEN r.requestId IS NULL AND json_type(doc, '$.httpMethod') IS NULL AND r.routeKey IS NULL
                     THEN 'neither requestId nor httpMethod/routeKey: not an API Gateway access-log record'
-            END AS reason
+            END) AS reason
         FROM (SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r FROM records)"""
     )
     con.execute(

@@ -87,20 +87,23 @@ def _codes(codes: tuple[str, ...]) -> str:
 
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     s = _sql
+    event_problem = s.first_problem(
+        s.wrong_type("json_type(d, '$.date')", "date", s.STRING, "an ISO-8601 string"),
+        s.wrong_type("json_type(d, '$.type')", "type", s.STRING, "a string"),
+        s.wrong_type("json_type(d, '$.client_id')", "client_id", s.STRING, "a string"),
+        s.wrong_type("json_type(d, '$.user_id')", "user_id", s.STRING, "a string"),
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE a0 AS
-        SELECT record_index, line, doc, d, CASE
-            {s.type_problem("doc", "$.data", "data", s.OBJECT, "an object")}
-            WHEN d IS NULL THEN NULL
-            {s.type_problem("d", "$.date", "date", s.STRING, "an ISO-8601 string")}
-            {s.type_problem("d", "$.type", "type", s.STRING, "a string")}
-            {s.type_problem("d", "$.client_id", "client_id", s.STRING, "a string")}
-            {s.type_problem("d", "$.user_id", "user_id", s.STRING, "a string")}
-            WHEN json_type(d, '$.date') = 'VARCHAR'
-                 AND TRY_CAST(json_extract_string(d, '$.date') AS TIMESTAMPTZ) IS NULL
-                THEN 'date ''' || left(json_extract_string(d, '$.date'), 60) || ''' is not an ISO-8601 time'
-            WHEN json_type(d, '$.type') IS NULL THEN 'no "type": not an Auth0 log event'
-        END AS reason
+        SELECT record_index, line, doc, d, coalesce(
+            {s.wrong_type("json_type(doc, '$.data')", "data", s.OBJECT, "an object")},
+            CASE WHEN d IS NOT NULL THEN coalesce({event_problem}, CASE
+                WHEN json_type(d, '$.date') = 'VARCHAR'
+                     AND TRY_CAST(json_extract_string(d, '$.date') AS TIMESTAMPTZ) IS NULL
+                    THEN 'date ''' || left(json_extract_string(d, '$.date'), 60) || ''' is not an ISO-8601 time'
+                WHEN json_type(d, '$.type') IS NULL THEN 'no "type": not an Auth0 log event'
+            END) END
+        ) AS reason
         FROM (
             SELECT record_index, line, doc,
                    -- a log stream wraps the event in "data"; the Management API returns it flat

@@ -209,28 +209,27 @@ def _classify(con: duckdb.DuckDBPyConnection) -> None:
             try_cast(time_text AS TIMESTAMPTZ) AS occurred_at
         FROM c"""
     )
-    signin_checks = " ".join([
-        _sql.expect("r.properties", "properties", ("OBJECT",), "an object"),
-        _sql.expect("json_extract(r.properties, '$.uniqueTokenIdentifier')",
-                   "properties.uniqueTokenIdentifier", ("VARCHAR",), "a string"),
-    ])
-    activity_checks = " ".join([
-        _sql.expect("r.identity", "identity", ("OBJECT",), "an object"),
-        _sql.expect("json_extract(r.identity, '$.claims')", "identity.claims", ("OBJECT",), "an object"),
-        _sql.expect("json_extract(r.identity, '$.claims.uti')", "identity.claims.uti", ("VARCHAR",),
-                   "a string"),
-    ])
+    s = _sql
+    signin_problem = s.first_problem(
+        s.wrong_type("json_type(r.properties)", "properties", s.OBJECT, "an object"),
+        s.wrong_type("json_type(r.properties, '$.uniqueTokenIdentifier')", "properties.uniqueTokenIdentifier", s.STRING,
+                     "a string"),
+    )
+    activity_problem = s.first_problem(
+        s.wrong_type("json_type(r.identity)", "identity", s.OBJECT, "an object"),
+        s.wrong_type("json_type(r.identity, '$.claims')", "identity.claims", s.OBJECT, "an object"),
+        s.wrong_type("json_type(r.identity, '$.claims.uti')", "identity.claims.uti", s.STRING, "a string"),
+    )
     con.execute(
         f"""INSERT INTO staged_rejected
         SELECT record_index, line, reason, left(doc::VARCHAR, ?) FROM (
-            SELECT record_index, line, doc, CASE
+            SELECT record_index, line, doc, coalesce(CASE
                 WHEN kind IS NULL THEN 'not an Entra sign-in or Activity Log record (category '''
                     || left(coalesce(cat, '?'), 60) || '''): expected ServicePrincipalSignInLogs, '
-                    || 'ManagedIdentitySignInLogs or an Activity Log category'
-                {_sql.expect_time("coalesce(r.time, r.eventTimestamp, r.TimeGenerated)", "time")}
-                WHEN kind = 'signin' THEN CASE {signin_checks} END
-                WHEN kind = 'activity' THEN CASE {activity_checks} END
-            END AS reason FROM az
+                    || 'ManagedIdentitySignInLogs or an Activity Log category' END,
+                {s.wrong_time("coalesce(r.time, r.eventTimestamp, r.TimeGenerated)", "time")},
+                CASE kind WHEN 'signin' THEN {signin_problem} WHEN 'activity' THEN {activity_problem} END
+            ) AS reason FROM az
         ) WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )

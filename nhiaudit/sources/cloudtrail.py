@@ -94,15 +94,6 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def _wrong_type(index: int, field: str, allowed: tuple[str, ...], expected: str) -> str:
-    kind = f"t[{index}]"
-    allowed_sql = ", ".join(f"'{a}'" for a in (*allowed, "NULL"))
-    return (
-        f"WHEN coalesce({kind}, 'NULL') NOT IN ({allowed_sql}) "
-        f"THEN '{field} is a JSON ' || {_sql.json_kind(kind)} || ', expected {expected}'"
-    )
-
-
 def _unwrapped(checked: list[str]) -> str:
     """SQL over ``records``: ``ev``, the CloudTrail record itself (``doc``, or the record inside an
     EventBridge or LookupEvents wrapper); ``wrapped_in``, the wrapper field it came from (NULL when
@@ -126,17 +117,17 @@ def _unwrapped(checked: list[str]) -> str:
                     THEN 'EventBridge detail-type ' || left(w[1]::VARCHAR, 80)
                          || ' is not a CloudTrail event (expected one ending "via CloudTrail")'
                 WHEN wrapped_in = 'detail.' AND NOT coalesce(held_object, false)
-                    THEN 'EventBridge detail is ' || coalesce('a JSON ' || {_sql.json_kind_of("w[2]")}, 'missing')
+                    THEN 'EventBridge detail is ' || coalesce('a JSON ' || json_kind(json_type(w[2])), 'missing')
                          || ', expected an object (the CloudTrail record)'
                 WHEN wrapped_in = 'CloudTrailEvent.' AND w[3] IS NULL
                     THEN 'LookupEvents event has no CloudTrailEvent (the CloudTrail record)'
                 WHEN wrapped_in = 'CloudTrailEvent.' AND json_type(w[3]) NOT IN ('VARCHAR', 'OBJECT')
-                    THEN 'CloudTrailEvent is a JSON ' || {_sql.json_kind_of("w[3]")}
+                    THEN 'CloudTrailEvent is a JSON ' || json_kind(json_type(w[3]))
                          || ', expected the CloudTrail record as a JSON string'
                 WHEN wrapped_in = 'CloudTrailEvent.' AND held IS NULL
                     THEN 'CloudTrailEvent is not valid JSON (a truncated or malformed string)'
                 WHEN wrapped_in = 'CloudTrailEvent.' AND NOT held_object
-                    THEN 'CloudTrailEvent holds a JSON ' || {_sql.json_kind_of("held")} || ', expected an object'
+                    THEN 'CloudTrailEvent holds a JSON ' || json_kind(json_type(held)) || ', expected an object'
             END AS wrap_reason
         FROM (SELECT *, starts_with(held::VARCHAR, '{{') AS held_object FROM (
             SELECT *,
@@ -167,20 +158,22 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # ``ev`` is the record read; ``doc`` (the wrapper, if any) stays the evidence: raw, rejects.
     checked = [f"$.{p}" for p in _CHECKED]
     paths = "[" + ", ".join(f"'{p}'" for p in checked) + "]"
+    s = _sql  # t[i]: the JSON type of _CHECKED[i - 1]
+    bad_time = "CASE WHEN t[1] = 'VARCHAR' AND event_time IS NULL THEN 'eventTime ''' || left(r.eventTime, 60) || ''' is not an ISO-8601 time' END"
+    problem = s.first_problem(
+        s.wrong_type("t[1]", "eventTime", s.STRING, "an ISO-8601 string"),
+        bad_time,
+        s.wrong_type("t[2]", "eventName", s.STRING, "a string"),
+        s.wrong_type("t[3]", "eventSource", s.STRING, "a string"),
+        s.wrong_type("t[4]", "userIdentity", s.OBJECT, "an object"),
+        s.wrong_type("t[5]", "resources", s.ARRAY, "an array"),
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ct AS
         SELECT *,
             wrapped_in IS NULL AND coalesce(r.digestStartTime IS NOT NULL
                                     OR (r.Type = 'Notification' AND r.Message IS NOT NULL), false) AS skipped,
-            coalesce(wrap_reason, coalesce(wrapped_in, '') || CASE
-                {_wrong_type(1, "eventTime", ("VARCHAR",), "an ISO-8601 string")}
-                WHEN t[1] = 'VARCHAR' AND event_time IS NULL
-                    THEN 'eventTime ''' || left(r.eventTime, 60) || ''' is not an ISO-8601 time'
-                {_wrong_type(2, "eventName", ("VARCHAR",), "a string")}
-                {_wrong_type(3, "eventSource", ("VARCHAR",), "a string")}
-                {_wrong_type(4, "userIdentity", ("OBJECT",), "an object")}
-                {_wrong_type(5, "resources", ("ARRAY",), "an array")}
-            END) AS reason
+            coalesce(wrap_reason, coalesce(wrapped_in, '') || {problem}) AS reason
         FROM (
             SELECT record_index, line, doc, wrapped_in, wrap_reason, r, t, try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
             FROM (SELECT record_index, line, doc, wrapped_in, wrap_reason, json_transform(ev, '{_STRUCT}') AS r,

@@ -147,14 +147,14 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
         ), j AS (
             SELECT record_index, line, doc, data, text,
                    CASE WHEN data IS NULL THEN doc ELSE try(json(text)) END AS entry,
-                   CASE WHEN data IS NULL THEN NULL
-                        {_sql.expect("data", "message.data", ("VARCHAR",), "a base64 string")}
+                   CASE WHEN data IS NOT NULL THEN coalesce(
+                        {_sql.wrong_type("json_type(data)", "message.data", _sql.STRING, "a base64 string")}, CASE
                         WHEN bytes IS NULL THEN 'message.data is not valid base64 (a Pub/Sub message carries '
                                                 || 'the LogEntry base64-encoded)'
                         WHEN text IS NULL THEN 'message.data decodes to bytes that are not UTF-8 text'
                         WHEN try(json(text)) IS NULL
                             THEN 'message.data decodes to text that is not JSON: ''' || left(text, 60) || ''''
-                   END AS data_reason
+                   END) END AS data_reason
             FROM t
         ), p AS (
             SELECT *, {logentry.audit_payload("entry")} AS pp
@@ -162,10 +162,10 @@ def _stage_entries(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT record_index, line, doc AS raw, entry, pp,
             coalesce(json_extract_string(pp, '$.serviceName') = 'k8s.io', false) AS is_gke,
-            coalesce(data_reason, CASE
-                {_sql.expect("entry", "message.data holds", ("OBJECT",), "a LogEntry object")}
-                WHEN pp IS NULL THEN '{not_audit}'
-                {_sql.expect("pp", "protoPayload", ("OBJECT",), "an AuditLog object")}
+            coalesce(data_reason,
+                {_sql.wrong_type("json_type(entry)", "message.data holds", _sql.OBJECT, "a LogEntry object")},
+                CASE WHEN pp IS NULL THEN '{not_audit}' END,
+                {_sql.wrong_type("json_type(pp)", "protoPayload", _sql.OBJECT, "an AuditLog object")}, CASE
                 WHEN NOT ends_with(json_extract_string(pp, '$."@type"'), '{_AUDIT_LOG}')
                     THEN 'protoPayload @type ''' || left(json_extract_string(pp, '$."@type"'), 80)
                          || ''' is not {_AUDIT_LOG}'
@@ -196,17 +196,18 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(p.metadata, try(json(p.metadataJson))) AS meta
         FROM gcp_e"""
     )
-    checks = " ".join([
-        _sql.expect_time("e.timestamp", "timestamp"),
-        _sql.expect("p.methodName", "protoPayload.methodName", ("VARCHAR",), "a string"),
-        _sql.expect("p.serviceName", "protoPayload.serviceName", ("VARCHAR",), "a string"),
-        _sql.expect("p.authenticationInfo", "protoPayload.authenticationInfo", ("OBJECT",), "an object"),
-        _sql.expect("p.status", "protoPayload.status", ("OBJECT",), "an object"),
-        _sql.expect("json_extract(p.status, '$.code')", "protoPayload.status.code", ("BIGINT", "UBIGINT"),
-                   "an integer"),
-    ])
+    s = _sql
+    problem = s.first_problem(
+        "reason",
+        s.wrong_time("e.timestamp", "timestamp"),
+        s.wrong_type("json_type(p.methodName)", "protoPayload.methodName", s.STRING, "a string"),
+        s.wrong_type("json_type(p.serviceName)", "protoPayload.serviceName", s.STRING, "a string"),
+        s.wrong_type("json_type(p.authenticationInfo)", "protoPayload.authenticationInfo", s.OBJECT, "an object"),
+        s.wrong_type("json_type(p.status)", "protoPayload.status", s.OBJECT, "an object"),
+        s.wrong_type("json_type(p.status, '$.code')", "protoPayload.status.code", s.INTEGER, "an integer"),
+    )
     con.execute("ALTER TABLE gcp_f ADD COLUMN bad VARCHAR")
-    con.execute(f"UPDATE gcp_f SET bad = coalesce(reason, CASE {checks} END)")
+    con.execute(f"UPDATE gcp_f SET bad = {problem}")
     con.execute(
         "INSERT INTO staged_rejected SELECT record_index, line, bad, left(raw::VARCHAR, ?) "
         "FROM gcp_f WHERE bad IS NOT NULL",

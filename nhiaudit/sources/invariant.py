@@ -17,7 +17,6 @@ from pathlib import Path
 
 import duckdb
 
-from nhiaudit.sources import _sql
 from nhiaudit.sources._read import EvidenceFile, head
 from nhiaudit.sources._sql import json_string, reject_lines, stage_lines
 
@@ -135,46 +134,34 @@ def _traces(con: duckdb.DuckDBPyConnection) -> None:
 
 def _check(con: duckdb.DuckDBPyConnection) -> None:
     """Reject a trace line at its first problem (``inv_problems``); dataset metadata lines are consumed."""
-    line_problem = f"""CASE
-        WHEN doc IS NULL THEN 'line ' || line || ': not valid JSON (truncated or malformed trace)'
-        WHEN kind IS NULL THEN 'line ' || line || ' is a JSON ' || {_sql.json_kind_of("doc")}
-                               || ', expected a trace: a message array or an object with "messages"'
-        WHEN kind = 'metadata' AND json_type(doc, '$.metadata') <> 'OBJECT'
-            THEN 'metadata is a JSON ' || {_sql.json_kind_of("doc, '$.metadata'")} || ', expected an object'
-        WHEN kind = 'object' AND msgs IS NULL
+    line_problem = """coalesce(
+        CASE WHEN doc IS NULL THEN 'line ' || line || ': not valid JSON (truncated or malformed trace)' END,
+        json_type_problem(json_type(doc), 'line ' || line, ['ARRAY', 'OBJECT'],
+                          'a trace: a message array or an object with "messages"'),
+        CASE WHEN kind = 'metadata' THEN
+            json_type_problem(json_type(doc, '$.metadata'), 'metadata', ['OBJECT'], 'an object') END,
+        CASE WHEN kind = 'object' AND msgs IS NULL
             THEN 'object has no "messages" (keys: ' || array_to_string(json_keys(doc), ', ')
-                 || '): not an Invariant trace'
-        WHEN kind = 'object' AND json_type(msgs) <> 'ARRAY'
-            THEN 'messages is a JSON ' || {_sql.json_kind_of("msgs")} || ', expected an array'
-        WHEN json_type(trace_meta) NOT IN ('OBJECT', 'NULL')
-            THEN 'metadata is a JSON ' || {_sql.json_kind_of("trace_meta")} || ', expected an object'
-    END"""
-    message_problem = f"""CASE
-        WHEN json_type(m) <> 'OBJECT'
-            THEN 'messages[' || mpos || '] is a JSON ' || {_sql.json_kind_of("m")} || ', expected a message object'
-        WHEN json_type(m, '$.tool_calls') NOT IN ('ARRAY', 'NULL')
-            THEN 'messages[' || mpos || '].tool_calls is a JSON ' || {_sql.json_kind_of("m, '$.tool_calls'")}
-                 || ', expected an array'
-        WHEN json_type(m, '$.tool_call_id') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL')
-            THEN 'messages[' || mpos || '].tool_call_id is a JSON ' || {_sql.json_kind_of("m, '$.tool_call_id'")}
-                 || ', expected a string'
-    END"""
+                 || '): not an Invariant trace' END,
+        CASE WHEN kind = 'object' THEN json_type_problem(json_type(msgs), 'messages', ['ARRAY'], 'an array') END,
+        json_field_problem(json_type(trace_meta), 'metadata', ['OBJECT'], 'an object'))"""
+    message = "'messages[' || mpos || ']'"
+    message_problem = f"""coalesce(
+        json_type_problem(json_type(m), {message}, ['OBJECT'], 'a message object'),
+        json_field_problem(json_type(m, '$.tool_calls'), {message} || '.tool_calls', ['ARRAY'], 'an array'),
+        json_field_problem(json_type(m, '$.tool_call_id'), {message} || '.tool_call_id',
+                           ['VARCHAR', 'BIGINT', 'UBIGINT'], 'a string'))"""
     where = "'messages[' || mpos || '].tool_calls[' || cpos || ']'"
-    call_problem = f"""CASE
-        WHEN json_type(c) <> 'OBJECT' THEN {where} || ' is a JSON ' || {_sql.json_kind_of("c")} || ', expected an object'
-        WHEN json_type(c, '$.function') IS NULL THEN {where} || ' has no "function"'
-        WHEN json_type(c, '$.function') <> 'OBJECT'
-            THEN {where} || '.function is a JSON ' || {_sql.json_kind_of("c, '$.function'")} || ', expected an object'
-        WHEN json_type(c, '$.function.name') IS NULL OR json_type(c, '$.function.name') = 'NULL'
-            THEN {where} || '.function has no "name"'
-        WHEN json_type(c, '$.function.name') <> 'VARCHAR'
-            THEN {where} || '.function.name is a JSON ' || {_sql.json_kind_of("c, '$.function.name'")} || ', expected a string'
-        WHEN json_type(c, '$.id') NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL')
-            THEN {where} || '.id is a JSON ' || {_sql.json_kind_of("c, '$.id'")} || ', expected a string'
-        WHEN json_type(c, '$.function.arguments') NOT IN ('OBJECT', 'VARCHAR', 'NULL')
-            THEN {where} || '.function.arguments is a JSON ' || {_sql.json_kind_of("c, '$.function.arguments'")}
-                 || ', expected an object or a JSON string'
-    END"""
+    call_problem = f"""coalesce(
+        json_type_problem(json_type(c), {where}, ['OBJECT'], 'an object'),
+        CASE WHEN json_type(c, '$.function') IS NULL THEN {where} || ' has no "function"' END,
+        json_type_problem(json_type(c, '$.function'), {where} || '.function', ['OBJECT'], 'an object'),
+        CASE WHEN json_type(c, '$.function.name') IS NULL OR json_type(c, '$.function.name') = 'NULL'
+            THEN {where} || '.function has no "name"' END,
+        json_type_problem(json_type(c, '$.function.name'), {where} || '.function.name', ['VARCHAR'], 'a string'),
+        json_field_problem(json_type(c, '$.id'), {where} || '.id', ['VARCHAR', 'BIGINT', 'UBIGINT'], 'a string'),
+        json_field_problem(json_type(c, '$.function.arguments'), {where} || '.function.arguments',
+                           ['OBJECT', 'VARCHAR'], 'an object or a JSON string'))"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE inv_problems AS
         SELECT record_index, arg_min(reason, (mpos, cpos)) AS reason

@@ -122,9 +122,8 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN envelope = 'aks' AND log_type = 'VARCHAR' AND try(json(log_text)) IS NULL
                      THEN 'properties.log is a string that is not JSON (''' || left(log_text, 60)
                           || '''): expected an audit Event serialized as JSON'
-                 WHEN envelope = 'aks' AND log_type NOT IN ('OBJECT', 'VARCHAR')
-                     THEN 'properties.log is a JSON ' || {_sql.json_kind("log_type")}
-                          || ', expected an audit Event (an object or a JSON string)'
+                 WHEN envelope = 'aks' THEN json_type_problem(log_type, 'properties.log', ['OBJECT', 'VARCHAR'],
+                                                              'an audit Event (an object or a JSON string)')
             END AS reason,
             CASE WHEN envelope = 'aks' THEN json_extract_string(doc, '$.resourceId') END AS aks_resource_id
         FROM w"""
@@ -159,23 +158,23 @@ def _credential_type_sql(cred: str) -> str:
 
 
 def _project_native(con: duckdb.DuckDBPyConnection) -> None:
-    checks = " ".join(
-        [
-            _sql.expect("v.auditID", "auditID", ("VARCHAR",), "a string"),
-            _sql.expect("v.verb", "verb", ("VARCHAR",), "a string"),
-            _sql.expect("v.stage", "stage", ("VARCHAR",), "a string"),
-            _sql.expect_time("v.requestReceivedTimestamp", "requestReceivedTimestamp"),
-            _sql.expect_time("v.stageTimestamp", "stageTimestamp"),
-            _sql.expect_time("v.timestamp", "timestamp"),
-            _sql.expect("v.user", "user", ("OBJECT",), "an object"),
-            _sql.expect("v.impersonatedUser", "impersonatedUser", ("OBJECT",), "an object"),
-            _sql.expect("v.objectRef", "objectRef", ("OBJECT",), "an object"),
-            _sql.expect("v.responseStatus", "responseStatus", ("OBJECT",), "an object"),
-            _sql.expect("json_extract(v.responseStatus, '$.code')", "responseStatus.code",
-                       ("BIGINT", "UBIGINT"), "a number"),
-
-            _sql.expect("v.annotations", "annotations", ("OBJECT",), "an object"),
-        ]
+    s = _sql
+    problem = s.first_problem(
+        "reason",
+        s.wrong_type("json_type(event)", "properties.log holds", s.OBJECT, "an audit Event object"),
+        "CASE WHEN v.auditID IS NULL AND v.verb IS NULL THEN 'not a Kubernetes audit Event: no auditID and no verb' END",
+        s.wrong_type("json_type(v.auditID)", "auditID", s.STRING, "a string"),
+        s.wrong_type("json_type(v.verb)", "verb", s.STRING, "a string"),
+        s.wrong_type("json_type(v.stage)", "stage", s.STRING, "a string"),
+        s.wrong_time("v.requestReceivedTimestamp", "requestReceivedTimestamp"),
+        s.wrong_time("v.stageTimestamp", "stageTimestamp"),
+        s.wrong_time("v.timestamp", "timestamp"),
+        s.wrong_type("json_type(v.user)", "user", s.OBJECT, "an object"),
+        s.wrong_type("json_type(v.impersonatedUser)", "impersonatedUser", s.OBJECT, "an object"),
+        s.wrong_type("json_type(v.objectRef)", "objectRef", s.OBJECT, "an object"),
+        s.wrong_type("json_type(v.responseStatus)", "responseStatus", s.OBJECT, "an object"),
+        s.wrong_type("json_type(v.responseStatus, '$.code')", "responseStatus.code", s.INTEGER, "a number"),
+        s.wrong_type("json_type(v.annotations)", "annotations", s.OBJECT, "an object"),
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE k8s_u AS
@@ -188,12 +187,7 @@ def _project_native(con: duckdb.DuckDBPyConnection) -> None:
             FROM b
         )
         SELECT record_index, line, envelope,
-            coalesce(reason, CASE
-                {_sql.expect("event", "properties.log holds", ("OBJECT",), "an audit Event object")}
-                WHEN v.auditID IS NULL AND v.verb IS NULL
-                    THEN 'not a Kubernetes audit Event: no auditID and no verb'
-                {checks}
-            END) AS reason,
+            {problem} AS reason,
             json_extract_string(v.auditID, '$') AS event_id,
             json_extract_string(v.auditID, '$') AS audit_id,
             json_extract_string(v.stage, '$') AS stage,
@@ -240,17 +234,13 @@ def _project_native(con: duckdb.DuckDBPyConnection) -> None:
 def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
     """GKE LogEntry -> the same columns. verb/resource/subresource come from methodName, namespace
     and name from resourceName; the status is a gRPC code, not HTTP."""
-    checks = " ".join(
-        [
-            _sql.expect("pp", "protoPayload", ("OBJECT",), "an AuditLog object"),
-            _sql.expect("json_extract(pp, '$.methodName')", "protoPayload.methodName", ("VARCHAR",),
-                       "a string"),
-            _sql.expect_time("e.timestamp", "timestamp"),
-            _sql.expect("json_extract(pp, '$.authenticationInfo')", "protoPayload.authenticationInfo",
-                       ("OBJECT",), "an object"),
-            _sql.expect("json_extract(pp, '$.status.code')", "protoPayload.status.code",
-                       ("BIGINT", "UBIGINT"), "an integer"),
-        ]
+    s = _sql
+    type_problem = s.first_problem(
+        s.wrong_type("json_type(pp)", "protoPayload", s.OBJECT, "an AuditLog object"),
+        s.wrong_type("json_type(pp, '$.methodName')", "protoPayload.methodName", s.STRING, "a string"),
+        s.wrong_time("e.timestamp", "timestamp"),
+        s.wrong_type("json_type(pp, '$.authenticationInfo')", "protoPayload.authenticationInfo", s.OBJECT, "an object"),
+        s.wrong_type("json_type(pp, '$.status.code')", "protoPayload.status.code", s.INTEGER, "an integer"),
     )
     credential = logentry.caller_credential_sql("key_name", "username", "NULL", "delegated_by")
     con.execute(
@@ -278,7 +268,7 @@ def _project_gke(con: duckdb.DuckDBPyConnection) -> None:
             FROM g
         )
         SELECT record_index, line, envelope,
-            coalesce(reason, CASE {checks}
+            coalesce(reason, {type_problem}, CASE
                 WHEN json_extract_string(pp, '$.serviceName') IS DISTINCT FROM 'k8s.io'
                     THEN 'GCP audit entry for service '''
                          || coalesce(json_extract_string(pp, '$.serviceName'), '?')

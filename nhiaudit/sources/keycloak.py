@@ -132,6 +132,14 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                AND json_extract_string(doc, '$.loggerName') <> 'org.keycloak.events')"""
     )
     s = _sql
+    type_problem = s.first_problem(
+        s.wrong_type("json_type(doc, '$.type')", "type", s.STRING, "a string"),
+        s.wrong_type("json_type(doc, '$.time')", "time", s.NUMBER, "epoch milliseconds (a number)"),
+        s.wrong_type("json_type(doc, '$.details')", "details", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.realmId')", "realmId", s.STRING, "a string"),
+        s.wrong_type("json_type(doc, '$.clientId')", "clientId", s.STRING, "a string"),
+        s.wrong_type("json_type(doc, '$.userId')", "userId", s.STRING, "a string"),
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE kc AS
         SELECT record_index, line, text, doc, m, kv,
@@ -149,17 +157,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                      AND json_type(doc, '$.operationType') IS NULL
                     THEN 'line ' || line
                          || ': a JSON object without "type" or "operationType": not a Keycloak event'
-                WHEN m IS NULL THEN 'line ' || line || ': ' || CASE
-                    {s.type_problem("doc", "$.type", "type", s.STRING, "a string")}
-                    {s.type_problem("doc", "$.time", "time", s.NUMBER, "epoch milliseconds (a number)")}
-                    {s.type_problem("doc", "$.details", "details", s.OBJECT, "an object")}
-                    {s.type_problem("doc", "$.realmId", "realmId", s.STRING, "a string")}
-                    {s.type_problem("doc", "$.clientId", "clientId", s.STRING, "a string")}
-                    {s.type_problem("doc", "$.userId", "userId", s.STRING, "a string")}
+                WHEN m IS NULL THEN 'line ' || line || ': ' || coalesce({type_problem}, CASE
                     WHEN NOT coalesce(TRY_CAST(json_extract_string(doc, '$.time') AS DOUBLE)
                                       BETWEEN 0 AND 253402300799999, true)
                         THEN 'time ' || json_extract_string(doc, '$.time') || ' is not epoch milliseconds'
-                    END
+                    END)
                 WHEN json_type(doc, '$.timestamp') = 'VARCHAR'
                      AND TRY_CAST(json_extract_string(doc, '$.timestamp') AS TIMESTAMPTZ) IS NULL
                     THEN 'line ' || line || ': timestamp '''

@@ -51,25 +51,28 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
 
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     s = _sql
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE kong AS
-        SELECT record_index, line, doc, r, CASE
-            {s.type_problem("doc", "$.started_at", "started_at", s.NUMBER, "epoch milliseconds (a number)")}
-            {s.type_problem("doc", "$.request", "request", s.OBJECT, "an object")}
-            {s.type_problem("doc", "$.request.method", "request.method", s.STRING, "a string")}
-            {s.type_problem("doc", "$.request.headers", "request.headers", s.OBJECT, "an object")}
-            {s.type_problem("doc", "$.response", "response", s.OBJECT, "an object")}
-            {s.type_problem("doc", "$.response.status", "response.status", s.NUMBER, _STATUS)}
-            {s.type_problem("doc", "$.authenticated_entity", "authenticated_entity", s.OBJECT, "an object")}
-            {s.type_problem("doc", "$.consumer", "consumer", s.OBJECT, "an object")}
-            {s.type_problem("doc", "$.route", "route", s.OBJECT, "an object")}
-            {s.type_problem("doc", "$.service", "service", s.OBJECT, "an object")}
-            WHEN NOT coalesce(TRY_CAST(json_extract_string(doc, '$.started_at') AS DOUBLE)
-                              BETWEEN 0 AND {_MAX_EPOCH_MS}, true)
+    epoch_ms = f"BETWEEN 0 AND {_MAX_EPOCH_MS}"
+    reason = s.first_problem(
+        s.wrong_type("json_type(doc, '$.started_at')", "started_at", s.NUMBER, "epoch milliseconds (a number)"),
+        s.wrong_type("json_type(doc, '$.request')", "request", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.request.method')", "request.method", s.STRING, "a string"),
+        s.wrong_type("json_type(doc, '$.request.headers')", "request.headers", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.response')", "response", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.response.status')", "response.status", s.NUMBER, _STATUS),
+        s.wrong_type("json_type(doc, '$.authenticated_entity')", "authenticated_entity", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.consumer')", "consumer", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.route')", "route", s.OBJECT, "an object"),
+        s.wrong_type("json_type(doc, '$.service')", "service", s.OBJECT, "an object"),
+        f"""CASE
+            WHEN NOT coalesce(TRY_CAST(json_extract_string(doc, '$.started_at') AS DOUBLE) {epoch_ms}, true)
                 THEN 'started_at ' || json_extract_string(doc, '$.started_at') || ' is not epoch milliseconds'
             WHEN json_type(doc, '$.request') IS NULL AND json_type(doc, '$.started_at') IS NULL
                 THEN 'neither request nor started_at: not a Kong request log record'
-        END AS reason
+        END""",
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE kong AS
+        SELECT record_index, line, doc, r, {reason} AS reason
         FROM (SELECT record_index, line, doc, json_transform(doc, '{_STRUCT}') AS r FROM records)"""
     )
     con.execute(

@@ -106,16 +106,13 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
     level carries only its line.
     """
     containers = " OR ".join(f"coalesce(json_type(doc, '$.{c}') = 'ARRAY', false)" for c, *_ in _SHAPES)
-    not_array = ""
-    for container, *_ in _SHAPES:
-        kind = _sql.json_kind_of(f"doc, '$.{container}'")
-        not_array += f"WHEN json_exists(doc, '$.{container}') "
-        not_array += f"THEN '{container} is a JSON ' || {kind} || ', expected an array'\n"
+    not_array = _sql.first_problem(
+        *(f"json_type_problem(json_type(doc, '$.{c}'), '{c}', ['ARRAY'], 'an array')" for c, *_ in _SHAPES),
+        "'neither resourceSpans nor resourceLogs: not an OTLP/JSON trace or logs document'",
+    )
     con.execute(
         f"""INSERT INTO staged_rejected
-        SELECT NULL, line, CASE {not_array}
-            ELSE 'neither resourceSpans nor resourceLogs: not an OTLP/JSON trace or logs document' END,
-            left(doc::VARCHAR, ?)
+        SELECT NULL, line, {not_array}, left(doc::VARCHAR, ?)
         FROM records WHERE NOT ({containers})""",
         [RAW_EXCERPT],
     )
@@ -156,26 +153,25 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
     items = "json_extract(sc, '$.' || item_key)"
     con.execute(
         f"""INSERT INTO staged_rejected
-        SELECT NULL, line, place || ' is a JSON ' || what || ', expected ' || expected,
-               left(value::VARCHAR, ?)
+        SELECT NULL, line, reason, left(value::VARCHAR, ?)
         FROM (
-            SELECT line, container || '[' || rpos || ']' AS place, {_sql.json_kind_of("res")} AS what,
-                   'an object' AS expected, res AS value
-            FROM otel_resources WHERE json_type(res) <> 'OBJECT'
-            UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key, {_sql.json_kind_of("scopes")}, 'an array', scopes
+            SELECT line, json_type_problem(json_type(res), container || '[' || rpos || ']', ['OBJECT'], 'an object')
+                       AS reason, res AS value
             FROM otel_resources
-            WHERE json_type(res) = 'OBJECT' AND scopes IS NOT NULL AND json_type(scopes) <> 'ARRAY'
             UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || ']', {_sql.json_kind_of("sc")},
-                   'an object', sc
-            FROM otel_scopes WHERE json_type(sc) <> 'OBJECT'
+            SELECT line, json_type_problem(json_type(scopes), container || '[' || rpos || '].' || scope_key,
+                                           ['ARRAY'], 'an array'), scopes
+            FROM otel_resources WHERE json_type(res) = 'OBJECT'
             UNION ALL
-            SELECT line, container || '[' || rpos || '].' || scope_key || '[' || spos || '].' || item_key,
-                   {_sql.json_kind_of(items)}, 'an array', {items}
+            SELECT line, json_type_problem(json_type(sc), container || '[' || rpos || '].' || scope_key
+                                                          || '[' || spos || ']', ['OBJECT'], 'an object'), sc
             FROM otel_scopes
-            WHERE json_type(sc) = 'OBJECT' AND json_type(sc, '$.' || item_key) NOT IN ('ARRAY', 'NULL')
-        )""",
+            UNION ALL
+            SELECT line, json_field_problem(json_type(sc, '$.' || item_key), container || '[' || rpos || '].'
+                                            || scope_key || '[' || spos || '].' || item_key, ['ARRAY'], 'an array'),
+                   {items}
+            FROM otel_scopes WHERE json_type(sc) = 'OBJECT'
+        ) WHERE reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
     con.execute(
@@ -188,7 +184,6 @@ def _items(con: duckdb.DuckDBPyConnection) -> None:
 def _check(con: duckdb.DuckDBPyConnection) -> None:
     """Reject spans and log records whose ids, times or attributes do not have the OTLP shape."""
     branches = [
-        f"WHEN json_type(item) <> 'OBJECT' THEN 'record is a JSON ' || {_sql.json_kind_of('item')} || ', expected an object'",
         "WHEN kind = 'span' AND coalesce(spanId, '') = '' THEN 'span has no spanId'",
         "WHEN kind = 'span' AND coalesce(traceId, '') = '' THEN 'span has no traceId'",
     ]
@@ -204,18 +199,18 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
             f"OR NOT regexp_full_match({field}, '[0-9]{{1,19}}') "
             f"THEN '{field} ''' || left({field}, 60) || ''' is not an integer nanosecond Unix time'"
         )
-    attributes, status = _sql.json_kind_of("item, '$.attributes'"), _sql.json_kind_of("item, '$.status'")
-    branches += [
-        "WHEN kind = 'span' AND startTimeUnixNano IS NULL THEN 'span has no startTimeUnixNano'",
-        "WHEN json_type(item, '$.attributes') NOT IN ('ARRAY', 'NULL') "
-        f"THEN 'attributes is a JSON ' || {attributes} || ', expected an array of {{key, value}}'",
-        "WHEN json_type(item, '$.status') NOT IN ('OBJECT', 'NULL') "
-        f"THEN 'status is a JSON ' || {status} || ', expected an object'",
-    ]
+    branches.append("WHEN kind = 'span' AND startTimeUnixNano IS NULL THEN 'span has no startTimeUnixNano'")
+    s = _sql
+    reason = s.first_problem(
+        "json_type_problem(json_type(item), 'record', ['OBJECT'], 'an object')",
+        "CASE " + "\n".join(branches) + " END",
+        s.wrong_type("json_type(item, '$.attributes')", "attributes", s.ARRAY, "an array of {key, value}"),
+        s.wrong_type("json_type(item, '$.status')", "status", s.OBJECT, "an object"),
+    )
     fields = ", ".join(f"json_extract_string(item, '$.{f}') AS {f}" for f in (*(f for f, _ in _IDS), *_TIMES))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE otel_checked AS
-        SELECT *, CASE {chr(10).join(branches)} END AS reason
+        SELECT *, {reason} AS reason
         FROM (SELECT *, {fields} FROM otel_items)"""
     )
     con.execute(

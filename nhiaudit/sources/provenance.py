@@ -76,53 +76,57 @@ def _text(field: str) -> str:
 
 
 def _reason_sql() -> str:
-    """The CASE that names the first problem of a record, or NULL when it is good."""
+    """SQL naming the first problem of a record, or NULL when it is good."""
+    s = _sql
     unknown_scope_keys = "list_filter(json_keys(r.scope), k -> k NOT IN ('actions', 'resources'))"
-    branches = [
-        "WHEN r.record_type IS NULL OR json_type(r.record_type) = 'NULL' "
-        "THEN 'no record_type (expected task, approval or grant)'",
-        "WHEN json_type(r.record_type) <> 'VARCHAR' "
-        f"THEN 'record_type is a JSON ' || {_sql.json_kind_of('r.record_type')} || ', expected task, approval or grant'",
-        f"WHEN record_type NOT IN ({', '.join(repr(t) for t in RECORD_TYPES)}) "
-        "THEN 'record_type ''' || left(record_type, 60) || ''' is not task, approval or grant'",
+    record_type = [
+        "CASE WHEN r.record_type IS NULL OR json_type(r.record_type) = 'NULL' "
+        "THEN 'no record_type (expected task, approval or grant)' END",
+        s.wrong_type("json_type(r.record_type)", "record_type", s.STRING, "task, approval or grant"),
+        f"CASE WHEN record_type NOT IN ({', '.join(repr(t) for t in RECORD_TYPES)}) "
+        "THEN 'record_type ''' || left(record_type, 60) || ''' is not task, approval or grant' END",
     ]
-    for field in (*STRING_FIELDS, *TIME_FIELDS):
-        expected = "an RFC 3339 time string" if field in TIME_FIELDS else "a string"
-        branches.append(
-            f"WHEN json_type(r.{field}) NOT IN ('VARCHAR', 'NULL') "
-            f"THEN '{field} is a JSON ' || {_sql.json_kind_of('r.' + field)} || ', expected {expected}'"
-        )
-    for record_type, fields in REQUIRED.items():
-        for field in fields:
-            branches.append(
-                f"WHEN record_type = '{record_type}' AND coalesce(trim({_text(field)}), '') = '' "
-                f"THEN '{record_type} record has no {field}'"
-            )
-    for field in TIME_FIELDS:
-        branches.append(
-            f"WHEN json_type(r.{field}) = 'VARCHAR' AND try_cast({_text(field)} AS TIMESTAMPTZ) IS NULL "
-            f"THEN '{field} ''' || left({_text(field)}, 60) || ''' is not an RFC 3339 time'"
-        )
-    branches += [
+    types = [
+        s.wrong_type(f"json_type(r.{field})", field, s.STRING, "an RFC 3339 time string" if field in TIME_FIELDS else "a string")
+        for field in (*STRING_FIELDS, *TIME_FIELDS)
+    ]
+    values = [
+        f"WHEN record_type = '{record_type}' AND coalesce(trim({_text(field)}), '') = '' "
+        f"THEN '{record_type} record has no {field}'"
+        for record_type, fields in REQUIRED.items()
+        for field in fields
+    ]
+    values += [
+        f"WHEN json_type(r.{field}) = 'VARCHAR' AND try_cast({_text(field)} AS TIMESTAMPTZ) IS NULL "
+        f"THEN '{field} ''' || left({_text(field)}, 60) || ''' is not an RFC 3339 time'"
+        for field in TIME_FIELDS
+    ]
+    values += [
         f"WHEN record_type = 'approval' AND {_text('decision')} NOT IN ('approved', 'denied') "
         f"THEN 'decision ''' || left({_text('decision')}, 60) || ''' is not approved or denied'",
         "WHEN ended < started THEN 'ended_at is before started_at'",
         "WHEN valid_to < valid_from THEN 'valid_to is before valid_from'",
-        f"WHEN json_type(r.scope) NOT IN ('OBJECT', 'NULL') THEN 'scope is a JSON ' || {_sql.json_kind_of('r.scope')} "
-        """|| ', expected an object {"actions": [...], "resources": [...]}'""",
+    ]
+    scope = [
         # An unknown key is most likely a typo ("action"): ignoring it would widen the approval.
         f"WHEN json_type(r.scope) = 'OBJECT' AND len({unknown_scope_keys}) > 0 "
         f"THEN 'scope has unknown key ''' || left({unknown_scope_keys}[1], 60) "
         "|| ''' (expected actions, resources)'",
     ]
-    for key in SCOPE_KEYS:
-        branches.append(
-            f"WHEN json_type(r.scope, '$.{key}') NOT IN ('ARRAY', 'NULL') "
-            "OR NOT coalesce((SELECT bool_and(json_type(e) = 'VARCHAR') "
-            f"FROM unnest(CAST(json_extract(r.scope, '$.{key}[*]') AS JSON[])) AS t(e)), true) "
-            f"THEN 'scope.{key} must be a list of strings'"
-        )
-    return "CASE " + "\n".join(branches) + " END"
+    scope += [
+        f"WHEN json_type(r.scope, '$.{key}') NOT IN ('ARRAY', 'NULL') "
+        "OR NOT coalesce((SELECT bool_and(json_type(e) = 'VARCHAR') "
+        f"FROM unnest(CAST(json_extract(r.scope, '$.{key}[*]') AS JSON[])) AS t(e)), true) "
+        f"THEN 'scope.{key} must be a list of strings'"
+        for key in SCOPE_KEYS
+    ]
+    return s.first_problem(
+        *record_type,
+        *types,
+        "CASE " + "\n".join(values) + " END",
+        s.wrong_type("json_type(r.scope)", "scope", s.OBJECT, 'an object {"actions": [...], "resources": [...]}'),
+        "CASE " + "\n".join(scope) + " END",
+    )
 
 
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:

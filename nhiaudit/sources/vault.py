@@ -52,7 +52,6 @@ _FIRST = re.compile(r'^\s*\{\s*"time"\s*:\s*"[^"]*"\s*,\s*"type"\s*:\s*"(kmip-)?
 
 # Fields whose JSON type is checked before use: (path, allowed json_type values, what was expected).
 # A missing field is never an error (Vault omits empty fields); a field of the wrong type is.
-_NUMBER = ("BIGINT", "UBIGINT", "DOUBLE")
 _CHECKS = (
     ("$.auth", ("OBJECT",), "an object"),
     ("$.response", ("OBJECT",), "an object"),
@@ -66,7 +65,7 @@ _CHECKS = (
     ("$.auth.metadata", ("OBJECT",), "an object"),
     ("$.response.auth", ("OBJECT",), "an object"),
     ("$.response.auth.accessor", ("VARCHAR",), "a string"),
-    ("$.response.auth.token_ttl", _NUMBER, "a number of seconds"),
+    ("$.response.auth.token_ttl", _sql.NUMBER, "a number of seconds"),
     ("$.response.auth.metadata", ("OBJECT",), "an object"),
     ("$.response.data", ("OBJECT",), "an object"),
     ("$.response.secret", ("OBJECT",), "an object"),
@@ -128,33 +127,22 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
                try_cast(json_extract_string(r.time, '$') AS TIMESTAMPTZ) AS ts
         FROM (SELECT *, json_transform(doc, '{_STRUCT}') AS r FROM records)"""
     )
-    branches = [
-        "WHEN coalesce(json_type(r.type), 'NULL') = 'NULL' "
-        "THEN 'no \"type\" (expected request or response): not a Vault audit record'",
-        f"WHEN json_type(r.type) <> 'VARCHAR' "
-        f"THEN 'type is a JSON ' || {_sql.json_kind('json_type(r.type)')} || ', expected request or response'",
-        f"WHEN type NOT IN ({', '.join(repr(t) for t in TYPES)}) "
-        "THEN 'type ''' || left(type, 60) || ''' is not request, response, kmip-request or kmip-response'",
-        "WHEN coalesce(json_type(r.time), 'NULL') = 'NULL' THEN 'no \"time\"'",
-        f"WHEN json_type(r.time) <> 'VARCHAR' "
-        f"THEN 'time is a JSON ' || {_sql.json_kind('json_type(r.time)')} || ', expected an RFC 3339 string'",
-        "WHEN ts IS NULL THEN 'time ''' || left(time_text, 60) || ''' is not an RFC 3339 time'",
-        "WHEN type IN ('request', 'response') AND coalesce(json_type(r.request), 'NULL') = 'NULL' "
-        "THEN 'a ' || type || ' line without a \"request\" object'",
-        "WHEN type IN ('request', 'response') AND json_type(r.request) <> 'OBJECT' "
-        f"THEN 'request is a JSON ' || {_sql.json_kind('json_type(r.request)')} || ', expected an object'",
-    ]
-    for path, allowed, expected in _CHECKS:
-        types = ", ".join(f"'{t}'" for t in (*allowed, "NULL"))
-        kind = _sql.json_kind(f"json_type(doc, '{path}')")
-        branches.append(
-            f"WHEN coalesce(json_type(doc, '{path}'), 'NULL') NOT IN ({types}) "
-            f"THEN '{path[2:]} is a JSON ' || {kind} || ', expected {expected}'"
-        )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE vault_checked AS
-        SELECT *, CASE {chr(10).join(branches)} END AS reason FROM vault_lines"""
+    s = _sql
+    reason = s.first_problem(
+        "CASE WHEN coalesce(json_type(r.type), 'NULL') = 'NULL' "
+        "THEN 'no \"type\" (expected request or response): not a Vault audit record' END",
+        s.wrong_type("json_type(r.type)", "type", s.STRING, "request or response"),
+        f"CASE WHEN type NOT IN ({', '.join(repr(t) for t in TYPES)}) "
+        "THEN 'type ''' || left(type, 60) || ''' is not request, response, kmip-request or kmip-response' "
+        "WHEN coalesce(json_type(r.time), 'NULL') = 'NULL' THEN 'no \"time\"' END",
+        s.wrong_time("r.time", "time"),
+        "CASE WHEN type IN ('request', 'response') AND coalesce(json_type(r.request), 'NULL') = 'NULL' "
+        "THEN 'a ' || type || ' line without a \"request\" object' END",
+        "CASE WHEN type IN ('request', 'response') THEN "
+        + s.wrong_type("json_type(r.request)", "request", s.OBJECT, "an object") + " END",
+        *(s.wrong_type(f"json_type(doc, '{path}')", path[2:], allowed, expected) for path, allowed, expected in _CHECKS),
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE vault_checked AS SELECT *, {reason} AS reason FROM vault_lines")
     con.execute(
         """INSERT INTO staged_rejected SELECT record_index, line, reason, left(doc::VARCHAR, ?)
         FROM vault_checked WHERE reason IS NOT NULL""",

@@ -168,7 +168,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         2: "line 2: not valid JSON (truncated or malformed record)",
         3: "requestTime '2026-11-02T10:05:00Z' is not a CLF time (dd/Mon/yyyy:HH:MM:SS +zzzz)",
         4: "status 'OK' is not an HTTP status",
-        5: "httpMethod is a JSON ubigint, expected a string",
+        5: "httpMethod is a JSON number, expected a string",
     }
 
 

@@ -163,9 +163,9 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
     assert reasons == {
         2: "line 2: not valid JSON (truncated or malformed record)",
-        3: "data is a JSON varchar, expected an object",
+        3: "data is a JSON string, expected an object",
         4: "date 'yesterday' is not an ISO-8601 time",
-        5: "type is a JSON ubigint, expected a string",
+        5: "type is a JSON number, expected a string",
     }
 
 

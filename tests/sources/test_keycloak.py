@@ -215,8 +215,8 @@ def test_bad_and_skipped_lines(store: duckdb.DuckDBPyConnection, tmp_path: Path)
         "type=…', a JSON log line or a JSON event object)",
         4: "line 4: an [org.keycloak.events] line whose message is not 'type=…' or 'operationType=…' "
         "(not a Keycloak event)",
-        5: "line 5: time is a JSON varchar, expected epoch milliseconds (a number)",
-        6: "line 6: details is a JSON varchar, expected an object",
+        5: "line 5: time is a JSON string, expected epoch milliseconds (a number)",
+        6: "line 6: details is a JSON string, expected an object",
         7: "line 7: not valid JSON (truncated or malformed record)",
     }
 

@@ -186,9 +186,9 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
     reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
     assert reasons == {
         2: "line 2: not valid JSON (truncated or malformed record)",
-        3: "started_at is a JSON varchar, expected epoch milliseconds (a number)",
-        4: "response.status is a JSON varchar, expected an HTTP status (a number)",
-        5: "request is a JSON varchar, expected an object",
+        3: "started_at is a JSON string, expected epoch milliseconds (a number)",
+        4: "response.status is a JSON string, expected an HTTP status (a number)",
+        5: "request is a JSON string, expected an object",
     }
     assert {r["event_id"] for r in rows(store, "SELECT event_id FROM events")} == {"good-1", "good-2"}
 
