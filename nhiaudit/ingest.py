@@ -273,7 +273,31 @@ def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
     # pair, a digest file): the completeness check below does not flag them.
     con.execute("CREATE OR REPLACE TEMP TABLE consumed (record_index BIGINT)")
     con.execute("DROP TABLE IF EXISTS records")
-    _sql.install(con)  # the macros every source's SQL may call (wrong JSON types)
+    _sql.install(con)  # what every source's SQL may use: wrong-JSON-type macros, credential types
+
+
+def _check_credential_types(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """What a source staged about credentials keeps to one contract, whatever the source: a credential
+    type says what the credential is, so there is none without a credential id; and every type is
+    declared in queries/correlate/15_credential_types.sql, where correlation reads whether it is
+    temporary or long-term (an undeclared one would be neither, silently)."""
+    con.execute("UPDATE staged SET credential_type = NULL WHERE credential_id IS NULL AND credential_type IS NOT NULL")
+    undeclared = con.execute(
+        """SELECT DISTINCT kind FROM (
+            SELECT credential_type AS kind FROM staged
+            UNION ALL
+            SELECT json_extract_string(details, '$.parent_credential_type') FROM staged
+            WHERE category = 'credential_issue')
+        WHERE kind IS NOT NULL AND kind NOT IN (SELECT credential_type FROM credential_types)
+        ORDER BY kind"""
+    ).fetchall()
+    if undeclared:
+        kinds = ", ".join(f"'{kind}'" for (kind,) in undeclared)
+        raise NhiauditError(
+            f"nhiaudit/sources/{source}.py: writes credential type {kinds}, which "
+            f"nhiaudit/queries/correlate/{_sql.CREDENTIAL_TYPES} does not declare (a bug in nhiaudit). "
+            "Declare it there, saying whether it is temporary and long-term."
+        )
 
 
 def load_file(
@@ -476,6 +500,7 @@ def _load_in_transaction(
     """Stage the file (temp tables only), then merge it into the store in one transaction."""
     _create_staging(con)
     module.load(con, [evidence], **kwargs)
+    _check_credential_types(con, module.NAME)
     for record_index, line, reason, raw in extra_rejects:
         con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])
     wait_turn()

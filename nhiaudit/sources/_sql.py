@@ -8,6 +8,9 @@ temp table ``lines`` for the formats that are not JSON throughout (Envoy, Keyclo
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import resources
+
 import duckdb
 
 from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, read_lines_sql, sql_str
@@ -104,9 +107,22 @@ CREATE OR REPLACE TEMP MACRO json_time_problem(j, label) AS coalesce(
 """
 
 
+# Every credential type a source writes, declared in one file of queries/correlate.
+CREDENTIAL_TYPES = "15_credential_types.sql"
+
+
+@cache
+def credential_types_sql() -> str:
+    """The declared credential types (TEMP table ``credential_types``) and ``aws_key_type()``: the
+    file correlation runs too, so ingest and correlation read one declaration."""
+    return (resources.files("nhiaudit") / "queries" / "correlate" / CREDENTIAL_TYPES).read_text(encoding="utf-8")
+
+
 def install(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the macros above on ``con`` (the framework does, before a source loads a file)."""
+    """Create the macros above and the credential types on ``con`` (the framework does, before a
+    source loads a file)."""
     con.execute(MACROS)
+    con.execute(credential_types_sql())
 
 
 # JSON types (json_type() names) for ``wrong_type``.

@@ -125,10 +125,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(user_arn, caller, iam_user, principal_id) AS actor_id,
             'unknown' AS actor_type,
             coalesce(access_key, 'apigw-user:' || iam_user) AS credential_id,
-            CASE WHEN access_key LIKE 'AKIA%' THEN 'aws_long_term_key'
-                 WHEN access_key LIKE 'ASIA%' THEN 'aws_temporary_key'
-                 WHEN access_key IS NOT NULL THEN 'aws_access_key'
-                 WHEN iam_user IS NOT NULL THEN 'apigw_iam_principal' END AS credential_type,
+            CASE WHEN access_key IS NOT NULL THEN coalesce(aws_key_type(access_key), 'aws_access_key')
+                 ELSE 'apigw_iam_principal' END AS credential_type,
             'http:' || upper(method) AS action,
             -- The API's own path template (/pets/{{petId}}) is stable across calls; prefixed with the API
             -- and stage when the format logs them.

@@ -362,7 +362,7 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN json_extract_string(claims, '$.xms_mirid') IS NOT NULL THEN 'workload'
                  ELSE 'unknown' END AS actor_type,
             CASE WHEN nullif(uti, '') IS NOT NULL THEN {token_id_sql('uti')} END AS credential_id,
-            CASE WHEN nullif(uti, '') IS NOT NULL THEN 'azure_access_token' END AS credential_type,
+            'azure_access_token' AS credential_type,
             -- RBAC operation names come in any case (MICROSOFT.EVENTHUB/... vs Microsoft.EventHub/...):
             -- lower-cased so policy globs and approval scopes match one spelling.
             CASE WHEN op IS NOT NULL THEN 'azure:' || lower(op) END AS action,

@@ -219,9 +219,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                  WHEN u.sessionContext.ec2RoleDelivery IS NOT NULL THEN 'workload'
                  ELSE 'unknown' END AS actor_type,
             cred AS credential_id,
-            CASE WHEN cred LIKE 'AKIA%' THEN 'aws_long_term_key'
-                 WHEN cred LIKE 'ASIA%' THEN 'aws_temporary_key'
-                 WHEN cred IS NOT NULL THEN 'aws_access_key' END AS credential_type,
+            coalesce(aws_key_type(cred), 'aws_access_key') AS credential_type,
             parent_cred AS parent_credential_id,
             CASE WHEN event_name IS NOT NULL
                  THEN coalesce(regexp_replace(event_source, '\\.amazonaws\\.com$', ''), 'unknown') || ':' || event_name

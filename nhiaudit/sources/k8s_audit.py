@@ -152,9 +152,7 @@ def _credential_type_sql(cred: str) -> str:
     return f"""CASE WHEN {cred} LIKE 'JTI=%' THEN 'k8s_bound_sa_token'
                  WHEN {cred} LIKE 'X509SHA256=%' THEN 'x509_client_cert'
                  WHEN {cred} LIKE 'k8s-sa:%' THEN 'k8s_sa_token'
-                 WHEN {cred} LIKE 'AKIA%' THEN 'aws_long_term_key'
-                 WHEN {cred} LIKE 'ASIA%' THEN 'aws_temporary_key'
-                 ELSE {logentry.credential_type_sql(cred)} END"""
+                 ELSE coalesce(aws_key_type({cred}), {logentry.credential_type_sql(cred)}) END"""
 
 
 def _project_native(con: duckdb.DuckDBPyConnection) -> None:

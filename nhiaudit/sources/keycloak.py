@@ -249,7 +249,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                                              || coalesce(client, '-') || ':' || event_key)
                  WHEN category = 'credential_revoke' THEN token_id END AS credential_id,
             CASE WHEN category = 'credential_issue' THEN 'oauth_access_token'
-                 WHEN category = 'credential_revoke' AND token_id IS NOT NULL THEN 'oauth_token' END
+                 WHEN category = 'credential_revoke' THEN 'oauth_token' END
                 AS credential_type,
             CASE WHEN category = 'credential_issue' THEN CASE
                      -- RFC 8693 delegation: the current actor (act.sub) is the caller's credential

@@ -120,7 +120,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             'kong-consumer:' || coalesce(consumer_username, consumer_id, consumer_custom_id) AS actor_id,
             'unknown' AS actor_type,
             'kong:' || entity_id AS credential_id,
-            CASE WHEN entity_id IS NOT NULL THEN 'kong_credential' END AS credential_type,
+            'kong_credential' AS credential_type,
             'http:' || upper(method) AS action,
             'kong:' || coalesce(service_name, service_host, host_header, '-')
                 || coalesce({s.without_query("uri")}, '') AS resource,

@@ -315,13 +315,9 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # json_merge_patch('{}', x) drops the keys whose value is null: details keys are absent when unknown.
     con.execute(
         f"""UPDATE vault_events SET
-            credential_type = CASE
-                WHEN credential_id IS NULL THEN NULL
-                WHEN cloud_issue OR revoked_lease_id IS NOT NULL THEN CASE
-                    WHEN credential_id LIKE 'AKIA%' THEN 'aws_long_term_key'
-                    WHEN credential_id LIKE 'ASIA%' THEN 'aws_temporary_key'
-                    ELSE 'aws_access_key' END
-                ELSE 'vault_token' END,
+            credential_type = CASE WHEN cloud_issue OR revoked_lease_id IS NOT NULL
+                                   THEN coalesce(aws_key_type(credential_id), 'aws_access_key')
+                                   ELSE 'vault_token' END,
             details = json_merge_patch('{{}}', json_object(
                 'halves', halves,
                 'mount_type', mount_type,
@@ -352,7 +348,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     'lease_id', {_s("rs", "$.secret.lease_id")},
                     'ttl_seconds', lease_ttl,
                     'long_term', CASE WHEN lease_ttl IS NOT NULL THEN lease_ttl = 0
-                                      WHEN credential_id LIKE 'AKIA%' THEN true END,
+                                      WHEN aws_key_type(credential_id) = 'aws_long_term_key' THEN true END,
                     'task_link', CASE WHEN task_id IS NOT NULL THEN 'vault_caller_metadata' END)
                 WHEN revoke THEN json_object(
                     'lease_id', revoked_lease_id,

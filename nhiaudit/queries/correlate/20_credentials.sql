@@ -79,19 +79,18 @@ SELECT
                                                                 ELSE i.source || '_task_id' END)
          WHEN i.tag_task_id IS NOT NULL THEN 'session_tag' END AS task_link,
     u.first_used_at, u.last_used_at,
-    -- Long-term: an AKIA key, a Vault token issued without TTL, a key the policy calls static.
-    (ids.credential_id LIKE 'AKIA%'
-        OR coalesce(i.credential_type, u.used_type) IN ('aws_long_term_key', 'static')
+    -- Long-term: its type is (an AKIA key), its issuance says so (a Vault token without TTL), or the
+    -- policy calls it static.
+    (kind.long_term
         OR coalesce(try_cast(json_extract_string(i.details, '$.long_term') AS BOOLEAN), false)
         OR ids.credential_id IN (SELECT credential_id FROM policy_static)) AS long_term,
     -- Temporary credentials are those a chain must explain with an issuance.
-    (ids.credential_id LIKE 'ASIA%'
-        OR coalesce(i.credential_type, u.used_type) IN ('aws_temporary_key', 'vault_token')
-        OR coalesce(i.credential_type, u.used_type) LIKE '%token%'
-        OR coalesce(i.credential_type, u.used_type) LIKE '%temporary%')
-        AND NOT (ids.credential_id LIKE 'AKIA%' OR ids.credential_id IN (SELECT credential_id FROM policy_static))
-        AS temporary
+    kind.temporary AND ids.credential_id NOT IN (SELECT credential_id FROM policy_static) AS temporary
 FROM ids
 LEFT JOIN issued i USING (credential_id)
 LEFT JOIN used u USING (credential_id)
-LEFT JOIN revoked r USING (credential_id);
+LEFT JOIN revoked r USING (credential_id)
+-- The kind of credential (15_credential_types.sql). An AWS key id says its own type: a caller's AKIA
+-- key seen only as the parent of an AssumeRole carries the issued key's type from that event.
+LEFT JOIN credential_types kind
+    ON kind.credential_type = coalesce(aws_key_type(ids.credential_id), i.credential_type, u.used_type);
