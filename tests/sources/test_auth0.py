@@ -11,12 +11,11 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import SAMPLES, event, load, other_samples, rows, sample, write_lines
+from helpers import SAMPLES, event, load, rows, sample, write_lines
 
 from nhiaudit.sources import auth0
 
 SAMPLE = SAMPLES / "idp_oauth" / "elastic__auth0_test-token-xchg-success.first3.logstream.ndjson"
-OTHER_SAMPLES = other_samples(SAMPLE)
 
 
 def stream(log_id: str, type_: str, **data: Any) -> dict[str, Any]:
@@ -40,14 +39,9 @@ def shared_sample() -> Path:
     return sample(SAMPLE)
 
 
-def test_sample_loads_without_rejections(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
-    assert auth0.detect(sample)
-    result = load(store, "auth0", sample)
-    assert (result.read, result.loaded, result.rejected) == (3, 3, 0)
-
-
 def test_sample_fields(store: duckdb.DuckDBPyConnection, sample: Path) -> None:
-    load(store, "auth0", sample)
+    result = load(store, "auth0", sample)
+    assert (result.read, result.loaded) == (3, 3)  # every record one event
     log_id = "90020211104001514276223441402873466602396154780480176194"  # line 1
     e = event(store, "auth0", log_id)
     assert e["occurred_at"] == datetime(2021, 11, 4, 0, 15, 10, 907000, tzinfo=timezone.utc)
@@ -176,8 +170,3 @@ def test_reingest_is_a_noop_and_duplicates_are_skipped(
     result = load(store, "auth0", write_lines(tmp_path / "b.ndjson", [stream("r2", "seccft"), stream("r3", "seccft")]))
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
-
-
-@pytest.mark.parametrize("path", OTHER_SAMPLES, ids=[str(p.relative_to(SAMPLES)) for p in OTHER_SAMPLES])
-def test_detect_does_not_claim_other_samples(path: Path) -> None:
-    assert not auth0.detect(path)

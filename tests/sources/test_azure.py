@@ -13,7 +13,7 @@ import pytest
 from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import ingest
-from nhiaudit.sources import azure, gcp_audit, k8s_audit
+from nhiaudit.sources import azure
 
 AZ_SAMPLES = SAMPLES / "azure"
 SAMPLE_FILES = sample_files(AZ_SAMPLES)
@@ -213,11 +213,3 @@ def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
     again = load(store, "azure", sample(AZ_SAMPLES / SP_SIGNINS))
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
-
-
-def test_detect_claims_no_other_source(samples_dir: Path) -> None:
-    others = [p for folder in ("aws_cloudtrail", "k8s_audit", "gcp_audit", "vault_audit", "api_gateway")
-              for p in sample_files(samples_dir / folder)]
-    assert any("aks" in p.name for p in others)
-    assert not [p.name for p in others if azure.detect(p)]
-    assert not [p.name for p in SAMPLE_FILES if k8s_audit.detect(p) or gcp_audit.detect(p)]

@@ -15,7 +15,7 @@ from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write
 
 from nhiaudit import ingest
 from nhiaudit import store as nhiaudit_store
-from nhiaudit.sources import azure, gcp_audit, k8s_audit
+from nhiaudit.sources import gcp_audit, k8s_audit
 
 GCP_SAMPLES = SAMPLES / "gcp_audit"
 SAMPLE_FILES = sample_files(GCP_SAMPLES)
@@ -232,11 +232,3 @@ def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
     again = load(store, "gcp_audit", sample(GCP_SAMPLES / AUDIT))
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
-
-
-def test_detect_claims_no_other_source(samples_dir: Path) -> None:
-    others = [p for folder in ("aws_cloudtrail", "k8s_audit", "azure", "vault_audit", "api_gateway")
-              for p in sample_files(samples_dir / folder)]
-    assert any(p.name == "elastic__test-audit.mixed-native-gke-aks.log" for p in others)
-    assert not [p.name for p in others if gcp_audit.detect(p)]
-    assert not [p.name for p in SAMPLE_FILES if k8s_audit.detect(p) or azure.detect(p)]

@@ -13,7 +13,7 @@ import pytest
 from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import ingest
-from nhiaudit.sources import azure, gcp_audit, k8s_audit
+from nhiaudit.sources import k8s_audit
 
 K8S_SAMPLES = SAMPLES / "k8s_audit"
 SAMPLE_FILES = sample_files(K8S_SAMPLES)
@@ -297,12 +297,3 @@ def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
     again = load(store, "k8s_audit", path)
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
-
-
-def test_detect_claims_no_other_source(samples_dir: Path) -> None:
-    others = [p for folder in ("aws_cloudtrail", "gcp_audit", "azure", "vault_audit", "api_gateway")
-              for p in sample_files(samples_dir / folder)]
-    assert others
-    assert not [p.name for p in others if k8s_audit.detect(p)]
-    # and the neighbours do not claim the Kubernetes files (the mixed one holds a GKE and an AKS line)
-    assert not [p.name for p in SAMPLE_FILES if gcp_audit.detect(p) or azure.detect(p)]
