@@ -239,6 +239,7 @@ def sql_cmd(
 ) -> None:
     """Run read-only SQL against the store (chains and findings current with the policy)."""
     with errors(), session.open_audit(db, policy, memory_limit, require_evidence=False) as audit:
+        _say_policy(audit)
         columns, rows = audit.sql(statement)
     if as_json:
         sys.stdout.write(query.to_json(columns, rows))
@@ -252,6 +253,11 @@ def sql_cmd(
             table.add_row(*(t(v) for v in row))
         console.print(table)
         console.print(Text(f"{len(rows)} row(s)", style="dim"))
+
+
+def _say_policy(audit: session.AuditSession) -> None:
+    """Every audit command names the policy it used (on stderr: stdout may be a JSON document)."""
+    err_console.print(t(audit.policy_note, None), style="dim")
 
 
 STATUS_STYLE = {"found": "green", "missing": "red", "conflict": "bold red", "not_required": "dim"}
@@ -275,6 +281,7 @@ def trace_cmd(
 ) -> None:
     """Rebuild the authorization chain of one action, with evidence for each link."""
     with errors(), session.open_audit(db, policy, memory_limit) as audit:
+        _say_policy(audit)
         traced = audit.trace(action_id)
     if as_json:
         from nhiaudit.reports import json_
@@ -373,6 +380,7 @@ def report_cmd(
     }
     with errors():
         with session.open_audit(db, policy, memory_limit) as audit:
+            _say_policy(audit)
             result = audit.report(
                 fail_on=fail_on,
                 baseline_path=baseline,

@@ -15,7 +15,7 @@ from importlib import resources
 
 import duckdb
 
-from nhiaudit import store
+from nhiaudit import __version__, evaluate, rules, store
 from nhiaudit.policy import Policy, install
 
 DERIVED_TABLES = (
@@ -28,6 +28,7 @@ DERIVED_TABLES = (
     "approvals",
     "grants",
     "chains",
+    "findings",
 )
 
 
@@ -51,8 +52,12 @@ def _sql_digest() -> bytes:
 
 
 def fingerprint(policy: Policy) -> str:
-    """The policy and the correlation SQL itself: an upgraded nhiaudit rebuilds derived tables."""
-    return hashlib.sha256(policy.fingerprint.encode() + _sql_digest()).hexdigest()
+    """The policy, the correlation SQL and the rules whose findings are stored: an upgraded
+    nhiaudit, another policy or an edited rule file rebuilds the derived tables."""
+    digest = hashlib.sha256(policy.fingerprint.encode() + _sql_digest())
+    for info, sql in rules.load_rules(list(policy.rules.dirs)):
+        digest.update(f"{info}\0{sql}\0".encode())
+    return digest.hexdigest()
 
 
 def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
@@ -63,17 +68,24 @@ def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
 
 def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float]:
     """Rebuild every derived table in one transaction (the policy tables installed on ``con``
-    first); return seconds per SQL file."""
+    first), the ``findings`` of the built-in rules and the policy's ``[rules] dirs`` last, and
+    remember the policy (``audit_runs``); return seconds per step."""
     timings: dict[str, float] = {}
     install(policy, con)
+    loaded = rules.load_rules(list(policy.rules.dirs))
+    stamp = fingerprint(policy)
     con.execute("BEGIN TRANSACTION")
     try:
         for name, sql in sql_files():
             started = time.perf_counter()
             con.execute(sql)
             timings[name] = time.perf_counter() - started
+        started = time.perf_counter()
+        evaluate.materialize(con, policy, loaded)
+        timings["findings"] = time.perf_counter() - started
         store.set_meta(con, "correlated_generation", store.get_meta(con, "evidence_generation") or "0")
-        store.set_meta(con, "correlated_policy", fingerprint(policy))
+        store.set_meta(con, "correlated_policy", stamp)
+        store.record_audit_run(con, __version__, policy.path and policy.path.resolve(), policy.text, stamp)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,8 @@ class Policy:
     # {"envoy": {"fields": {"request_id": ("req_id", "x_request_id")}}}. Only sections written in
     # the file are present.
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The file's text as read (None for the defaults): what the store remembers (audit_runs).
+    text: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -224,6 +226,7 @@ class Policy:
         body = asdict(self)
         del body["path"]
         del body["sources"]
+        del body["text"]
         body["rules"]["dirs"] = [str(d.resolve()) for d in self.rules.dirs]
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -285,8 +288,6 @@ def load_policy(path: Path | None, today: date | None = None) -> Policy:
     ``today`` (default: today in UTC) decides which waivers have expired; a waiver is valid through
     the whole of its ``expires`` day. Raises one :class:`PolicyError` listing every problem.
     """
-    if today is None:
-        today = datetime.now(timezone.utc).date()
     if path is None:
         return Policy()
     try:
@@ -295,6 +296,14 @@ def load_policy(path: Path | None, today: date | None = None) -> Policy:
         raise PolicyError(
             [f"{path}: cannot read the policy file ({exc}). Check the path and that it is UTF-8."]
         ) from exc
+    return loads(text, path, today)
+
+
+def loads(text: str, path: Path, today: date | None = None) -> Policy:
+    """The policy written in ``text``, as if read from ``path`` (messages name it; ``[rules] dirs``
+    resolve against its folder). The store keeps the text of the policy it was audited with."""
+    if today is None:
+        today = datetime.now(timezone.utc).date()
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -303,7 +312,7 @@ def load_policy(path: Path | None, today: date | None = None) -> Policy:
     policy = reader.read(doc, today)
     if reader.problems:
         raise PolicyError(reader.problems)
-    return policy
+    return replace(policy, text=text)
 
 
 def _toml_error(path: Path, text: str, exc: Exception) -> str:
@@ -568,6 +577,10 @@ _TABLES = {
     "policy_agents": "agent_id VARCHAR, has_actions BOOLEAN, has_resources BOOLEAN",
     "policy_static": "credential_id VARCHAR",
     "policy_task_keys": "kind VARCHAR, key VARCHAR, position INTEGER",
+    # Waivers in policy order (the first live one that covers a finding is its waiver) and their
+    # match globs, one row per (waiver, finding field).
+    "policy_waivers": "position INTEGER, rule VARCHAR, reason VARCHAR, owner VARCHAR, expires VARCHAR, expired BOOLEAN",
+    "policy_waiver_match": "position INTEGER, field VARCHAR, pattern VARCHAR, regex VARCHAR",
     "policy_params": (
         "audit_min_rank INTEGER, approval_required_rank INTEGER, approval_max_age_s BIGINT, "
         "max_lifetime_s BIGINT, revoke_grace_s BIGINT, clock_skew_s BIGINT"
@@ -603,6 +616,9 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
         ("span_attribute", policy.correlation.task_span_attributes),
     ):
         rows["policy_task_keys"] += [(kind, key, position) for position, key in enumerate(keys)]
+    for position, w in enumerate(policy.waivers):
+        rows["policy_waivers"].append((position, w.rule, w.reason, w.owner, w.expires, w.expired))
+        rows["policy_waiver_match"] += [(position, key, glob, None) for key, glob in sorted(w.match.items())]
     rows["policy_params"] = [
         (
             TIER_RANK[policy.audit.min_tier],

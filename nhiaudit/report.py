@@ -13,10 +13,10 @@ from pathlib import Path
 
 import duckdb
 
-from nhiaudit import __version__, evaluate, trace
+from nhiaudit import __version__, trace
 from nhiaudit.baseline import apply_baseline
 from nhiaudit.errors import NhiauditError
-from nhiaudit.model import SEVERITIES, SEVERITY_RANK, Report, RuleInfo
+from nhiaudit.model import SEVERITIES, SEVERITY_RANK, Finding, Report, RuleInfo
 from nhiaudit.policy import Policy
 
 
@@ -24,12 +24,13 @@ def audit(
     con: duckdb.DuckDBPyConnection,
     policy: Policy,
     rules: Sequence[tuple[RuleInfo, str]],
+    findings: Sequence[Finding],
     fail_on: str = "high",
     baseline_path: Path | None = None,
     generated_at: datetime | None = None,
 ) -> Report:
-    """The report of ``rules`` over a connection whose derived tables are current for ``policy``
-    (an :class:`nhiaudit.session.AuditSession` guarantees it: call ``session.report()``)."""
+    """The report of the ``findings`` of ``rules`` over a connection whose derived tables are current
+    for ``policy`` (an :class:`nhiaudit.session.AuditSession` guarantees it: call ``session.report()``)."""
     if fail_on not in SEVERITIES:
         raise NhiauditError(f"--fail-on: unknown severity '{fail_on}'. Use one of {', '.join(SEVERITIES)}.")
     unknown = sorted({w.rule for w in policy.waivers} - {info.id for info, _ in rules})
@@ -38,7 +39,7 @@ def audit(
             f"{policy.path or 'policy'}: waiver for unknown rule(s) {', '.join(unknown)}. "
             "Use a rule id from `nhiaudit rules`."
         )
-    findings = evaluate.evaluate(con, policy, rules)
+    findings = list(findings)
     fixed: tuple = ()
     if baseline_path is not None:
         try:

@@ -4,7 +4,8 @@
 thing: the store, the policy, derived tables built from the current evidence with that policy, and
 the policy tables installed on the connection they query. :func:`open_audit` does that once:
 
-1. resolve the store (``--db``, ``$NHIAUDIT_DB``, ``./nhiaudit.duckdb``) and load the policy;
+1. resolve the store (``--db``, ``$NHIAUDIT_DB``, ``./nhiaudit.duckdb``) and the policy: the one
+   given, else the one the store was last audited with (``audit_runs``), else the defaults;
 2. open the store read-only — several traces and reports can run at once — and, when the derived
    tables are stale (new evidence, another policy, another nhiaudit), rebuild them on a short-lived
    writer connection under the memory cap, then reopen read-only;
@@ -20,8 +21,9 @@ connection it is given::
 
 from __future__ import annotations
 
+import os
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,7 @@ from nhiaudit import correlate, evaluate, query, report, rules, store
 from nhiaudit import trace as tracing
 from nhiaudit.errors import NhiauditError
 from nhiaudit.model import Finding, Report, Trace
-from nhiaudit.policy import Policy, install, load_policy, resolve_policy_path
+from nhiaudit.policy import DEFAULT_FILE, ENV_VAR, Policy, install, load_policy, loads, resolve_policy_path
 
 if TYPE_CHECKING:
     import polars
@@ -48,7 +50,19 @@ class AuditSession:
     policy: Policy
     path: str = ":memory:"
     correlated: bool = False  # whether opening it rebuilt the derived tables
-    _rules: list | None = field(default=None, repr=False)
+    policy_origin: str = "given"  # given | $NHIAUDIT_POLICY | ./nhiaudit.toml | remembered | defaults
+
+    @property
+    def policy_note(self) -> str:
+        """Which policy this session audits with and why, for every command to say (DESIGN §3)."""
+        if self.policy.path is None:
+            return "policy: the built-in defaults" + (
+                " (remembered: the store was last audited with them)" if self.policy_origin == "remembered" else ""
+            )
+        return f"policy: {self.policy.path}" + {
+            "given": "",
+            "remembered": " (remembered: the policy this store was last audited with)",
+        }.get(self.policy_origin, f" (from {self.policy_origin})")
 
     @classmethod
     def attach(cls, con: duckdb.DuckDBPyConnection, policy: Policy) -> AuditSession:
@@ -58,16 +72,18 @@ class AuditSession:
     # --- what the commands need ------------------------------------------------------------
 
     def rules(self, extra_dirs: list[Path] | None = None) -> list:
-        """The built-in rules, the policy's ``[rules] dirs`` and ``extra_dirs``; parsed once."""
-        if extra_dirs:
-            return rules.load_rules([*self.policy.rules.dirs, *extra_dirs])
-        if self._rules is None:
-            self._rules = rules.load_rules(list(self.policy.rules.dirs))
-        return self._rules
+        """The built-in rules, the policy's ``[rules] dirs`` and ``extra_dirs``."""
+        return rules.load_rules([*self.policy.rules.dirs, *(extra_dirs or [])])
 
-    def findings(self, only: tuple[str, str] | None = None) -> list[Finding]:
-        """The findings of every enabled rule, or of the one action ``only`` = (source, event_id)."""
-        return evaluate.evaluate(self.con, self.policy, self.rules(), only=only)
+    def findings(self, only: tuple[str, str] | None = None, extra_rule_dirs: list[Path] | None = None) -> list[Finding]:
+        """The findings of every action, or of the one action ``only`` = (source, event_id): those
+        correlation stored (built-in rules and the policy's ``[rules] dirs``) and, evaluated now,
+        those of ``extra_rule_dirs``."""
+        found = evaluate.stored(self.con, self.policy, only)
+        if extra_rule_dirs:
+            extra = rules.load_rules(list(extra_rule_dirs), include_builtin=False)
+            found = evaluate.sort_findings([*found, *evaluate.evaluate(self.con, self.policy, extra, only)])
+        return found
 
     def trace(self, ident: str) -> Trace:
         """One event's chain (``source:event_id`` or a bare id) and the findings on it."""
@@ -89,6 +105,7 @@ class AuditSession:
             self.con,
             self.policy,
             self.rules(extra_rule_dirs),
+            self.findings(extra_rule_dirs=extra_rule_dirs),
             fail_on=fail_on,
             baseline_path=baseline_path,
             generated_at=generated_at,
@@ -128,6 +145,27 @@ def load(policy: Policy | Path | str | None) -> Policy:
     return load_policy(resolve_policy_path(Path(policy) if policy is not None else None))
 
 
+def choose_policy(con: duckdb.DuckDBPyConnection, policy: Policy | Path | str | None) -> tuple[Policy, str]:
+    """The policy to audit with and where it came from: the one given (a value, ``--policy``,
+    ``$NHIAUDIT_POLICY``, ``./nhiaudit.toml``), else the one the store was last audited with, else
+    the defaults. A report with ``--policy`` and a later trace without it therefore agree."""
+    if isinstance(policy, Policy):
+        return policy, "given"
+    if policy is not None:
+        return load_policy(resolve_policy_path(Path(policy))), "given"
+    found = resolve_policy_path(None)
+    if found is not None:
+        origin = "$NHIAUDIT_POLICY" if os.environ.get(ENV_VAR) else f"./{DEFAULT_FILE}"
+        return load_policy(found), origin
+    remembered = store.remembered_policy(con)
+    if remembered is None:
+        return Policy(), "defaults"
+    path, text = remembered
+    if path is None or text is None:
+        return Policy(), "remembered"
+    return loads(text, path), "remembered"
+
+
 def open_audit(
     db: Path | str | None = None,
     policy: Policy | Path | str | None = None,
@@ -136,18 +174,19 @@ def open_audit(
     require_evidence: bool = True,
     refresh: bool = True,
 ) -> AuditSession:
-    """Open the store for auditing with ``policy``; see the module docstring.
+    """Open the store for auditing with ``policy`` (see :func:`choose_policy` for None); see the
+    module docstring.
 
     ``require_evidence``: a store without events is an error (a run without evidence must never look
     clean, DESIGN §7). ``refresh=False`` never writes: the derived tables are used as they are, or are
     absent (``rules --lint`` binds rule queries against whatever the store holds).
     """
-    pol = load(policy)
     limit = store.memory_limit(memory_limit)
     path = store.resolve_db_path(Path(db) if db is not None else None)
     con = store.connect(path, read_only=True)
     correlated = False
     try:
+        pol, origin = choose_policy(con, policy)
         if require_evidence:
             check_evidence(con)
         if refresh and correlate.is_stale(con, pol):
@@ -161,7 +200,7 @@ def open_audit(
     except BaseException:
         con.close()
         raise
-    return AuditSession(con, pol, str(path), correlated)
+    return AuditSession(con, pol, str(path), correlated, origin)
 
 
 def check_evidence(con: duckdb.DuckDBPyConnection) -> None:

@@ -15,7 +15,7 @@ import duckdb
 
 from nhiaudit.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "nhiaudit.duckdb"
 
 # The events columns, in order. Sources fill what their format has (docs/internals.md).
@@ -58,16 +58,21 @@ _SCHEMA_V1 = [
         sha256 VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, size BIGINT NOT NULL, source VARCHAR NOT NULL,
         ingested_at TIMESTAMPTZ NOT NULL, records_read BIGINT NOT NULL, records_loaded BIGINT NOT NULL,
         records_rejected BIGINT NOT NULL, records_duplicate BIGINT NOT NULL)""",
-    "CREATE TABLE IF NOT EXISTS events ("
-    + ", ".join(f"{name} {kind}" for name, kind in EVENT_COLUMNS.items())
-    + ")",
+    "CREATE TABLE IF NOT EXISTS events (" + ", ".join(f"{name} {kind}" for name, kind in EVENT_COLUMNS.items()) + ")",
     """CREATE TABLE IF NOT EXISTS rejected (
         file_sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL, source VARCHAR, record_index BIGINT,
         line BIGINT, reason VARCHAR NOT NULL, raw VARCHAR)""",
 ]
 
+# One row each time the derived tables are rebuilt: the policy they were built with (its text, so a
+# later command without --policy audits with the same one, DESIGN §3) and the evidence generation.
+_AUDIT_RUNS = """CREATE TABLE IF NOT EXISTS audit_runs (
+    run BIGINT PRIMARY KEY, recorded_at TIMESTAMPTZ NOT NULL, nhiaudit_version VARCHAR NOT NULL,
+    evidence_generation BIGINT NOT NULL, policy_path VARCHAR, policy_text VARCHAR,
+    policy_fingerprint VARCHAR NOT NULL)"""
+
 # Migrations from version N to N+1, in order. Version 0 is an empty file.
-_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_V1}
+_MIGRATIONS: dict[int, list[str]] = {0: _SCHEMA_V1, 1: [_AUDIT_RUNS]}
 
 
 def resolve_db_path(option: Path | None, env: dict[str, str] | None = None) -> Path:
@@ -84,9 +89,7 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     """Open (and create or migrate) the store. ``:memory:`` gives an in-memory store for tests."""
     path = str(path)
     if read_only and path != ":memory:" and not Path(path).exists():
-        raise StoreError(
-            f"{path}: no store here. Run `nhiaudit ingest PATH...` first, or pass --db / NHIAUDIT_DB."
-        )
+        raise StoreError(f"{path}: no store here. Run `nhiaudit ingest PATH...` first, or pass --db / NHIAUDIT_DB.")
     try:
         con = duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
@@ -109,12 +112,10 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
                 f"{path}: store schema version {version} is newer than this nhiaudit ({SCHEMA_VERSION}). "
                 "Upgrade nhiaudit (pip install -U nhiaudit)."
             )
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION:  # an older store: migrate it in place once, then read
             con.close()
-            raise StoreError(
-                f"{path}: store schema version {version}, this nhiaudit expects {SCHEMA_VERSION}. "
-                "Run `nhiaudit ingest` once (it migrates the store in place)."
-            )
+            connect(path).close()
+            return connect(path, read_only=True)
     return con
 
 
@@ -152,9 +153,7 @@ def memory_limit(value: str) -> str:
     """A DuckDB memory size from ``--memory-limit`` / ``NHIAUDIT_MEMORY_LIMIT`` (``1GB``, ``1500MB``)."""
     match = _MEMORY.match(value)
     if not match:
-        raise StoreError(
-            f"--memory-limit: '{value}' is not a size. Use a number and a unit, e.g. 1GB, 1500MB, 4GiB."
-        )
+        raise StoreError(f"--memory-limit: '{value}' is not a size. Use a number and a unit, e.g. 1GB, 1500MB, 4GiB.")
     return f"{match.group(1)}{match.group(2)}"
 
 
@@ -181,3 +180,28 @@ def bump_generation(con: duckdb.DuckDBPyConnection) -> None:
     """Mark the evidence as changed: derived tables built before are stale."""
     current = int(get_meta(con, "evidence_generation") or 0)
     set_meta(con, "evidence_generation", str(current + 1))
+
+
+def record_audit_run(
+    con: duckdb.DuckDBPyConnection, version: str, policy_path: Path | None, policy_text: str | None, fingerprint: str
+) -> None:
+    """Remember the policy the derived tables were just built with (inside correlation's transaction)."""
+    con.execute(
+        """INSERT INTO audit_runs SELECT coalesce(max(run), 0) + 1, now(), ?, ?, ?, ?, ? FROM audit_runs""",
+        [
+            version,
+            int(get_meta(con, "evidence_generation") or 0),
+            str(policy_path) if policy_path else None,
+            policy_text,
+            fingerprint,
+        ],
+    )
+
+
+def remembered_policy(con: duckdb.DuckDBPyConnection) -> tuple[Path | None, str | None] | None:
+    """(path, text) of the policy of the last audit run; None when the store was never audited.
+    A path with no text is the built-in defaults... only when the path is None too."""
+    row = con.execute("SELECT policy_path, policy_text FROM audit_runs ORDER BY run DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    return (Path(row[0]) if row[0] else None), row[1]

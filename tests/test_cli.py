@@ -338,13 +338,13 @@ def test_sql_errors_are_inert_too(run, hostile_store: Path) -> None:
     result = run("sql", "SELECT '\x1b[31m' || no_such_column FROM events", "--db", str(hostile_store))
     assert result.exit_code == 2
     assert ESC not in result.stderr
-    assert result.stderr.startswith("error: sql: Binder Error:")
+    assert result.stderr.startswith("policy: the built-in defaults\nerror: sql: Binder Error:")
 
 
 def test_sql_cannot_write(run, hostile_store: Path) -> None:
     result = run("sql", "DELETE FROM events", "--db", str(hostile_store))
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: sql: ")
+    assert result.stderr.startswith("policy: the built-in defaults\nerror: sql: ")
     assert "read-only" in result.stderr
     count = run("sql", "SELECT count(*) AS n FROM events", "--db", str(hostile_store), "--json")
     assert json.loads(count.stdout) == [{"n": 1}]

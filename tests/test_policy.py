@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from nhiaudit import policy_schema
 from nhiaudit.errors import PolicyError
-from nhiaudit.evaluate import _waive
-from nhiaudit.model import Evidence, Finding, Waiver
+from nhiaudit.model import Waiver
 from nhiaudit.policy import (
     GLOB_MACRO,
     Agent,
@@ -629,15 +628,14 @@ def test_glob_match(pattern: str, value: str, matches: bool) -> None:
 
 @pytest.mark.parametrize(("pattern", "value", "matches"), GLOB_CASES)
 def test_python_and_sql_globs_agree(con, pattern: str, value: str, matches: bool) -> None:
-    """Every place a glob is matched gives the same answer: a waiver (Python, evaluate._waive), the
-    policy tables' regex (identities, risk, agent scope) and an approval scope from the evidence,
-    translated at query time as 80_chains.sql does."""
+    """Every place a glob is matched gives the same answer: a waiver's match (the policy_waiver_match
+    regex the findings SQL uses), the policy tables' regex (identities, risk, agent scope), Python's
+    glob_match and an approval scope from the evidence, translated at query time as 80_chains.sql does."""
     waiver = Waiver("r", {"actor_id": pattern}, "why", "me", "2027-01-31")
-    evidence = Evidence("s", "e", "f", "sha", 0, 1)
-    finding = Finding("r", "low", "t", "m", "s", "e", "2026-11-02T09:00:00Z", value, None, None, None, None, None,
-                      evidence, (), "fp")  # fmt: skip
-    (waived,) = _waive(con, [finding], [waiver])
-    assert waived.waived is matches
+    install(Policy(waivers=(waiver,)), con)
+    (waived,) = con.execute("SELECT regexp_full_match(?, regex) FROM policy_waiver_match", [value]).fetchone()
+    assert waived is matches
+    assert glob_match(pattern, value) is matches
     install(Policy(identities=Identities(humans=(pattern,))), con)
     (installed,) = con.execute("SELECT regexp_full_match(?, regex) FROM policy_identity", [value]).fetchone()
     assert installed is matches

@@ -3,6 +3,7 @@ error mapping that sits on it."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -14,7 +15,8 @@ from helpers import invoke
 
 from nhiaudit import ingest, store
 from nhiaudit.errors import NhiauditError, StoreError
-from nhiaudit.policy import load_policy
+from nhiaudit.evaluate import fingerprint
+from nhiaudit.policy import Policy, load_policy
 from nhiaudit.session import AuditSession, open_audit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +57,49 @@ def test_open_audit_correlates_once_then_reuses_the_derived_tables(db: Path) -> 
     with open_audit(db, POLICY) as audit:
         assert not audit.correlated  # same evidence, same policy
         assert audit.trace(APPROVED).action.verdict == "approved"
-    with open_audit(db, None) as audit:  # another policy (the defaults): stale again
+    with open_audit(db, Policy()) as audit:  # another policy (the defaults): stale again
         assert audit.correlated
+
+
+def test_without_a_policy_the_remembered_one_is_used_and_named(db: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./nhiaudit.toml here
+    monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
+    with open_audit(db) as audit:  # never audited: the defaults
+        assert audit.policy.path is None and audit.policy_note == "policy: the built-in defaults"
+    with open_audit(db, POLICY) as audit:
+        assert audit.policy_note == f"policy: {POLICY}"
+    with open_audit(db) as audit:
+        assert not audit.correlated and audit.policy.fingerprint == load_policy(POLICY).fingerprint
+        assert audit.policy_note == f"policy: {POLICY} (remembered: the policy this store was last audited with)"
+    with open_audit(db, Policy()) as audit:
+        assert audit.correlated
+    with open_audit(db) as audit:  # the defaults are remembered too
+        assert not audit.correlated and audit.policy.path is None
+        assert audit.policy_note.endswith("(remembered: the store was last audited with them)")
+
+
+def test_report_with_a_policy_elsewhere_then_trace_from_another_folder_agree(
+    db: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """DESIGN §3: after `report --policy p.toml`, a `trace` without --policy uses the same policy."""
+    monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
+    elsewhere = tmp_path / "policies"
+    elsewhere.mkdir()
+    policy = elsewhere / "p.toml"
+    policy.write_text(POLICY.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+    report = invoke(["report", "--db", str(db), "--policy", "p.toml", "--json", "-"])
+    assert report.exit_code == 1 and "policy: p.toml" in report.stderr
+    verdicts = {f"{a['source']}:{a['event_id']}": a["verdict"] for a in json.loads(report.stdout)["actions"]}
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    policy.unlink()  # the store keeps the text: the file need not exist any more
+    for action_id, verdict in verdicts.items():
+        traced = invoke(["trace", "--db", str(db), action_id, "--json"])
+        assert traced.exit_code == 0, traced.output
+        assert json.loads(traced.stdout)["verdict"] == verdict, action_id
+    assert "remembered" in traced.stderr and str(policy.resolve()) in traced.stderr.replace("\n", "")
 
 
 def test_the_session_connection_is_read_only(db: Path) -> None:
@@ -182,3 +225,28 @@ def test_the_readme_python_example_runs(db: Path, tmp_path: Path, monkeypatch: p
     assert names["links"]["kind"].to_pylist() == [link.kind for link in names["chain"].action.links]
     assert names["chain"].action.verdict == "approved"
     assert len(names["report"].actions) == 17
+
+
+def test_findings_is_a_table_that_agrees_with_the_report(db: Path) -> None:
+    with open_audit(db, POLICY) as audit:
+        report = audit.report()
+        _, rows = audit.sql("SELECT rule, source, event_id, fingerprint, waived FROM findings")
+    assert sorted(rows) == sorted((f.rule, f.source, f.event_id, f.fingerprint, f.waived) for f in report.findings)
+    assert all(fp == fingerprint(rule, source, event_id) for rule, source, event_id, fp, _ in rows)
+    result = invoke(["sql", "--db", str(db), "--csv", "SELECT count(*) AS n FROM findings WHERE waived"])
+    assert result.stdout == "n\n1\n"  # sample_logs/README.md: 1 waived
+
+
+def test_extra_rule_folders_are_evaluated_live_beside_the_stored_findings(db: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "rules"
+    mine.mkdir()
+    (mine / "every-audited-action.sql").write_text(
+        "-- id: every-audited-action\n-- title: Every audited action\n-- severity: info\n-- frameworks: T10\n"
+        "-- description: test rule.\n-- remediation: none.\nSELECT source, event_id, 'seen' AS message FROM chains\n",
+        encoding="utf-8",
+    )
+    with open_audit(db, POLICY) as audit:
+        base = audit.findings()
+        more = audit.findings(extra_rule_dirs=[mine])
+        _, stored = audit.sql("SELECT count(*) FROM findings WHERE rule = 'every-audited-action'")
+    assert len(more) == len(base) + 17 and stored == [(0,)]
