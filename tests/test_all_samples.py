@@ -24,30 +24,17 @@ SAMPLE_FILES = ingest.discover([SAMPLES])[0] if SAMPLES.is_dir() else []
 # Sample files no source claims yet, with the issue whose source will claim them. Each is a strict
 # expected failure of the detection test (an XPASS fails the run), and the whole-tree tests expect
 # exactly these to come back unrecognized: when a source starts to claim a file, remove it here.
-_GITHUB = "no source reads GitHub Actions webhooks or audit log yet (issue 9)"
-_TELEPORT = "no source reads Teleport audit events yet (issue 9)"
 _ENTRA_PIM = "no source reads Entra PIM / audit logs yet (issues 9, 10)"
 _OKTA = "no source reads the Okta System Log yet (issue 10)"
 PENDING: dict[str, str] = {
     "entra/elastic__azure-auditlogs_test-audit-logs-sample.log": _ENTRA_PIM,
     "entra/panther__azure_role_changed_pim.tests.ndjson": _ENTRA_PIM,
     "entra/panther__azure_service_principal_credentials_added.tests.ndjson": _ENTRA_PIM,
-    "github/elastic__github-audit_test-api-request-events.log": _GITHUB,
-    "github/elastic__github-audit_test-organisation-audit-json.subset.log": _GITHUB,
-    "github/octokit__deployment_review.requested.payload.json": _GITHUB,
-    "github/octokit__workflow_dispatch.payload.json": _GITHUB,
-    "github/octokit__workflow_job.completed.success.with-organization.payload.json": _GITHUB,
-    "github/octokit__workflow_job.queued.with-deployment.payload.json": _GITHUB,
-    "github/octokit__workflow_job.waiting.payload.json": _GITHUB,
-    "github/octokit__workflow_run.completed.payload.json": _GITHUB,
-    "github/octokit__workflow_run.requested.payload.json": _GITHUB,
     "okta/panther__okta_admin_role_assigned.tests.ndjson": _OKTA,
     "okta/panther__okta_api_key_created.tests.ndjson": _OKTA,
     "okta/panther__okta_api_key_revoked.tests.ndjson": _OKTA,
     "okta/panther__okta_app_refresh_access_token_reuse.tests.ndjson": _OKTA,
     "okta/panther__okta_sso_to_aws.tests.ndjson": _OKTA,
-    "teleport/elastic__teleport_test-teleport-all-events.lines-5-10-11-12-13-45-46.log": _TELEPORT,
-    "teleport/elastic__teleport_test-teleport-generated.log": _TELEPORT,
 }
 # Folders that contribute events today: every folder with at least one claimed file.
 LOADING_FOLDERS = {p.relative_to(SAMPLES).parts[0] for p in SAMPLE_FILES if str(p.relative_to(SAMPLES)) not in PENDING}

@@ -28,6 +28,8 @@ DETECTION_ORDER = (
     "keycloak",
     "auth0",
     "provenance",
+    "github_actions",
+    "teleport",
     "vault",
     "otel",
     "invariant",
