@@ -112,22 +112,21 @@ def _unwrapped(checked: list[str]) -> str:
     return f"""
         SELECT record_index, line, doc, t0, wrapped_in,
             CASE WHEN wrapped_in IS NULL THEN doc WHEN held_object THEN held END AS ev,
-            CASE
-                WHEN wrapped_in = 'detail.' AND NOT coalesce(w[1] ->> '$' LIKE '%via CloudTrail', false)
-                    THEN 'EventBridge detail-type ' || left(w[1]::VARCHAR, 80)
-                         || ' is not a CloudTrail event (expected one ending "via CloudTrail")'
-                WHEN wrapped_in = 'detail.' AND NOT coalesce(held_object, false)
-                    THEN 'EventBridge detail is ' || coalesce('a JSON ' || json_kind(json_type(w[2])), 'missing')
-                         || ', expected an object (the CloudTrail record)'
-                WHEN wrapped_in = 'CloudTrailEvent.' AND w[3] IS NULL
-                    THEN 'LookupEvents event has no CloudTrailEvent (the CloudTrail record)'
-                WHEN wrapped_in = 'CloudTrailEvent.' AND json_type(w[3]) NOT IN ('VARCHAR', 'OBJECT')
-                    THEN 'CloudTrailEvent is a JSON ' || json_kind(json_type(w[3]))
-                         || ', expected the CloudTrail record as a JSON string'
-                WHEN wrapped_in = 'CloudTrailEvent.' AND held IS NULL
-                    THEN 'CloudTrailEvent is not valid JSON (a truncated or malformed string)'
-                WHEN wrapped_in = 'CloudTrailEvent.' AND NOT held_object
-                    THEN 'CloudTrailEvent holds a JSON ' || json_kind(json_type(held)) || ', expected an object'
+            CASE wrapped_in
+                WHEN 'detail.' THEN CASE
+                    WHEN NOT coalesce(w[1] ->> '$' LIKE '%via CloudTrail', false)
+                        THEN 'EventBridge detail-type ' || left(w[1]::VARCHAR, 80)
+                             || ' is not a CloudTrail event (expected one ending "via CloudTrail")'
+                    WHEN NOT coalesce(held_object, false)
+                        THEN 'EventBridge detail is ' || coalesce('a JSON ' || json_kind(json_type(w[2])), 'missing')
+                             || ', expected an object (the CloudTrail record)' END
+                WHEN 'CloudTrailEvent.' THEN coalesce(
+                    CASE WHEN w[3] IS NULL THEN 'LookupEvents event has no CloudTrailEvent (the CloudTrail record)' END,
+                    json_type_problem(json_type(w[3]), 'CloudTrailEvent', ['VARCHAR', 'OBJECT'],
+                                      'the CloudTrail record as a JSON string'),
+                    CASE WHEN held IS NULL THEN 'CloudTrailEvent is not valid JSON (a truncated or malformed string)'
+                         WHEN NOT held_object
+                         THEN 'CloudTrailEvent holds a JSON ' || json_kind(json_type(held)) || ', expected an object' END)
             END AS wrap_reason
         FROM (SELECT *, starts_with(held::VARCHAR, '{{') AS held_object FROM (
             SELECT *,
