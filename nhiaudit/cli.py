@@ -23,7 +23,7 @@ from rich.tree import Tree
 
 from nhiaudit import __version__, query, report, rules, session, store
 from nhiaudit.errors import NhiauditError, NotFoundError, RuleError
-from nhiaudit.model import SEVERITIES, AuditedAction, Finding
+from nhiaudit.model import FAIL_ON, SEVERITIES, AuditedAction, Finding
 from nhiaudit.textsafe import terminal_safe
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ def report_cmd(
         str,
         typer.Option(
             "--fail-on",
-            help="Exit 1 when a finding is at or above this severity: " + "|".join(SEVERITIES) + ".",
+            help="Exit 1 when a finding is at or above this severity: " + "|".join(FAIL_ON) + " (any case).",
         ),
     ] = "high",
     baseline: Annotated[
@@ -368,6 +368,27 @@ def report_cmd(
     ] = None,
     rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+    sarif_category: Annotated[
+        str, typer.Option("--sarif-category", help="SARIF automationDetails.id (one per analysis in GitHub).")
+    ] = "nhiaudit",
+    sarif_max_results: Annotated[
+        int,
+        typer.Option(
+            "--sarif-max-results",
+            min=100,
+            max=25_000,
+            help="Past this many findings, SARIF aggregates them (GitHub shows 5,000 results a run, accepts 25,000).",
+        ),
+    ] = 5_000,
+    source_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--source-root",
+            help="SARIF artifact URIs are relative to this folder (default: the working folder when every "
+            "evidence file is under it, else their common folder).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
     outputs = {
@@ -387,9 +408,17 @@ def report_cmd(
                 extra_rule_dirs=list(rules_dir or []),
                 generated_at=_generated_at(),
             )
-        from nhiaudit.reports import WRITERS
+        from nhiaudit.reports import WRITERS, sarif
 
-        rendered = {fmt: WRITERS[fmt](result) for fmt, target in outputs.items() if target}
+        options = {
+            "sarif": {
+                "max_results": sarif_max_results,
+                "category": sarif_category,
+                "source_root": str(source_root.resolve()) if source_root else None,
+                "cwd": str(Path.cwd()),
+            }
+        }
+        rendered = {fmt: WRITERS[fmt](result, **options.get(fmt, {})) for fmt, target in outputs.items() if target}
     to_stdout = any(target == "-" for target in outputs.values())
     for fmt, target in outputs.items():
         if target == "-":
@@ -399,7 +428,10 @@ def report_cmd(
                 Path(target).write_text(rendered[fmt], encoding="utf-8")
             except OSError as exc:
                 raise fail(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
-    _print_summary(result, Console(stderr=True) if to_stdout else console)
+    out = Console(stderr=True) if to_stdout else console
+    _print_summary(result, out)
+    if sarif_out and (note := sarif.aggregation_note(result, sarif_max_results)):
+        out.print(Text(note, style="yellow"))
     if report.failing(result):
         raise typer.Exit(EXIT_FINDINGS)
 

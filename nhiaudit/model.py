@@ -11,6 +11,7 @@ from typing import Any
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+FAIL_ON = (*SEVERITIES, "none")  # what --fail-on takes
 TIERS = ("low", "medium", "high", "critical")
 TIER_RANK = {name: rank for rank, name in enumerate(TIERS)}
 
@@ -137,7 +138,8 @@ class Report:
         by_severity = {s: 0 for s in reversed(SEVERITIES)}
         by_rule: dict[str, int] = {}
         waived = new = failing = 0
-        threshold = SEVERITY_RANK[self.fail_on]
+        # --fail-on none: report everything, fail on nothing.
+        threshold = SEVERITY_RANK.get(self.fail_on, len(SEVERITIES))
         for f in self.findings:
             if f.waived:
                 waived += 1

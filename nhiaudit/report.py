@@ -15,8 +15,8 @@ import duckdb
 
 from nhiaudit import __version__, trace
 from nhiaudit.baseline import apply_baseline
-from nhiaudit.errors import NhiauditError
-from nhiaudit.model import SEVERITIES, SEVERITY_RANK, Finding, Report, RuleInfo
+from nhiaudit.errors import NhiauditError, did_you_mean
+from nhiaudit.model import FAIL_ON, SEVERITY_RANK, Finding, Report, RuleInfo
 from nhiaudit.policy import Policy
 
 
@@ -31,8 +31,11 @@ def audit(
 ) -> Report:
     """The report of the ``findings`` of ``rules`` over a connection whose derived tables are current
     for ``policy`` (an :class:`nhiaudit.session.AuditSession` guarantees it: call ``session.report()``)."""
-    if fail_on not in SEVERITIES:
-        raise NhiauditError(f"--fail-on: unknown severity '{fail_on}'. Use one of {', '.join(SEVERITIES)}.")
+    fail_on = fail_on.strip().lower()
+    if fail_on not in FAIL_ON:
+        raise NhiauditError(
+            f"--fail-on: unknown severity '{fail_on}'.{did_you_mean(fail_on, FAIL_ON)} Use one of {', '.join(FAIL_ON)}."
+        )
     unknown = sorted({w.rule for w in policy.waivers} - {info.id for info, _ in rules})
     if unknown:
         raise NhiauditError(

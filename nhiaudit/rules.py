@@ -105,9 +105,7 @@ def builtin_rule_files() -> list[Traversable]:
     folder = files("nhiaudit") / "queries" / "rules"
     if not folder.is_dir():
         return []
-    return sorted(
-        (f for f in folder.iterdir() if f.name.endswith(".sql") and f.is_file()), key=lambda f: f.name
-    )
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql") and f.is_file()), key=lambda f: f.name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,9 +117,7 @@ def _collect(dirs: Iterable[Path], include_builtin: bool) -> tuple[list[_Parsed]
     sources: list[Path | Traversable] = list(builtin_rule_files()) if include_builtin else []
     for folder in dirs:
         if not folder.is_dir():
-            problems.append(
-                f"{folder}: rule folder not found. Fix the path (policy [rules] dirs, or --rules)."
-            )
+            problems.append(f"{folder}: rule folder not found. Fix the path (policy [rules] dirs, or --rules).")
             continue
         sources += sorted(p for p in folder.iterdir() if p.suffix == ".sql" and p.is_file())
     parsed: list[_Parsed] = []
@@ -252,8 +248,7 @@ def _read_sql(rule: _Parsed, lines: list[str], start: int, parser: duckdb.DuckDB
         sql = sql[:-1].rstrip()
     rule.sql = sql
     no_query = (
-        f"no query after the header. Write one SELECT that returns {', '.join(REQUIRED_COLUMNS)}, "
-        "after a blank line."
+        f"no query after the header. Write one SELECT that returns {', '.join(REQUIRED_COLUMNS)}, after a blank line."
     )
     if not sql:
         rule.at(header_end + 1, no_query)
@@ -305,3 +300,23 @@ def _duckdb_problem(rule: _Parsed, exc: duckdb.Error) -> tuple[int, str]:
     line = rule.sql_line + int(found.group(1)) - 1 if found else rule.sql_line
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return line, first.rstrip(" .!")
+
+
+def reference() -> str:
+    """docs/rules.md: every built-in rule with its severity, frameworks, description and remediation
+    (SARIF's ``helpUri`` points at each rule's heading). Rendered from the rule files' headers."""
+    out = [
+        "# Rules\n",
+        "Generated from the headers of `nhiaudit/queries/rules/*.sql` (`pytest --update-golden` rewrites",
+        "this page; a test fails when it is stale). Each rule returns `source, event_id, message` for",
+        "the audited actions it fires on; `nhiaudit rules` lists them, `nhiaudit trace ID` shows why.\n",
+    ]
+    by_severity = sorted(load_rules(), key=lambda r: (-SEVERITIES.index(r[0].severity), r[0].id))
+    for info, _ in by_severity:
+        out += [
+            f"## {info.id}\n",
+            f"**{info.title}** — severity **{info.severity}**; frameworks: {', '.join(info.frameworks)}\n",
+            f"{info.description}\n",
+            f"Remediation: {info.remediation}\n",
+        ]
+    return "\n".join(out)

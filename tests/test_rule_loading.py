@@ -346,3 +346,16 @@ def test_parse_rule_raises_every_problem_of_one_file(tmp_path: Path) -> None:
         f"{path}:1: id 'credential-without-task' differs from the file name 'x.sql'. "
         "Rename the file to credential-without-task.sql or set '-- id: x'.",
     ]
+
+
+def test_docs_rules_md_is_rendered_from_the_rule_headers(update_golden: bool) -> None:
+    """SARIF's helpUri points at docs/rules.md#<id>: the page must list every rule as it is now."""
+    from nhiaudit.rules import reference
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+    if update_golden:
+        page.write_text(reference(), encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    assert text == reference(), "docs/rules.md is stale: run pytest --update-golden"
+    for info, _ in load_rules():
+        assert f"\n## {info.id}\n" in text

@@ -250,3 +250,24 @@ def test_extra_rule_folders_are_evaluated_live_beside_the_stored_findings(db: Pa
         more = audit.findings(extra_rule_dirs=[mine])
         _, stored = audit.sql("SELECT count(*) FROM findings WHERE rule = 'every-audited-action'")
     assert len(more) == len(base) + 17 and stored == [(0,)]
+
+
+def test_fail_on_none_and_any_case(db: Path) -> None:
+    assert invoke(["report", "--db", str(db), "--policy", str(POLICY), "--fail-on", "none"]).exit_code == 0
+    assert invoke(["report", "--db", str(db), "--policy", str(POLICY), "--fail-on", "CRITICAL"]).exit_code == 1
+    wrong = invoke(["report", "--db", str(db), "--policy", str(POLICY), "--fail-on", "hgh"])
+    assert wrong.exit_code == 2 and "Did you mean 'high'?" in wrong.stderr
+
+
+def test_report_sarif_options_reach_the_file(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the evidence was ingested from here: its relative paths resolve
+    out = tmp_path / "r.sarif"
+    args = ["report", "--db", str(db), "--policy", str(POLICY), "--sarif", str(out), "--sarif-category", "audit/prod"]
+    result = invoke([*args, "--source-root", str(WORLD)])
+    assert result.exit_code == 1
+    run = json.loads(out.read_text(encoding="utf-8"))["runs"][0]
+    assert run["automationDetails"] == {"id": "audit/prod/"}
+    assert len(run["results"]) == 19 and "aggregation" not in run["properties"]
+    assert invoke([*args, "--sarif-max-results", "99"]).exit_code == 2  # below GitHub-sane minimum
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]}
+    assert all(not uri.startswith(("sample_logs", "/", "file:", "..")) for uri in uris), uris

@@ -1,4 +1,4 @@
-"""Report writers: one pure ``render(report: model.Report) -> str`` per format, no I/O, no clock.
+"""Report writers: one pure ``render(report: model.Report, **options) -> str`` per format, no I/O, no clock.
 
 How to add one:
 1. Write ``nhiaudit/reports/<fmt>.py`` with ``render(report)``; escape every log string for the medium.
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nhiaudit.model import Report
 from nhiaudit.reports import html_, json_, junit, markdown, ocsf, sarif
 
-WRITERS: dict[str, Callable[[Report], str]] = {
+# render(report, **options): options are format-specific keywords (SARIF: max_results, category, …).
+WRITERS: dict[str, Callable[..., str]] = {
     "json": json_.render,
     "sarif": sarif.render,
     "junit": junit.render,

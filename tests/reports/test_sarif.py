@@ -8,8 +8,9 @@ import re
 
 import pytest
 from jsonschema.validators import validator_for
-from report_fixtures import EV_ORPHAN, FINDINGS, RULES
+from report_fixtures import EV_ORPHAN, FINDINGS, RULES, empty_report
 
+from nhiaudit.model import Report
 from nhiaudit.reports import sarif
 
 # RFC 3986 URI-reference characters: unreserved, reserved and percent-escapes only.
@@ -40,9 +41,13 @@ def test_driver_lists_every_rule_with_github_severity(report):
     assert denied["name"] == "ApprovalDenied"
     assert denied["shortDescription"]["text"] == RULES[0].title
     assert denied["fullDescription"]["text"] == RULES[0].description
-    assert denied["help"] == {"text": RULES[0].remediation, "markdown": RULES[0].remediation}
+    assert denied["help"]["text"] == RULES[0].remediation
+    markdown = denied["help"]["markdown"]
+    assert RULES[0].title in markdown and RULES[0].description in markdown and RULES[0].remediation in markdown
+    assert denied["helpUri"] == "https://github.com/nhiaudit/nhiaudit/blob/main/docs/rules.md#approval-denied"
+    assert denied["helpUri"] in markdown
     assert denied["defaultConfiguration"]["level"] == "error"
-    assert denied["properties"]["tags"] == ["NHI5:2025", "ASI03", "AU-10", "security"]
+    assert denied["properties"]["tags"] == ["security", "NHI5:2025", "ASI03", "AU-10"]
     expected = {"critical": "9.5", "high": "8.0", "medium": "5.5"}
     for rule in RULES:
         assert by_id[rule.id]["properties"]["security-severity"] == expected[rule.severity]
@@ -75,18 +80,20 @@ def test_levels_follow_severity(report):
         ("./logs//ct.json", {"uri": "logs/ct.json", "uriBaseId": "%SRCROOT%"}),
         ("logs\\kong\\a b.log", {"uri": "logs/kong/a%20b.log", "uriBaseId": "%SRCROOT%"}),
         ("c:ct.json", {"uri": "c%3Act.json", "uriBaseId": "%SRCROOT%"}),  # not read as a URI scheme
-        ("/var/log/ct <x>.json", {"uri": "file:///var/log/ct%20%3Cx%3E.json"}),
-        ("C:\\evidence\\vault audit.log", {"uri": "file:///C:/evidence/vault%20audit.log"}),
+        # One absolute path on its own: relative to its folder, the root (never a file: URI).
+        ("/var/log/ct <x>.json", {"uri": "ct%20%3Cx%3E.json", "uriBaseId": "%SRCROOT%"}),
+        ("C:\\evidence\\vault audit.log", {"uri": "vault%20audit.log", "uriBaseId": "%SRCROOT%"}),
     ],
 )
 def test_artifact_location(path, expected):
     assert sarif.artifact_location(path) == expected
 
 
-def test_absolute_evidence_path_is_a_file_uri(report):
+def test_evidence_outside_the_root_has_its_own_base_never_a_file_uri(report):
     orphan = next(r for r in _run(report)["results"] if r["properties"]["event_id"] == EV_ORPHAN.event_id)
     location = orphan["locations"][0]["physicalLocation"]["artifactLocation"]
-    assert location == {"uri": "file:///C:/evidence/vault%20audit.log"}
+    assert location == {"uri": "vault%20audit.log", "uriBaseId": "NHIAUDIT_EVIDENCE"}
+    assert "NHIAUDIT_EVIDENCE" in _run(report)["originalUriBaseIds"]
 
 
 def test_logical_locations_only_for_what_is_known(report):
@@ -147,3 +154,79 @@ def test_a_finding_for_an_unlisted_rule_still_gets_a_rule_descriptor(report):
     ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
     assert ids[0] == "approval-denied" and set(ids) == {f.rule for f in FINDINGS}
     assert all(run["tool"]["driver"]["rules"][r["ruleIndex"]]["id"] == r["ruleId"] for r in run["results"])
+
+
+# --------------------------------------------------------------------------------------------------
+# GitHub code scanning's limits at scale
+# --------------------------------------------------------------------------------------------------
+
+
+def _many(n: int, credentials: int) -> Report:
+    """``n`` findings of two rules on ``credentials`` credentials, evidence in one folder."""
+    base = FINDINGS[0]
+    findings = tuple(
+        dataclasses.replace(
+            base,
+            rule=("credential-without-task", "long-lived-credential")[i % 2],
+            event_id=f"e{i:07d}",
+            credential_id=f"AKIA{i % credentials:016d}",
+            fingerprint=f"{i:032d}",
+            evidence=dataclasses.replace(
+                base.evidence, file=f"/srv/evidence/cloudtrail/{i % 40:02d}.json.gz", line=i + 1
+            ),
+            waived=False,
+            waiver=None,
+        )
+        for i in range(n)
+    )
+    return dataclasses.replace(empty_report(), findings=findings)
+
+
+def test_100k_findings_fit_github_limits_and_validate(schemas):
+    import gzip
+
+    import jsonschema
+
+    report = _many(100_000, credentials=3_000)
+    text = sarif.render(report)
+    run = json.loads(text)["runs"][0]
+    assert len(run["results"]) <= sarif.MAX_RESULTS <= sarif.HARD_MAX_RESULTS
+    aggregation = run["properties"]["aggregation"]
+    assert aggregation["findings"] == 100_000 and aggregation["results"] == len(run["results"])
+    assert sum(r["properties"]["count"] for r in run["results"]) == 100_000  # nothing lost
+    assert all(len(r["relatedLocations"]) <= 100 for r in run["results"])
+    assert all(len(rule["properties"]["tags"]) <= 10 for rule in run["tool"]["driver"]["rules"])
+    assert len(gzip.compress(text.encode())) < 10 * 1024 * 1024  # GitHub's upload limit
+    # The schema on the run with a sample of its results (every result has the same shape; validating
+    # all 3,000 with their related locations takes ~20 s), the limits above on all of them.
+    schema = json.loads((schemas / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    document = json.loads(text)
+    document["runs"][0]["results"] = document["runs"][0]["results"][:: len(run["results"]) // 50]
+    jsonschema.validators.validator_for(schema)(schema).validate(document)
+    assert "file:" not in text and "../" not in text
+    assert sarif.aggregation_note(report).startswith("SARIF: 100,000 findings aggregated into ")
+
+
+def test_aggregation_falls_back_to_coarser_groups():
+    report = _many(12_000, credentials=12_000)  # one credential per finding: rule × credential won't fit
+    run = json.loads(sarif.render(report, max_results=5_000))["runs"][0]
+    assert run["properties"]["aggregation"]["grouped_by"].startswith("rule × agent")
+    assert len(run["results"]) <= 5_000
+
+
+def test_under_the_limit_nothing_is_aggregated(report):
+    run = _run(report)
+    assert "aggregation" not in run["properties"] and sarif.aggregation_note(report) is None
+
+
+def test_category_and_source_root():
+    report = _many(3, credentials=3)
+    run = json.loads(sarif.render(report, category="nhiaudit/prod", source_root="/srv/evidence"))["runs"][0]
+    assert run["automationDetails"] == {"id": "nhiaudit/prod/"}
+    location = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location == {"uri": "cloudtrail/00.json.gz", "uriBaseId": "%SRCROOT%"}
+    # Relative paths, as ingested, resolve against the working folder when all evidence is under it.
+    cwd = json.loads(sarif.render(report, cwd="/srv"))["runs"][0]
+    assert cwd["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
+        "evidence/cloudtrail/00.json.gz"
+    )
