@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ class AuditSession:
     path: str = ":memory:"
     correlated: bool = False  # whether opening it rebuilt the derived tables
     policy_origin: str = "given"  # given | $NHIAUDIT_POLICY | ./nhiaudit.toml | remembered | defaults
+    _locked: bool = field(default=False, repr=False)
 
     @property
     def policy_note(self) -> str:
@@ -112,7 +113,14 @@ class AuditSession:
         )
 
     def sql(self, statement: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Column names and rows of one statement (read-only when the session is)."""
+        """Column names and rows of one statement, truly read-only: besides the read-only store, the
+        connection is cut off from the filesystem and network first (no ``COPY … TO``, no
+        ``read_csv('/etc/…')``, no ``ATTACH``, no extension installs) and its settings are locked.
+        Irreversible for this session, which suits ``nhiaudit sql``."""
+        if not self._locked:
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET lock_configuration = true")
+            self._locked = True
         return query.run(self.con, statement)
 
     def arrow(self, statement: str, params: list[Any] | dict[str, Any] | None = None) -> pyarrow.Table:

@@ -271,3 +271,25 @@ def test_report_sarif_options_reach_the_file(db: Path, tmp_path: Path, monkeypat
     assert invoke([*args, "--sarif-max-results", "99"]).exit_code == 2  # below GitHub-sane minimum
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]}
     assert all(not uri.startswith(("sample_logs", "/", "file:", "..")) for uri in uris), uris
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COPY (SELECT * FROM events) TO '{out}/leak.csv'",
+        "SELECT * FROM read_csv('{out}/../secret.txt')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "ATTACH '{out}/other.duckdb'",
+        "SET enable_external_access = true",
+        "INSTALL httpfs",
+        "DELETE FROM events",
+    ],
+)
+def test_sql_is_truly_read_only(db: Path, tmp_path: Path, statement: str) -> None:
+    (tmp_path / "secret.txt").write_text("s3cr3t\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke(["sql", "--db", str(db), "--policy", str(POLICY), statement.format(out=out)])
+    assert result.exit_code == 2, result.output
+    assert "s3cr3t" not in result.output and list(out.iterdir()) == []
+    assert invoke(["sql", "--db", str(db), "--csv", "SELECT count(*) AS n FROM chains"]).stdout == "n\n17\n"
