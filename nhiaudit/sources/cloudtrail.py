@@ -12,6 +12,7 @@ Digest files and SNS/SQS notifications are recognized and skipped: they hold no 
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -47,14 +48,12 @@ _STRUCT = """{
     "userAgent": "VARCHAR", "errorCode": "VARCHAR", "readOnly": "VARCHAR", "recipientAccountId": "VARCHAR",
     "userIdentity": {
         "type": "VARCHAR", "arn": "VARCHAR", "principalId": "VARCHAR", "accountId": "VARCHAR",
-        "accessKeyId": "VARCHAR", "userName": "VARCHAR", "invokedBy": "VARCHAR",
+        "accessKeyId": "VARCHAR", "userName": "VARCHAR", "invokedBy": "VARCHAR", "credentialId": "VARCHAR",
+        "onBehalfOf": {"userId": "VARCHAR", "identityStoreArn": "VARCHAR"},
         "sessionContext": {"sourceIdentity": "VARCHAR", "ec2RoleDelivery": "VARCHAR",
                            "sessionIssuer": {"type": "VARCHAR", "arn": "VARCHAR"}}
     },
-    "requestParameters": {
-        "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
-        "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON"
-    },
+    "requestParameters": "JSON",
     "responseElements": {
         "credentials": {"accessKeyId": "VARCHAR", "expiration": "VARCHAR"},
         "assumedRoleUser": {"arn": "VARCHAR"}, "federatedUser": {"arn": "VARCHAR"},
@@ -63,6 +62,12 @@ _STRUCT = """{
     "resources": [{"ARN": "VARCHAR", "type": "VARCHAR"}],
     "digestStartTime": "VARCHAR", "Message": "VARCHAR", "Type": "VARCHAR"
 }"""
+# requestParameters stays JSON in _STRUCT: the resource of a call is read from it per service
+# (RESOURCE_PARAMS); the few fields read by name are typed by _REQUEST, one parse of that object.
+_REQUEST = """{
+    "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
+    "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON"
+}"""
 _CHECKED = ["eventTime", "eventName", "eventSource", "userIdentity", "resources", "readOnly", "requestParameters.tags"]
 
 # Wrappers, told apart per record by top-level keys a CloudTrail record never has. EventBridge:
@@ -70,6 +75,22 @@ _CHECKED = ["eventTime", "eventName", "eventSource", "userIdentity", "resources"
 # Event via CloudTrail", ...) with the record in "detail". LookupEvents: "CloudTrailEvent" (the
 # record as a JSON string; an object is taken too) beside "EventId".
 _WRAPPER_PATHS = ['$."detail-type"', "$.CloudTrailEvent", "$.EventId"]
+
+
+# The resources a call names in its requestParameters, per service: data, not code (DESIGN §6).
+RESOURCE_PARAMS = "cloudtrail_resources.csv"
+_PARAM_COLUMNS = "{'event_source': 'VARCHAR', 'event_name': 'VARCHAR', 'param': 'VARCHAR', 'item': 'VARCHAR', 'pattern': 'VARCHAR', 'arn': 'VARCHAR'}"
+
+
+def _install_resource_params(con: duckdb.DuckDBPyConnection) -> None:
+    """TEMP table ``ct_resource_params`` (the rows of RESOURCE_PARAMS, ``rank`` = file order)."""
+    with resources.as_file(resources.files("nhiaudit") / "queries" / "sources" / RESOURCE_PARAMS) as path:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE ct_resource_params AS
+            SELECT row_number() OVER () AS rank, * FROM read_csv(?, auto_detect = false, header = true,
+                comment = '#', delim = ',', quote = '"', escape = '"', columns = {_PARAM_COLUMNS})""",
+            [str(path)],
+        )
 
 
 def detect(path: Path) -> bool:
@@ -86,6 +107,7 @@ def detect(path: Path) -> bool:
 
 
 def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+    _install_resource_params(con)
     for file in files:
         # LookupEvents output opens with its "Events" key. Only then is it a layout to look for:
         # each one costs another parse of every document (and its memory, for a 50 MB record).
@@ -150,6 +172,57 @@ def _unwrapped(checked: list[str]) -> str:
         ))"""
 
 
+def _param_resources(con: duckdb.DuckDBPyConnection) -> None:
+    r"""TEMP table ``ct_param_resources(record_index, partition, param_resources)``: the ARNs a record's
+    requestParameters name by the rows of ``ct_resource_params`` (in rank order, then element order,
+    each once), and the record's partition. Values are evidence: they only ever fill ``\0``…``\9`` of
+    a template; the record's region, account and partition go into the template escaped."""
+    con.execute(
+        r"""CREATE OR REPLACE TEMP TABLE ct_param_resources AS
+        WITH rec AS (
+            SELECT record_index, r.requestParameters AS req, r.eventSource AS event_source, r.eventName AS event_name,
+                   nullif(r.awsRegion, '') AS region, nullif(coalesce(r.recipientAccountId, r.userIdentity.accountId), '') AS account,
+                   CASE WHEN regexp_full_match(r.userIdentity.arn, 'arn:aws[a-z-]*:.*') THEN split_part(r.userIdentity.arn, ':', 2)
+                        WHEN r.awsRegion LIKE 'us-gov-%' THEN 'aws-us-gov' WHEN r.awsRegion LIKE 'cn-%' THEN 'aws-cn'
+                        WHEN r.awsRegion LIKE 'us-isob-%' THEN 'aws-iso-b' WHEN r.awsRegion LIKE 'us-iso-%' THEN 'aws-iso'
+                        ELSE 'aws' END AS partition
+            FROM ct WHERE NOT skipped AND reason IS NULL
+        ), matched AS (
+            SELECT rec.record_index, m.rank, m.item, m.pattern,
+                   -- the template with the record's parts; NULL when it needs a part the record lacks
+                   CASE WHEN NOT (contains(m.arn, '{region}') AND region IS NULL)
+                         AND NOT (contains(m.arn, '{account}') AND account IS NULL)
+                        THEN replace(replace(replace(m.arn, '{partition}', replace(partition, '\', '\\')),
+                                             '{region}', replace(coalesce(region, ''), '\', '\\')),
+                                     '{account}', replace(coalesce(account, ''), '\', '\\')) END AS template,
+                   json_extract(rec.req, m.param) AS v
+            FROM rec JOIN ct_resource_params m ON m.event_source = rec.event_source
+                 AND (m.event_name IS NULL OR regexp_full_match(rec.event_name, m.event_name))
+            WHERE json_type(rec.req) = 'OBJECT'
+        ), valued AS (
+            SELECT record_index, rank, pattern, template,
+                   list_transform(CASE WHEN json_type(v) = 'ARRAY' THEN json_extract(v, '$[*]') ELSE [v] END,
+                       e -> nullif(trim(CASE WHEN item IS NOT NULL THEN json_extract_string(e, '$."' || item || '"')
+                                             WHEN json_type(e) IN ('VARCHAR', 'BIGINT', 'UBIGINT')
+                                             THEN json_extract_string(e, '$') END), '')) AS vals
+            FROM matched WHERE v IS NOT NULL AND template IS NOT NULL
+        ), built AS (
+            SELECT record_index, rank,
+                   list_filter(list_transform(vals, x -> CASE
+                       WHEN starts_with(x, 'arn:') THEN x
+                       WHEN regexp_full_match(x, coalesce(pattern, '.+'))
+                       THEN regexp_replace(x, '^(?:' || coalesce(pattern, '(.+)') || ')$', template) END),
+                       x -> x IS NOT NULL) AS arns
+            FROM valued
+        ), listed AS (
+            SELECT record_index, flatten(list(arns ORDER BY rank)) AS l FROM built GROUP BY record_index
+        )
+        SELECT rec.record_index, rec.partition,
+               nullif(list_filter(l, (x, i) -> list_position(l, x) = i), []) AS param_resources
+        FROM rec LEFT JOIN listed USING (record_index)"""
+    )
+
+
 def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # Each record is consumed, rejected or staged exactly once. Wrong types are rejected with the
     # field named; missing fields are not an error (real records and AWS doc fragments omit many).
@@ -186,19 +259,22 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         FROM ct WHERE NOT skipped AND reason IS NOT NULL""",
         [RAW_EXCERPT],
     )
+    _param_resources(con)
     issuing = ", ".join(f"'{name}'" for name in ISSUING)
     con.execute(
         f"""INSERT INTO staged BY NAME
         WITH base AS (
-            SELECT record_index, line, doc, r, t, r.userIdentity AS u, r.requestParameters AS req,
+            SELECT record_index, line, doc, r, t, r.userIdentity AS u, json_transform(r.requestParameters, '{_REQUEST}') AS req,
+                   pr.param_resources, pr.partition,
                    r.responseElements AS resp, r.eventSource AS event_source, r.eventName AS event_name,
                    coalesce(event_time, try_cast(r."@timestamp" AS TIMESTAMPTZ)) AS occurred_at,
                    r.eventSource = 'sts.amazonaws.com' AND r.eventName IN ({issuing}) AS issuing
-            FROM ct
+            FROM ct LEFT JOIN ct_param_resources pr USING (record_index)
             WHERE NOT skipped AND reason IS NULL
         ), keyed AS (
             SELECT *,
-                CASE WHEN issuing THEN resp.credentials.accessKeyId ELSE u.accessKeyId END AS cred,
+                -- IdentityCenterUser: no access key, a bearer credentialId (CloudTrail userIdentity docs)
+                CASE WHEN issuing THEN resp.credentials.accessKeyId ELSE coalesce(u.accessKeyId, u.credentialId) END AS cred,
                 CASE WHEN issuing THEN u.accessKeyId END AS parent_cred,
                 -- An object before its bucket (DESIGN §4), else the first ARN listed. List functions,
                 -- not a correlated subquery: that one joined on the whole record and took most of ingest.
@@ -210,23 +286,31 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             r.eventID AS event_id,
             record_index, line, occurred_at,
             CASE WHEN issuing THEN 'credential_issue'
-                 WHEN r.eventType = 'AwsConsoleSignIn' THEN 'signin'
+                 -- eventType came with event version 1.02: an older ConsoleLogin has none, and one
+                 -- AWS doc example spells it AwsConsoleSignin
+                 WHEN lower(r.eventType) = 'awsconsolesignin' OR (event_name = 'ConsoleLogin'
+                      AND coalesce(event_source, 'signin.amazonaws.com') = 'signin.amazonaws.com')
+                     THEN 'signin'
                  WHEN r.eventType = 'AwsServiceEvent' OR event_name IS NULL THEN 'other'
                  ELSE 'action' END AS category,
-            coalesce(u.arn, u.principalId, u.invokedBy) AS actor_id,
+            coalesce(u.arn, u.principalId, u.onBehalfOf.userId, u.invokedBy) AS actor_id,
             CASE WHEN u.type = 'AWSService' THEN 'service'
+                 WHEN u.type = 'IdentityCenterUser' THEN 'human'
                  WHEN u.sessionContext.ec2RoleDelivery IS NOT NULL THEN 'workload'
                  ELSE 'unknown' END AS actor_type,
             cred AS credential_id,
-            coalesce(aws_key_type(cred), 'aws_access_key') AS credential_type,
+            CASE WHEN NOT issuing AND u.accessKeyId IS NULL AND u.credentialId IS NOT NULL
+                 THEN 'aws_identity_center_credential'
+                 ELSE coalesce(aws_key_type(cred), 'aws_access_key') END AS credential_type,
             parent_cred AS parent_credential_id,
             CASE WHEN event_name IS NOT NULL
                  THEN coalesce(regexp_replace(event_source, '\\.amazonaws\\.com$', ''), 'unknown') || ':' || event_name
             END AS action,
             coalesce(
                 first_arn,
+                param_resources[1],
                 CASE WHEN event_source = 's3.amazonaws.com' AND req.bucketName IS NOT NULL
-                     THEN 'arn:aws:s3:::' || req.bucketName || coalesce('/' || req.key, '') END,
+                     THEN 'arn:' || partition || ':s3:::' || req.bucketName || coalesce('/' || req.key, '') END,
                 CASE WHEN issuing THEN req.roleArn END
             ) AS resource,
             coalesce(
@@ -258,7 +342,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'role_session_name', req.roleSessionName,
                 'duration_seconds', try_cast(req.durationSeconds AS BIGINT),
                 'long_term', false)
-            ELSE json_object('identity_type', u.type, 'session_issuer', u.sessionContext.sessionIssuer.arn)
+            ELSE json_object('identity_type', u.type, 'session_issuer', u.sessionContext.sessionIssuer.arn,
+                             'identity_store', u.onBehalfOf.identityStoreArn,
+                             -- every resource the call names, when it names several (scope checks read all)
+                             'resources', CASE WHEN first_arn IS NULL AND len(param_resources) > 1
+                                               THEN param_resources END)
             END AS details,
             doc AS raw,
             CASE WHEN r.eventID IS NOT NULL

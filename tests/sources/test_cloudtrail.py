@@ -279,6 +279,97 @@ def test_resources_object_before_bucket(store: duckdb.DuckDBPyConnection, tmp_pa
     }
 
 
+def call(i: int, source: str, name: str, params: Any, **fields: Any) -> dict[str, Any]:
+    return record(i, eventSource=f"{source}.amazonaws.com", eventName=name, requestParameters=params, **fields)
+
+
+def test_resources_from_request_parameters(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    gov = {"type": "AssumedRole", "arn": "arn:aws-us-gov:sts::111122223333:assumed-role/agent/t-1",
+           "accountId": "111122223333", "accessKeyId": "ASIAAGENTKEY00000001"}
+    secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf"
+    load_records(
+        store,
+        tmp_path,
+        [
+            call(1, "secretsmanager", "GetSecretValue", {"secretId": "prod/db"}),
+            call(2, "secretsmanager", "BatchGetSecretValue", {"secretIdList": [secret_arn, "b", ""]}),
+            call(3, "lambda", "Invoke", {"functionName": "resize"}),
+            call(4, "ec2", "TerminateInstances",
+                 {"instancesSet": {"items": [{"instanceId": "i-0abc"}, {"instanceId": "i-0def"}]}}),
+            call(5, "ssm", "SendCommand", {"documentName": "AWS-RunShellScript", "instanceIds": ["i-01", "i-02"]}),
+            call(6, "ssm", "GetParameter", {"name": "/prod/db/password", "withDecryption": True}),
+            call(7, "bedrock", "InvokeModel", {"modelId": "anthropic.claude-v2"}),
+            call(8, "iam", "AttachRolePolicy",
+                 {"roleName": "deploy", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+            call(9, "kms", "Decrypt", {"keyId": "alias/app"}),
+            call(10, "sqs", "SendMessage", {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/444455556666/jobs"}),
+            call(11, "cloudtrail", "StopLogging", {"name": "main"}, userIdentity=gov, awsRegion="us-gov-west-1"),
+            call(12, "dynamodb", "DeleteTable", {"tableName": "orders"}, awsRegion="cn-north-1",
+                 userIdentity={"type": "IAMUser", "accountId": "111122223333"}),
+            call(13, "iam", "EnableMFADevice", {"userName": "AWS ROOT USER"}),  # not an IAM name
+            call(14, "lambda", "Invoke", {"functionName": "x"}, awsRegion=None),  # no region: no ARN
+            call(15, "rds", "DeleteDBInstance", {"dBInstanceIdentifier": "db1"}, resources=[
+                {"ARN": "arn:aws:rds:eu-west-1:111122223333:db:listed", "type": "AWS::RDS::DBInstance"}]),
+            call(16, "ec2", "TerminateInstances", "HIDDEN_DUE_TO_SECURITY_REASONS"),
+            call(17, "sns", "Publish", {"topicArn": "arn:aws:sns:eu-west-1:111122223333:t"}),
+        ],
+    )
+    got = {i: (res, json.loads(d).get("resources")) for i, res, d in
+           store.execute("SELECT record_index, resource, details FROM events ORDER BY 1").fetchall()}
+    account, region = "111122223333", "eu-west-1"
+    assert got == {
+        0: (f"arn:aws:secretsmanager:{region}:{account}:secret:prod/db", None),
+        1: (secret_arn, [secret_arn, f"arn:aws:secretsmanager:{region}:{account}:secret:b"]),
+        2: (f"arn:aws:lambda:{region}:{account}:function:resize", None),
+        3: (f"arn:aws:ec2:{region}:{account}:instance/i-0abc",
+            [f"arn:aws:ec2:{region}:{account}:instance/i-0abc", f"arn:aws:ec2:{region}:{account}:instance/i-0def"]),
+        4: (f"arn:aws:ec2:{region}:{account}:instance/i-01",
+            [f"arn:aws:ec2:{region}:{account}:instance/i-01", f"arn:aws:ec2:{region}:{account}:instance/i-02",
+             f"arn:aws:ssm:{region}:{account}:document/AWS-RunShellScript"]),
+        5: (f"arn:aws:ssm:{region}:{account}:parameter/prod/db/password", None),
+        6: (f"arn:aws:bedrock:{region}::foundation-model/anthropic.claude-v2", None),
+        7: (f"arn:aws:iam::{account}:role/deploy",
+            [f"arn:aws:iam::{account}:role/deploy", "arn:aws:iam::aws:policy/AdministratorAccess"]),
+        8: (f"arn:aws:kms:{region}:{account}:alias/app", None),
+        9: ("arn:aws:sqs:eu-west-1:444455556666:jobs", None),
+        10: (f"arn:aws-us-gov:cloudtrail:us-gov-west-1:{account}:trail/main", None),  # partition of the caller
+        11: (f"arn:aws-cn:dynamodb:cn-north-1:{account}:table/orders", None),  # partition of the region
+        12: (None, None),
+        13: (None, None),
+        14: ("arn:aws:rds:eu-west-1:111122223333:db:listed", None),  # resources[] wins
+        15: (None, None),
+        16: ("arn:aws:sns:eu-west-1:111122223333:t", None),
+    }
+
+
+def test_resource_values_cannot_inject_into_the_arn(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    # Evidence only fills the template's groups: a backslash group in a value or region stays text.
+    load_records(store, tmp_path, [call(1, "lambda", "Invoke", {"functionName": "f\\1"}, awsRegion="r\\0")])
+    (resource,) = store.execute("SELECT resource FROM events").fetchone()
+    assert resource == "arn:aws:lambda:r\\0:111122223333:function:f\\1"
+
+
+def test_identity_center_user_and_old_console_login(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    # The shapes of the CloudTrail userIdentity docs (IdentityCenterUser) and of event version 1.01.
+    idc = {"type": "IdentityCenterUser", "accountId": "111122223333",
+           "onBehalfOf": {"userId": "544894e8-80c1-707f-60e3-3ba6510dfac1",
+                          "identityStoreArn": "arn:aws:identitystore::111122223333:identitystore/d-9067642ac7"},
+           "credentialId": "EXAMPLEVHULjJdTUdPJfofVa1sufHDoj7aYcOYcxFVllWR_Whr1fEXAMPLE"}
+    old_login = record(2, eventVersion="1.01", eventSource="signin.amazonaws.com", eventName="ConsoleLogin",
+                       requestParameters=None, responseElements={"ConsoleLogin": "Success"})
+    load_records(store, tmp_path, [call(1, "s3", "ListBuckets", None, userIdentity=idc), old_login])
+    got = rows(store, "SELECT category, actor_id, actor_type, credential_id, credential_type, details "
+                      "FROM events ORDER BY record_index")
+    assert [(r["category"], r["actor_id"], r["actor_type"], r["credential_id"], r["credential_type"])
+            for r in got] == [
+        ("action", "544894e8-80c1-707f-60e3-3ba6510dfac1", "human",
+         "EXAMPLEVHULjJdTUdPJfofVa1sufHDoj7aYcOYcxFVllWR_Whr1fEXAMPLE", "aws_identity_center_credential"),
+        ("signin", "arn:aws:sts::111122223333:assumed-role/agent/t-1", "unknown",
+         "ASIAAGENTKEY00000001", "aws_temporary_key"),
+    ]
+    assert json.loads(got[0]["details"])["identity_store"] == idc["onBehalfOf"]["identityStoreArn"]
+
+
 def test_read_only(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     load_records(
         store,

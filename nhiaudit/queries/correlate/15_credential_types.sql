@@ -14,6 +14,7 @@ SELECT * FROM (VALUES
     ('aws_long_term_key', false, true, 'AWS access key AKIA…: an IAM user''s (or the root user''s) key'),
     ('aws_temporary_key', true, false, 'AWS access key ASIA…: STS session credentials'),
     ('aws_access_key', false, false, 'AWS access key id of another form (a documentation placeholder, a redacted key)'),
+    ('aws_identity_center_credential', false, false, 'IAM Identity Center user''s bearer credential (userIdentity.credentialId), no access key'),
     ('apigw_iam_principal', false, false, 'API Gateway caller without an access key logged: its IAM user, not a secret'),
     -- HashiCorp Vault
     ('vault_token', true, false, 'Vault token, by its accessor as logged (HMAC or plain)'),
