@@ -127,7 +127,18 @@ def task(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
 
 
 def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
-    if r["approval_id"]:
+    stages = (
+        f"{r['pending_stages']} review(s) recorded while the request stayed pending"
+        + (f" (approved by {', '.join(r['stage_approvers'])})" if r["stage_approvers"] else "")
+        + ": its approval threshold was not met"
+        if r["pending_stages"]
+        else ""
+    )
+    if r["approval_id"] and r["decided_at"] is None:
+        label = (
+            f"{r['decision']} by {r['approver']}, decision time unknown ({r['decision_time_unknown']}): verdict unknown"
+        )
+    elif r["approval_id"]:
         label = (
             f"{r['decision']} by {r['approver']} at {iso(r['decided_at'])}"
             + (f", expires {iso(r['approval_expires_at'])}" if r["approval_expires_at"] else "")
@@ -144,13 +155,15 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         )
     elif r["approval_records"]:
         label = f"{r['approval_records']} approval record(s), none approved"
+    elif stages:
+        label = f"no decision: {stages}"
     elif link["status"] == "not_required":
         label = "not required for this tier"
     elif r["task_known"]:
         label = "no approval record"
     else:
         label = "no task, so no approval can be found"
-    return label, {
+    details = {
         "approver": r["approver"],
         "decision": r["decision"],
         "decided_at": iso(r["decided_at"]),
@@ -159,6 +172,13 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         "in_scope": r["in_approval_scope"],
         "self_approved": r["self_approved"],
     }
+    # Only where they say something, so that chains without them read as before.
+    if r["decision_time_unknown"]:
+        details["decision_time_unknown"] = r["decision_time_unknown"]
+    if r["pending_stages"]:
+        details["pending_stages"] = r["pending_stages"]
+        details["stage_approvers"] = list(r["stage_approvers"] or [])
+    return label, details
 
 
 def authority(r: Row, link: Row) -> tuple[str, dict[str, Any]]:

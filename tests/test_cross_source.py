@@ -22,6 +22,7 @@ from test_correlate import (
     at,
     chain,
     ct_assume_role,
+    ct_call,
     findings,
     task,
 )
@@ -760,3 +761,394 @@ def test_a_parent_of_another_kind_is_not_a_broken_chain(
     ).fetchone() == (parent_type, False)
     assert row["broken_credential_id"] is None
     assert "broken-delegation-chain" not in findings(con, policy, "use-1")
+
+
+# --------------------------------------------------------------------------------------------------
+# GitHub Actions run -> OIDC -> CloudTrail AssumeRoleWithWebIdentity -> AWS calls (issue 9)
+# --------------------------------------------------------------------------------------------------
+
+GH_POLICY = """
+[identities]
+humans = ["alice", "bob", "carol"]
+"""
+GH_REPO = "acme/reports"
+GH_ROLE = "gha-deploy"
+GH_KEY = "ASIAGHADEPLOY0000001"
+GH_PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+GH_CALL = "66666666-0000-4000-8000-000000000002"
+
+
+def gh_run(run_id: int = 7001, attempt: int = 1, triggered_by: str = "bob") -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "run_attempt": attempt,
+        "path": ".github/workflows/deploy.yml",
+        "display_title": "Deploy reports",
+        "event": "workflow_dispatch",
+        "head_branch": "main",
+        "status": "completed",
+        "conclusion": "success",
+        "run_started_at": "2026-11-02T09:00:00Z",
+        "updated_at": "2026-11-02T09:20:00Z",
+        "actor": {"login": triggered_by},
+        "triggering_actor": {"login": triggered_by},
+    }
+
+
+def gh_workflow_run(run_id: int = 7001, attempt: int = 1) -> dict[str, Any]:
+    return {
+        "action": "completed",
+        "workflow_run": gh_run(run_id, attempt),
+        "repository": {"full_name": GH_REPO},
+        "workflow": {"path": ".github/workflows/deploy.yml"},
+        "sender": {"login": "bob"},
+    }
+
+
+def gh_job(run_id: int = 7001, job_id: int = 8001, environment: str = "prod", attempt: int = 1) -> dict[str, Any]:
+    """workflow_job completed, with the deployment (environment) it ran for."""
+    return {
+        "action": "completed",
+        "workflow_job": {
+            "id": job_id,
+            "run_id": run_id,
+            "run_attempt": attempt,
+            "name": "deploy",
+            "workflow_name": "Deploy",
+            "head_branch": "main",
+            "status": "completed",
+            "conclusion": "success",
+            "created_at": "2026-11-02T09:00:30Z",
+            "started_at": "2026-11-02T09:01:00Z",
+            "completed_at": "2026-11-02T09:15:00Z",
+        },
+        "deployment": {"id": 9001, "environment": environment, "task": "deploy", "creator": {"login": "bob"}},
+        "repository": {"full_name": GH_REPO},
+        "sender": {"login": "bob"},
+    }
+
+
+def gh_review(action: str, approver: str = "alice", environment: str = "prod") -> dict[str, Any]:
+    """deployment_review as documented: on approved/rejected the payload names the approver, not the time."""
+    body: dict[str, Any] = {
+        "action": action,
+        "environment": environment,
+        "since": "2026-11-02T08:58:00Z",
+        "workflow_run": gh_run(),
+        "repository": {"full_name": GH_REPO},
+        "organization": {"login": "acme"},
+        "reviewers": [{"type": "User", "reviewer": {"login": "alice"}}],
+        "sender": {"login": approver},
+    }
+    if action == "requested":
+        body.update(requestor={"login": "bob"}, workflow_job_run={"id": 8001, "environment": environment})
+    else:
+        body.update(approver={"login": approver}, comment="ok", workflow_job_runs=[{"id": 8001}])
+    return body
+
+
+def gh_audit_decision(verb: str, hms: str, actor: str = "alice", run_id: int = 7001) -> dict[str, Any]:
+    """workflows.approve_workflow_job / reject_workflow_job, streamed audit-log shape."""
+    return {
+        "@timestamp": ms(hms),
+        "created_at": ms(hms),
+        "_document_id": f"doc-{verb}-{hms}",
+        "action": f"workflows.{verb}_workflow_job",
+        "actor": actor,
+        "actor_is_bot": False,
+        "org": "acme",
+        "repo": GH_REPO,
+        "workflow_run_id": run_id,
+        "run_attempt": 1,
+        "environment_name": "prod",
+    }
+
+
+def ct_web_identity(
+    event_id: str,
+    hms: str,
+    sub: str,
+    *,
+    key: str = GH_KEY,
+    session: str = "GitHubActions",
+    user_agent: str = "aws-sdk-nodejs/2.1112.0 configure-aws-credentials-for-github-actions",
+) -> dict:
+    """AssumeRoleWithWebIdentity as in the cloud-snitch sample (../shared/samples/github)."""
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": {
+            "type": "WebIdentityUser",
+            "principalId": f"{GH_PROVIDER}:sts.amazonaws.com:{sub}",
+            "userName": sub,
+            "identityProvider": GH_PROVIDER,
+        },
+        "eventTime": at(hms),
+        "eventSource": "sts.amazonaws.com",
+        "eventName": "AssumeRoleWithWebIdentity",
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "52.154.133.36",
+        "userAgent": user_agent,
+        "requestParameters": {
+            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/{GH_ROLE}",
+            "roleSessionName": session,
+            "durationSeconds": 3600,
+        },
+        "responseElements": {
+            "credentials": {"accessKeyId": key, "sessionToken": "", "expiration": "Nov 2, 2026, 10:05:00 AM"},
+            "subjectFromWebIdentityToken": sub,
+            "assumedRoleUser": {
+                "assumedRoleId": f"AROA{key[4:]}:{session}",
+                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{GH_ROLE}/{session}",
+            },
+            "provider": GH_PROVIDER,
+            "audience": "sts.amazonaws.com",
+        },
+        "requestID": event_id[::-1],
+        "eventID": event_id,
+        "readOnly": True,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": ACCOUNT,
+        "eventCategory": "Management",
+    }
+
+
+def gh_world(
+    tmp_path: Path, github: list[dict[str, Any]], issuance: dict, call_at: str = "09:06:00"
+) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    session_arn = issuance["responseElements"]["assumedRoleUser"]["arn"]
+    key = issuance["responseElements"]["credentials"]["accessKeyId"]
+    call = ct_call(GH_CALL, at(call_at), actor=session_arn, key=key, action="s3:PutObject")
+    return build(tmp_path, {"github.ndjson": github, "cloudtrail.ndjson": [issuance, call]}, GH_POLICY)
+
+
+PROD_SUB = f"repo:{GH_REPO}:environment:prod"
+
+
+def test_github_run_joins_its_oidc_issuance_by_environment_and_job_window(tmp_path: Path) -> None:
+    con, policy = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_review("requested"), gh_audit_decision("approve", "08:59:00")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    assert sources(con)["github.ndjson"] == "github_actions"
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["task_link"], row["task_known_from"]) == (
+        "github-run:7001:1",
+        "github_oidc_environment_window",
+        "github_actions",
+    )
+    assert (row["agent_id"], row["task_requested_by"]) == (f"{GH_REPO}:.github/workflows/deploy.yml", "bob")
+    assert (row["approver"], row["decision"], row["approval_environment"]) == ("alice", "approved", "prod")
+    assert row["verdict"] == "approved"
+    found = links(con, GH_CALL)
+    assert found["task"].evidence.source == "github_actions"
+    assert found["approval"].evidence.event_id == "doc-approve-08:59:00"
+    assert findings(con, policy, GH_CALL) == set()
+
+
+def test_the_environment_window_gives_no_run_when_two_runs_could_have_issued(tmp_path: Path) -> None:
+    """Two runs deploying to prod at once: the window cannot say which one assumed the role; the user
+    agent's run id (configure-aws-credentials >= v6.2.0) can."""
+    github = [
+        gh_workflow_run(),
+        gh_job(),
+        gh_workflow_run(7002),
+        gh_job(7002, 8002),
+        gh_audit_decision("approve", "08:59:00"),
+        gh_audit_decision("approve", "08:59:30", run_id=7002),
+    ]
+    con, policy = gh_world(
+        tmp_path, github, ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    )
+    assert chain(con, GH_CALL)["task_id"] is None
+    assert "credential-without-task" in findings(con, policy, GH_CALL)
+    ua = "aws-sdk-js/3.0 md/gha-run-id#7002 md/gha-run-attempt#1 configure-aws-credentials-for-github-actions"
+    con, _ = gh_world(
+        tmp_path, github, ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB, user_agent=ua)
+    )
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["task_link"], row["verdict"]) == (
+        "github-run:7002:1",
+        "github_oidc_user_agent",
+        "approved",
+    )
+
+
+def test_an_issuance_outside_every_job_window_has_no_run(tmp_path: Path) -> None:
+    con, _ = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_audit_decision("approve", "08:59:00")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:30:00", PROD_SUB),
+        call_at="09:31:00",
+    )
+    assert chain(con, GH_CALL)["task_id"] is None
+
+
+def test_a_webhook_approval_without_decision_time_is_unknown_with_the_reason(tmp_path: Path) -> None:
+    con, policy = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_review("approved")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    row = chain(con, GH_CALL)
+    assert (row["approval_status"], row["decided_at"], row["verdict"]) == ("found", None, "unknown")
+    approval_link = links(con, GH_CALL)["approval"]
+    assert approval_link.label.startswith("approved by alice, decision time unknown (not in the evidence")
+    assert approval_link.details["decision_time_unknown"].startswith("not in the evidence")
+    assert not {"approval-after-action", "missing-approval", "approval-expired"} & findings(con, policy, GH_CALL)
+
+
+def test_a_later_rejection_withdraws_the_approval(tmp_path: Path) -> None:
+    github = [
+        gh_workflow_run(),
+        gh_job(),
+        gh_audit_decision("approve", "08:59:00"),
+        gh_audit_decision("reject", "09:02:00", actor="carol"),
+    ]
+    con, policy = gh_world(
+        tmp_path, github, ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    )
+    row = chain(con, GH_CALL)
+    assert (row["effective_decision"], row["verdict"]) == ("denied", "unapproved")
+    assert "approval-denied" in findings(con, policy, GH_CALL)
+
+
+def test_the_reviewer_who_triggered_the_run_self_approved(tmp_path: Path) -> None:
+    """prevent_self_review off: bob triggered the run and approved its deployment himself."""
+    con, policy = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_audit_decision("approve", "08:59:00", actor="bob")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    assert chain(con, GH_CALL)["self_approved"]
+    assert "self-approval" in findings(con, policy, GH_CALL)
+
+
+# --------------------------------------------------------------------------------------------------
+# Teleport access request -> review -> AWS app session -> CloudTrail AssumeRole -> AWS calls (issue 9)
+# --------------------------------------------------------------------------------------------------
+
+TP_REQUEST = "7c1e2d3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+TP_BOT = "report-bot"  # a Machine ID bot: the non-human identity the request is for
+TP_ROLE = "prod-reports-writer"
+TP_KEY = "ASIATELEPORTAPP00001"
+TP_CALL = "77777777-0000-4000-8000-000000000002"
+TP_POLICY = """
+[identities]
+humans = ["alice", "carol", "bob"]
+"""
+
+
+def tp(event_: str, code: str, uid: str, hms: str, **extra: Any) -> dict[str, Any]:
+    return {"event": event_, "code": code, "uid": uid, "time": at(hms), "cluster_name": "acme", **extra}
+
+
+def tp_request(*reviews: tuple[str, str, str], access_expiry: str = "10:00:00") -> list[dict[str, Any]]:
+    """access_request.create by the bot, then each (reviewer, time, resulting state) review."""
+    records = [
+        tp(
+            "access_request.create",
+            "T5000I",
+            "tp-1",
+            "08:55:00",
+            id=TP_REQUEST,
+            user=TP_BOT,
+            roles=["reports-writer"],
+            state="PENDING",
+            reason="Publish the November report",
+            access_expiry=at(access_expiry),
+        )
+    ]
+    for n, (reviewer, hms, state) in enumerate(reviews):
+        records.append(
+            tp(
+                "access_request.review",
+                "T5002I",
+                f"tp-r{n}",
+                hms,
+                id=TP_REQUEST,
+                reviewer=reviewer,
+                proposed_state="APPROVED",
+                state=state,
+                access_expiry=at(access_expiry),
+            )
+        )
+    return records
+
+
+def tp_world(
+    tmp_path: Path, teleport_records: list[dict[str, Any]], call_at: str = "09:06:00"
+) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/{TP_ROLE}"
+    app = tp(
+        "app.session.start",
+        "T2007I",
+        "tp-app",
+        "09:04:00",
+        user=TP_BOT,
+        sid="sess-1",
+        app_name="aws-console",
+        aws_role_arn=role_arn,
+        access_requests=[TP_REQUEST],
+    )
+    # Teleport's app service (an IAM user here, so that the chain is rooted) assumes the role for the
+    # bot, with the Teleport user as the session name.
+    issue = ct_assume_role(
+        "77777777-0000-4000-8000-000000000001",
+        at("09:04:01"),
+        caller=ORCHESTRATOR,
+        caller_key=ORCHESTRATOR_KEY,
+        role=TP_ROLE,
+        session=TP_BOT,
+        new_key=TP_KEY,
+    )
+    call = ct_call(TP_CALL, at(call_at), actor=f"arn:aws:sts::{ACCOUNT}:assumed-role/{TP_ROLE}/{TP_BOT}", key=TP_KEY)
+    return build(tmp_path, {"teleport.log": [*teleport_records, app], "cloudtrail.ndjson": [issue, call]}, TP_POLICY)
+
+
+def test_teleport_app_session_joins_the_assume_role_of_its_role_and_user(tmp_path: Path) -> None:
+    con, policy = tp_world(tmp_path, tp_request(("alice", "09:00:00", "APPROVED")))
+    assert sources(con)["teleport.log"] == "teleport"
+    row = chain(con, TP_CALL)
+    assert (row["task_id"], row["task_link"], row["task_known_from"]) == (
+        f"teleport-request:{TP_REQUEST}",
+        "teleport_app_session",
+        "teleport",
+    )
+    assert (row["task_requested_by"], row["approver"], row["decision"]) == (TP_BOT, "alice", "approved")
+    assert row["verdict"] == "approved"
+    assert findings(con, policy, TP_CALL) == set()
+    # the app session itself carries the request (access_requests) and is audited with that task
+    assert chain(con, "tp-app")["task_id"] == f"teleport-request:{TP_REQUEST}"
+
+
+def test_teleport_threshold_of_two_with_one_review_does_not_approve(tmp_path: Path) -> None:
+    con, policy = tp_world(tmp_path, tp_request(("alice", "09:00:00", "PENDING")))
+    row = chain(con, TP_CALL)
+    assert (row["approval_records"], row["pending_stages"], row["approved_stages"]) == (0, 1, 1)
+    assert (row["approval_id"], row["verdict"]) == (None, "unapproved")
+    assert "missing-approval" in findings(con, policy, TP_CALL)
+    label = links(con, TP_CALL)["approval"].label
+    assert label == (
+        "no decision: 1 review(s) recorded while the request stayed pending (approved by alice): "
+        "its approval threshold was not met"
+    )
+    # the second review meets the threshold: Teleport logs the request APPROVED
+    con, policy = tp_world(tmp_path, tp_request(("alice", "09:00:00", "PENDING"), ("carol", "09:01:00", "APPROVED")))
+    row = chain(con, TP_CALL)
+    assert (row["approver"], row["verdict"]) == ("carol", "approved")
+    assert "missing-approval" not in findings(con, policy, TP_CALL)
+
+
+def test_teleport_call_after_the_request_expired(tmp_path: Path) -> None:
+    con, policy = tp_world(
+        tmp_path, tp_request(("alice", "09:00:00", "APPROVED"), access_expiry="09:30:00"), call_at="09:45:00"
+    )
+    row = chain(con, TP_CALL)
+    assert (row["task_id"], row["approval_expired"], row["verdict"]) == (
+        f"teleport-request:{TP_REQUEST}",
+        True,
+        "unapproved",
+    )
+    assert {"approval-expired", "credential-outlived-task"} <= findings(con, policy, TP_CALL)

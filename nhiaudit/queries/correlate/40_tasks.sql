@@ -1,4 +1,6 @@
--- Task instances, from provenance records and from invoke_agent spans; a task known from either counts.
+-- Task instances, from provenance records and from the systems that run them: invoke_agent spans,
+-- GitHub Actions runs (github-run:<id>:<attempt>), Teleport access requests (teleport-request:<id>).
+-- A task known from any of them counts; known_from names the system (details.known_from).
 -- A span's task id is the first attribute present among correlation.task_span_attributes.
 -- Every "first" below has a total tie-break (the event's own key), so that two records with the
 -- same time or position give the same answer on every run: arg_min returns any one of tied rows.
@@ -33,6 +35,11 @@ WITH prov AS (
            arg_min(json_extract_string(e.details, '$.requested_by'), e.first_key)
                FILTER (WHERE e.occurred_at IS NOT NULL) AS requested_by,
            min(e.occurred_at) AS started_at, max(e.ended_at) AS ended_at,
+           -- the latest status a record gives (a run requested, then completed)
+           arg_max(json_extract_string(e.details, '$.status'), (coalesce(e.ended_at, e.occurred_at), e.first_key))
+               FILTER (WHERE e.occurred_at IS NOT NULL) AS status,
+           arg_min(coalesce(json_extract_string(e.details, '$.known_from'), 'trace'), e.first_key)
+               FILTER (WHERE e.occurred_at IS NOT NULL) AS known_from,
            arg_min(e.source, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL) AS source,
            arg_min(e.event_id, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL) AS event_id,
            count(DISTINCT coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id)) AS agents
@@ -46,11 +53,11 @@ SELECT
     coalesce(p.agent_id, t.agent_id) AS agent_id,
     coalesce(p.intent, t.intent) AS intent,
     coalesce(p.requested_by, t.requested_by) AS requested_by,
-    p.status,
+    coalesce(p.status, t.status) AS status,
     coalesce(p.started_at, t.started_at) AS started_at,
     coalesce(p.ended_at, t.ended_at) AS ended_at,
     CASE WHEN p.task_id IS NOT NULL AND t.task_id IS NOT NULL THEN 'both'
-         WHEN p.task_id IS NOT NULL THEN 'provenance' ELSE 'trace' END AS known_from,
+         WHEN p.task_id IS NOT NULL THEN 'provenance' ELSE coalesce(t.known_from, 'trace') END AS known_from,
     -- Provenance and trace disagree on the agent, or one of them names several.
     (coalesce(p.agents, 0) > 1 OR coalesce(t.agents, 0) > 1
         OR (p.agent_id IS NOT NULL AND t.agent_id IS NOT NULL AND p.agent_id <> t.agent_id)) AS agent_conflict,

@@ -1,6 +1,111 @@
--- The task of each audited action: from its credential chain, from the task id the event itself
--- carries, or through trace context (a gateway call's traceparent names the calling span; its
--- nearest ancestor span that carries a task id gives the task).
+-- The task of each audited action: from its credential chain (a task id stamped on an issuance, or
+-- the task the issuance is joined to below), from the task id the event itself carries, or through
+-- trace context (a gateway call's traceparent names the calling span; its nearest ancestor span
+-- that carries a task id gives the task).
+
+-- Issuances joined to the task that ran them, when the issuance record carries no task id (DESIGN §4).
+-- GitHub Actions: an AssumeRoleWithWebIdentity by GitHub's OIDC provider. The actor is
+-- <provider ARN>:<audience>:<sub>, sub = repo:OWNER/REPO:environment:NAME (or :ref:refs/heads/B).
+-- The run is the one the user agent names (configure-aws-credentials >= v6.2.0 adds the run id and
+-- attempt), else the one a numeric role session name names when that run is in the evidence, else
+-- the only run of that repository whose job for that environment (or branch) was running at the
+-- issuance, within clock skew. Two candidate runs give none: a guess would be worse than no link.
+CREATE OR REPLACE TEMP TABLE github_oidc AS
+SELECT e.credential_id, e.source, e.event_id, e.occurred_at, sub,
+       regexp_extract(sub, '^repo:([^:]+):', 1) AS repository,
+       nullif(regexp_extract(sub, ':environment:([^:]+)', 1), '') AS environment,
+       nullif(regexp_extract(sub, ':ref:refs/heads/([^:]+)', 1), '') AS head_branch,
+       nullif(regexp_extract(e.user_agent, '(?i)run[-_]?id[/#=:]([0-9]+)', 1), '') AS ua_run,
+       nullif(regexp_extract(e.user_agent, '(?i)run[-_]?attempt[/#=:]([0-9]+)', 1), '') AS ua_attempt,
+       nullif(regexp_extract(json_extract_string(e.details, '$.role_session_name'), '([0-9]{7,})(?:[-_.]([0-9]{1,3}))?$', 1), '')
+           AS session_run,
+       nullif(regexp_extract(json_extract_string(e.details, '$.role_session_name'), '([0-9]{7,})(?:[-_.]([0-9]{1,3}))?$', 2), '')
+           AS session_attempt
+FROM (SELECT *, regexp_extract(actor_id, 'oidc-provider/token\.actions\.githubusercontent\.com(?:/[^:]*)?:[^:]*:(repo:.*)$', 1)
+                    AS sub
+      FROM events
+      WHERE category = 'credential_issue' AND action = 'sts:AssumeRoleWithWebIdentity' AND credential_id IS NOT NULL) e
+WHERE sub <> '';
+
+-- The runs in the evidence, one row per task record of a run (a job gives its environment and window).
+CREATE OR REPLACE TEMP TABLE github_windows AS
+SELECT task_id, split_part(task_id, ':', 2) AS run_id, split_part(task_id, ':', 3) AS attempt,
+       json_extract_string(details, '$.repository') AS repository,
+       json_extract_string(details, '$.environment') AS environment,
+       json_extract_string(details, '$.head_branch') AS head_branch,
+       occurred_at AS window_start,
+       -- a job still running in the evidence: GitHub-hosted jobs stop after 6 hours
+       coalesce(ended_at, occurred_at + INTERVAL 6 HOUR) AS window_end
+FROM events
+WHERE source = 'github_actions' AND category = 'task' AND task_id LIKE 'github-run:%' AND occurred_at IS NOT NULL;
+
+CREATE OR REPLACE TEMP TABLE issuance_task AS
+WITH skew AS (SELECT to_seconds(clock_skew_s) AS s FROM policy_params),
+named AS (
+    -- the run id given; the attempt given, else the latest known attempt of that run, else 1
+    SELECT o.credential_id, o.source, o.event_id,
+           'github-run:' || coalesce(o.ua_run, o.session_run) || ':' || coalesce(
+               CASE WHEN o.ua_run IS NOT NULL THEN o.ua_attempt ELSE o.session_attempt END,
+               (SELECT max(try_cast(w.attempt AS INTEGER))::VARCHAR FROM github_windows w
+                WHERE w.run_id = coalesce(o.ua_run, o.session_run)), '1')
+               AS task_id,
+           CASE WHEN o.ua_run IS NOT NULL THEN 'github_oidc_user_agent' ELSE 'github_oidc_session_name' END AS task_link
+    FROM github_oidc o
+    WHERE o.ua_run IS NOT NULL
+       OR EXISTS (SELECT 1 FROM github_windows w WHERE w.run_id = o.session_run)
+), windowed AS (
+    SELECT o.credential_id, o.source, o.event_id,
+           min(w.task_id) AS task_id, count(DISTINCT w.task_id) AS candidates,
+           CASE WHEN o.environment IS NOT NULL THEN 'github_oidc_environment_window'
+                ELSE 'github_oidc_branch_window' END AS task_link
+    FROM github_oidc o CROSS JOIN skew
+    JOIN github_windows w ON w.repository = o.repository
+         AND (CASE WHEN o.environment IS NOT NULL THEN w.environment = o.environment
+                   ELSE w.head_branch = o.head_branch END)
+         AND o.occurred_at BETWEEN w.window_start - skew.s AND w.window_end + skew.s
+    WHERE o.credential_id NOT IN (SELECT credential_id FROM named)
+    GROUP BY o.credential_id, o.source, o.event_id, o.environment
+), teleport_sessions AS (
+    -- Teleport AWS app access: the app service assumes the role the user chose (aws_role_arn), with
+    -- the Teleport user as the role session name, while the app session runs.
+    SELECT json_extract_string(details, '$.sid') AS sid,
+           any_value(actor_id) AS teleport_user,
+           any_value(json_extract_string(details, '$.aws_role_arn'))
+               FILTER (WHERE json_extract_string(details, '$.aws_role_arn') IS NOT NULL) AS role_arn,
+           min(task_id) AS task_id, count(DISTINCT task_id) AS tasks,
+           min(occurred_at) AS session_start, max(occurred_at) AS session_end
+    FROM events
+    WHERE source = 'teleport' AND json_extract_string(details, '$.sid') IS NOT NULL AND occurred_at IS NOT NULL
+    GROUP BY json_extract_string(details, '$.sid')
+), teleport AS (
+    SELECT e.credential_id, e.source, e.event_id, min(ts.task_id) AS task_id,
+           count(DISTINCT ts.task_id) AS candidates, 'teleport_app_session' AS task_link
+    FROM events e CROSS JOIN skew
+    JOIN teleport_sessions ts ON ts.role_arn = json_extract_string(e.details, '$.role_arn')
+         AND ts.teleport_user = json_extract_string(e.details, '$.role_session_name')
+         AND ts.task_id IS NOT NULL AND ts.tasks = 1
+         AND e.occurred_at BETWEEN ts.session_start - skew.s AND ts.session_end + skew.s
+    WHERE e.category = 'credential_issue' AND e.action = 'sts:AssumeRole' AND e.credential_id IS NOT NULL
+    GROUP BY e.credential_id, e.source, e.event_id
+)
+SELECT credential_id, task_id, task_link, source AS issuance_source, event_id AS issuance_event_id FROM named
+UNION ALL
+SELECT credential_id, task_id, task_link, source, event_id FROM windowed WHERE candidates = 1
+UNION ALL
+SELECT credential_id, task_id, task_link, source, event_id FROM teleport WHERE candidates = 1;
+
+-- Per audited credential: the joined task nearest to it on its chain (itself, its parent, …).
+CREATE OR REPLACE TEMP TABLE chain_issuance_task AS
+SELECT a.credential_id,
+       arg_min(it.task_id, (anc.depth, it.task_id)) AS task_id,
+       arg_min(it.task_link, (anc.depth, it.task_id)) AS task_link,
+       arg_min(anc.ancestor_id, (anc.depth, it.task_id)) AS task_credential_id,
+       list(DISTINCT it.task_id ORDER BY it.task_id) AS task_ids
+FROM (SELECT DISTINCT credential_id FROM audited WHERE credential_id IS NOT NULL) a
+JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
+JOIN issuance_task it ON it.credential_id = anc.ancestor_id
+GROUP BY a.credential_id;
+
 CREATE OR REPLACE TEMP TABLE spans AS
 SELECT e.source, e.event_id, e.trace_id, e.span_id, e.parent_span_id, e.occurred_at, e.ended_at, e.category,
        st.task_id, coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id) AS agent_id
@@ -41,16 +146,18 @@ GROUP BY source, event_id;
 
 CREATE OR REPLACE TEMP TABLE action_task AS
 SELECT a.source, a.event_id,
-       coalesce(cc.task_id, a.event_task_id, tt.task_id) AS task_id,
+       coalesce(cc.task_id, ct.task_id, a.event_task_id, tt.task_id) AS task_id,
        CASE WHEN cc.task_id IS NOT NULL THEN cc.task_link
+            WHEN ct.task_id IS NOT NULL THEN ct.task_link
             WHEN a.event_task_id IS NOT NULL THEN 'event'
             WHEN tt.task_id IS NOT NULL THEN 'trace' END AS task_link,
-       cc.task_credential_id,
+       coalesce(cc.task_credential_id, ct.task_credential_id) AS task_credential_id,
        tt.span_source, tt.span_event_id,
        -- sorted: list_distinct does not keep an order
-       list_sort(list_distinct(list_filter(coalesce(cc.task_ids, []) || [a.event_task_id, tt.task_id],
-                                           x -> x IS NOT NULL)))
+       list_sort(list_distinct(list_filter(coalesce(cc.task_ids, []) || coalesce(ct.task_ids, [])
+                                           || [a.event_task_id, tt.task_id], x -> x IS NOT NULL)))
            AS task_ids
 FROM audited a
 LEFT JOIN credential_chain cc ON cc.credential_id = a.credential_id
+LEFT JOIN chain_issuance_task ct ON ct.credential_id = a.credential_id
 LEFT JOIN trace_task tt ON tt.source = a.source AND tt.event_id = a.event_id;

@@ -38,19 +38,28 @@ WHERE b.task_known;
 -- decided before it; then the earliest decided after it. The effective decision is the latest
 -- decision (approved or denied) taken before the action; at the same instant a denial wins.
 -- approval_key (one per record) breaks the remaining ties: arg_max returns any one of tied rows.
+-- A record whose decision time is unknown ranks after every approval decided before the action and
+-- before those decided after it: it may have been in time, so it makes the verdict unknown rather
+-- than late. A pending stage (decision 'pending': a Teleport review below the threshold) is no
+-- decision: it is counted, never covering.
 CREATE OR REPLACE TEMP TABLE covering AS
 SELECT source, event_id,
-       count(*) AS approval_records,
+       count(*) FILTER (WHERE decision IN ('approved', 'denied')) AS approval_records,
        count(*) FILTER (WHERE decision = 'approved') AS approved_records,
        count(*) FILTER (WHERE decision = 'denied') AS denied_records,
-       arg_max(approval_key, (decided_before AND unexpired, decided_before,
+       count(*) FILTER (WHERE decision = 'pending') AS pending_stages,
+       count(*) FILTER (WHERE decision = 'pending' AND stage_decision = 'approved') AS approved_stages,
+       list(DISTINCT approver ORDER BY approver) FILTER (WHERE decision = 'pending' AND stage_decision = 'approved')
+           AS stage_approvers,
+       arg_max(approval_key, (coalesce(decided_before AND unexpired, false), coalesce(decided_before, false),
+                              decided_at IS NULL,
                               CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END,
                               approval_key))
            FILTER (WHERE decision = 'approved') AS approval_key,
        arg_max(decision, (epoch(decided_at), decision = 'denied', approval_key))
-           FILTER (WHERE decided_before) AS effective_decision,
+           FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_decision,
        arg_max(approval_id, (epoch(decided_at), decision = 'denied', approval_key))
-           FILTER (WHERE decided_before) AS effective_approval_id
+           FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_approval_id
 FROM action_approval GROUP BY source, event_id;
 
 -- Authority: the roles the approver held at decision time, and whether one is listed for the tier.
@@ -105,7 +114,8 @@ WITH shared AS (
 ), j AS (
     SELECT b.*,
            cv.approval_records, cv.approved_records, cv.denied_records, cv.effective_decision,
-           cv.effective_approval_id,
+           cv.effective_approval_id, cv.pending_stages, cv.approved_stages, cv.stage_approvers,
+           ap.decision_time_unknown, ap.environment AS approval_environment,
            ap.approval_id, ap.approver, ap.decision, ap.decided_at, ap.expires_at AS approval_expires_at,
            ap.scope_actions, ap.scope_resources, ap.has_scope, ap.source AS approval_source,
            ap.event_id AS approval_event_id, ap.ticket,
@@ -149,6 +159,9 @@ SELECT
     coalesce(denied_records, 0) AS denied_records, effective_decision, effective_approval_id,
     approval_id, approver, decision, decided_at, approval_expires_at, scope_actions, scope_resources,
     has_scope, approval_source, approval_event_id, ticket,
+    coalesce(pending_stages, 0) AS pending_stages, coalesce(approved_stages, 0) AS approved_stages, stage_approvers,
+    -- the covering approval was taken at a time the evidence does not give (NULL when none covers)
+    decision_time_unknown, approval_environment,
     tier_rank >= approval_required_rank AS approval_required,
     CASE WHEN NOT task_known THEN 'missing'
          WHEN approval_id IS NULL AND coalesce(approval_records, 0) > 0 THEN 'conflict'
@@ -190,6 +203,10 @@ SELECT *,
               AND (authorized OR NOT EXISTS (SELECT 1 FROM policy_authority))
               AND NOT self_approved
               AND coalesce(in_approval_scope, true) AND coalesce(in_agent_scope, true) THEN 'approved'
+         -- approved, but when is not in the evidence: nothing else contradicts it, so it is unknown
+         WHEN approval_id IS NOT NULL AND decided_at IS NULL AND coalesce(effective_decision, 'approved') = 'approved'
+              AND NOT coalesce(approval_expired, false) AND NOT self_approved
+              AND coalesce(in_approval_scope, true) AND coalesce(in_agent_scope, true) THEN 'unknown'
          ELSE 'unapproved' END AS verdict
 FROM chains
 -- Stored in event-id order: DuckDB's per-row-group min/max then lets `trace` and per-action rule
