@@ -25,6 +25,7 @@ from nhiaudit import __version__, query, report, rules, session, store
 from nhiaudit.errors import NhiauditError, NotFoundError, RuleError
 from nhiaudit.model import FAIL_ON, SEVERITIES, AuditedAction, Finding
 from nhiaudit.textsafe import terminal_safe
+from nhiaudit.trace import iso
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -273,16 +274,32 @@ SEVERITY_STYLE = {
 
 @app.command("trace")
 def trace_cmd(
-    action_id: Annotated[str, typer.Argument(help="Event id, bare or as source:event_id.")],
+    action_id: Annotated[
+        str | None, typer.Argument(help="Event id, bare or as source:event_id.", show_default=False)
+    ] = None,
+    task: Annotated[str | None, typer.Option("--task", help="List the actions of this task.")] = None,
+    credential: Annotated[
+        str | None, typer.Option("--credential", help="List the actions of this credential (or its children).")
+    ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="List the actions of this agent.")] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the chain as one JSON object.")] = False,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
-    """Rebuild the authorization chain of one action, with evidence for each link."""
+    """Rebuild the authorization chain of one action, with evidence for each link; or list the
+    actions of a task, credential or agent with their verdicts, to trace any one in full."""
     with errors(), session.open_audit(db, policy, memory_limit) as audit:
         _say_policy(audit)
-        traced = audit.trace(action_id)
+        if action_id is None:
+            listed = audit.actions_of(task=task, credential=credential, agent=agent)
+        elif task or credential or agent:
+            raise NhiauditError("trace: give an action id or one of --task, --credential, --agent, not both.")
+        else:
+            traced = audit.trace(action_id)
+    if action_id is None:
+        _print_actions(listed, as_json)
+        return
     if as_json:
         from nhiaudit.reports import json_
 
@@ -298,6 +315,30 @@ def trace_cmd(
         )
     else:
         console.print(_tree(traced.action, list(traced.findings)))
+
+
+def _print_actions(listed: list[dict], as_json: bool) -> None:
+    if as_json:
+        from nhiaudit.reports import json_
+
+        sys.stdout.write(
+            json_.dumps([{**row, "occurred_at": iso(row["occurred_at"])} for row in listed], indent=2) + "\n"
+        )
+        return
+    table = Table(title=f"{len(listed)} audited action(s): trace one with `nhiaudit trace ID`", title_justify="left")
+    for column in ("action id", "time", "action", "verdict", "findings"):
+        table.add_column(column, overflow="fold")
+    for row in listed:
+        table.add_row(
+            t(row["action_id"], None),
+            t(iso(row["occurred_at"]) or "-"),
+            t(" ".join(x for x in (row["action"], row["resource"]) if x), 200),
+            Text(row["verdict"], style=VERDICT_STYLE.get(row["verdict"], "")),
+            Text(f"{row['findings']} (worst {row['worst']})", style=SEVERITY_STYLE[row["worst"]])
+            if row["findings"]
+            else Text("0", style="green"),
+        )
+    console.print(table)
 
 
 def _evidence_text(link) -> Text:

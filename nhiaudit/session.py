@@ -32,8 +32,8 @@ import duckdb
 
 from nhiaudit import correlate, evaluate, query, report, rules, store
 from nhiaudit import trace as tracing
-from nhiaudit.errors import NhiauditError
-from nhiaudit.model import Finding, Report, Trace
+from nhiaudit.errors import NhiauditError, NotFoundError
+from nhiaudit.model import SEVERITIES, Finding, Report, Trace
 from nhiaudit.policy import DEFAULT_FILE, ENV_VAR, Policy, install, load_policy, loads, resolve_policy_path
 
 if TYPE_CHECKING:
@@ -93,6 +93,37 @@ class AuditSession:
             return traced
         only = (traced.action.source, traced.action.event_id)
         return Trace(traced.event, traced.action, findings=tuple(self.findings(only)))
+
+    def actions_of(
+        self, *, task: str | None = None, credential: str | None = None, agent: str | None = None
+    ) -> list[dict]:
+        """The audited actions of one task, credential (used directly or as an ancestor on the
+        action's chain) or agent, in time order, each with its verdict and findings (count, worst)."""
+        given = {"task": task, "credential": credential, "agent": agent}
+        chosen = [(kind, value) for kind, value in given.items() if value is not None]
+        if len(chosen) != 1:
+            raise NhiauditError("trace: give one of an action id, --task, --credential or --agent.")
+        kind, value = chosen[0]
+        where = {
+            "task": "c.task_id = $v",
+            "credential": "(c.credential_id = $v OR list_contains(c.chain_credential_ids, $v))",
+            "agent": "c.agent_id = $v",
+        }[kind]
+        rows = self.con.execute(
+            f"""SELECT c.source || ':' || c.event_id AS action_id, c.occurred_at, c.action, c.resource, c.verdict,
+                       count(f.rule) FILTER (WHERE NOT f.waived) AS findings,
+                       arg_max(f.severity, list_position({list(SEVERITIES)!r}, f.severity))
+                           FILTER (WHERE NOT f.waived) AS worst
+                FROM chains c LEFT JOIN findings f ON f.source = c.source AND f.event_id = c.event_id
+                WHERE {where}
+                GROUP BY ALL ORDER BY c.occurred_at NULLS LAST, action_id""",
+            {"v": value},
+        )
+        columns = [d[0] for d in rows.description]
+        found = [dict(zip(columns, r, strict=True)) for r in rows.fetchall()]
+        if not found:
+            raise NotFoundError(f"trace: no audited action of {kind} '{value}' in the store. Check the id.")
+        return found
 
     def report(
         self,

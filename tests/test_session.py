@@ -293,3 +293,25 @@ def test_sql_is_truly_read_only(db: Path, tmp_path: Path, statement: str) -> Non
     assert result.exit_code == 2, result.output
     assert "s3cr3t" not in result.output and list(out.iterdir()) == []
     assert invoke(["sql", "--db", str(db), "--csv", "SELECT count(*) AS n FROM chains"]).stdout == "n\n17\n"
+
+
+def test_trace_lists_the_actions_of_a_task_a_credential_or_an_agent(db: Path) -> None:
+    base = ["trace", "--db", str(db), "--policy", str(POLICY), "--json"]
+    by_task = json.loads(invoke([*base, "--task", "t-9a0b"]).stdout)  # sample_logs/README.md rows 8a, 8b
+    assert [row["action_id"] for row in by_task] == [
+        "cloudtrail:e1000000-0000-4000-8000-000000080002",
+        "cloudtrail:e1000000-0000-4000-8000-000000080003",
+    ]
+    assert {(row["verdict"], row["worst"]) for row in by_task} == {("unapproved", "high")}
+    with open_audit(db, POLICY) as audit:
+        _, ((credential, parent, agent),) = audit.sql(
+            "SELECT credential_id, chain_credential_ids[1], agent_id FROM chains "
+            "WHERE event_id = 'e1000000-0000-4000-8000-000000020003'"
+        )
+    for option, value in (("--credential", credential), ("--credential", parent), ("--agent", agent)):
+        listed = json.loads(invoke([*base, option, value]).stdout)
+        assert "cloudtrail:e1000000-0000-4000-8000-000000020003" in [row["action_id"] for row in listed], option
+    missing = invoke([*base, "--agent", "no-such-agent"])
+    assert missing.exit_code == 2 and "no audited action of agent 'no-such-agent'" in missing.stderr
+    both = invoke([*base, "--task", "t-9a0b", "--agent", "x"])
+    assert both.exit_code == 2 and "give one of" in both.stderr
