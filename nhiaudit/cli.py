@@ -408,6 +408,13 @@ def report_cmd(
         typer.Option("--baseline", help="A previous JSON report: only new findings count toward --fail-on."),
     ] = None,
     rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    severity: Annotated[
+        list[str] | None, typer.Option("--severity", help="Keep findings of this severity (repeatable).")
+    ] = None,
+    rule: Annotated[list[str] | None, typer.Option("--rule", help="Keep findings of this rule (repeatable).")] = None,
+    exclude_rule: Annotated[
+        list[str] | None, typer.Option("--exclude-rule", help="Drop findings of this rule (repeatable).")
+    ] = None,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
     sarif_category: Annotated[
         str, typer.Option("--sarif-category", help="SARIF automationDetails.id (one per analysis in GitHub).")
@@ -448,6 +455,9 @@ def report_cmd(
                 baseline_path=baseline,
                 extra_rule_dirs=list(rules_dir or []),
                 generated_at=_generated_at(),
+                severities=severity or (),
+                only_rules=rule or (),
+                exclude_rules=exclude_rule or (),
             )
         from nhiaudit.reports import WRITERS, sarif
 

@@ -16,7 +16,7 @@ import duckdb
 from nhiaudit import __version__, trace
 from nhiaudit.baseline import apply_baseline
 from nhiaudit.errors import NhiauditError, did_you_mean
-from nhiaudit.model import FAIL_ON, SEVERITY_RANK, Finding, Report, RuleInfo
+from nhiaudit.model import FAIL_ON, SEVERITIES, SEVERITY_RANK, Finding, Report, RuleInfo
 from nhiaudit.policy import Policy
 
 
@@ -77,6 +77,38 @@ def audit(
         ),
         baseline_path=str(baseline_path) if baseline_path else None,
     )
+
+
+def select(
+    findings: Sequence[Finding],
+    rules: Sequence[tuple[RuleInfo, str]],
+    severities: Sequence[str] = (),
+    only_rules: Sequence[str] = (),
+    exclude_rules: Sequence[str] = (),
+) -> list[Finding]:
+    """The findings a report keeps: of the given severities and rules (all when none is given),
+    minus the excluded rules. Severity and rule ids are checked (any case for severities)."""
+    known = {info.id for info, _ in rules}
+    wanted = {s.strip().lower() for s in severities}
+    problems = [
+        f"--severity: unknown severity '{s}'.{did_you_mean(s, SEVERITIES)} Use one of {', '.join(SEVERITIES)}."
+        for s in sorted(wanted - set(SEVERITIES))
+    ]
+    problems += [
+        f"{flag}: unknown rule '{r}'.{did_you_mean(r, known)} `nhiaudit rules` lists them."
+        for flag, ids in (("--rule", only_rules), ("--exclude-rule", exclude_rules))
+        for r in ids
+        if r not in known
+    ]
+    if problems:
+        raise NhiauditError("\n".join(problems))
+    return [
+        f
+        for f in findings
+        if (not wanted or f.severity in wanted)
+        and (not only_rules or f.rule in only_rules)
+        and f.rule not in exclude_rules
+    ]
 
 
 def failing(report: Report) -> bool:

@@ -22,6 +22,7 @@ connection it is given::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -131,13 +132,21 @@ class AuditSession:
         baseline_path: Path | None = None,
         extra_rule_dirs: list[Path] | None = None,
         generated_at: datetime | None = None,
+        severities: Sequence[str] = (),
+        only_rules: Sequence[str] = (),
+        exclude_rules: Sequence[str] = (),
     ) -> Report:
-        """Every rule over every audited action, as the value all report writers render."""
+        """Every rule over every audited action, as the value all report writers render; the
+        filters keep findings of some severities or rules (``report.select``)."""
+        loaded = self.rules(extra_rule_dirs)
+        found = report.select(
+            self.findings(extra_rule_dirs=extra_rule_dirs), loaded, severities, only_rules, exclude_rules
+        )
         return report.audit(
             self.con,
             self.policy,
-            self.rules(extra_rule_dirs),
-            self.findings(extra_rule_dirs=extra_rule_dirs),
+            loaded,
+            found,
             fail_on=fail_on,
             baseline_path=baseline_path,
             generated_at=generated_at,

@@ -315,3 +315,25 @@ def test_trace_lists_the_actions_of_a_task_a_credential_or_an_agent(db: Path) ->
     assert missing.exit_code == 2 and "no audited action of agent 'no-such-agent'" in missing.stderr
     both = invoke([*base, "--task", "t-9a0b", "--agent", "x"])
     assert both.exit_code == 2 and "give one of" in both.stderr
+
+
+def test_report_filters_by_severity_and_rule(db: Path) -> None:
+    base = ["report", "--db", str(db), "--policy", str(POLICY), "--json", "-"]
+
+    def rules_of(*args: str) -> list[str]:
+        result = invoke([*base, *args])
+        assert result.exit_code in (0, 1), result.output
+        return sorted({f["rule"] for f in json.loads(result.stdout)["findings"]})
+
+    everything = rules_of()
+    assert rules_of("--rule", "self-approval") == ["self-approval"]
+    assert "self-approval" not in rules_of("--exclude-rule", "self-approval")
+    assert set(rules_of("--exclude-rule", "self-approval")) == set(everything) - {"self-approval"}
+    with open_audit(db, POLICY) as audit:
+        severities = {f.rule: f.severity for f in audit.findings()}
+    assert rules_of("--severity", "MEDIUM") == sorted(r for r, s in severities.items() if s == "medium")
+    low = invoke([*base, "--severity", "low", "--fail-on", "medium"])
+    assert low.exit_code == 0  # nothing at or above medium is kept
+    wrong = invoke([*base, "--rule", "self-aproval", "--severity", "hihg"])
+    assert wrong.exit_code == 2
+    assert "Did you mean 'self-approval'?" in wrong.stderr and "Did you mean 'high'?" in wrong.stderr
