@@ -52,119 +52,272 @@ high = ["change-manager", "team-lead"]
 
 def _cloudtrail(folder: Path) -> None:
     agent = "arn:aws:sts::111122223333:assumed-role/agent/" + HOSTILE
-    used = {"type": "AssumedRole", "arn": agent, "accountId": "111122223333",
-            "accessKeyId": "ASIAHOSTILE00000001", "sessionContext": {"sourceIdentity": "t-1"}}
-    write_lines(folder / "cloudtrail.ndjson", [
-        {"eventVersion": "1.09", "eventID": "ev-assume-1", "eventTime": "2026-11-02T09:00:00Z",
-         "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "recipientAccountId": "111122223333",
-         "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/orchestrator",
-                          "accountId": "111122223333", "accessKeyId": "AKIAORCHESTRATOR0001"},
-         # The task id comes from a session tag; the key is given twice (the first one counts).
-         "requestParameters": {"roleArn": "arn:aws:iam::111122223333:role/agent", "roleSessionName": "s",
-                               "tags": [{"key": "TaskId", "value": "t-1"}, {"key": "TaskId", "value": "t-2"}]},
-         "responseElements": {"credentials": {"accessKeyId": "ASIAHOSTILE00000001",
-                                              "sessionToken": "SECRETTOKEN123",
-                                              "secretAccessKey": "SECRETACCESSKEY",
-                                              "expiration": "Nov 2, 2026, 10:00:00 AM"},
-                              "assumedRoleUser": {"arn": agent}}},
-        {"eventVersion": "1.09", "eventID": "ev-put-" + HOSTILE, "eventTime": "2026-11-02T09:10:00Z",
-         "eventSource": "s3.amazonaws.com", "eventName": "PutObject", "recipientAccountId": "111122223333",
-         "userIdentity": used, "requestParameters": {"bucketName": "reports-prod", "key": "k" + HOSTILE}},
-        {"eventVersion": "1.09", "eventID": "ev-iam-1", "eventTime": "2026-11-02T09:11:00Z",
-         "eventSource": "iam.amazonaws.com", "eventName": "CreateUser", "recipientAccountId": "111122223333",
-         "userIdentity": used, "requestParameters": {"userName": "u"}},
-    ])
+    used = {
+        "type": "AssumedRole",
+        "arn": agent,
+        "accountId": "111122223333",
+        "accessKeyId": "ASIAHOSTILE00000001",
+        "sessionContext": {"sourceIdentity": "t-1"},
+    }
+    write_lines(
+        folder / "cloudtrail.ndjson",
+        [
+            {
+                "eventVersion": "1.09",
+                "eventID": "ev-assume-1",
+                "eventTime": "2026-11-02T09:00:00Z",
+                "eventSource": "sts.amazonaws.com",
+                "eventName": "AssumeRole",
+                "recipientAccountId": "111122223333",
+                "userIdentity": {
+                    "type": "IAMUser",
+                    "arn": "arn:aws:iam::111122223333:user/orchestrator",
+                    "accountId": "111122223333",
+                    "accessKeyId": "AKIAORCHESTRATOR0001",
+                },
+                # The task id comes from a session tag; the key is given twice (the first one counts).
+                "requestParameters": {
+                    "roleArn": "arn:aws:iam::111122223333:role/agent",
+                    "roleSessionName": "s",
+                    "tags": [{"key": "TaskId", "value": "t-1"}, {"key": "TaskId", "value": "t-2"}],
+                },
+                "responseElements": {
+                    "credentials": {
+                        "accessKeyId": "ASIAHOSTILE00000001",
+                        "sessionToken": "SECRETTOKEN123",
+                        "secretAccessKey": "SECRETACCESSKEY",
+                        "expiration": "Nov 2, 2026, 10:00:00 AM",
+                    },
+                    "assumedRoleUser": {"arn": agent},
+                },
+            },
+            {
+                "eventVersion": "1.09",
+                "eventID": "ev-put-" + HOSTILE,
+                "eventTime": "2026-11-02T09:10:00Z",
+                "eventSource": "s3.amazonaws.com",
+                "eventName": "PutObject",
+                "recipientAccountId": "111122223333",
+                "userIdentity": used,
+                "requestParameters": {"bucketName": "reports-prod", "key": "k" + HOSTILE},
+            },
+            {
+                "eventVersion": "1.09",
+                "eventID": "ev-iam-1",
+                "eventTime": "2026-11-02T09:11:00Z",
+                "eventSource": "iam.amazonaws.com",
+                "eventName": "CreateUser",
+                "recipientAccountId": "111122223333",
+                "userIdentity": used,
+                "requestParameters": {"userName": "u"},
+            },
+        ],
+    )
 
 
 def _provenance(folder: Path) -> None:
-    write_lines(folder / "provenance.ndjson", [
-        {"record_type": "task", "task_id": "t-1", "agent_id": "agent" + HOSTILE, "intent": "Intent " + HOSTILE,
-         "requested_by": "req" + HOSTILE, "started_at": "2026-11-02T08:50:00Z",
-         "ended_at": "2026-11-02T09:40:00Z", "status": "completed"},
-        # Two approvals decided at the same instant (a tie the correlation must break the same way
-        # every run), one with scope globs full of regex and SQL metacharacters.
-        {"record_type": "approval", "approval_id": "APR-1" + HOSTILE, "task_id": "t-1",
-         "approver": "appr" + HOSTILE, "decision": "approved", "decided_at": "2026-11-02T08:55:00Z",
-         "scope": {"actions": ["s3:*", "vault:*"],
-                   "resources": ["arn:aws:s3:::reports-(a|b)[x]\\'); DROP TABLE events; --*", "*"]},
-         "justification": "j" + HOSTILE, "ticket": "T" + HOSTILE},
-        {"record_type": "approval", "approval_id": "APR-2", "task_id": "t-1", "approver": "alice@example.com",
-         "decision": "approved", "decided_at": "2026-11-02T08:55:00Z"},
-        {"record_type": "grant", "approver": "appr" + HOSTILE, "role": "change-manager",
-         "valid_from": "2026-01-01T00:00:00Z"},
-        {"record_type": "grant", "approver": "alice@example.com", "role": "change-manager",
-         "valid_from": "2026-01-01T00:00:00Z"},
-        {"record_type": "grant", "approver": "alice@example.com", "role": "team-lead",
-         "valid_from": "2026-01-01T00:00:00Z"},
-    ])
+    write_lines(
+        folder / "provenance.ndjson",
+        [
+            {
+                "record_type": "task",
+                "task_id": "t-1",
+                "agent_id": "agent" + HOSTILE,
+                "intent": "Intent " + HOSTILE,
+                "requested_by": "req" + HOSTILE,
+                "started_at": "2026-11-02T08:50:00Z",
+                "ended_at": "2026-11-02T09:40:00Z",
+                "status": "completed",
+            },
+            # Two approvals decided at the same instant (a tie the correlation must break the same way
+            # every run), one with scope globs full of regex and SQL metacharacters.
+            {
+                "record_type": "approval",
+                "approval_id": "APR-1" + HOSTILE,
+                "task_id": "t-1",
+                "approver": "appr" + HOSTILE,
+                "decision": "approved",
+                "decided_at": "2026-11-02T08:55:00Z",
+                "scope": {
+                    "actions": ["s3:*", "vault:*"],
+                    "resources": ["arn:aws:s3:::reports-(a|b)[x]\\'); DROP TABLE events; --*", "*"],
+                },
+                "justification": "j" + HOSTILE,
+                "ticket": "T" + HOSTILE,
+            },
+            {
+                "record_type": "approval",
+                "approval_id": "APR-2",
+                "task_id": "t-1",
+                "approver": "alice@example.com",
+                "decision": "approved",
+                "decided_at": "2026-11-02T08:55:00Z",
+            },
+            {
+                "record_type": "grant",
+                "approver": "appr" + HOSTILE,
+                "role": "change-manager",
+                "valid_from": "2026-01-01T00:00:00Z",
+            },
+            {
+                "record_type": "grant",
+                "approver": "alice@example.com",
+                "role": "change-manager",
+                "valid_from": "2026-01-01T00:00:00Z",
+            },
+            {
+                "record_type": "grant",
+                "approver": "alice@example.com",
+                "role": "team-lead",
+                "valid_from": "2026-01-01T00:00:00Z",
+            },
+        ],
+    )
 
 
 def _vault(folder: Path) -> None:
-    token = {"client_token": "hmac-sha256:SECRETHMAC", "accessor": "hmac-sha256:acc1",
-             "display_name": "approle" + HOSTILE, "metadata": {"role_name": "bot", "task_id": "t-1"},
-             "token_ttl": 1800}
-    write_lines(folder / "vault.log", [
-        {"time": "2026-11-02T09:01:00Z", "type": "request", "auth": {"token_type": "default"},
-         "request": {"id": "vreq-1", "operation": "update", "path": "auth/approle/login"}},
-        {"time": "2026-11-02T09:01:00Z", "type": "response", "auth": token,
-         "request": {"id": "vreq-1", "operation": "update", "path": "auth/approle/login"},
-         "response": {"auth": token}},
-        {"time": "2026-11-02T09:05:00Z", "type": "request", "auth": token,
-         "request": {"id": "vreq-2", "operation": "delete", "path": "secret/data/x" + HOSTILE,
-                     "client_token": "hmac-sha256:SECRETHMAC", "client_token_accessor": "hmac-sha256:acc1",
-                     "headers": {"authorization": ["hmac-sha256:SECRETHMAC"]}}},
-    ])
+    token = {
+        "client_token": "hmac-sha256:SECRETHMAC",
+        "accessor": "hmac-sha256:acc1",
+        "display_name": "approle" + HOSTILE,
+        "metadata": {"role_name": "bot", "task_id": "t-1"},
+        "token_ttl": 1800,
+    }
+    write_lines(
+        folder / "vault.log",
+        [
+            {
+                "time": "2026-11-02T09:01:00Z",
+                "type": "request",
+                "auth": {"token_type": "default"},
+                "request": {"id": "vreq-1", "operation": "update", "path": "auth/approle/login"},
+            },
+            {
+                "time": "2026-11-02T09:01:00Z",
+                "type": "response",
+                "auth": token,
+                "request": {"id": "vreq-1", "operation": "update", "path": "auth/approle/login"},
+                "response": {"auth": token},
+            },
+            {
+                "time": "2026-11-02T09:05:00Z",
+                "type": "request",
+                "auth": token,
+                "request": {
+                    "id": "vreq-2",
+                    "operation": "delete",
+                    "path": "secret/data/x" + HOSTILE,
+                    "client_token": "hmac-sha256:SECRETHMAC",
+                    "client_token_accessor": "hmac-sha256:acc1",
+                    "headers": {"authorization": ["hmac-sha256:SECRETHMAC"]},
+                },
+            },
+        ],
+    )
 
 
 def _gateways(folder: Path) -> None:
-    kong = {"started_at": 1793610000000, "latencies": {"request": 1}, "client_ip": "192.0.2.4",
-            "upstream_uri": "/v1/orders?token=SECRETQS",
-            "request": {"id": "kong-" + HOSTILE, "method": "POST", "uri": "/v1/orders" + HOSTILE + "?token=SECRETQS",
-                        "url": "https://api.example.com/v1/orders?token=SECRETQS", "querystring": {"token": "SECRETQS"},
-                        "headers": {"authorization": "Bearer SECRETBEARER", "apikey": "SECRETAPIKEY",
-                                    "host": "api" + HOSTILE, "user-agent": "ua" + HOSTILE}},
-            "response": {"status": 200}, "authenticated_entity": {"id": "ent" + HOSTILE},
-            "consumer": {"username": "cons" + HOSTILE}, "service": {"name": "svc" + HOSTILE}}
+    kong = {
+        "started_at": 1793610000000,
+        "latencies": {"request": 1},
+        "client_ip": "192.0.2.4",
+        "upstream_uri": "/v1/orders?token=SECRETQS",
+        "request": {
+            "id": "kong-" + HOSTILE,
+            "method": "POST",
+            "uri": "/v1/orders" + HOSTILE + "?token=SECRETQS",
+            "url": "https://api.example.com/v1/orders?token=SECRETQS",
+            "querystring": {"token": "SECRETQS"},
+            "headers": {
+                "authorization": "Bearer SECRETBEARER",
+                "apikey": "SECRETAPIKEY",
+                "host": "api" + HOSTILE,
+                "user-agent": "ua" + HOSTILE,
+            },
+        },
+        "response": {"status": 200},
+        "authenticated_entity": {"id": "ent" + HOSTILE},
+        "consumer": {"username": "cons" + HOSTILE},
+        "service": {"name": "svc" + HOSTILE},
+    }
     # The second line is malformed JSON holding a bearer token: it is rejected, and its reason
     # must not quote it.
     (folder / "kong.log").write_text(
-        json.dumps(kong) + "\n"
-        + '{"started_at":1793610000001,"latencies":{},"client_ip":"x","request":{"headers":'
+        json.dumps(kong) + "\n" + '{"started_at":1793610000001,"latencies":{},"client_ip":"x","request":{"headers":'
         '{"authorization":"Bearer SECRETMALFORMED"\n',
         encoding="utf-8",
     )
     # A line that is not UTF-8: DuckDB's CSV reader quotes the whole line in its error message.
     kong2 = dict(kong, request=dict(kong["request"], id="kong-2"))
     (folder / "kong_bad_utf8.log").write_bytes(
-        json.dumps(kong2).encode() + b"\n"
-        + b'{"started_at":1,"latencies":{},"client_ip":"x","request":{"headers":'
+        json.dumps(kong2).encode() + b"\n" + b'{"started_at":1,"latencies":{},"client_ip":"x","request":{"headers":'
         b'{"authorization":"Bearer SECRETUTF8 \xff\xfe"}}}\n'
     )
     (folder / "envoy.log").write_text(
         '[2026-11-02T09:20:00.000Z] "POST /api/things?access_token=SECRETENVOY HTTP/1.1" 200 - 10 20 5 4 '
         '"192.0.2.4" "ua" "env-req-1" "api.example.com" "10.0.0.9:8080"\n'
-        + json.dumps({"start_time": "2026-11-02T09:21:00.000Z", "method": "DELETE",
-                      "path": "/api/x?sig=SECRETENVJSON", "response_code": 200, "x_request_id": "env-req-2",
-                      "authority": "api" + HOSTILE, "jwt_sub": "sub" + HOSTILE}) + "\n",
+        + json.dumps(
+            {
+                "start_time": "2026-11-02T09:21:00.000Z",
+                "method": "DELETE",
+                "path": "/api/x?sig=SECRETENVJSON",
+                "response_code": 200,
+                "x_request_id": "env-req-2",
+                "authority": "api" + HOSTILE,
+                "jwt_sub": "sub" + HOSTILE,
+            }
+        )
+        + "\n",
         encoding="utf-8",
     )
-    write_lines(folder / "apigw.ndjson", [
-        {"requestId": "apigw-1", "ip": "192.0.2.4", "requestTime": "02/Nov/2026:09:30:00 +0000",
-         "httpMethod": "POST", "resourcePath": "/pets?api_key=SECRETAPIGW", "path": "/pets?api_key=SECRETAPIGW",
-         "status": "200", "protocol": "HTTP/1.1", "accessKey": "ASIAHOSTILE00000001"},
-    ])
+    write_lines(
+        folder / "apigw.ndjson",
+        [
+            {
+                "requestId": "apigw-1",
+                "ip": "192.0.2.4",
+                "requestTime": "02/Nov/2026:09:30:00 +0000",
+                "httpMethod": "POST",
+                "resourcePath": "/pets?api_key=SECRETAPIGW",
+                "path": "/pets?api_key=SECRETAPIGW",
+                "status": "200",
+                "protocol": "HTTP/1.1",
+                "accessKey": "ASIAHOSTILE00000001",
+            },
+        ],
+    )
 
 
 def _idps(folder: Path) -> None:
-    write_lines(folder / "auth0.ndjson", [
-        {"log_id": "a0-1", "data": {"date": "2026-11-02T09:00:30Z", "type": "seccft", "client_id": "cid",
-                                    "client_name": "bot",
-                                    "details": {"access_token": "SECRETAUTH0", "client_secret": "SECRETAUTH0CS"}}},
-    ])
-    write_lines(folder / "keycloak.ndjson", [
-        {"id": "kc-1", "time": 1793610000000, "type": "CLIENT_LOGIN", "realmId": "r", "clientId": "c",
-         "userId": "u", "details": {"token_id": "jti-1", "refresh_token": "SECRETKC", "client_secret": "SECRETKCCS"}},
-    ])
+    write_lines(
+        folder / "auth0.ndjson",
+        [
+            {
+                "log_id": "a0-1",
+                "data": {
+                    "date": "2026-11-02T09:00:30Z",
+                    "type": "seccft",
+                    "client_id": "cid",
+                    "client_name": "bot",
+                    "details": {"access_token": "SECRETAUTH0", "client_secret": "SECRETAUTH0CS"},
+                },
+            },
+        ],
+    )
+    write_lines(
+        folder / "keycloak.ndjson",
+        [
+            {
+                "id": "kc-1",
+                "time": 1793610000000,
+                "type": "CLIENT_LOGIN",
+                "realmId": "r",
+                "clientId": "c",
+                "userId": "u",
+                "details": {"token_id": "jti-1", "refresh_token": "SECRETKC", "client_secret": "SECRETKCCS"},
+            },
+        ],
+    )
 
 
 def write_world(folder: Path) -> Path:
@@ -244,9 +397,13 @@ def reports(world: World) -> tuple[Run, Path]:
 def traces(world: World, reports) -> dict[tuple[str, bool], Run]:
     """``trace`` (tree and --json) of every action and credential issuance in the store."""
     with duckdb.connect(str(world.db), read_only=True) as con:
-        ids = [r[0] for r in con.execute(
-            "SELECT DISTINCT source || ':' || event_id FROM events "
-            "WHERE category IN ('action', 'credential_issue') ORDER BY 1").fetchall()]
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT source || ':' || event_id FROM events "
+                "WHERE category IN ('action', 'credential_issue') ORDER BY 1"
+            ).fetchall()
+        ]
     assert len(ids) >= 8
     out = {}
     for ident in ids:
@@ -264,8 +421,18 @@ def test_the_evidence_really_holds_the_secrets(world: World) -> None:
     with duckdb.connect(str(world.db), read_only=True) as con:
         raw = " ".join(r[0] for r in con.execute("SELECT raw::VARCHAR FROM events").fetchall())
         rejected_raw = " ".join(r[0] or "" for r in con.execute("SELECT raw FROM rejected").fetchall())
-    for secret in ("SECRETTOKEN123", "SECRETHMAC", "SECRETBEARER", "SECRETAPIKEY", "SECRETQS", "SECRETENVOY",
-                   "SECRETENVJSON", "SECRETAPIGW", "SECRETAUTH0", "SECRETKC"):
+    for secret in (
+        "SECRETTOKEN123",
+        "SECRETHMAC",
+        "SECRETBEARER",
+        "SECRETAPIKEY",
+        "SECRETQS",
+        "SECRETENVOY",
+        "SECRETENVJSON",
+        "SECRETAPIGW",
+        "SECRETAUTH0",
+        "SECRETKC",
+    ):
         assert secret in raw, secret
     assert "SECRETMALFORMED" in rejected_raw
 
@@ -280,7 +447,8 @@ def test_no_secret_in_ingest_output_or_rejected_reasons(world: World) -> None:
     assert reasons[str(world.evidence / "kong.log")] == "line 2: not valid JSON (truncated or malformed record)"
     # The line that is not UTF-8 is one rejected record; the rest of its file loads.
     assert reasons[str(world.evidence / "kong_bad_utf8.log")] == (
-        "line 2: not UTF-8 text (invalid byte at column 105); the line was not read")
+        "line 2: not UTF-8 text (invalid byte at column 105); the line was not read"
+    )
     assert kong == ["kong-" + HOSTILE, "kong-2"]
     note = f"note: {world.evidence / 'kong_bad_utf8.log'}: 1 line(s) not UTF-8 text were rejected"
     assert note in world.ingest.stdout
@@ -309,12 +477,15 @@ def test_lines_that_are_not_utf8_are_rejected_one_by_one(tmp_path: Path) -> None
     """One raw byte an attacker sent through a proxy must not blind the audit to the whole log."""
     envoy = tmp_path / "envoy.log"
     line = '[2026-11-02T09:20:0{s}.000Z] "POST /a HTTP/1.1" 200 - 10 20 5 4 "192.0.2.4" "{ua}" "e-{s}" "api" "up"\n'
-    envoy.write_bytes(line.format(s=1, ua="ua").encode().replace(b'"ua"', b'"ua\xff"')
-                      + line.format(s=2, ua="ua").encode())
+    envoy.write_bytes(
+        line.format(s=1, ua="ua").encode().replace(b'"ua"', b'"ua\xff"') + line.format(s=2, ua="ua").encode()
+    )
     # A JSON document over several lines is not salvaged: blanking a line could drop one field.
     document = tmp_path / "trail.json"
-    document.write_bytes(b'{"Records": [\n {"eventVersion": "1.09", "eventID": "d-1", "eventSource": '
-                         b'"s3.amazonaws.com", "eventName": "Get\xff"}\n]}\n')
+    document.write_bytes(
+        b'{"Records": [\n {"eventVersion": "1.09", "eventID": "d-1", "eventSource": '
+        b'"s3.amazonaws.com", "eventName": "Get\xff"}\n]}\n'
+    )
     db = tmp_path / "s.duckdb"
     run = invoke("ingest", str(envoy), str(document), "--db", str(db))
     assert run.exit_code == 2  # the document could not be read at all
@@ -322,8 +493,11 @@ def test_lines_that_are_not_utf8_are_rejected_one_by_one(tmp_path: Path) -> None
         events = con.execute("SELECT event_id, line FROM events").fetchall()
         rejected = con.execute("SELECT path, line, reason, raw FROM rejected ORDER BY path").fetchall()
     assert events == [("e-2", 2)]
-    assert rejected[0][:3] == (str(envoy), 1, "line 1: not UTF-8 text (invalid byte at column 78); the line was "
-                                               "not read")
+    assert rejected[0][:3] == (
+        str(envoy),
+        1,
+        "line 1: not UTF-8 text (invalid byte at column 78); the line was not read",
+    )
     assert rejected[0][3].startswith('[2026-11-02T09:20:01.000Z] "POST /a') and '"ua\\xff"' in rejected[0][3]
     assert rejected[1][0] == str(document) and rejected[1][2].startswith("cloudtrail could not read the file")
 
@@ -361,8 +535,9 @@ def test_terminal_outputs_are_inert(world: World, reports, traces) -> None:
     assert_inert(reports[0].text, "report summary")
     for (ident, as_json), run in traces.items():
         assert_inert(run.text, f"trace {ident!r} json={as_json}")
-    tree = next(run for (ident, as_json), run in traces.items() if ident.startswith("cloudtrail:ev-put-") and
-                not as_json)
+    tree = next(
+        run for (ident, as_json), run in traces.items() if ident.startswith("cloudtrail:ev-put-") and not as_json
+    )
     # Shown escaped and literal: the markup is text, not a link; the escape sequences are spelled out.
     assert "[link=http://evil]x[/link]<script>" in tree.stdout
     assert "\\x1b[2J\\x1b]8;;http://x\\x07" in tree.stdout
@@ -404,8 +579,11 @@ def test_report_files_escape_for_their_medium(reports) -> None:
     assert "<script" not in html and "</textarea>" not in html and "http://evil" not in html.split("<body>")[0]
     # JUnit: well-formed XML 1.0 whose text holds the hostile value spelled out.
     root = ET.fromstring(texts["junit"].encode("utf-8"))
-    failures = " ".join(f.get("message", "") for f in root.iter("failure"))
-    assert "\\x1b[2J" in failures and "]]>" in failures
+    # (this world runs with --fail-on critical: its findings are in system-out, not failures)
+    text = " ".join(
+        [*(f.get("message", "") for f in root.iter("failure")), *(o.text or "" for o in root.iter("system-out"))]
+    )
+    assert "\\x1b[2J" in text and "]]>" in text
     # Markdown: no link, no HTML, no table break from log text.
     md = texts["markdown"]
     assert "[link=" not in md and "<script" not in md and "</textarea" not in md
@@ -416,8 +594,11 @@ def test_hostile_file_names(tmp_path: Path) -> None:
     folder = tmp_path / "names"
     folder.mkdir()
     loaded = folder / "p\x1b]0;t\x07[link=e.x]'q.ndjson"  # short: the progress bar shows 40 characters
-    loaded.write_text(json.dumps({"record_type": "task", "task_id": "t-9", "agent_id": "a",
-                                  "started_at": "2026-11-02T09:00:00Z"}) + "\n{broken\n", encoding="utf-8")
+    loaded.write_text(
+        json.dumps({"record_type": "task", "task_id": "t-9", "agent_id": "a", "started_at": "2026-11-02T09:00:00Z"})
+        + "\n{broken\n",
+        encoding="utf-8",
+    )
     (folder / "u\x1b[2J[blink]x\u202e.dat").write_text("not a log\n", encoding="utf-8")
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
@@ -437,8 +618,10 @@ def test_hostile_file_names(tmp_path: Path) -> None:
 
 def test_sql_outputs_are_inert(world: World) -> None:
     db = ["--db", str(world.db)]
-    query = ("SELECT actor_id, resource, '=1+1' AS \"=cmd|' /C calc'!A0\" FROM events "
-             "WHERE source = 'cloudtrail' AND category = 'action' ORDER BY event_id")
+    query = (
+        "SELECT actor_id, resource, '=1+1' AS \"=cmd|' /C calc'!A0\" FROM events "
+        "WHERE source = 'cloudtrail' AND category = 'action' ORDER BY event_id"
+    )
     table = invoke("sql", query, *db)
     assert table.exit_code == 0 and "[link=http://evil]" in table.stdout
     assert_inert(table.text, "sql table")
@@ -452,8 +635,10 @@ def test_sql_outputs_are_inert(world: World) -> None:
     rows = list(csv.reader(io.StringIO(as_csv.stdout)))
     assert rows[0][2] == "'=cmd|' /C calc'!A0"  # a header is a cell too
     assert rows[1][2] == "'=1+1"
-    assert rows[1][0].endswith("\\x1b[2J\\x1b]8;;http://x\\x07lnk\\x1b]8;;\\x07\\x0d\\u202e[link=http://evil]x"
-                               "[/link]<script>alert(1)</script>=HYPERLINK(\"http://e\")]]></textarea>\\x00")
+    assert rows[1][0].endswith(
+        "\\x1b[2J\\x1b]8;;http://x\\x07lnk\\x1b]8;;\\x07\\x0d\\u202e[link=http://evil]x"
+        '[/link]<script>alert(1)</script>=HYPERLINK("http://e")]]></textarea>\\x00'
+    )
     as_json = invoke("sql", query, *db, "--json")
     assert as_json.exit_code == 0
     assert_inert(as_json.stdout, "sql --json")
@@ -480,10 +665,23 @@ def test_a_path_with_single_quotes_ingests(tmp_path: Path) -> None:
     folder = tmp_path / "o'brien's logs"
     folder.mkdir()
     path = folder / "it's'; DROP TABLE events; --.ndjson"
-    write_lines(path, [{"eventVersion": "1.09", "eventID": "q-1", "eventTime": "2026-11-02T09:00:00Z",
-                        "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
-                        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/a/b",
-                                         "accessKeyId": "ASIAQUOTE00000000001"}}])
+    write_lines(
+        path,
+        [
+            {
+                "eventVersion": "1.09",
+                "eventID": "q-1",
+                "eventTime": "2026-11-02T09:00:00Z",
+                "eventSource": "s3.amazonaws.com",
+                "eventName": "GetObject",
+                "userIdentity": {
+                    "type": "AssumedRole",
+                    "arn": "arn:aws:sts::1:assumed-role/a/b",
+                    "accessKeyId": "ASIAQUOTE00000000001",
+                },
+            }
+        ],
+    )
     gz = folder / "o'k.ndjson.gz"
     import gzip
 
@@ -530,8 +728,7 @@ def test_ties_are_broken_the_same_way(world: World, reports) -> None:
     """Two approvals and two grants at the same instant, a session tag key given twice: the choice
     is fixed by the records' own keys, not by DuckDB's row order."""
     with duckdb.connect(str(world.db), read_only=True) as con:
-        task = con.execute(
-            "SELECT task_id FROM credentials WHERE credential_id = 'ASIAHOSTILE00000001'").fetchone()[0]
+        task = con.execute("SELECT task_id FROM credentials WHERE credential_id = 'ASIAHOSTILE00000001'").fetchone()[0]
         approval, grant = con.execute(
             "SELECT approval_id, grant_role FROM chains WHERE source = 'cloudtrail' AND action = 'iam:CreateUser'"
         ).fetchone()
@@ -548,7 +745,12 @@ def test_discovery_order_is_sorted(tmp_path: Path) -> None:
         (tmp_path / name).write_text("{}\n")
     found, _ = discover([tmp_path])
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "B.ndjson", "a.ndjson", "b.ndjson", "c/a.ndjson", "c/z.ndjson"]
+        "B.ndjson",
+        "a.ndjson",
+        "b.ndjson",
+        "c/a.ndjson",
+        "c/z.ndjson",
+    ]
 
 
 # --- 5. robustness ------------------------------------------------------------------------------------
@@ -560,10 +762,15 @@ def held_store(tmp_path: Path) -> Iterator[Path]:
     db = tmp_path / "busy.duckdb"
     duckdb.connect(str(db)).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
-         str(db)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     try:

@@ -1,41 +1,123 @@
-"""JUnit XML for CI test views: one testcase per audited action, one failure per unwaived finding.
+"""JUnit XML for CI test views: one testcase per audited action, failing as ``--fail-on`` says.
+
+A testcase fails with one ``failure`` per finding that counts toward ``--fail-on`` (unwaived, at or
+above the threshold, new when a baseline is given): the CI view and the exit code agree. Findings
+below the threshold and waived ones are listed in the testcase's ``system-out``.
 
 Valid against the Jenkins xUnit ``junit-10.xsd`` (Surefire style), the strictest common reader:
-``testcase`` takes only ``name``/``classname``/``time``/``group`` and no ``properties``, so waived
-findings are listed in the testcase's ``system-out``. ``failures`` counts failed testcases, so CI
-shows "N of M actions failed". Log text is made XML 1.0-safe with :func:`visible` before
-ElementTree escapes it.
+``testcase`` takes only ``name``/``classname``/``time``/``group`` and no ``properties``.
+``failures`` counts failed testcases, so CI shows "N of M actions failed". Past ``max_cases``
+testcases (GitLab refuses reports over 30 MB; a testcase is about 0.5–1 KB) the failing actions are
+kept first, most severe first, and the rest are folded into one testcase per rule (failing) or per
+source (passing) with their count; the suite's properties say how many. Log text is made XML
+1.0-safe with :func:`visible` before ElementTree escapes it.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from nhiaudit.model import AuditedAction, Finding, Report
+from nhiaudit.model import SEVERITY_RANK, AuditedAction, Finding, Report
 from nhiaudit.reports._common import findings_by_action, pointer, visible
 from nhiaudit.reports.json_ import TOOL_NAME
 
 SUITE_NAME = TOOL_NAME
 
 
-def render(report: Report) -> str:
+MAX_CASES = 10_000
+
+
+def render(report: Report, *, max_cases: int = MAX_CASES) -> str:
     groups = findings_by_action(report)
-    cases = [_testcase(action, findings) for action, findings in groups]
+    counted = {id(f) for f in counting(report)}
+    folded: dict[str, int] = {}
+    if len(groups) > max_cases:
+        groups, folded_cases, folded = _fold(groups, counted, max_cases)
+    else:
+        folded_cases = []
+    cases = [_testcase(action, findings, counted) for action, findings in groups] + folded_cases
     failed = sum(1 for case in cases if case.find("failure") is not None)
     counts = {"tests": str(len(cases)), "failures": str(failed), "errors": "0"}
 
-    root = ET.Element("testsuites", {"name": SUITE_NAME, **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": SUITE_NAME, **counts, "skipped": "0"})
+    root = ET.Element("testsuites", {"name": SUITE_NAME, **counts, "time": "0"})
+    suite = ET.SubElement(root, "testsuite", {"name": SUITE_NAME, **counts, "skipped": "0", "time": "0"})
     if report.generated_at:
         suite.set("timestamp", visible(report.generated_at))
     properties = ET.SubElement(suite, "properties")
-    for name, value in _properties(report):
+    for name, value in _properties(report) + [(f"folded.{k}", str(v)) for k, v in folded.items()]:
         ET.SubElement(properties, "property", {"name": name, "value": visible(value)})
     suite.extend(cases)
 
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
+
+
+def counting(report: Report) -> list[Finding]:
+    """The findings that count toward ``--fail-on`` (as ``Report.summary['failing']`` counts them)."""
+    threshold = SEVERITY_RANK.get(report.fail_on, len(SEVERITY_RANK))
+    return [
+        f
+        for f in report.findings
+        if not f.waived
+        and SEVERITY_RANK[f.severity] >= threshold
+        and (report.baseline_path is None or f.baseline == "new")
+    ]
+
+
+def _fold(groups, counted: set[int], max_cases: int):
+    """Keep ``max_cases`` - (folded cases) actions, failing ones first and most severe first; fold the rest."""
+
+    def worst(findings: list[Finding]) -> int:
+        return max((SEVERITY_RANK[f.severity] for f in findings if id(f) in counted), default=-1)
+
+    ranked = sorted(range(len(groups)), key=lambda i: (-worst(groups[i][1]), i))
+    # Room for the folded cases: one per rule plus one per source at most.
+    rules = {f.rule for _, findings in groups for f in findings if id(f) in counted}
+    sources = {(a.source if a else findings[0].source) for a, findings in groups}
+    room = max(1, max_cases - len(rules) - len(sources))
+    kept = sorted(ranked[:room])
+    rest = ranked[room:]
+    failing: dict[str, list[tuple[str, str]]] = {}
+    passing: dict[str, int] = {}
+    for i in rest:
+        action, findings = groups[i]
+        key = f"{action.source}:{action.event_id}" if action else f"{findings[0].source}:{findings[0].event_id}"
+        hits = [f for f in findings if id(f) in counted]
+        for f in hits:
+            failing.setdefault(f.rule, []).append((key, f.severity))
+        if not hits:
+            source = action.source if action else findings[0].source
+            passing[source] = passing.get(source, 0) + 1
+    cases = []
+    for rule in sorted(failing):
+        listed = failing[rule]
+        case = ET.Element(
+            "testcase",
+            {"classname": "nhiaudit.folded", "name": visible(f"{len(listed)} more actions: {rule}"), "time": "0"},
+        )
+        failure = ET.SubElement(
+            case, "failure", {"message": visible(f"{len(listed)} more actions failed {rule}"), "type": visible(rule)}
+        )
+        failure.text = visible(
+            "not listed one by one (the report's size is bounded); the JSON report and `nhiaudit sql "
+            f"\"SELECT * FROM findings WHERE rule = '{rule}'\"` have them all. First: "
+            + ", ".join(key for key, _ in listed[:20])
+        )
+        cases.append(case)
+    for source in sorted(passing):
+        cases.append(
+            ET.Element(
+                "testcase",
+                {
+                    "classname": "nhiaudit.folded",
+                    "name": visible(f"{passing[source]} more passing {source} actions"),
+                    "time": "0",
+                },
+            )
+        )
+    folded = {"actions": len(rest), "failing_rules": len(failing), "passing_sources": len(passing)}
+    return [groups[i] for i in kept], cases, folded
 
 
 def _properties(report: Report) -> list[tuple[str, str]]:
@@ -60,7 +142,7 @@ def _properties(report: Report) -> list[tuple[str, str]]:
     return props
 
 
-def _testcase(action: AuditedAction | None, findings: list[Finding]) -> ET.Element:
+def _testcase(action: AuditedAction | None, findings: list[Finding], counted: set[int]) -> ET.Element:
     if action is not None:
         source, event_id, actor = action.source, action.event_id, action.actor_id
         verb, resource = action.action, action.resource
@@ -70,12 +152,12 @@ def _testcase(action: AuditedAction | None, findings: list[Finding]) -> ET.Eleme
         verb, resource = first.action, first.resource
     name = " ".join(part for part in (f"{source}:{event_id}", verb, resource) if part)
     case = ET.Element(
-        "testcase", {"classname": visible(f"{source}.{actor or 'unknown'}"), "name": visible(name)}
+        "testcase", {"classname": visible(f"{source}.{actor or 'unknown'}"), "name": visible(name), "time": "0"}
     )
 
     waived = []
     for f in findings:
-        if f.waived:
+        if id(f) not in counted:
             waived.append(f)
             continue
         failure = ET.SubElement(
@@ -103,7 +185,8 @@ def _failure_text(f: Finding) -> str:
 
 
 def _waived_line(f: Finding) -> str:
-    line = f"waived [{f.severity}] {f.rule}: {f.message} ({pointer(f.evidence)})"
+    why = "waived" if f.waived else "below --fail-on" if f.baseline != "unchanged" else "in the baseline"
+    line = f"{why} [{f.severity}] {f.rule}: {f.message} ({pointer(f.evidence)})"
     if f.waiver is not None:
         w = f.waiver
         line += f" -- {w.reason}; owner {w.owner}; expires {w.expires}"
