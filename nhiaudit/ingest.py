@@ -17,7 +17,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +38,7 @@ from nhiaudit.sources._read import (
     head,
     is_gzip,
     is_line_delimited,
+    record_limit,
 )
 
 CHECKPOINT_THRESHOLD = "256MB"  # see ingest()
@@ -222,6 +224,7 @@ def _load_files(
     turns = [threading.Event() for _ in files]
     stop = threading.Event()
     cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+    gate = _Gate()
     opened = [con.cursor() for _ in range(workers)]
     for cursor in opened:
         cursor.execute("SET TimeZone = 'UTC'")
@@ -236,7 +239,7 @@ def _load_files(
 
         cursor = cursors.get()
         try:
-            load_file(cursor, file.path, SOURCES[file.source], file, wait_turn=wait_turn, options=options)
+            load_file(cursor, file.path, SOURCES[file.source], file, wait_turn=wait_turn, options=options, gate=gate)
         finally:
             cursors.put(cursor)
             if index:  # a file that needed no commit (already stored) passes the turn on in order too
@@ -307,6 +310,7 @@ def load_file(
     result: FileResult,
     wait_turn: Callable[[], None] | None = None,
     options: Options | None = None,
+    gate: _Gate | None = None,
 ) -> None:
     """Load one file in one transaction; fills ``result``. A file already ingested is a no-op.
 
@@ -332,23 +336,112 @@ def load_file(
         return
     evidence = EvidenceFile(path=path, sha256=result.sha256, size=result.size, read_path=path)
     # DuckDB reads gzip without checking its CRC or that the stream ends: a truncated or
-    # corrupted file reads as shorter or garbled text, without an error. zlib checks both in a
-    # thread while DuckDB loads the file (both release the GIL); the answer is due before COMMIT.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        gzip_check = pool.submit(gzip_problem, path) if is_gzip(path) else None
+    # corrupted file reads as shorter or garbled text, without an error. zlib checks both first
+    # (and measures what the stream holds, which sizes DuckDB's buffers: never the trailer).
+    gzip_check = gzip_problem(path) if is_gzip(path) else None
+    gate = gate or _Gate()
+    kwargs = dict((options or {}).get(module.NAME, {}))
+
+    def attempt(alone: bool) -> None:
+        if not alone:
+            with gate.staging(False):
+                _load(con, module, kwargs, evidence, result, gzip_check, turn)
+            return
+        # A file that needs the memory budget to itself waits for the files before it to commit,
+        # then stages and commits while no other file stages.
+        if wait_turn is not None:
+            wait_turn()
+        with gate.staging(True):
+            _load(con, module, kwargs, evidence, result, gzip_check, lambda: None)
+
+    def turn() -> None:
+        gate.release()  # waiting for the previous file's commit holds no share of the budget
+        if wait_turn is not None:
+            wait_turn()
+
+    alone = 2 * record_limit(path) > _memory_bytes(con) // 4
+    try:
         try:
-            kwargs = dict((options or {}).get(module.NAME, {}))
-            _load(con, module, kwargs, evidence, result, gzip_check, wait_turn or (lambda: None))
-        except BaseException as exc:
+            attempt(alone)
+        except duckdb.OutOfMemoryException:
+            if alone:
+                raise
             _rollback(con)
-            if isinstance(exc, duckdb.Error) and not isinstance(exc, _INTERNAL_ERRORS):
-                raise NhiauditError(
-                    f"{path}: could not load this file ({_short(duckdb_reason(exc))}). Nothing from it was stored; "
-                    "files loaded before it are kept. Fix the cause (memory, disk space, another "
-                    "process) and run the same ingest again: files already stored are skipped."
-                ) from exc
-            raise  # a bug in nhiaudit's SQL, or an interrupt: never disguised as a rejected file
+            attempt(True)  # other files' buffers shared the budget: once more with it to itself
+    except duckdb.OutOfMemoryException as exc:
+        _rollback(con)
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        _load_unreadable(
+            con, module, evidence, result, lambda: None,
+            f"the file does not fit in the memory limit ({limit}: {_short(duckdb_reason(exc), 120)}). "
+            "Re-run with a larger --memory-limit and --retry-rejected",
+        )
+    except BaseException as exc:
+        _fail(con, path, exc)
     result.seconds = time.perf_counter() - started
+
+
+def _fail(con: duckdb.DuckDBPyConnection, path: Path, exc: BaseException) -> None:
+    _rollback(con)
+    if isinstance(exc, duckdb.Error) and not isinstance(exc, _INTERNAL_ERRORS):
+        raise NhiauditError(
+            f"{path}: could not load this file ({_short(duckdb_reason(exc))}). Nothing from it was stored; "
+            "files loaded before it are kept. Fix the cause (disk space, another process) and run the "
+            "same ingest again: files already stored are skipped."
+        ) from exc
+    raise exc  # a bug in nhiaudit's SQL, or an interrupt: never disguised as a rejected file
+
+
+def _memory_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    (limit,) = con.execute(
+        "SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'"
+    ).fetchone()
+    match = re.match(r"([\d.]+)\s*([KMGT]?i?B)", str(limit))
+    if not match:
+        return 1 << 30
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+    return int(float(match.group(1)) * scale.get(match.group(2), 1))
+
+
+class _Gate:
+    """Staging shares DuckDB's one memory budget: a file whose buffers need a large share of it (or
+    that ran out of memory beside others) stages alone, so whether it fits never depends on which
+    other files happened to be staging (deterministic). Held while staging, released for the
+    commit turn (files waiting for their turn hold nothing)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._held = threading.local()
+
+    @contextmanager
+    def staging(self, exclusive: bool):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and (not exclusive or self._shared == 0))
+            if exclusive:
+                self._exclusive = True
+            else:
+                self._shared += 1
+        self._held.mode = "x" if exclusive else "s"
+        try:
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Stop counting this thread as staging (idempotent): called before waiting for the turn."""
+        mode = getattr(self._held, "mode", None)
+        if mode is None:
+            return
+        self._held.mode = None
+        with self._cond:
+            if mode == "x":
+                self._exclusive = False
+            else:
+                self._shared -= 1
+            self._cond.notify_all()
 
 
 class _DamagedGzip(Exception):
@@ -361,11 +454,11 @@ def _load(
     kwargs: dict[str, Any],
     evidence: EvidenceFile,
     result: FileResult,
-    gzip_check: Future[str] | None,
+    gzip_check: str | None,
     wait_turn: Callable[[], None],
 ) -> None:
     def gzip_intact() -> None:
-        if gzip_check is not None and (problem := gzip_check.result()):
+        if problem := gzip_check:
             raise _DamagedGzip(problem)
 
     try:
@@ -380,7 +473,7 @@ def _load(
             raise
         _rollback(con)
         error = exc
-    if gzip_check is not None and (problem := gzip_check.result()):
+    if problem := gzip_check:
         _load_damaged_gzip(con, module, kwargs, evidence, result, wait_turn, problem)  # why DuckDB could not read it
         return
     if evidence.line_mode is None and first_line_exceeds_head(head(evidence.read_path)):

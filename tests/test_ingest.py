@@ -420,10 +420,10 @@ def test_machine_failure_mid_file_rolls_back_and_stops(
     store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _bad_file(tmp_path)
-    monkeypatch.setattr(ingest, "_merge", _fail_after_merge(duckdb.OutOfMemoryException("could not allocate")))
+    monkeypatch.setattr(ingest, "_merge", _fail_after_merge(duckdb.IOException("could not write the WAL")))
     with pytest.raises(NhiauditError) as err:
         ingest.ingest(store, [path])
-    assert str(err.value).startswith(f"{path}: could not load this file (could not allocate). Nothing from it")
+    assert str(err.value).startswith(f"{path}: could not load this file (could not write the WAL). Nothing from it")
     assert "run the same ingest again" in str(err.value)
     assert counts(store) == (0, 0, 0)
     assert nhistore.get_meta(store, "evidence_generation") is None
@@ -597,3 +597,76 @@ def test_unreadable_file_is_a_clear_error(
     with pytest.raises(NhiauditError) as err:
         ingest.ingest(store, [path])
     assert str(err.value) == f"{path}: cannot read the file (Permission denied). Check its permissions."
+
+
+# --- issue 13: hostile and damaged evidence never stops the run ---------------------------------
+
+
+def _cut_where_trailer_reads_large(data: bytes, at_least: int = 600 << 20) -> bytes:
+    """A prefix of a gzip whose last four bytes, read as the ISIZE trailer, say ``at_least`` or more."""
+    for cut in range(len(data) - 9, len(data) // 2, -1):
+        if int.from_bytes(data[cut - 4 : cut], "little") >= at_least:
+            return data[:cut]
+    raise AssertionError("no such cut")
+
+
+def test_truncated_gzip_with_a_huge_trailer_does_not_stop_the_run(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    from nhiaudit.sources._read import record_limit
+
+    store.execute("SET memory_limit = '1GB'")
+    document = gzip.compress(json.dumps({"Records": RECORDS[:200]}).encode())
+    (tmp_path / "a.json.gz").write_bytes(_cut_where_trailer_reads_large(document))
+    (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[200:250]))
+    assert record_limit(tmp_path / "a.json.gz") < 64 << 20  # from what the stream holds, not the trailer
+
+    result = ingest.ingest(store, [tmp_path])
+    for file in result.files:
+        assert_balanced(store, file)
+    assert [(f.loaded, f.rejected) for f in result.files] == [(0, 1), (50, 0)]
+    assert result.files[0].note.startswith("gzip stream ends early (truncated file)")
+    assert event_ids(store) == [r["eventID"] for r in RECORDS[200:250]]
+
+
+def test_out_of_memory_rejects_that_file_alone(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.ndjson").write_text(ndjson(RECORDS[:5]))
+    (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[5:10]))
+    real_load = cloudtrail.load
+    tries: list[str] = []
+
+    def load(con, files, **kwargs):
+        if files[0].path.name == "a.ndjson":
+            tries.append("a")
+            raise duckdb.OutOfMemoryException("failed to allocate data of size 2.0 GiB")
+        return real_load(con, files, **kwargs)
+
+    monkeypatch.setattr(cloudtrail, "load", load)
+    result = ingest.ingest(store, [tmp_path])
+    for file in result.files:
+        assert_balanced(store, file)
+    assert [(f.loaded, f.rejected) for f in result.files] == [(0, 1), (5, 0)]
+    assert len(tries) >= 1
+    (reason,) = store.execute("SELECT reason FROM rejected").fetchone()
+    assert reason.startswith("the file does not fit in the memory limit (")
+    assert reason.endswith("Re-run with a larger --memory-limit and --retry-rejected")
+
+
+@pytest.mark.parametrize("layout", ["array", "records"])
+def test_large_documents_are_streamed_with_the_same_records(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    from nhiaudit.sources import _read
+
+    monkeypatch.setattr(_read, "STREAM_DOCUMENT_BYTES", 1000)  # stream even this small file
+    monkeypatch.setattr(_read, "ELEMENT_BYTES", 1 << 10)  # and retry a bigger bound per element
+    body = RECORDS[:40] if layout == "array" else {"Records": RECORDS[:40]}
+    path = tmp_path / "big.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(body, indent=1).encode()))
+    result = ingest_one(store, path)
+    assert (result.loaded, result.rejected) == (40, 0)
+    assert event_ids(store) == [r["eventID"] for r in RECORDS[:40]]
+    indexes = store.execute("SELECT record_index, event_id FROM events ORDER BY record_index").fetchall()
+    assert indexes == [(i, r["eventID"]) for i, r in enumerate(RECORDS[:40])]

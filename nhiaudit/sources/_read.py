@@ -7,7 +7,10 @@ can read it (see ``nhiaudit.ingest``).
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ import duckdb
 HEAD_BYTES = 8192
 MAX_RECORD_BYTES = 1 << 30  # a single record may be large (the brief tests 50 MB); DuckDB's default is 16 MB
 MIN_RECORD_BYTES = 16 << 20
+ELEMENT_BYTES = 16 << 20  # first bound tried for one element of a streamed array (a larger one retries)
+STREAM_DOCUMENT_BYTES = 32 << 20  # a wrapper document larger than this is streamed (_stage_documents)
 RAW_EXCERPT = 4096  # how much of a rejected record is kept
 # What kind of JSON value ``doc`` is, from its first byte when that settles it (a multi-MB
 # document is not parsed again for it), else from json_type (leading whitespace, scalars).
@@ -132,7 +137,7 @@ def stage_json_records(
     objects whose key is in ``unwrap`` (``{"Records": [...]}``) in either layout. Invalid lines and
     non-object records go to ``staged_rejected`` with a reason.
     """
-    documents_staged = False
+    kind = ""  # how the documents were staged, once they are (see _stage_documents)
     if line_mode is None:
         line_mode = file.line_mode
     if line_mode is None:
@@ -144,9 +149,8 @@ def stage_json_records(
             # with a big first record: read it by lines, so that line numbers stay right and a
             # bad line costs only that line. (A bad line makes the document read fail; the
             # framework then retries the file with ``line_mode=True``.)
-            _stage_documents(con, file)
-            documents_staged = True
-            line_mode = con.execute("SELECT count(*) FROM docs").fetchone()[0] > 1
+            kind = _stage_documents(con, file, unwrap)
+            line_mode = kind == "documents" and con.execute("SELECT count(*) FROM docs").fetchone()[0] > 1
     if line_mode:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE docs AS
@@ -159,8 +163,15 @@ def stage_json_records(
                    left(text, ?) FROM docs WHERE doc IS NULL""",
             [RAW_EXCERPT],
         )
-    elif not documents_staged:
-        _stage_documents(con, file)
+    elif not kind:
+        kind = _stage_documents(con, file, unwrap)
+    if kind == "records":
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE records AS
+            SELECT doc_no - 1 AS record_index, line, doc FROM docs WHERE doc IS NOT NULL"""
+        )
+        _reject_non_objects(con)
+        return
     # Where each document's records are: itself, its elements (a top-level array) or the
     # elements of a wrapper key. Each json_type(doc, path) is one parse of the document.
     is_array = f"({_IS_ARRAY})"
@@ -170,6 +181,8 @@ def stage_json_records(
     # One document (an S3 delivery file, a JSON array): find its layout first, so that the
     # document is parsed only for that layout, and its positions are the record order.
     # Several documents (NDJSON): every layout at once, records numbered in file order.
+    # The elements of a top-level array are documents of their own here: an array of S3 delivery
+    # documents ([{"Records": [...]}, ...]) yields the records inside each.
     single = con.execute("SELECT count(*) FROM docs WHERE doc IS NOT NULL").fetchone()[0] <= 1
     if single:
         cases = " ".join(f"WHEN {c} THEN {sql_str(p)}" for c, p in zip(conditions, paths, strict=True))
@@ -192,6 +205,10 @@ def stage_json_records(
         SELECT {index} AS record_index, line, doc
         FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) WHERE doc IS NOT NULL)"""
     )
+    _reject_non_objects(con)
+
+
+def _reject_non_objects(con: duckdb.DuckDBPyConnection) -> None:
     not_object = f"({_NOT_OBJECT})"
     con.execute(
         f"""INSERT INTO staged_rejected
@@ -203,32 +220,103 @@ def stage_json_records(
 
 
 def record_limit(path: Path) -> int:
-    """The largest record this file can hold, for DuckDB's reader buffers: the decompressed size.
+    """The largest record this file can hold, for DuckDB's reader buffers: its content size.
 
     DuckDB sizes (and reserves against its memory limit) its read buffers from this bound, so a
-    1 GiB bound on every 9 MB CloudTrail file costs gigabytes across parallel loads. A gzip's
-    ISIZE trailer gives the decompressed size of its last member (mod 4 GiB); several members, or
-    a damaged trailer, fall back to a generous ratio on the compressed size.
+    1 GiB bound on every 9 MB CloudTrail file costs gigabytes across parallel loads. For a gzip the
+    bound is what its stream actually decompresses to (``gzip_scan``), never the ISIZE trailer: the
+    last four bytes of a truncated file are deflate data, read as a size of up to 4 GiB.
     """
-    size = path.stat().st_size
+    return max(MIN_RECORD_BYTES, min(MAX_RECORD_BYTES, content_size(path) + (1 << 20)))
+
+
+def content_size(path: Path) -> int:
+    """The bytes a reader gets from the file: its size, or for a gzip its readable decompressed size."""
     if not is_gzip(path):
-        bound = size
-    else:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, size - 4))
-            isize = int.from_bytes(fh.read(4), "little")
-        bound = max(isize, size * 16)
-    return max(MIN_RECORD_BYTES, min(MAX_RECORD_BYTES, bound + (1 << 20)))
+        return path.stat().st_size
+    return gzip_scan(path)[0]
 
 
-def _stage_documents(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
-    """The temp table ``docs``: each JSON document of the file, in file order (``doc_no``)."""
+def _stage_documents(con: duckdb.DuckDBPyConnection, file: EvidenceFile, unwrap: tuple[str, ...] = ()) -> str:
+    """The temp table ``docs``: each JSON document of the file, in file order (``doc_no``).
+
+    A top-level array is streamed one element a document (``format = 'array'``: DuckDB's buffer
+    then holds one element, not the whole array, so a 316 MB array loads at a 1 GB limit); so is a
+    large wrapper document (``{"Records": [...]}``), through a copy without the wrapper. Returns True
+    ``"records"`` when ``docs`` holds the records themselves (the elements of a wrapper: not to
+    be unwrapped again), ``"elements"`` for the elements of an array, else ``"documents"``.
+    """
+    text = head(file.read_path).lstrip()
+    limit = record_limit(file.read_path)
+    if text.startswith("["):
+        if _stage_array(con, file.read_path, limit):
+            return "elements"
+    elif content_size(file.read_path) > STREAM_DOCUMENT_BYTES and (key := _wrapper_key(text, unwrap)):
+        with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
+            unwrapped = Path(tmp) / "records.json"
+            if _copy_wrapped_array(file.read_path, key, unwrapped) and _stage_array(con, unwrapped, limit):
+                return "records"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE docs AS
         SELECT 1::BIGINT AS line, row_number() OVER () AS doc_no, json AS doc, NULL::VARCHAR AS text
         FROM read_json_objects({sql_str(file.read_path)}, format = 'unstructured',
-                               maximum_object_size = {record_limit(file.read_path)})"""
+                               maximum_object_size = {limit})"""
     )
+    return "documents"
+
+
+def _stage_array(con: duckdb.DuckDBPyConnection, path: Path, limit: int) -> bool:
+    """``docs`` from the elements of one top-level array; False when the file is not one array
+    (several arrays, a damaged one: the caller reads it as documents, which says what is wrong)."""
+    for bound in dict.fromkeys((min(limit, ELEMENT_BYTES), limit)):
+        try:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE docs AS
+                SELECT 1::BIGINT AS line, row_number() OVER () AS doc_no, json AS doc, NULL::VARCHAR AS text
+                FROM read_json_objects({sql_str(path)}, format = 'array', maximum_object_size = {bound})"""
+            )
+            return True
+        except duckdb.InvalidInputException as exc:
+            if "maximum_object_size" not in str(exc):
+                return False
+    return False
+
+
+_WRAPPER_START = re.compile(r'^\{\s*"([A-Za-z_]+)"\s*:\s*\[')
+_WRAPPER_START_BYTES = re.compile(rb'^\{\s*"([A-Za-z_]+)"\s*:\s*\[')
+
+
+def _wrapper_key(text: str, unwrap: tuple[str, ...]) -> str | None:
+    match = _WRAPPER_START.match(text)
+    return match.group(1) if match and match.group(1) in unwrap else None
+
+
+def _copy_wrapped_array(path: Path, key: str, out: Path) -> bool:
+    """Copy the array of a one-key wrapper document (``{"Records": [...]}``) to ``out``.
+
+    A byte copy in bounded chunks, not a parse: the wrapper's opening is dropped and its closing
+    brace cut. False (nothing to stream) when the document has anything but that one key, or is
+    damaged; DuckDB then reads it whole and says what is wrong.
+    """
+    opener = gzip.open if is_gzip(path) else open
+    try:
+        with opener(path, "rb") as source, open(out, "wb") as sink:
+            first = source.read(HEAD_BYTES).removeprefix(b"\xef\xbb\xbf").lstrip()
+            match = _WRAPPER_START_BYTES.match(first)
+            if not match or match.group(1).decode() != key:
+                return False
+            sink.write(first[match.end() - 1 :])  # from the array's "["
+            tail = first[-64:]
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+                tail = (tail + chunk)[-64:]
+            end = tail.rstrip()
+            if not end.endswith(b"}") or not end[:-1].rstrip().endswith(b"]"):
+                return False
+            sink.truncate(sink.tell() - (len(tail) - len(end)) - 1)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return True
 
 
 GZIP_TRUNCATED = "gzip stream ends early (truncated file)"
@@ -272,12 +360,26 @@ def _inflate(path: Path) -> Iterator[bytes]:
 
 def gzip_problem(path: Path) -> str:
     """What is wrong with a gzip file's stream, or "" when it is whole (every CRC checks)."""
+    return gzip_scan(path)[1]
+
+
+def gzip_scan(path: Path) -> tuple[int, str]:
+    """(decompressed bytes readable, what is wrong or "") of a gzip file, decompressing it once
+    per (path, mtime, size): the size bounds DuckDB's buffers (``record_limit``), the problem
+    decides whether the file is salvaged."""
+    stat = path.stat()
+    return _gzip_scan_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _gzip_scan_cached(path: str, mtime_ns: int, size: int) -> tuple[int, str]:
+    total = 0
     try:
-        for _ in _inflate(path):
-            pass
+        for chunk in _inflate(Path(path)):
+            total += len(chunk)
     except GzipDamage as damage:
-        return str(damage)
-    return ""
+        return total, str(damage)
+    return total, ""
 
 
 def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
