@@ -1152,3 +1152,62 @@ def test_teleport_call_after_the_request_expired(tmp_path: Path) -> None:
         "unapproved",
     )
     assert {"approval-expired", "credential-outlived-task"} <= findings(con, policy, TP_CALL)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sample world's GitHub and Teleport chains trace end to end (sample_logs/README.md, chains 15, 16)
+# --------------------------------------------------------------------------------------------------
+
+SAMPLE_WORLD = Path(__file__).resolve().parents[1] / "sample_logs"
+
+
+@pytest.fixture(scope="module")
+def sample_world() -> duckdb.DuckDBPyConnection:
+    from nhiaudit import correlate, ingest, store
+    from nhiaudit.policy import load_policy
+
+    con = store.connect(":memory:")
+    result = ingest.ingest(con, [SAMPLE_WORLD])
+    assert not result.unrecognized
+    correlate.correlate(con, load_policy(SAMPLE_WORLD / "nhiaudit.toml"))
+    return con
+
+
+@pytest.mark.parametrize(
+    ("action_id", "folder", "task_evidence", "approval_evidence", "authority"),
+    [
+        (
+            "cloudtrail:e9000000-0000-4000-8000-000000160003",
+            "github",
+            "github/workflow_run.completed.json",
+            "github/audit-log.ndjson",
+            "github:example-corp/reports-site:environment:prod:reviewer",
+        ),
+        (
+            "cloudtrail:e9000000-0000-4000-8000-000000180003",
+            "teleport",
+            "teleport/audit.log",
+            "teleport/audit.log",
+            "teleport:reviewer",
+        ),
+    ],
+)
+def test_sample_world_chain_traces_end_to_end_with_every_links_evidence(
+    sample_world: duckdb.DuckDBPyConnection,
+    action_id: str,
+    folder: str,
+    task_evidence: str,
+    approval_evidence: str,
+    authority: str,
+) -> None:
+    found = links(sample_world, action_id)
+    for kind in ("action", "credential", "issuance", "task", "approval", "authority"):
+        assert found[kind].status == "found", (kind, found[kind].label)
+    evidence = {
+        kind: Path(found[kind].evidence.file).relative_to(SAMPLE_WORLD).as_posix()
+        for kind in ("action", "issuance", "task", "approval", "authority")
+    }
+    assert evidence["action"] == evidence["issuance"] == f"{folder}/aws-cloudtrail.ndjson"
+    assert (evidence["task"], evidence["approval"]) == (task_evidence, approval_evidence)
+    assert found["authority"].id == authority
+    assert found["verdict"] == "unapproved"

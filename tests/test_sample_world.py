@@ -66,7 +66,15 @@ def world_con(world):
 def test_every_sample_file_loads_cleanly(world) -> None:
     result, _ = world
     assert result.unrecognized == []
-    assert {f.source for f in result.files} == {"cloudtrail", "vault", "otel", "provenance", "kong"}
+    assert {f.source for f in result.files} == {
+        "cloudtrail",
+        "vault",
+        "otel",
+        "provenance",
+        "kong",
+        "github_actions",
+        "teleport",
+    }
     for f in result.files:
         assert f.rejected == 0, f.path
         assert f.read == f.loaded + f.rejected + f.duplicates
@@ -75,7 +83,7 @@ def test_every_sample_file_loads_cleanly(world) -> None:
 def test_findings_and_verdicts_match_the_readme_oracle(world_con) -> None:
     con = world_con
     expected = oracle()
-    assert len(expected) == 17
+    assert len(expected) == 22
     result = AuditSession.attach(con, load_policy(WORLD / "nhiaudit.toml")).report(generated_at=PINNED)
     verdicts = {f"{a.source}:{a.event_id}": a.verdict for a in result.actions}
     fired: dict[str, set[str]] = {}
@@ -169,7 +177,7 @@ def test_sample_world_sarif_and_junit_validate(world_con, schemas: Path, monkeyp
     xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
     junit = etree.fromstring(WRITERS["junit"](result).encode())
     xsd.assertValid(junit)
-    assert len(junit.findall(".//testcase")) == 17
+    assert len(junit.findall(".//testcase")) == 22
 
 
 def test_chain_links_view_agrees_with_trace(world_con) -> None:
