@@ -9,7 +9,12 @@ GROUP BY n.action;
 
 CREATE OR REPLACE TEMP TABLE audited AS
 SELECT e.source, e.event_id, e.occurred_at, e.actor_id, e.actor_type, e.credential_id, e.credential_type,
-       e.action, e.resource, e.read_only, e.outcome, e.task_id AS event_task_id, e.trace_id, e.span_id,
+       e.action, e.resource,
+       -- every resource the call names: details.resources when it names several, else the one
+       CASE WHEN json_type(e.details, '$.resources') = 'ARRAY'
+            THEN json_extract_string(e.details, '$.resources[*]') WHEN e.resource IS NOT NULL THEN [e.resource] END
+           AS resources,
+       e.read_only, e.outcome, e.task_id AS event_task_id, e.trace_id, e.span_id,
        e.parent_span_id,
        coalesce(t.listed_rank, CASE WHEN e.read_only THEN 0 ELSE 1 END) AS tier_rank
 FROM events e

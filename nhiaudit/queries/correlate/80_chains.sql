@@ -82,22 +82,32 @@ LEFT JOIN grants g ON g.approver = ap.approver
 LEFT JOIN policy_authority pa ON pa.role = g.role AND pa.tier_rank = b.tier_rank
 GROUP BY cv.source, cv.event_id;
 
--- Scope checks: the covering approval's scope and the agent's standing scope (globs).
+-- Scope checks: the covering approval's scope and the agent's standing scope (globs). Each is true
+-- (in scope), false (out: the action, or one of the resources the call names, is outside) or NULL:
+-- no such scope, or a scope that restricts resources while the evidence names none, so the action
+-- can be proven neither in nor out (DESIGN §6, rule scope-unverifiable). Every resource of a call
+-- that names several (b.resources, 60_actions.sql) must be in scope.
 CREATE OR REPLACE TEMP TABLE scope_check AS
 SELECT b.source, b.event_id,
        CASE WHEN ap.approval_id IS NULL OR NOT ap.has_scope THEN NULL
-            ELSE (len(ap.scope_actions) = 0
+            WHEN NOT (len(ap.scope_actions) = 0
                       OR len(list_filter(ap.scope_actions, g -> regexp_full_match(b.action, glob_regex(g)))) > 0)
-                 AND (b.resource IS NULL OR len(ap.scope_resources) = 0
-                      OR len(list_filter(ap.scope_resources, g -> regexp_full_match(b.resource, glob_regex(g)))) > 0)
+                 THEN false
+            WHEN len(ap.scope_resources) = 0 THEN true
+            WHEN b.resources IS NULL THEN NULL
+            ELSE list_bool_and(list_transform(b.resources, r -> len(list_filter(ap.scope_resources,
+                                                                g -> regexp_full_match(r, glob_regex(g)))) > 0))
        END AS in_approval_scope,
        CASE WHEN pag.agent_id IS NULL THEN NULL
-            ELSE (NOT pag.has_actions OR EXISTS (
+            WHEN pag.has_actions AND NOT EXISTS (
                       SELECT 1 FROM policy_agent_scope s WHERE s.agent_id = b.agent_id AND s.kind = 'action'
-                        AND regexp_full_match(b.action, s.regex)))
-                 AND (b.resource IS NULL OR NOT pag.has_resources OR EXISTS (
-                      SELECT 1 FROM policy_agent_scope s WHERE s.agent_id = b.agent_id AND s.kind = 'resource'
-                        AND regexp_full_match(b.resource, s.regex)))
+                        AND regexp_full_match(b.action, s.regex)) THEN false
+            WHEN NOT pag.has_resources THEN true
+            WHEN b.resources IS NULL THEN NULL
+            ELSE NOT EXISTS (
+                      SELECT 1 FROM unnest(b.resources) AS u(r) WHERE NOT EXISTS (
+                          SELECT 1 FROM policy_agent_scope s WHERE s.agent_id = b.agent_id AND s.kind = 'resource'
+                            AND regexp_full_match(u.r, s.regex)))
        END AS in_agent_scope
 FROM chain_base b
 LEFT JOIN covering cv ON cv.source = b.source AND cv.event_id = b.event_id
