@@ -396,6 +396,11 @@ def report_cmd(
     markdown_out: Annotated[str | None, typer.Option("--markdown", help="Write Markdown.")] = None,
     ocsf_out: Annotated[str | None, typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")] = None,
     html_out: Annotated[str | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    csv_out: Annotated[str | None, typer.Option("--csv", help="Write the findings as CSV (formula-safe).")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", help="Write every format into DIR with stable names (nhiaudit.sarif, …)."),
+    ] = None,
     fail_on: Annotated[
         str,
         typer.Option(
@@ -446,8 +451,17 @@ def report_cmd(
         "markdown": markdown_out,
         "ocsf": ocsf_out,
         "html": html_out,
+        "csv": csv_out,
     }
     with errors():
+        from nhiaudit.reports import FILE_NAMES, WRITERS, sarif
+
+        if output_dir is not None:
+            try:
+                output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NhiauditError(f"{output_dir}: cannot create the output folder ({exc.strerror}).") from None
+            outputs = {fmt: target or str(output_dir / FILE_NAMES[fmt]) for fmt, target in outputs.items()}
         with session.open_audit(db, policy, memory_limit) as audit:
             _say_policy(audit)
             result = audit.report(
@@ -459,8 +473,6 @@ def report_cmd(
                 only_rules=rule or (),
                 exclude_rules=exclude_rule or (),
             )
-        from nhiaudit.reports import WRITERS, sarif
-
         options = {
             "sarif": {
                 "max_results": sarif_max_results,
@@ -481,7 +493,7 @@ def report_cmd(
                 raise fail(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
     out = Console(stderr=True) if to_stdout else console
     _print_summary(result, out)
-    if sarif_out and (note := sarif.aggregation_note(result, sarif_max_results)):
+    if outputs["sarif"] and (note := sarif.aggregation_note(result, sarif_max_results)):
         out.print(Text(note, style="yellow"))
     if report.failing(result):
         raise typer.Exit(EXIT_FINDINGS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nhiaudit.reports import html_, json_, junit, markdown, ocsf, sarif
+from nhiaudit.reports import csv_, html_, json_, junit, markdown, ocsf, sarif
 
 # render(report, **options): options are format-specific keywords (SARIF: max_results, category, …).
 WRITERS: dict[str, Callable[..., str]] = {
@@ -20,4 +20,16 @@ WRITERS: dict[str, Callable[..., str]] = {
     "markdown": markdown.render,
     "ocsf": ocsf.render,
     "html": html_.render,
+    "csv": csv_.render,
+}
+
+#: The file each format gets in ``report --output-dir DIR``.
+FILE_NAMES = {
+    "json": "nhiaudit.json",
+    "sarif": "nhiaudit.sarif",
+    "junit": "nhiaudit.junit.xml",
+    "markdown": "nhiaudit.md",
+    "ocsf": "nhiaudit.ocsf.jsonl",
+    "html": "nhiaudit.html",
+    "csv": "nhiaudit.csv",
 }
