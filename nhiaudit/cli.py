@@ -125,6 +125,13 @@ def ingest_cmd(
     source: Annotated[str | None, typer.Option("--source", help="Force this source for every file.")] = None,
     policy: PolicyOption = None,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+    retry_rejected: Annotated[
+        bool,
+        typer.Option(
+            "--retry-rejected",
+            help="Load again files already stored with rejected records (e.g. after an upgrade).",
+        ),
+    ] = False,
 ) -> None:
     """Load log files into the store; print a summary per source."""
     db_path = store.resolve_db_path(db)
@@ -135,8 +142,21 @@ def ingest_cmd(
             store.set_memory_limit(con, limit)
             from nhiaudit import ingest
 
-            result = ingest.ingest(con, paths, source=source, progress=_progress_callback(progress), options=options)
+            try:
+                result = ingest.ingest(
+                    con,
+                    paths,
+                    source=source,
+                    progress=_progress_callback(progress),
+                    options=options,
+                    retry_rejected=retry_rejected,
+                )
+            except ingest.IngestInterrupted as stopped:
+                progress.stop()
+                _print_ingest_summary(stopped.result, db_path)
+                raise
     _print_ingest_summary(result, db_path)
+    failed = False
     if result.unrecognized:
         err_console.print(
             Text(
@@ -147,9 +167,26 @@ def ingest_cmd(
         )
         for path in result.unrecognized:
             err_console.print(Text("  " + terminal_safe(path)))
-        raise typer.Exit(EXIT_ERROR)
+        failed = True
+    if result.empty:
+        console.print(
+            Text(f"  {len(result.empty)} empty file(s) (no bytes, nothing to load): ", style="dim")
+            + t(", ".join(ingest.path_text(p) for p in result.empty[:5]) + (" …" if len(result.empty) > 5 else ""), 300)
+        )
+    if result.unreadable:
+        err_console.print(Text(f"{len(result.unreadable)} path(s) could not be read:", style="yellow"))
+        for path, why in result.unreadable:
+            err_console.print(Text("  " + terminal_safe(ingest.path_text(path)) + ": " + terminal_safe(why)))
+        failed = True
     if any(f.rejected and f.loaded == 0 and f.read for f in result.files):
-        raise typer.Exit(EXIT_ERROR)  # a file whose evidence could not be read at all
+        failed = True  # a file whose evidence could not be read at all
+    if not any(f.read or f.already_ingested for f in result.files):
+        # DESIGN §7: a run without evidence never exits 0.
+        err_console.print(Text("no evidence: no file with records was found in " + ", ".join(
+            terminal_safe(ingest.path_text(p)) for p in paths), style="yellow"))
+        failed = True
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
 
 
 def _progress() -> Progress:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import inspect
+import os
 import queue
 import re
+import stat
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -61,6 +64,9 @@ class FileResult:
     seconds: float = 0.0
     already_ingested: bool = False
     note: str = ""
+    unreadable: bool = False  # could not be read at all (``note`` says why); nothing stored
+    retry: bool = False  # load again if already stored with rejected records (--retry-rejected)
+    retry_of: Any = None  # when retried: the stored file's first ingested_at
 
 
 @dataclass
@@ -68,6 +74,10 @@ class IngestResult:
     files: list[FileResult] = field(default_factory=list)
     unrecognized: list[Path] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
+    #: Paths that could not be read at all, each with why (unreadable, a FIFO, a broken link…).
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    #: Files of no bytes: listed, not errors (DESIGN §9). An empty file a source claims is in ``files``.
+    empty: list[Path] = field(default_factory=list)
 
     def by_source(self) -> dict[str, dict[str, float]]:
         """Summary per source: files, read, loaded, rejected, duplicates, seconds."""
@@ -102,20 +112,59 @@ ProgressFn = Callable[[str, FileResult], None]
 Options = Mapping[str, Mapping[str, Any]]
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """Files under ``paths`` (recursive, sorted), and those skipped as obviously not logs."""
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Files under ``paths`` (recursive, sorted), those skipped as obviously not logs, and those
+    that cannot be read as files at all, with why (never opened: a FIFO would block the run)."""
     found: list[Path] = []
     ignored: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
     for path in paths:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise NhiauditError(f"{path}: no such file or directory. Check the path.")
         if not path.is_dir():
-            found.append(path)  # a file named on the command line is always read
+            if (problem := _not_a_file(path)) is not None:
+                unreadable.append((path, problem))
+            else:
+                found.append(path)  # a file named on the command line is always read
             continue
-        for p in sorted(p for p in path.rglob("*") if p.is_file()):
+        entries: list[Path] = []
+
+        def walk_error(exc: OSError, top: Path = path) -> None:
+            where = Path(exc.filename) if exc.filename else top
+            unreadable.append((where, f"directory cannot be read ({exc.strerror or exc}); its files were not ingested"))
+
+        for root, dirs, names in os.walk(path, onerror=walk_error, followlinks=False):
+            dirs.sort()
+            entries.extend(Path(root) / name for name in names)
+            # A symbolic link to a directory is listed in dirs and not followed: read it as before
+            # (rglob did not follow them either), but a broken one is named.
+            entries.extend(Path(root) / d for d in dirs if (Path(root) / d).is_symlink())
+        for p in sorted(entries):
             hidden = any(part.startswith(".") for part in p.relative_to(path).parts)
-            (ignored if hidden or _format_suffix(p) in IGNORED_SUFFIXES else found).append(p)
-    return found, ignored
+            if hidden or _format_suffix(p) in IGNORED_SUFFIXES:
+                ignored.append(p)
+            elif p.is_dir():
+                continue  # a link to a directory: not followed
+            elif (problem := _not_a_file(p)) is not None:
+                unreadable.append((p, problem))
+            else:
+                found.append(p)
+    return found, ignored, unreadable
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a regular file, or None when it can (checked without opening it)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device): not read"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied). Check its permissions"
+    return None
 
 
 def _format_suffix(path: Path) -> str:
@@ -148,10 +197,13 @@ def ingest(
     source: str | None = None,
     progress: ProgressFn | None = None,
     options: Options | None = None,
+    retry_rejected: bool = False,
 ) -> IngestResult:
     """Ingest files and directories into the store. ``source`` forces one source for every file;
     ``options`` maps a source name to keyword arguments for its ``load`` (e.g.
-    ``{"envoy": {"fields": {...}}}``)."""
+    ``{"envoy": {"fields": {...}}}``). ``retry_rejected`` loads again a file already stored with
+    rejected records (after an upgrade that reads them): its events and rejects are replaced, its
+    custody row keeps the time it was first ingested."""
     if source is not None and source not in SOURCES:
         raise NhiauditError(
             f"--source: unknown source '{source}'.{did_you_mean(source, SOURCES)} "
@@ -159,14 +211,23 @@ def ingest(
         )
     options = options or {}
     _check_options(options)
-    files, ignored = discover(paths)
-    result = IngestResult(ignored=ignored)
+    files, ignored, unreadable = discover(paths)
+    result = IngestResult(ignored=ignored, unreadable=unreadable)
     for path in files:
-        name = source or detect(path)
-        if name is None:
+        try:
+            name = source or detect(path)
+            size = path.stat().st_size
+        except _UNREADABLE as exc:
+            result.unreadable.append((path, _unreadable_reason(exc)))
+            continue
+        if name is None and size == 0:
+            result.empty.append(path)
+        elif name is None and is_gzip(path) and (problem := gzip_problem(path)):
+            result.unreadable.append((path, problem))  # damage, not an unknown format, hid its source
+        elif name is None:
             result.unrecognized.append(path)
         else:
-            result.files.append(FileResult(path=path, source=name, size=path.stat().st_size))
+            result.files.append(FileResult(path=path, source=name, size=size, retry=retry_rejected))
     # A checkpoint rewrites the events table's last, partly filled row group (up to 122,880
     # rows). At DuckDB's default 16 MB of WAL, a store fed one 10 MB CloudTrail file per
     # transaction checkpointed after nearly every file: a third of ingest time. Every commit is
@@ -175,8 +236,19 @@ def ingest(
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     try:
         _load_files(con, result.files, progress, options)
+    except KeyboardInterrupt:
+        _rollback(con)
+        done = [f for f in result.files if f.seconds and not f.already_ingested]
+        raise IngestInterrupted(
+            f"ingest: interrupted. {len(done)} of {len(result.files)} file(s) were committed before it "
+            "(each file is stored whole or not at all). Run the same ingest again to resume: files "
+            "already stored are skipped.",
+            result,
+        ) from None
     finally:
         con.execute(f"SET checkpoint_threshold = '{threshold}'")  # DuckDB's own value, e.g. 16.0 MiB
+    result.unreadable += [(f.path, f.note) for f in result.files if f.unreadable]
+    result.files = [f for f in result.files if not f.unreadable]
     return result
 
 
@@ -195,6 +267,30 @@ def _check_options(options: Options) -> None:
             raise NhiauditError(
                 f"ingest options: {name}.load does not take {', '.join(kwargs)} ({exc}). Drop them."
             ) from None
+
+
+class IngestInterrupted(NhiauditError):
+    """Ctrl-C during ingest; ``result`` holds the files committed before it."""
+
+    def __init__(self, message: str, result: IngestResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+# What reading a file's head may raise, whatever it holds: the file is listed with why, never raised.
+_UNREADABLE = (OSError, UnicodeError, zlib.error, RecursionError, EOFError)
+
+
+def _unreadable_reason(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return "cannot be read (permission denied). Check its permissions"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if isinstance(exc, RecursionError):
+        return "its first record is nested too deeply to detect its source"
+    if isinstance(exc, zlib.error):
+        return "gzip data is corrupt at its start, so its source cannot be detected"
+    return f"its source cannot be detected ({type(exc).__name__})"
 
 
 class _Stopped(Exception):
@@ -328,13 +424,52 @@ def load_file(
     try:
         result.sha256 = sha256_of(path)
     except OSError as exc:
-        raise NhiauditError(f"{path}: cannot read the file ({exc.strerror or exc}). Check its permissions.") from exc
-    if con.execute("SELECT 1 FROM evidence_files WHERE sha256 = ?", [result.sha256]).fetchone():
+        result.unreadable, result.note = True, _unreadable_reason(exc)
+        return
+    stored = con.execute(
+        "SELECT records_rejected, ingested_at FROM evidence_files WHERE sha256 = ?", [result.sha256]
+    ).fetchone()
+    if stored and result.retry and stored[0]:
+        result.retry_of = stored[1]  # loaded again in place of what it gave before; custody kept
+    elif stored:
         result.already_ingested = True
         result.note = "already ingested (same SHA-256)"
         result.seconds = time.perf_counter() - started
         return
-    evidence = EvidenceFile(path=path, sha256=result.sha256, size=result.size, read_path=path)
+    with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
+        _load_file(con, path, module, result, started, wait_turn, options, gate, _readable_name(path, Path(tmp)))
+
+
+def _readable_name(path: Path, tmp: Path) -> Path:
+    """``path``, or a link to it under a UTF-8 name: DuckDB takes a path in SQL text, which a file
+    name that is not UTF-8 (bytes from a tarball made elsewhere) cannot be written in."""
+    try:
+        str(path).encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        link = tmp / ("evidence" + "".join(s for s in path.suffixes if s.isascii())[-16:])
+        link.symlink_to(path.absolute())
+        return link
+
+
+def path_text(path: Path) -> str:
+    """A path as text that can be stored and shown: bytes that are not UTF-8 backslash-escaped."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    module: ModuleType,
+    result: FileResult,
+    started: float,
+    wait_turn: Callable[[], None] | None,
+    options: Options | None,
+    gate: _Gate | None,
+    read_path: Path,
+) -> None:
+    evidence = EvidenceFile(path=path, sha256=result.sha256, size=result.size, read_path=read_path)
+    path = read_path
     # DuckDB reads gzip without checking its CRC or that the stream ends: a truncated or
     # corrupted file reads as shorter or garbled text, without an error. zlib checks both first
     # (and measures what the stream holds, which sizes DuckDB's buffers: never the trailer).
@@ -377,7 +512,9 @@ def load_file(
             "Re-run with a larger --memory-limit and --retry-rejected",
         )
     except BaseException as exc:
-        _fail(con, path, exc)
+        _fail(con, evidence.path, exc)
+    if not result.read and not result.already_ingested and not result.note:
+        result.note = "empty: the file holds no records"
     result.seconds = time.perf_counter() - started
 
 
@@ -525,7 +662,7 @@ def _load_utf8_salvage(
     if not ndjson and (_DOCUMENT_START.match(first) or first_line_exceeds_head(text)):
         return False
     with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
-        salvaged = Path(tmp) / (evidence.path.name.removesuffix(".gz") or "salvaged")
+        salvaged = Path(tmp) / (evidence.read_path.name.removesuffix(".gz") or "salvaged")
         bad = _blank_non_utf8_lines(evidence.read_path, salvaged)
         if not bad:
             return False
@@ -598,7 +735,9 @@ def _load_in_transaction(
         con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])
     wait_turn()
     con.execute("BEGIN TRANSACTION")
-    if con.execute("SELECT 1 FROM evidence_files WHERE sha256 = ?", [evidence.sha256]).fetchone():
+    if result.retry_of is None and con.execute(
+        "SELECT 1 FROM evidence_files WHERE sha256 = ?", [evidence.sha256]
+    ).fetchone():
         con.execute("ROLLBACK")  # the same bytes under another name, committed earlier in this run
         result.already_ingested, result.note = True, "already ingested (same SHA-256)"
         return
@@ -611,6 +750,10 @@ def _load_in_transaction(
 def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, result: FileResult) -> None:
     """Move staged rows into events (deduplicated) and rejected; record the evidence file."""
     sha = evidence.sha256
+    if result.retry_of is not None:  # --retry-rejected: this file's earlier result is replaced whole
+        for table in ("events", "rejected"):
+            con.execute(f"DELETE FROM {table} WHERE file_sha256 = ?", [sha])
+        con.execute("DELETE FROM evidence_files WHERE sha256 = ?", [sha])
     _check_complete(con)
     staged = con.execute("SELECT count(*) FROM staged").fetchone()[0]
     # An event without its own id gets one from its position: stable for the same bytes.
@@ -631,15 +774,17 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
     con.execute(
         """INSERT INTO rejected SELECT ?, ?, ?, record_index, line, reason, left(raw, ?)
         FROM staged_rejected ORDER BY line NULLS LAST, record_index NULLS LAST""",
-        [sha, str(evidence.path), source, RAW_EXCERPT],
+        [sha, path_text(evidence.path), source, RAW_EXCERPT],
     )
     rejected = con.execute("SELECT count(*) FROM staged_rejected").fetchone()[0]
     result.read, result.loaded, result.rejected = staged + rejected, loaded, rejected
     result.duplicates = staged - loaded
     con.execute(
         "INSERT INTO evidence_files VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?)",
-        [sha, str(evidence.path), evidence.size, source, result.read, loaded, rejected, result.duplicates],
+        [sha, path_text(evidence.path), evidence.size, source, result.read, loaded, rejected, result.duplicates],
     )
+    if result.retry_of is not None:  # custody: when the evidence was first received
+        con.execute("UPDATE evidence_files SET ingested_at = ? WHERE sha256 = ?", [result.retry_of, sha])
     store.bump_generation(con)
 
 
@@ -700,7 +845,7 @@ def _load_damaged_gzip(
         _load_unreadable(con, module, evidence, result, wait_turn, reason)
         return
     with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
-        salvaged = Path(tmp) / (evidence.path.name.removesuffix(".gz") or "salvaged")
+        salvaged = Path(tmp) / (evidence.read_path.name.removesuffix(".gz") or "salvaged")
         written, found = gzip_readable_prefix(evidence.path, salvaged)
         problem = found or problem
         reason = (

@@ -337,7 +337,8 @@ def test_empty_and_blank_files(store: duckdb.DuckDBPyConnection, tmp_path: Path,
     path = tmp_path / "nothing.json"
     path.write_text(content)
     result = ingest.ingest(store, [path])
-    assert result.unrecognized == [path]  # nothing in it says what it is
+    # Nothing in it says what it is; no bytes at all is listed as empty, not as unknown (DESIGN §9).
+    assert (result.empty, result.unrecognized) == (([path], []) if not content else ([], [path]))
     forced = ingest_one(store, path, source="cloudtrail")
     assert (forced.read, forced.loaded, forced.rejected, forced.duplicates) == (0, 0, 0, 0)
     assert counts(store) == (0, 1, 0)  # custody of the empty file is still recorded
@@ -438,7 +439,7 @@ def test_unexpected_exception_mid_file_rolls_back(
 ) -> None:
     path = _bad_file(tmp_path)
     monkeypatch.setattr(ingest, "_merge", _fail_after_merge(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(ingest.IngestInterrupted):  # Ctrl-C: says what was committed (issue 13 item 8)
         ingest.ingest(store, [path])
     assert counts(store) == (0, 0, 0)  # seen through the same connection: no transaction left open
     monkeypatch.undo()
@@ -594,9 +595,10 @@ def test_unreadable_file_is_a_clear_error(
         raise PermissionError(13, "Permission denied", str(p))
 
     monkeypatch.setattr(ingest, "sha256_of", denied)
-    with pytest.raises(NhiauditError) as err:
-        ingest.ingest(store, [path])
-    assert str(err.value) == f"{path}: cannot read the file (Permission denied). Check its permissions."
+    result = ingest.ingest(store, [path])  # listed with why, never raised (issue 13 item 3)
+    assert result.files == []
+    assert result.unreadable == [(path, "cannot be read (permission denied). Check its permissions")]
+    assert counts(store) == (0, 0, 0)
 
 
 # --- issue 13: hostile and damaged evidence never stops the run ---------------------------------
@@ -670,3 +672,171 @@ def test_large_documents_are_streamed_with_the_same_records(
     assert event_ids(store) == [r["eventID"] for r in RECORDS[:40]]
     indexes = store.execute("SELECT record_index, event_id FROM events ORDER BY record_index").fetchall()
     assert indexes == [(i, r["eventID"]) for i, r in enumerate(RECORDS[:40])]
+
+
+@pytest.fixture
+def cli_run(monkeypatch: pytest.MonkeyPatch):
+    """The CLI on wide consoles: (exit code, stdout, stderr)."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from nhiaudit import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setattr(cli, "err_console", Console(width=250, stderr=True))
+    monkeypatch.delenv("NHIAUDIT_DB", raising=False)
+    monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(cli.app, list(args))
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def test_corrupt_gzip_at_its_start_is_listed_not_raised(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    data = bytearray(gzip.compress(ndjson(RECORDS[:100]).encode()))
+    data[40] ^= 0xFF  # inside the first deflate block: zlib fails while the head is read
+    (tmp_path / "a.ndjson.gz").write_bytes(bytes(data))
+    (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[100:105]))
+    result = ingest.ingest(store, [tmp_path])
+    assert [f.loaded for f in result.files] == [5]
+    ((path, why),) = result.unreadable
+    assert path == tmp_path / "a.ndjson.gz" and why.startswith("gzip data is corrupt")
+
+
+def test_deeply_nested_first_line_does_not_raise(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "deep.ndjson"
+    path.write_text('{"a":' * 2000 + "1" + "}" * 2000 + "\n" + ndjson(RECORDS[:3]))
+    result = ingest.ingest(store, [path], source="cloudtrail")
+    (file,) = result.files
+    assert_balanced(store, file)
+    assert (file.loaded, file.rejected) == (4, 0)  # DuckDB parses what Python's json cannot
+    (short,) = tmp_path.glob("deep.ndjson")
+    short.write_text("[" * 1200 + "]" * 1200 + "\n")  # short enough for the head: every detect() parses it
+    assert ingest.ingest(nhistore.connect(":memory:"), [short]).unrecognized == [short]
+
+
+def test_file_name_that_is_not_utf8(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    import os
+
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffname.ndjson"))
+    path.write_text(ndjson(RECORDS[:2]))
+    (file,) = ingest.ingest(store, [path]).files
+    assert_balanced(store, file)
+    assert file.loaded == 2
+    (stored,) = store.execute("SELECT path FROM evidence_files").fetchone()
+    assert stored == str(tmp_path) + "/bad\\xffname.ndjson"
+
+
+def test_fifo_broken_link_and_unreadable_directory_are_listed(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.ndjson")
+    (tmp_path / "gone.ndjson").symlink_to(tmp_path / "missing")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "good.ndjson").write_text(ndjson(RECORDS[:1]))
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kwargs):  # root reads any directory: make one unreadable
+        for root, dirs, names in real_walk(top, onerror=onerror, **kwargs):
+            if Path(root).name == "locked":
+                onerror(PermissionError(13, "Permission denied", root))
+                dirs[:] = []
+                continue
+            yield root, dirs, names
+
+    monkeypatch.setattr(ingest.os, "walk", walk)
+    result = ingest.ingest(store, [tmp_path])
+    assert [f.loaded for f in result.files] == [1]
+    assert sorted(result.unreadable) == [
+        (tmp_path / "gone.ndjson", "broken symbolic link (its target does not exist)"),
+        (tmp_path / "locked", "directory cannot be read (Permission denied); its files were not ingested"),
+        (tmp_path / "pipe.ndjson", "not a regular file (a FIFO, socket or device): not read"),
+    ]
+    # A FIFO named on the command line is listed too, never opened (opening one blocks).
+    assert ingest.ingest(store, [tmp_path / "pipe.ndjson"]).unreadable[0][0] == tmp_path / "pipe.ndjson"
+
+
+def test_ndjson_whose_first_line_is_partial_loads_the_rest(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "chunk.ndjson"
+    path.write_text(ndjson(RECORDS[:20])[37:])  # a shipper's chunk that starts mid-record
+    file = ingest_one(store, path)
+    assert (file.loaded, file.rejected) == (19, 1)
+    assert rejected(store)[0][1:3] == (1, "line 1: not valid JSON (truncated or malformed record)")
+
+
+def test_retry_rejected_loads_a_file_again_and_keeps_custody(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.ndjson"
+    path.write_text(ndjson(RECORDS[:4]))
+    real_load = cloudtrail.load
+
+    def older_nhiaudit(con, files, **kwargs):  # a release that could not read the file
+        raise duckdb.InvalidInputException("Malformed JSON")
+
+    monkeypatch.setattr(cloudtrail, "load", older_nhiaudit)
+    first = ingest_one(store, path)
+    assert (first.loaded, first.rejected) == (0, 1)
+    (received,) = store.execute("SELECT ingested_at FROM evidence_files").fetchone()
+    monkeypatch.setattr(cloudtrail, "load", real_load)
+    assert ingest_one(store, path).already_ingested  # a plain re-run skips it
+    again = ingest.ingest(store, [path], retry_rejected=True).files[0]
+    assert_balanced(store, again)
+    assert (again.loaded, again.rejected, again.already_ingested) == (4, 0, False)
+    assert store.execute("SELECT count(*), any_value(ingested_at) FROM evidence_files").fetchone() == (1, received)
+    assert ingest.ingest(store, [path], retry_rejected=True).files[0].already_ingested  # nothing rejected now
+
+
+def test_array_of_s3_delivery_documents_yields_their_records(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    path = tmp_path / "deliveries.json"
+    path.write_text(json.dumps([{"Records": RECORDS[:3]}, {"Records": RECORDS[3:5]}], indent=2))
+    file = ingest_one(store, path)
+    assert (file.loaded, file.rejected) == (5, 0)
+    assert event_ids(store) == [r["eventID"] for r in RECORDS[:5]]
+
+
+def test_cli_ingest_lists_empty_unreadable_and_exits_2_without_evidence(cli_run, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "empty.ndjson").write_text("")
+    db = str(tmp_path / "s.duckdb")
+    code, out, err = cli_run("ingest", str(logs), "--db", db)
+    assert code == 2  # DESIGN §7: no evidence never exits 0
+    assert f"1 empty file(s) (no bytes, nothing to load): {logs / 'empty.ndjson'}" in out
+    assert f"no evidence: no file with records was found in {logs}" in err
+    (logs / "good.ndjson").write_text(ndjson(RECORDS[:2]))
+    code, out, err = cli_run("ingest", str(logs), "--db", db)
+    assert code == 0  # an empty file beside evidence is listed, not an error
+    import os
+
+    os.mkfifo(logs / "pipe.ndjson")
+    code, out, err = cli_run("ingest", str(logs / "pipe.ndjson"), "--db", db)
+    assert code == 2
+    assert f"  {logs / 'pipe.ndjson'}: not a regular file (a FIFO, socket or device): not read" in err
+
+
+def test_cli_ctrl_c_says_what_was_committed(cli_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.ndjson").write_text(ndjson(RECORDS[:2]))
+    (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[2:4]))
+    real_load = cloudtrail.load
+
+    def load(con, files, **kwargs):
+        if files[0].path.name == "b.ndjson":
+            raise KeyboardInterrupt
+        return real_load(con, files, **kwargs)
+
+    monkeypatch.setattr(cloudtrail, "load", load)
+    monkeypatch.setattr(ingest, "MAX_WORKERS", 1)
+    code, out, err = cli_run("ingest", str(tmp_path), "--db", str(tmp_path / "s.duckdb"))
+    assert code == 2
+    assert (
+        "error: ingest: interrupted. 1 of 2 file(s) were committed before it (each file is stored whole or not "
+        "at all). Run the same ingest again to resume: files already stored are skipped." in err
+    )

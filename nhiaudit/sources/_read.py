@@ -64,8 +64,17 @@ def _head_cached(path: str, mtime_ns: int, size: int) -> str:
     with open(path, "rb") as fh:
         data = fh.read(HEAD_BYTES if not is_gzip(Path(path)) else 65536)
     if data[:2] == b"\x1f\x8b":
-        # A partial gzip stream: decompress what we have, ignore the missing tail.
-        data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, HEAD_BYTES)
+        # A partial gzip stream: decompress what we have, ignore the missing tail. Corrupt data
+        # ends the head where zlib stops (the gzip check rejects the file later, with its reason).
+        decomp, out = zlib.decompressobj(16 + zlib.MAX_WBITS), b""
+        try:
+            for start in range(0, len(data), 1024):
+                out += decomp.decompress(data[start : start + 1024], HEAD_BYTES - len(out))
+                if len(out) >= HEAD_BYTES or decomp.eof:
+                    break
+        except zlib.error:
+            pass
+        data = out
     return data[:HEAD_BYTES].decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
@@ -76,20 +85,35 @@ def head(path: Path) -> str:
 
 
 def first_json_line(text: str) -> object | None:
-    """The first non-blank line of ``text`` parsed as JSON, or None if it is not complete JSON."""
+    """The first record of ``text`` read as NDJSON: its first non-blank line parsed as JSON, or,
+    when that line is damaged (a shipper's partial chunk, a flipped byte), the first later complete
+    line of the head that is a JSON object. None if no line is."""
     # Split on "\n" only: splitlines() also splits at U+2028 and other characters that JSON
     # strings may hold unescaped.
-    for line in text.split("\n"):
-        if line.strip():
-            try:
-                return json.loads(line)
-            except ValueError:
-                return None
+    lines = text.split("\n")
+    complete = lines if len(text.encode()) < HEAD_BYTES else lines[:-1]  # the head may cut the last
+    first = True
+    for line in complete:
+        if not line.strip():
+            continue
+        value = _json(line)
+        if first and value is not None or isinstance(value, dict):
+            return value
+        first = False
     return None
 
 
+def _json(line: str) -> object | None:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
+        return None
+
+
 def is_line_delimited(text: str, file_size: int) -> bool:
-    """True when the head's first line is a complete JSON value on its own (NDJSON)."""
+    """True when the head reads as NDJSON: its first line is a complete JSON value on its own, or
+    (a damaged first line) a later complete line of the head is a JSON object on its own. A JSON
+    document spread over lines has no line that is an object by itself."""
     stripped = text.lstrip()
     if not stripped or stripped[0] == "[":
         return False

@@ -54,7 +54,7 @@ def detect(path: Path) -> bool:
 def _parse(line: str) -> object | None:
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than Python parses: not a trace line
         return None
 
 
