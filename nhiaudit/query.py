@@ -69,8 +69,11 @@ def _plain(value: Any) -> Any:
 # Characters that act on a terminal or reorder what it shows: C0 controls (CSV keeps TAB and LF,
 # which it quotes), DEL, C1 controls (U+009B is a one-byte CSI), line/paragraph separators and the
 # bidi marks, embeddings, overrides and isolates ("Trojan Source"). json.dumps escapes C0 itself.
-_CSV_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates too: they cannot be written as UTF-8 at all.
+_CSV_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
