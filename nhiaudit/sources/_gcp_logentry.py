@@ -61,6 +61,8 @@ def caller_credential_sql(key_name: str, email: str, subject: str, delegated_by:
 
 def credential_type_sql(credential: str) -> str:
     """SQL typing a credential id built by ``caller_credential_sql`` (or an issued key or token)."""
-    return f"""CASE WHEN {credential} LIKE '//iam.googleapis.com/%/keys/%' THEN 'gcp_sa_key'
+    # serviceAccountKeyName is //iam.googleapis.com/projects/P/serviceAccounts/SA/keys/K; some exports
+    # drop the service prefix: the key is long-term either way (15_credential_types.sql).
+    return f"""CASE WHEN {credential} LIKE '%serviceAccounts/%/keys/%' THEN 'gcp_sa_key'
         WHEN {credential} LIKE 'gcp-sa-token:%' THEN 'gcp_sa_token'
         WHEN {credential} LIKE 'gcp:%' THEN 'gcp_principal' END"""

@@ -125,6 +125,26 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(credential_types_sql())
 
 
+def null_empty_strings(con: duckdb.DuckDBPyConnection, table: str = "staged") -> None:
+    """Empty strings are absent values (DESIGN §9): every VARCHAR column of ``table`` that a source
+    staged as ``''`` (or only whitespace) becomes NULL, in one UPDATE, whatever the source. The
+    framework calls it on ``staged`` after a source's ``load`` and before the credential checks (so
+    a credential type whose credential id was ``''`` is dropped with it). ``raw`` is JSON, untouched.
+    """
+    columns = [
+        name
+        for name, kind in con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? AND database_name = 'temp'",
+            [table],
+        ).fetchall()
+        if kind == "VARCHAR"
+    ]
+    if columns:  # identifiers from the catalog, quoted
+        sets = ", ".join(f'"{c}" = CASE WHEN trim("{c}") = \'\' THEN NULL ELSE "{c}" END' for c in columns)
+        where = " OR ".join(f'trim("{c}") = \'\'' for c in columns)
+        con.execute(f"UPDATE {table} SET {sets} WHERE {where}")
+
+
 # JSON types (json_type() names) for ``wrong_type``.
 NUMBER = ("UBIGINT", "BIGINT", "DOUBLE")
 INTEGER = ("BIGINT", "UBIGINT")

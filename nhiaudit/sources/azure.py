@@ -34,8 +34,11 @@ DETECTION = (
     "(operationName + resourceId with an Activity Log category or identity claims)"
 )
 
+# Sign-in categories, compared without case: exports spell them SignInLogs or SigninLogs, and the
+# service-principal one is MicrosoftServicePrincipalSignInLogs in newer diagnostic settings.
 SIGNIN_CATEGORIES = (
     "ServicePrincipalSignInLogs",
+    "MicrosoftServicePrincipalSignInLogs",
     "ManagedIdentitySignInLogs",
     "SignInLogs",
     "NonInteractiveUserSignInLogs",
@@ -127,7 +130,7 @@ def _is_azure_record(record: object) -> bool:
         if isinstance(record.get(key), list) and record[key]:
             return _is_azure_record(record[key][0])
     category = _value(record.get("category"))
-    if category in SIGNIN_CATEGORIES or record.get("Type") in (*LA_SIGNIN_TYPES, "AzureActivity"):
+    if category.lower() in {c.lower() for c in SIGNIN_CATEGORIES} or record.get("Type") in (*LA_SIGNIN_TYPES, "AzureActivity"):
         return True
     if "operationName" not in record or "resourceId" not in record or category.startswith("kube-audit"):
         return False
@@ -142,7 +145,7 @@ def _looks_like_azure_document(text: str) -> bool:
     if text.lstrip()[:1] not in ("[", "{"):
         return False
     categories = "|".join(SIGNIN_CATEGORIES + LA_SIGNIN_TYPES)
-    if re.search(rf'"(category|Type)"\s*:\s*"({categories}|AzureActivity)"', text):
+    if re.search(rf'"(category|Type)"\s*:\s*"(?i:{categories}|AzureActivity)"', text):
         return True
     activity = "|".join(ACTIVITY_CATEGORIES)
     return bool(re.search(rf'"category"\s*:\s*"({activity})"', text)) and '"operationName"' in text
@@ -184,7 +187,7 @@ def _object(expr: str) -> str:
 
 
 def _classify(con: duckdb.DuckDBPyConnection) -> None:
-    signin_categories = ", ".join(f"'{c}'" for c in SIGNIN_CATEGORIES)
+    signin_categories = ", ".join(f"'{c.lower()}'" for c in SIGNIN_CATEGORIES)
     la_types = ", ".join(f"'{t}'" for t in LA_SIGNIN_TYPES)
     activity = ", ".join(f"'{c.lower()}'" for c in ACTIVITY_CATEGORIES)
     con.execute(
@@ -195,13 +198,15 @@ def _classify(con: duckdb.DuckDBPyConnection) -> None:
             FROM records
         ), c AS (
             SELECT *, coalesce({_text('r.category')}, la.Category, r.CategoryValue) AS cat,
+                   -- identity is an object, or that object serialized as a JSON string (Event Hub exports)
+                   {_object('r.identity')} AS ident,
                    coalesce(json_extract_string(r.time, '$'), json_extract_string(r.eventTimestamp, '$'),
                             json_extract_string(r.TimeGenerated, '$')) AS time_text
             FROM t
         )
         SELECT *,
-            CASE WHEN cat IN ({signin_categories}) OR r.Type IN ({la_types}) THEN 'signin'
-                 WHEN r.Type = 'AzureActivity' OR r.identity IS NOT NULL OR r.Claims IS NOT NULL
+            CASE WHEN lower(cat) IN ({signin_categories}) OR r.Type IN ({la_types}) THEN 'signin'
+                 WHEN r.Type = 'AzureActivity' OR ident IS NOT NULL OR r.Claims IS NOT NULL
                       OR (lower(cat) IN ({activity})
                           AND coalesce(r.operationName::VARCHAR, r.OperationNameValue) IS NOT NULL)
                      THEN 'activity'
@@ -216,9 +221,11 @@ def _classify(con: duckdb.DuckDBPyConnection) -> None:
                      "a string"),
     )
     activity_problem = s.first_problem(
-        s.wrong_type("json_type(r.identity)", "identity", s.OBJECT, "an object"),
-        s.wrong_type("json_type(r.identity, '$.claims')", "identity.claims", s.OBJECT, "an object"),
-        s.wrong_type("json_type(r.identity, '$.claims.uti')", "identity.claims.uti", s.STRING, "a string"),
+        s.wrong_type("json_type(r.identity)", "identity", ("OBJECT", "VARCHAR"), "an object"),
+        "CASE WHEN json_type(r.identity) = 'VARCHAR' AND ident IS NULL AND trim(r.identity ->> '$') <> '' "
+        "THEN 'identity is a string that does not hold a JSON object' END",
+        s.wrong_type("json_type(ident, '$.claims')", "identity.claims", s.OBJECT, "an object"),
+        s.wrong_type("json_type(ident, '$.claims.uti')", "identity.claims.uti", s.STRING, "a string"),
     )
     con.execute(
         f"""INSERT INTO staged_rejected
@@ -277,7 +284,8 @@ def _load_signins(con: duckdb.DuckDBPyConnection) -> None:
                                 ELSE 'entra:UserSignIn' END AS action,
             audience AS resource,
             false AS read_only,
-            CASE WHEN result = '0' THEN 'success' ELSE 'failure' END AS outcome,
+            -- no result field: the outcome is unknown, not a failure
+            CASE WHEN result = '0' THEN 'success' WHEN result IS NOT NULL THEN 'failure' END AS outcome,
             CASE WHEN result <> '0' THEN result END AS error_code,
             coalesce(r.tenantId, la.TenantId, r.AADTenantId) AS account,
             nullif(coalesce(r.callerIpAddress, signin_ip), '') AS src_ip,
@@ -307,9 +315,9 @@ def _load_signins(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
-    claims = _object("coalesce(json_extract(r.identity, '$.claims'), r.Claims_d, r.Claims)")
+    claims = _object("coalesce(json_extract(ident, '$.claims'), r.Claims_d, r.Claims)")
     authorization = _object(
-        "coalesce(json_extract(r.identity, '$.authorization'), r.Authorization_d, r.Authorization)"
+        "coalesce(json_extract(ident, '$.authorization'), r.Authorization_d, r.Authorization)"
     )
     callers = ", ".join(f"'{c}'" for c in _CALLER_CATEGORIES)
     con.execute(
@@ -368,8 +376,8 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN op IS NOT NULL THEN 'azure:' || lower(op) END AS action,
             lower(resource_id) AS resource,
             lower(op) LIKE '%/read' AS read_only,
-            CASE WHEN failed AND refused THEN 'denied' WHEN failed THEN 'failure' ELSE 'success' END
-                AS outcome,
+            CASE WHEN failed AND refused THEN 'denied' WHEN failed THEN 'failure'
+                 WHEN result IS NOT NULL OR status_code IS NOT NULL THEN 'success' END AS outcome,
             CASE WHEN failed THEN coalesce(status_code, r.resultSignature, result) END AS error_code,
             coalesce(lower(nullif(regexp_extract(resource_id, '(?i)/subscriptions/([^/]+)', 1), '')),
                      lower(r.SubscriptionId)) AS account,

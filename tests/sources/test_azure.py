@@ -180,6 +180,34 @@ def test_event_hub_wrapper_and_failed_signin(store: duckdb.DuckDBPyConnection, t
     assert (rejected_signin["outcome"], rejected_signin["error_code"]) == ("failure", "7000215")
 
 
+def test_signin_category_spellings_and_identity_as_a_string(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    newer = {**signin("signin-ms", "MMMM"), "category": "MicrosoftServicePrincipalSignInLogs"}
+    lower = {**signin("signin-lc", "LLLL"), "category": "servicePrincipalSignInLogs"}
+    stringly = activity("MMMM")
+    stringly["identity"] = json.dumps(stringly["identity"])  # Event Hub exports serialize it
+    path = write_lines(tmp_path / "azure.json", [newer, lower, stringly])
+    assert azure.detect(path) and ingest.detect(path) == "azure"
+    assert load(store, "azure", path).rejected == 0
+    got = rows(store, "SELECT event_id, category, action, credential_id, actor_id FROM events ORDER BY record_index")
+    assert [(r["category"], r["action"]) for r in got[:2]] == [("credential_issue", "entra:ServicePrincipalSignIn")] * 2
+    assert got[2]["category"] == "action"
+    assert got[2]["credential_id"] == got[0]["credential_id"] == "azure-token:MMMM"
+    assert got[2]["actor_id"] == SP_ID
+
+
+def test_no_result_field_means_outcome_unknown(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    no_result_signin = signin("signin-nr", "NNNN")
+    del no_result_signin["resultType"]
+    no_result_activity = activity("OOOO")
+    del no_result_activity["resultType"]
+    path = write_lines(tmp_path / "azure.json", [no_result_signin, no_result_activity, activity("PPPP")])
+    load(store, "azure", path)
+    outcomes = [r[0] for r in store.execute("SELECT outcome FROM events ORDER BY record_index").fetchall()]
+    assert outcomes == [None, None, "success"]
+
+
 # --- bad input --------------------------------------------------------------------------------------
 
 
@@ -201,7 +229,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         "line 2: not valid JSON (truncated or malformed record)",
         "time 'last tuesday' is not an RFC 3339 time",
         "properties is a JSON string, expected an object",
-        "identity is a JSON string, expected an object",
+        "identity is a string that does not hold a JSON object",
         "not an Entra sign-in or Activity Log record (category 'Something'): "
         "expected ServicePrincipalSignInLogs, ManagedIdentitySignInLogs or an Activity Log category",
 

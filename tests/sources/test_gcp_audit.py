@@ -13,8 +13,9 @@ import duckdb
 import pytest
 from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
 
-from nhiaudit import ingest
+from nhiaudit import correlate, ingest
 from nhiaudit import store as nhiaudit_store
+from nhiaudit.policy import load_policy
 from nhiaudit.sources import gcp_audit, k8s_audit
 
 GCP_SAMPLES = SAMPLES / "gcp_audit"
@@ -148,6 +149,25 @@ def test_impersonated_token_joins_its_use(store: duckdb.DuckDBPyConnection, tmp_
     assert use["credential_id"] == mint["credential_id"]
     assert use["details"]["delegated_by"] == [ORCHESTRATOR]
     assert use["action"] == "storage:storage.objects.create" and use["actor_type"] == "workload"
+
+
+def test_service_account_key_is_a_long_term_credential(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    # A call made with a user-managed key whose creation is not in the evidence (the shape of
+    # authenticationInfo in the iamcredentials sample), and a key name without the service prefix.
+    call = log_entry("call-1", "2026-11-02T09:00:00Z", {
+        "serviceName": "storage.googleapis.com", "methodName": "storage.objects.delete",
+        "resourceName": "projects/_/buckets/reports-prod/objects/a.csv",
+        "authenticationInfo": {"principalEmail": ORCHESTRATOR, "serviceAccountKeyName": f"//iam.googleapis.com/{KEY}"}})
+    bare = log_entry("call-2", "2026-11-02T09:01:00Z", {
+        "serviceName": "storage.googleapis.com", "methodName": "storage.objects.delete",
+        "resourceName": "projects/_/buckets/reports-prod/objects/b.csv",
+        "authenticationInfo": {"principalEmail": ORCHESTRATOR, "serviceAccountKeyName": KEY}})
+    load(store, "gcp_audit", write_lines(tmp_path / "audit.log", [call, bare]))
+    assert [(r["credential_id"], r["credential_type"]) for r in rows(
+        store, "SELECT credential_id, credential_type FROM events ORDER BY record_index")] == [
+        (f"//iam.googleapis.com/{KEY}", "gcp_sa_key"), (KEY, "gcp_sa_key")]
+    correlate.correlate(store, load_policy(None))
+    assert store.execute("SELECT bool_and(long_term), bool_or(temporary) FROM credentials").fetchone() == (True, False)
 
 
 # --- export shapes ---------------------------------------------------------------------------------

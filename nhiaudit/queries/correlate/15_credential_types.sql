@@ -33,7 +33,7 @@ SELECT * FROM (VALUES
     ('azure_access_token', true, false, 'Entra access token, by uniqueTokenIdentifier (the Activity Log''s uti claim)'),
     ('azure_app_credential', false, false, 'client secret or certificate of an app registration, signing in for a token'),
     -- Google Cloud
-    ('gcp_sa_key', false, false, 'user-managed service account key, by serviceAccountKeyName'),
+    ('gcp_sa_key', false, true, 'user-managed service account key, by serviceAccountKeyName: long-term until deleted'),
     ('gcp_sa_token', true, false, 'access token minted for a service account (iamcredentials, impersonation)'),
     ('gcp_principal', false, false, 'a caller''s own credential, not individually identified by GCP'),
     -- Kubernetes
