@@ -44,26 +44,34 @@ app = typer.Typer(
     help="Audit and forensics for non-human identities and AI agents.",
     pretty_exceptions_show_locals=False,  # a traceback must never print a credential
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
 err_console = Console(stderr=True)
 
 PolicyOption = Annotated[
     Path | None,
-    typer.Option("--policy", help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).", show_default=False),
+    typer.Option(
+        "--policy",
+        metavar="FILE",
+        help="Policy file (default: $NHIAUDIT_POLICY, else ./nhiaudit.toml).",
+        show_default=False,
+    ),
 ]
 MemoryOption = Annotated[
     str,
     typer.Option(
         "--memory-limit",
+        metavar="SIZE",
         envvar="NHIAUDIT_MEMORY_LIMIT",
         help="DuckDB memory cap while loading or correlating (spills to disk beyond it).",
     ),
 ]
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False),
+    typer.Option(
+        "--db", metavar="FILE", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False
+    ),
 ]
 
 
@@ -122,7 +130,9 @@ def main(
 def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Log files or directories (recursive; .gz ok).")],
     db: DbOption = None,
-    source: Annotated[str | None, typer.Option("--source", help="Force this source for every file.")] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", metavar="NAME", help="Force this source for every file.")
+    ] = None,
     policy: PolicyOption = None,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
     retry_rejected: Annotated[
@@ -182,8 +192,13 @@ def ingest_cmd(
         failed = True  # a file whose evidence could not be read at all
     if not any(f.read or f.already_ingested for f in result.files):
         # DESIGN §7: a run without evidence never exits 0.
-        err_console.print(Text("no evidence: no file with records was found in " + ", ".join(
-            terminal_safe(ingest.path_text(p)) for p in paths), style="yellow"))
+        err_console.print(
+            Text(
+                "no evidence: no file with records was found in "
+                + ", ".join(terminal_safe(ingest.path_text(p)) for p in paths),
+                style="yellow",
+            )
+        )
         failed = True
     if failed:
         raise typer.Exit(EXIT_ERROR)
@@ -314,18 +329,22 @@ def trace_cmd(
     action_id: Annotated[
         str | None, typer.Argument(help="Event id, bare or as source:event_id.", show_default=False)
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", help="List the actions of this task.")] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="List the actions of this task.")] = None,
     credential: Annotated[
-        str | None, typer.Option("--credential", help="List the actions of this credential (or its children).")
+        str | None,
+        typer.Option(
+            "--credential", metavar="CREDENTIAL", help="List the actions of this credential (or its children)."
+        ),
     ] = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="List the actions of this agent.")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="AGENT", help="List the actions of this agent.")
+    ] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the chain as one JSON object.")] = False,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
-    """Rebuild the authorization chain of one action, with evidence for each link; or list the
-    actions of a task, credential or agent with their verdicts, to trace any one in full."""
+    """One action's authorization chain with evidence per link; or the actions of a task, credential or agent."""
     with errors(), session.open_audit(db, policy, memory_limit) as audit:
         _say_policy(audit)
         if action_id is None:
@@ -427,44 +446,67 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
 def report_cmd(
     db: DbOption = None,
     policy: PolicyOption = None,
-    json_out: Annotated[str | None, typer.Option("--json", help="Write the JSON report ('-' = stdout).")] = None,
-    sarif_out: Annotated[str | None, typer.Option("--sarif", help="Write SARIF 2.1.0.")] = None,
-    junit_out: Annotated[str | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
-    markdown_out: Annotated[str | None, typer.Option("--markdown", help="Write Markdown.")] = None,
-    ocsf_out: Annotated[str | None, typer.Option("--ocsf", help="Write OCSF Detection Findings (JSON lines).")] = None,
-    html_out: Annotated[str | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
-    csv_out: Annotated[str | None, typer.Option("--csv", help="Write the findings as CSV (formula-safe).")] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", metavar="FILE", help="Write the JSON report ('-' = stdout).")
+    ] = None,
+    sarif_out: Annotated[str | None, typer.Option("--sarif", metavar="FILE", help="Write SARIF 2.1.0.")] = None,
+    junit_out: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Write JUnit XML.")] = None,
+    markdown_out: Annotated[str | None, typer.Option("--markdown", metavar="FILE", help="Write Markdown.")] = None,
+    ocsf_out: Annotated[
+        str | None, typer.Option("--ocsf", metavar="FILE", help="Write OCSF Detection Findings (JSON lines).")
+    ] = None,
+    html_out: Annotated[
+        str | None, typer.Option("--html", metavar="FILE", help="Write a self-contained HTML report.")
+    ] = None,
+    csv_out: Annotated[
+        str | None, typer.Option("--csv", metavar="FILE", help="Write the findings as CSV (formula-safe).")
+    ] = None,
     output_dir: Annotated[
         Path | None,
-        typer.Option("--output-dir", help="Write every format into DIR with stable names (nhiaudit.sarif, …)."),
+        typer.Option(
+            "--output-dir", metavar="DIR", help="Write every format into DIR with stable names (nhiaudit.sarif, …)."
+        ),
     ] = None,
     fail_on: Annotated[
         str,
         typer.Option(
             "--fail-on",
+            metavar="SEVERITY",
             help="Exit 1 when a finding is at or above this severity: " + "|".join(FAIL_ON) + " (any case).",
         ),
     ] = "high",
     baseline: Annotated[
         Path | None,
-        typer.Option("--baseline", help="A previous JSON report: only new findings count toward --fail-on."),
+        typer.Option(
+            "--baseline", metavar="FILE", help="A previous JSON report: only new findings count toward --fail-on."
+        ),
     ] = None,
-    rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    rules_dir: Annotated[
+        list[Path] | None, typer.Option("--rules", metavar="DIR", help="Extra rule folder (repeatable).")
+    ] = None,
     severity: Annotated[
-        list[str] | None, typer.Option("--severity", help="Keep findings of this severity (repeatable).")
+        list[str] | None,
+        typer.Option("--severity", metavar="SEVERITY", help="Keep findings of this severity (repeatable)."),
     ] = None,
-    rule: Annotated[list[str] | None, typer.Option("--rule", help="Keep findings of this rule (repeatable).")] = None,
+    rule: Annotated[
+        list[str] | None, typer.Option("--rule", metavar="RULE", help="Keep findings of this rule (repeatable).")
+    ] = None,
     exclude_rule: Annotated[
-        list[str] | None, typer.Option("--exclude-rule", help="Drop findings of this rule (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude-rule", metavar="RULE", help="Drop findings of this rule (repeatable)."),
     ] = None,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
     sarif_category: Annotated[
-        str, typer.Option("--sarif-category", help="SARIF automationDetails.id (one per analysis in GitHub).")
+        str,
+        typer.Option(
+            "--sarif-category", metavar="TEXT", help="SARIF automationDetails.id (one per analysis in GitHub)."
+        ),
     ] = "nhiaudit",
     sarif_max_results: Annotated[
         int,
         typer.Option(
             "--sarif-max-results",
+            metavar="N",
             min=100,
             max=25_000,
             help="Past this many findings, SARIF aggregates them (GitHub shows 5,000 results a run, accepts 25,000).",
@@ -474,6 +516,7 @@ def report_cmd(
         Path | None,
         typer.Option(
             "--source-root",
+            metavar="DIR",
             help="SARIF artifact URIs are relative to this folder (default: the working folder when every "
             "evidence file is under it, else their common folder).",
             show_default=False,
@@ -612,9 +655,13 @@ def _print_summary(result, out: Console) -> None:
 def rules_cmd(
     lint: Annotated[
         list[Path] | None,
-        typer.Option("--lint", help="Validate the rule files of DIR (repeatable) and report every problem."),
+        typer.Option(
+            "--lint", metavar="DIR", help="Validate the rule files of DIR (repeatable) and report every problem."
+        ),
     ] = None,
-    rules_dir: Annotated[list[Path] | None, typer.Option("--rules", help="Extra rule folder (repeatable).")] = None,
+    rules_dir: Annotated[
+        list[Path] | None, typer.Option("--rules", metavar="DIR", help="Extra rule folder (repeatable).")
+    ] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
 ) -> None:

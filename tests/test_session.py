@@ -371,3 +371,13 @@ def test_output_dir_writes_every_format_with_stable_names(db: Path, tmp_path: Pa
 
     rows = list(csv.reader(io.StringIO(result.stdout)))  # --csv - wins over the folder for that one format
     assert rows[0][:3] == ["severity", "rule", "action_id"] and len(rows) == 1 + world["findings"], rows
+
+
+def test_help_reads_as_people_write_it() -> None:
+    short = invoke(["report", "-h"])
+    assert short.exit_code == 0 and short.stdout == invoke(["report", "--help"]).stdout
+    text = " ".join(short.stdout.split())
+    for shown in ("--db FILE", "--sarif FILE", "--output-dir DIR", "--fail-on SEVERITY", "--rule RULE"):
+        assert shown in text, shown
+    assert "<str>" not in text and "<path>" not in text
+    assert "--install-completion" in invoke(["--help"]).stdout
