@@ -772,7 +772,7 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
         [source, sha, source],
     ).fetchone()[0]
     con.execute(
-        """INSERT INTO rejected SELECT ?, ?, ?, record_index, line, reason, left(raw, ?)
+        f"""INSERT INTO rejected SELECT ?, ?, ?, record_index, line, {_SCRUBBED_REASON}, left(raw, ?)
         FROM staged_rejected ORDER BY line NULLS LAST, record_index NULLS LAST""",
         [sha, path_text(evidence.path), source, RAW_EXCERPT],
     )
@@ -786,6 +786,20 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
     if result.retry_of is not None:  # custody: when the evidence was first received
         con.execute("UPDATE evidence_files SET ingested_at = ? WHERE sha256 = ?", [result.retry_of, sha])
     store.bump_generation(con)
+
+
+# A reason is shown on the terminal and in reports: it names the field and the problem. Sources
+# quote a short value to help ('yesterday' is not a time), but evidence is hostile and a token
+# planted in a time field would be quoted too. So every quoted value goes when any one of them
+# looks like a secret (a run of 16 token characters, over 40 characters, or quotes inside it),
+# and control characters (line feeds, escapes) become spaces, whatever the source wrote.
+_SCRUBBED_REASON = r"""regexp_replace(
+    CASE WHEN regexp_matches(reason, '''[^'']*[A-Za-z0-9+/=_-]{16}')
+           OR regexp_matches(reason, '''[^'']{41}')
+           OR length(reason) - length(replace(reason, '''', '')) > 2
+         THEN regexp_replace(reason, '''(?s:.*)''', '''…''')
+         ELSE reason END,
+    '[\x00-\x1f\x7f]', ' ', 'g')"""
 
 
 def _check_complete(con: duckdb.DuckDBPyConnection) -> None:

@@ -840,3 +840,21 @@ def test_cli_ctrl_c_says_what_was_committed(cli_run, tmp_path: Path, monkeypatch
         "error: ingest: interrupted. 1 of 2 file(s) were committed before it (each file is stored whole or not "
         "at all). Run the same ingest again to resume: files already stored are skipped." in err
     )
+
+
+def test_a_planted_token_never_reaches_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path, cli_run) -> None:
+    token = "IQoJb3JpZ2luX2VjEHoaCXVzLWVhc3QtMSJHMEUCIQDx7secrettoken"
+    path = tmp_path / "planted.ndjson"
+    path.write_text(
+        ndjson([record(1, eventTime=token), record(2, eventTime="it's\n\x1b[31mred"), record(3, eventTime="yesterday")])
+    )
+    ingest_one(store, path)
+    reasons = [r[2] for r in rejected(store)]
+    assert reasons == [
+        "eventTime '…' is not an ISO-8601 time",  # the field and the problem, not the value
+        "eventTime '…' is not an ISO-8601 time",  # quotes inside the value: it goes too
+        "eventTime 'yesterday' is not an ISO-8601 time",  # a short plain value helps and stays
+    ]
+    assert all(token not in "".join(map(str, row[:3])) for row in rejected(store))
+    code, out, err = cli_run("ingest", str(path), "--db", str(tmp_path / "s.duckdb"))
+    assert token not in out + err
