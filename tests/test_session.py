@@ -381,3 +381,14 @@ def test_help_reads_as_people_write_it() -> None:
         assert shown in text, shown
     assert "<str>" not in text and "<path>" not in text
     assert "--install-completion" in invoke(["--help"]).stdout
+
+
+def test_a_policy_with_several_problems_prints_one_per_line(db: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[audit]\nmin_tier = 'extreme'\n[approval]\nmax_age = 'soon'\n", encoding="utf-8")
+    result = invoke(["report", "--db", str(db), "--policy", str(bad)])
+    assert result.exit_code == 2
+    flat = result.stderr.replace("\n", "")  # Rich wraps long lines at the terminal's width
+    assert "\\n" not in result.stderr, result.stderr
+    assert f"error: {bad}:2: unknown tier 'extreme' for audit.min_tier" in flat
+    assert f"  {bad}:4: bad duration 'soon' for approval.max_age" in flat  # its own line, indented
