@@ -133,9 +133,9 @@ def _load_fake(con: duckdb.DuckDBPyConnection, tmp_path: Path, module: ModuleTyp
 
 def test_an_undeclared_credential_type_stops_the_ingest(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     with pytest.raises(NhiauditError) as raised:
-        _load_fake(store, tmp_path, _fake_source([("okta:1", "okta_session"), ("k", "kong_credential")]))
+        _load_fake(store, tmp_path, _fake_source([("acme:1", "acme_session"), ("k", "kong_credential")]))
     assert str(raised.value) == (
-        "nhiaudit/sources/fake.py: writes credential type 'okta_session', which "
+        "nhiaudit/sources/fake.py: writes credential type 'acme_session', which "
         "nhiaudit/queries/correlate/15_credential_types.sql does not declare (a bug in nhiaudit). "
         "Declare it there, saying whether it is temporary and long-term."
     )

@@ -27,6 +27,7 @@ DETECTION_ORDER = (
     "apigateway",
     "keycloak",
     "auth0",
+    "okta",
     "provenance",
     "github_actions",
     "teleport",

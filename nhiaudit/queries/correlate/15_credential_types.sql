@@ -29,6 +29,9 @@ SELECT * FROM (VALUES
     ('oauth_token', true, false, 'token a Keycloak revocation names, of unknown kind'),
     ('oauth_client', false, false, 'OAuth client id: an application, not a token'),
     ('oauth_actor', false, false, 'RFC 8693 actor (act.sub): the delegate principal; one nothing else knows breaks the chain (30_ancestry.sql)'),
+    -- Okta
+    ('okta_api_token', false, true, 'Okta API token (SSWS), by its id 00T…: acts as its creator until revoked'),
+    ('okta_session', false, false, 'Okta session, by authenticationContext.externalSessionId'),
     -- Microsoft Entra and Azure
     ('azure_access_token', true, false, 'Entra access token, by uniqueTokenIdentifier (the Activity Log''s uti claim)'),
     ('azure_app_credential', false, false, 'client secret or certificate of an app registration, signing in for a token'),
