@@ -495,6 +495,14 @@ def report_cmd(
         list[str] | None,
         typer.Option("--exclude-rule", metavar="RULE", help="Drop findings of this rule (repeatable)."),
     ] = None,
+    compliance: Annotated[
+        str | None,
+        typer.Option(
+            "--compliance",
+            metavar="FRAMEWORK",
+            help="Pass/fail per control of a framework: " + ", ".join(report.FRAMEWORKS) + ".",
+        ),
+    ] = None,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
     sarif_category: Annotated[
         str,
@@ -553,13 +561,15 @@ def report_cmd(
                 only_rules=rule or (),
                 exclude_rules=exclude_rule or (),
             )
+        controls = report.compliance(result, compliance) if compliance else None
         options = {
+            "json": {"compliance": controls},
             "sarif": {
                 "max_results": sarif_max_results,
                 "category": sarif_category,
                 "source_root": str(source_root.resolve()) if source_root else None,
                 "cwd": str(Path.cwd()),
-            }
+            },
         }
         rendered = {fmt: WRITERS[fmt](result, **options.get(fmt, {})) for fmt, target in outputs.items() if target}
     to_stdout = any(target == "-" for target in outputs.values())
@@ -573,10 +583,28 @@ def report_cmd(
                 raise fail(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
     out = Console(stderr=True) if to_stdout else console
     _print_summary(result, out)
+    if controls is not None:
+        _print_compliance(compliance, controls, out)
     if outputs["sarif"] and (note := sarif.aggregation_note(result, sarif_max_results)):
         out.print(Text(note, style="yellow"))
     if report.failing(result):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _print_compliance(framework: str, controls: list[dict], out: Console) -> None:
+    title, _ = report.FRAMEWORKS[framework.strip().lower()]
+    failed = sum(c["status"] == "fail" for c in controls)
+    table = Table(title=f"{title}: {failed} of {len(controls)} controls fail", title_justify="left")
+    for column in ("control", "status", "findings", "rules"):
+        table.add_column(column, overflow="fold")
+    for c in controls:
+        table.add_row(
+            t(c["control"], None),
+            Text(c["status"].upper(), style="bold red" if c["status"] == "fail" else "green"),
+            f"{c['failing']} failing / {c['findings']}" if c["findings"] else "0",
+            t(", ".join(c["rules"]), None),
+        )
+    out.print(table)
 
 
 def _generated_at() -> datetime | None:
@@ -634,7 +662,8 @@ def _print_summary(result, out: Console) -> None:
         out.print(
             Text("EXPIRED WAIVER: ", style="bold white on red")
             + t(
-                f"{waiver.rule} for {waiver.match} (owner {waiver.owner}) expired {waiver.expires}; "
+                f"{waiver.rule} for {', '.join(f'{k}={v}' for k, v in sorted(waiver.match.items()))} "
+                f"(owner {waiver.owner}) expired {waiver.expires}; "
                 "its findings are no longer suppressed.",
                 400,
             )

@@ -6,10 +6,12 @@ evaluate -> baseline -> Report. Writers then render the same Report to every req
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -109,6 +111,59 @@ def select(
         and (not only_rules or f.rule in only_rules)
         and f.rule not in exclude_rules
     ]
+
+
+# --compliance FRAMEWORK: which rule tags are that framework's controls (DESIGN §6).
+FRAMEWORKS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "owasp-nhi": ("OWASP Non-Human Identities Top 10 (2025)", re.compile(r"^NHI\d+:2025$")),
+    "owasp-agentic": ("OWASP Top 10 for Agentic Applications", re.compile(r"^ASI\d+$")),
+    "owasp-agentic-threats": ("OWASP Agentic AI threats", re.compile(r"^T\d+$")),
+    "nist-ai-rmf": ("NIST AI RMF 1.0", re.compile(r"^AI-RMF:")),
+    "nist-800-53": ("NIST SP 800-53 rev. 5", re.compile(r"^800-53:")),
+    "maestro": ("CSA MAESTRO", re.compile(r"^MAESTRO:")),
+}
+
+
+def compliance(report: Report, framework: str) -> list[dict[str, Any]]:
+    """Pass/fail per control of ``framework``: a control fails when a finding that counts toward
+    ``--fail-on`` (unwaived, at or above it, new with a baseline) comes from a rule tagged with it.
+    Controls are those the rules are tagged with, in tag order; each lists its rules and counts."""
+    name = framework.strip().lower()
+    if name not in FRAMEWORKS:
+        raise NhiauditError(
+            f"--compliance: unknown framework '{framework}'.{did_you_mean(name, FRAMEWORKS)} "
+            f"Use one of {', '.join(FRAMEWORKS)}."
+        )
+    pattern = FRAMEWORKS[name][1]
+    threshold = SEVERITY_RANK.get(report.fail_on, len(SEVERITIES))
+    counted: dict[str, int] = {}
+    found: dict[str, int] = {}
+    for f in report.findings:
+        if f.waived:
+            continue
+        found[f.rule] = found.get(f.rule, 0) + 1
+        if SEVERITY_RANK[f.severity] >= threshold and (report.baseline_path is None or f.baseline == "new"):
+            counted[f.rule] = counted.get(f.rule, 0) + 1
+    controls: dict[str, list[str]] = {}
+    for info in report.rules:
+        for tag in info.frameworks:
+            if pattern.search(tag):
+                controls.setdefault(tag, []).append(info.id)
+    return [
+        {
+            "control": control,
+            "status": "fail" if any(counted.get(r) for r in rules) else "pass",
+            "rules": sorted(rules),
+            "findings": sum(found.get(r, 0) for r in rules),
+            "failing": sum(counted.get(r, 0) for r in rules),
+        }
+        for control, rules in sorted(controls.items(), key=lambda kv: _natural(kv[0]))
+    ]
+
+
+def _natural(tag: str) -> list[Any]:
+    """ASI2 before ASI10: digits compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)]
 
 
 def failing(report: Report) -> bool:

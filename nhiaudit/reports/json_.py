@@ -17,7 +17,8 @@ from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, Trace
 TOOL_NAME = "nhiaudit"
 
 
-def render(report: Report) -> str:
+def render(report: Report, *, compliance: list[dict[str, Any]] | None = None) -> str:
+    """The JSON report; with ``compliance`` (``report --compliance``) its per-control results too."""
     document = {
         "findings": [finding_to_dict(f) for f in report.findings],
         "summary": report.summary,
@@ -28,6 +29,8 @@ def render(report: Report) -> str:
         "generated_at": report.generated_at,
         "tool": {"name": TOOL_NAME, "version": report.tool_version},
     }
+    if compliance is not None:
+        document["compliance"] = compliance
     return dumps(document, indent=2) + "\n"
 
 
