@@ -22,7 +22,8 @@ connection it is given::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +34,7 @@ import duckdb
 
 from nhiaudit import correlate, evaluate, query, report, rules, store
 from nhiaudit import trace as tracing
-from nhiaudit.errors import NhiauditError, NotFoundError
+from nhiaudit.errors import NhiauditError, NotFoundError, StoreError
 from nhiaudit.model import SEVERITIES, Finding, Report, Trace
 from nhiaudit.policy import DEFAULT_FILE, ENV_VAR, Policy, install, load_policy, loads, resolve_policy_path
 
@@ -221,17 +222,19 @@ def open_audit(
     *,
     require_evidence: bool = True,
     refresh: bool = True,
+    on_wait: Callable[[str], None] | None = None,
 ) -> AuditSession:
     """Open the store for auditing with ``policy`` (see :func:`choose_policy` for None); see the
     module docstring.
 
     ``require_evidence``: a store without events is an error (a run without evidence must never look
     clean, DESIGN §7). ``refresh=False`` never writes: the derived tables are used as they are, or are
-    absent (``rules --lint`` binds rule queries against whatever the store holds).
+    absent (``rules --lint`` binds rule queries against whatever the store holds). ``on_wait`` is told,
+    once, when the store is held by another process and the call waits for it (bounded).
     """
     limit = store.memory_limit(memory_limit)
     path = store.resolve_db_path(Path(db) if db is not None else None)
-    con = store.connect(path, read_only=True)
+    con = _connect(path, True, on_wait)
     correlated = False
     try:
         pol, origin = choose_policy(con, policy)
@@ -239,16 +242,55 @@ def open_audit(
             check_evidence(con)
         if refresh and correlate.is_stale(con, pol):
             con.close()
-            with closing(store.connect(path)) as writer:
-                store.set_memory_limit(writer, limit)  # 1M events: 4.5 GB uncapped, 1.4 GB at 1 GB
-                correlate.correlate(writer, pol)
-            correlated = True
-            con = store.connect(path, read_only=True)
+            # Two commands right after an ingest both find the tables stale: the second waits for
+            # the first's writer, then finds them current and uses them (item 6 of issue 13).
+            with closing(_connect(path, False, on_wait)) as writer:
+                if correlate.is_stale(writer, pol):
+                    store.set_memory_limit(writer, limit)  # 1M events: 4.5 GB uncapped, 1.4 GB at 1 GB
+                    _correlate(writer, pol, path)
+                    correlated = True
+            con = _connect(path, True, on_wait)
         install(pol, con)
     except BaseException:
         con.close()
         raise
     return AuditSession(con, pol, str(path), correlated, origin)
+
+
+LOCK_WAIT_SECONDS = 120.0  # how long a command waits for another nhiaudit's hold on the store
+
+
+def _connect(path: Path, read_only: bool, on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
+    """``store.connect``, waiting (bounded) while another nhiaudit holds the store: a writer, such as
+    a correlation another command started a moment before, excludes every other connection."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    told = False
+    while True:
+        try:
+            return store.connect(path, read_only=read_only)
+        except store.StoreLocked:
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"{path}: another nhiaudit process has held the store for over {LOCK_WAIT_SECONDS:.0f} s "
+                    "(an ingest, or a report rebuilding the derived tables). Run this again when it finishes."
+                ) from None
+            if on_wait is not None and not told:
+                on_wait(f"{path}: another nhiaudit process holds the store; waiting for it (up to "
+                        f"{LOCK_WAIT_SECONDS:.0f} s)")
+                told = True
+            time.sleep(0.1)
+
+
+def _correlate(writer: duckdb.DuckDBPyConnection, pol: Policy, path: Path) -> None:
+    """Rebuild the derived tables; a machine failure (disk full, out of memory) is a message."""
+    try:
+        correlate.correlate(writer, pol)
+    except (duckdb.IOException, duckdb.OutOfMemoryException) as exc:
+        raise StoreError(
+            f"{path}: could not rebuild the derived tables ({str(exc).splitlines()[0][:200]}). Free disk "
+            "space next to the store and in the temp directory, or raise --memory-limit, and run again: "
+            "the evidence is unchanged and the previous derived tables are kept."
+        ) from exc
 
 
 def check_evidence(con: duckdb.DuckDBPyConnection) -> None:

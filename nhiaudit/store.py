@@ -93,14 +93,22 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     try:
         con = duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StoreError(
+        text = str(exc)
+        if _LOCKED.search(text):
+            raise StoreLocked(
                 f"{path}: the store is open in another nhiaudit or DuckDB process. "
                 "Wait for it to finish, or use another --db."
             ) from exc
+        if _DAMAGED.search(text):
+            raise StoreError(_damaged(path, text)) from exc
         raise StoreError(f"{path}: cannot open the store ({exc}).") from exc
     except duckdb.Error as exc:
         raise StoreError(f"{path}: not a DuckDB store nhiaudit can open ({exc}).") from exc
+    try:
+        _check_intact(con, path)
+    except BaseException:
+        con.close()
+        raise
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         migrate(con, path)
@@ -119,6 +127,62 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     return con
 
 
+# DuckDB's words for a lock held by another process ("Could not set lock on file", "Conflicting
+# lock is held"), as opposed to a damaged file (whose checksum message says "block").
+_LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+_DAMAGED = re.compile(
+    r"corrupt database file|could not read enough bytes|checksum", re.IGNORECASE
+)
+_HEADER_BYTES = 3 * 4096  # DuckDB's file header and two database headers, before the first block
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store (a writer excludes every other connection)."""
+
+
+def _damaged(path: str, detail: str) -> str:
+    return (
+        f"{path}: the store file is damaged ({detail.splitlines()[0][:200]}). Restore it from a backup, or "
+        "ingest the evidence again into a new --db (the evidence files themselves are not changed)."
+    )
+
+
+def _check_intact(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Refuse a store that is cut short, or whose nhiaudit tables were altered outside nhiaudit: every
+    command would otherwise fail later with a DuckDB error, or a traceback, mid-way."""
+    if path != ":memory:":
+        try:
+            _, _, block_size, total, _, free, *_ = con.execute("SELECT * FROM pragma_database_size()").fetchone()
+        except duckdb.Error as exc:
+            raise StoreError(_damaged(path, str(exc))) from exc
+        if block_size and os.path.getsize(path) < _HEADER_BYTES + (total - free) * block_size:
+            raise StoreError(_damaged(path, f"the file is shorter than the {total - free} blocks it uses: truncated"))
+    version = schema_version(con)  # raises StoreError on a garbage version
+    if not version:
+        return  # a new store: migrate creates the tables
+    expected = {"meta": None, "evidence_files": None, "events": list(EVENT_COLUMNS), "rejected": None}
+    if version >= 2:
+        expected["audit_runs"] = None
+    found: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'"
+    ).fetchall():
+        found.setdefault(table, set()).add(column)
+    for table, columns in expected.items():
+        if table not in found:
+            raise StoreError(_tampered(path, f"table {table} is missing"))
+        missing = [c for c in columns or [] if c not in found[table]]
+        if missing:
+            raise StoreError(_tampered(path, f"table {table} lacks column(s) {', '.join(missing)}"))
+
+
+def _tampered(path: str, what: str) -> str:
+    return (
+        f"{path}: the store was altered outside nhiaudit ({what}). Restore it from a backup, or ingest "
+        "the evidence again into a new --db."
+    )
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
@@ -126,6 +190,11 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     if not exists:
         return 0
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row and not str(row[0]).isdigit():
+        raise StoreError(
+            f"store: the schema version in meta is not a number ({str(row[0])[:40]!r}): the store was altered "
+            "outside nhiaudit. Restore it from a backup, or ingest the evidence again into a new --db."
+        )
     return int(row[0]) if row else 0
 
 

@@ -165,3 +165,83 @@ def test_generation_bumps(store: duckdb.DuckDBPyConnection) -> None:
     nhistore.bump_generation(store)
     nhistore.bump_generation(store)
     assert nhistore.get_meta(store, "evidence_generation") == "2"
+
+
+# --- issue 13 item 7: damaged and tampered stores -------------------------------------------------
+
+
+def _store_with_events(path: Path) -> None:
+    con = nhistore.connect(path)
+    con.execute("INSERT INTO events (event_id, source, file_sha256, record_index, category, dedupe_key) "
+                "SELECT 'e' || i, 'cloudtrail', 'f', i, 'action', 'k' || i FROM range(20000) t(i)")
+    con.close()
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_a_damaged_store_is_not_reported_as_locked(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "s.duckdb"
+    _store_with_events(path)
+    data = bytearray(path.read_bytes())
+    if damage == "flipped":
+        for i in range(5000, 9000):  # inside the first database header and block
+            data[i] ^= 0x55
+    else:
+        data = data[: len(data) // 3]
+    path.write_bytes(bytes(data))
+    for read_only in (False, True):
+        with pytest.raises(StoreError) as err:
+            nhistore.connect(path, read_only=read_only)
+        assert str(err.value).startswith(f"{path}: the store file is damaged (")
+        assert str(err.value).endswith(
+            "Restore it from a backup, or ingest the evidence again into a new --db (the evidence files "
+            "themselves are not changed)."
+        )
+        assert "another" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "what"),
+    [
+        ("DROP TABLE rejected", "table rejected is missing"),
+        ("ALTER TABLE events DROP COLUMN dedupe_key", "table events lacks column(s) dedupe_key"),
+    ],
+)
+def test_a_tampered_store_says_what_was_altered(tmp_path: Path, tamper: str, what: str) -> None:
+    path = tmp_path / "s.duckdb"
+    nhistore.connect(path).close()
+    with contextlib.closing(duckdb.connect(str(path))) as con:
+        con.execute(tamper)
+    with pytest.raises(StoreError) as err:
+        nhistore.connect(path, read_only=True)
+    assert str(err.value) == (
+        f"{path}: the store was altered outside nhiaudit ({what}). Restore it from a backup, or ingest "
+        "the evidence again into a new --db."
+    )
+
+
+def test_a_garbage_schema_version_is_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    nhistore.connect(path).close()
+    with contextlib.closing(duckdb.connect(str(path))) as con:
+        con.execute("UPDATE meta SET value = 'v2; DROP' WHERE key = 'schema_version'")
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match="the schema version in meta is not a number"):
+            nhistore.connect(path, read_only=read_only)
+
+
+def test_disk_full_while_report_correlates_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nhiaudit import correlate, session
+
+    path = tmp_path / "s.duckdb"
+    _store_with_events(path)
+
+    def full(con, policy):
+        raise duckdb.IOException("Could not write file \"s.duckdb.wal\": No space left on device")
+
+    monkeypatch.setattr(correlate, "correlate", full)
+    with pytest.raises(StoreError) as err:
+        session.open_audit(path)
+    assert str(err.value).startswith(
+        f"{path}: could not rebuild the derived tables (Could not write file \"s.duckdb.wal\": No "
+        "space left on device). Free disk space"
+    )
