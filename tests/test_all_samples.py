@@ -24,11 +24,7 @@ SAMPLE_FILES = ingest.discover([SAMPLES])[0] if SAMPLES.is_dir() else []
 # Sample files no source claims yet, with the issue whose source will claim them. Each is a strict
 # expected failure of the detection test (an XPASS fails the run), and the whole-tree tests expect
 # exactly these to come back unrecognized: when a source starts to claim a file, remove it here.
-_ENTRA_PIM = "no source reads Entra PIM / audit logs yet (issues 9, 10)"
 PENDING: dict[str, str] = {
-    "entra/elastic__azure-auditlogs_test-audit-logs-sample.log": _ENTRA_PIM,
-    "entra/panther__azure_role_changed_pim.tests.ndjson": _ENTRA_PIM,
-    "entra/panther__azure_service_principal_credentials_added.tests.ndjson": _ENTRA_PIM,
 }
 # Folders that contribute events today: every folder with at least one claimed file.
 LOADING_FOLDERS = {p.relative_to(SAMPLES).parts[0] for p in SAMPLE_FILES if str(p.relative_to(SAMPLES)) not in PENDING}

@@ -21,6 +21,7 @@ DETECTION_ORDER = (
     "cloudtrail",
     "k8s_audit",
     "gcp_audit",
+    "entra_audit",
     "azure",
     "kong",
     "envoy",
