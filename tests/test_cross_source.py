@@ -873,44 +873,24 @@ def ct_web_identity(
     session: str = "GitHubActions",
     user_agent: str = "aws-sdk-nodejs/2.1112.0 configure-aws-credentials-for-github-actions",
 ) -> dict:
-    """AssumeRoleWithWebIdentity as in the cloud-snitch sample (../shared/samples/github)."""
-    return {
-        "eventVersion": "1.08",
-        "userIdentity": {
-            "type": "WebIdentityUser",
-            "principalId": f"{GH_PROVIDER}:sts.amazonaws.com:{sub}",
-            "userName": sub,
-            "identityProvider": GH_PROVIDER,
-        },
-        "eventTime": at(hms),
-        "eventSource": "sts.amazonaws.com",
-        "eventName": "AssumeRoleWithWebIdentity",
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "52.154.133.36",
-        "userAgent": user_agent,
-        "requestParameters": {
-            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/{GH_ROLE}",
-            "roleSessionName": session,
-            "durationSeconds": 3600,
-        },
-        "responseElements": {
-            "credentials": {"accessKeyId": key, "sessionToken": "", "expiration": "Nov 2, 2026, 10:05:00 AM"},
-            "subjectFromWebIdentityToken": sub,
-            "assumedRoleUser": {
-                "assumedRoleId": f"AROA{key[4:]}:{session}",
-                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{GH_ROLE}/{session}",
-            },
-            "provider": GH_PROVIDER,
-            "audience": "sts.amazonaws.com",
-        },
-        "requestID": event_id[::-1],
-        "eventID": event_id,
-        "readOnly": True,
-        "eventType": "AwsApiCall",
-        "managementEvent": True,
-        "recipientAccountId": ACCOUNT,
-        "eventCategory": "Management",
+    """AssumeRoleWithWebIdentity as in the cloud-snitch sample (../shared/samples/github): test_correlate's
+    AssumeRole record with the web identity caller (no access key) and the OIDC response fields."""
+    record = ct_assume_role(
+        event_id, at(hms), caller=ORCHESTRATOR, caller_key=ORCHESTRATOR_KEY, role=GH_ROLE, session=session, new_key=key
+    )
+    record["userIdentity"] = {
+        "type": "WebIdentityUser",
+        "principalId": f"{GH_PROVIDER}:sts.amazonaws.com:{sub}",
+        "userName": sub,
+        "identityProvider": GH_PROVIDER,
     }
+    record["requestParameters"]["durationSeconds"] = 3600
+    record["responseElements"].update(
+        subjectFromWebIdentityToken=sub, provider=GH_PROVIDER, audience="sts.amazonaws.com"
+    )
+    record["responseElements"]["credentials"]["sessionToken"] = ""
+    record.update(eventName="AssumeRoleWithWebIdentity", sourceIPAddress="52.154.133.36", userAgent=user_agent)
+    return record
 
 
 def gh_world(
