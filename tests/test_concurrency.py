@@ -97,3 +97,14 @@ def test_two_ingests_at_once_one_gets_a_clear_error_and_the_store_is_whole(tmp_p
     clean = tmp_path / "clean.duckdb"
     assert finish(nhiaudit("ingest", str(LOGS), "--db", str(clean)))[0] == 0
     assert store_digest(db) == store_digest(clean)
+
+
+@pytest.mark.slow
+def test_kill_9_soak(tmp_path: Path) -> None:
+    """Random kill -9 during a multi-file ingest: the store opens, every table scans, and a re-run
+    equals a clean run (benchmarks/soak_kill9.py runs more trials)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from soak_kill9 import soak
+
+    trials, failures = soak(8, seed=13, work=tmp_path)
+    assert failures == [], failures
