@@ -176,11 +176,42 @@ def _format_suffix(path: Path) -> str:
 
 
 def detect(path: Path) -> str | None:
-    """The name of the first source that recognizes the file, or None."""
+    """The name of the first source that recognizes the file, or None.
+
+    Sources look at the head of a file. When its first line is longer than the head (a huge
+    record, or damage that ran lines together), the head says nothing; the lines after it then
+    decide, read from a copy of the next few KB.
+    """
     for name, module in SOURCES.items():
         if module.detect(path):
             return name
-    return None
+    if not first_line_exceeds_head(head(path)):
+        return None
+    with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
+        rest = Path(tmp) / "rest"
+        if not _copy_after_first_line(path, rest):
+            return None
+        return next((name for name, module in SOURCES.items() if module.detect(rest)), None)
+
+
+def _copy_after_first_line(path: Path, out: Path, scan: int = 64 << 20) -> bool:
+    """Copy the 64 KB after the first line break (within ``scan`` bytes) to ``out``; False if none."""
+    opener = gzip.open if is_gzip(path) else open
+    seen, tail = 0, b""
+    try:
+        with opener(path, "rb") as fh:
+            while seen < scan and (chunk := fh.read(1 << 20)):
+                seen += len(chunk)
+                cut = chunk.find(b"\n")
+                if cut >= 0:
+                    tail = chunk[cut + 1 :] + fh.read(1 << 16)
+                    break
+    except (OSError, EOFError, zlib.error):
+        pass
+    if not tail.strip():
+        return False
+    out.write_bytes(tail[: 1 << 16])
+    return True
 
 
 def sha256_of(path: Path) -> str:
@@ -762,15 +793,57 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
                              dedupe_key = coalesce(dedupe_key, md5(raw::VARCHAR))""",
         [sha],
     )
-    # The first copy of each dedupe key, chosen on (key, position, rowid) alone: a window over
-    # the staged rows would carry every column, raw records included, through its sort.
+    # Only identical records are duplicates (DESIGN §9): the same dedupe key with other content is
+    # a conflict, and both copies are kept, each with its own pointer (file, record, line); the
+    # first stored is the evidence (queries/correlate/05_event_evidence.sql). The first copy of
+    # each (key, content) is chosen on (key, content, position, rowid) alone: a window over the
+    # staged rows would carry every column, raw records included, through its sort.
+    # Content is compared as minified JSON: the same record pretty-printed in one file and on one
+    # line in another is the same record.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE staged_content AS
+        SELECT rowid AS staged_row, dedupe_key, record_index, md5(json(raw)::VARCHAR) AS content_md5 FROM staged"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stored_copies AS
+        SELECT e.dedupe_key, md5(json(e.raw)::VARCHAR) AS content_md5 FROM events e
+        WHERE e.source = ? AND e.dedupe_key IN (SELECT dedupe_key FROM staged_content)""",
+        [source],
+    )
+    conflicts = con.execute(
+        """SELECT count(*) FROM (
+            SELECT dedupe_key FROM (SELECT dedupe_key, content_md5 FROM staged_content
+                                    UNION SELECT dedupe_key, content_md5 FROM stored_copies)
+            GROUP BY dedupe_key HAVING count(*) > 1)"""
+    ).fetchone()[0]
+    # A later version of a stored (or earlier) record gets its own id, ``<id>~<content hash>``:
+    # correlation joins on (source, event_id), and two rows under one id multiply its chains.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE kept AS
+        SELECT staged_row, content_md5,
+               EXISTS (SELECT 1 FROM stored_copies e WHERE e.dedupe_key = k.dedupe_key)
+               OR row_number() OVER (PARTITION BY dedupe_key ORDER BY record_index, staged_row) > 1 AS variant
+        FROM (SELECT dedupe_key, content_md5, arg_min(staged_row, (record_index, staged_row)) AS staged_row,
+                     min(record_index) AS record_index
+              FROM staged_content c
+              WHERE NOT EXISTS (SELECT 1 FROM stored_copies e
+                                WHERE e.dedupe_key = c.dedupe_key AND e.content_md5 = c.content_md5)
+              GROUP BY dedupe_key, content_md5) k"""
+    )
     loaded = con.execute(
         """INSERT INTO events BY NAME
-        SELECT * REPLACE (? AS source, ? AS file_sha256) FROM staged s
-        WHERE rowid IN (SELECT arg_min(rowid, (record_index, rowid)) FROM staged GROUP BY dedupe_key)
-          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.source = ? AND e.dedupe_key = s.dedupe_key)""",
-        [source, sha, source],
+        SELECT s.* REPLACE (? AS source, ? AS file_sha256,
+                            CASE WHEN k.variant THEN s.event_id || '~' || left(k.content_md5, 8)
+                                 ELSE s.event_id END AS event_id)
+        FROM staged s JOIN kept k ON s.rowid = k.staged_row""",
+        [source, sha],
     ).fetchone()[0]
+    if conflicts:
+        result.note = (
+            f"{conflicts} id(s) of this file were seen with different content: every version is kept, a later "
+            "one as <id>~<content hash>; nhiaudit sql \"SELECT source, event_id, line FROM events WHERE "
+            "event_id LIKE '%~%'\" lists them"
+        )
     con.execute(
         f"""INSERT INTO rejected SELECT ?, ?, ?, record_index, line, {_SCRUBBED_REASON}, left(raw, ?)
         FROM staged_rejected ORDER BY line NULLS LAST, record_index NULLS LAST""",

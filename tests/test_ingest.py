@@ -858,3 +858,68 @@ def test_a_planted_token_never_reaches_a_reason(store: duckdb.DuckDBPyConnection
     assert all(token not in "".join(map(str, row[:3])) for row in rejected(store))
     code, out, err = cli_run("ingest", str(path), "--db", str(tmp_path / "s.duckdb"))
     assert token not in out + err
+
+
+# --- issue 10: evidence pointers, same id with other content, empty files ----------------------
+
+
+@pytest.mark.parametrize("layout", ["array", "records"])
+def test_records_of_a_pretty_printed_document_get_the_line_where_they_start(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, layout: str
+) -> None:
+    body = RECORDS[:3] if layout == "array" else {"Records": RECORDS[:3]}
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(body, indent=2))
+    ingest_one(store, path)
+    starts = [n for n, text in enumerate(path.read_text().split("\n"), 1) if text.strip() == "{"]
+    starts = starts[1:] if layout == "records" else starts  # the wrapper's own brace is line 1
+    lines = [r[0] for r in store.execute("SELECT line FROM events ORDER BY record_index").fetchall()]
+    assert lines == starts and len(set(lines)) == 3
+
+
+def test_a_compact_document_keeps_line_1(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "compact.json"
+    path.write_text(json.dumps({"Records": RECORDS[:3]}) + "\n")
+    ingest_one(store, path)
+    assert store.execute("SELECT list(line ORDER BY record_index) FROM events").fetchone()[0] == [1, 1, 1]
+
+
+def test_same_id_with_other_content_keeps_both(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    original = record(1)
+    forged = record(1, requestParameters={"bucketName": "reports", "key": "other"})  # same id, time, name
+    (tmp_path / "a.ndjson").write_text(ndjson([original, original]))
+    (tmp_path / "b.json").write_text(json.dumps([forged, original], indent=2))
+    a, b = ingest.ingest(store, [tmp_path]).files
+    for f in (a, b):
+        assert_balanced(store, f)
+    assert (a.loaded, a.duplicates) == (1, 1)  # identical: a duplicate
+    assert (b.loaded, b.duplicates) == (1, 1)  # other content: kept; the pretty-printed copy: a duplicate
+    assert b.note.startswith("1 id(s) of this file were seen with different content: every version is kept")
+    rows = store.execute(
+        "SELECT event_id, line, raw->>'$.requestParameters.key' FROM events ORDER BY file_sha256 = ?, line",
+        [b.sha256],
+    ).fetchall()
+    content = store.execute(
+        "SELECT left(md5(json(raw)::VARCHAR), 8) FROM events WHERE file_sha256 = ?", [b.sha256]
+    ).fetchone()[0]
+    # Each with its own pointer; the later version under its own id (correlation joins on the id).
+    assert rows == [("evt-000001", 1, "k/1"), (f"evt-000001~{content}", 2, "other")]
+
+
+def test_versions_of_one_id_do_not_multiply_chains(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    from nhiaudit import session
+    from nhiaudit.policy import Policy
+
+    action = record(1, eventName="DeleteObject", readOnly=False)
+    for i in range(3):
+        (tmp_path / f"{i}.ndjson").write_text(ndjson([dict(action, requestParameters={"key": f"v{i}"})]))
+    ingest.ingest(store, [tmp_path])
+    session.AuditSession.attach(store, Policy())
+    assert store.execute("SELECT count(*), count(DISTINCT event_id) FROM chains").fetchone() == (3, 3)
+    assert store.execute("SELECT count(*) FROM event_evidence").fetchone()[0] == 3
+
+
+def test_a_huge_first_line_does_not_hide_the_source(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "big-first.ndjson"
+    path.write_text(ndjson([{"padding": "x" * 20000}, *RECORDS[:3]]))
+    assert ingest.detect(path) == "cloudtrail"  # from the lines after the first

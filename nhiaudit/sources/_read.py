@@ -194,6 +194,7 @@ def stage_json_records(
             """CREATE OR REPLACE TEMP TABLE records AS
             SELECT doc_no - 1 AS record_index, line, doc FROM docs WHERE doc IS NOT NULL"""
         )
+        _number_document_lines(con, file)
         _reject_non_objects(con)
         return
     # Where each document's records are: itself, its elements (a top-level array) or the
@@ -229,7 +230,55 @@ def stage_json_records(
         SELECT {index} AS record_index, line, doc
         FROM (SELECT * FROM ({" UNION ALL ".join(parts)}) WHERE doc IS NOT NULL)"""
     )
+    if not line_mode and single or kind == "elements":
+        _number_document_lines(con, file)
     _reject_non_objects(con)
+
+
+LINE_SCAN_BYTES = 16 << 20  # longest line read when numbering a pretty-printed document's records
+
+
+def _number_document_lines(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
+    """Give each record of one pretty-printed document (a JSON array, ``{"Records": [...]}``) the
+    line where it starts, so that a reviewer or code scanning lands on it (else it stays line 1).
+
+    A record starts on a line that opens an object (``{``) at the document's shallowest indentation
+    below its first line: nested objects of a pretty-printed record are indented deeper. The lines
+    are used only when there are exactly as many as records, in the same order; a compact document
+    (all on line 1) or irregular indentation keeps line 1.
+    """
+    text = head(file.read_path).lstrip()
+    if "\n" not in text.rstrip():
+        return  # one line: line 1 is right
+    count = con.execute("SELECT count(*) FROM records").fetchone()[0]
+    if count == 0:
+        return
+    lines = (
+        "SELECT row_number() OVER () AS line, text FROM read_csv("
+        f"{sql_str(file.read_path)}, columns = {{'text': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', "
+        "header = false, auto_detect = false, strict_mode = false, parallel = false, "
+        f"max_line_size = {LINE_SCAN_BYTES}, buffer_size = {LINE_SCAN_BYTES + 1}, compression = 'auto')"
+    )
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE record_lines AS
+            WITH opens AS (
+                SELECT line, length(text) - length(ltrim(text)) AS indent FROM ({lines})
+                WHERE line > 1 AND starts_with(ltrim(text), '{{'))
+            SELECT row_number() OVER (ORDER BY line) - 1 AS n, line FROM opens
+            WHERE indent = (SELECT min(indent) FROM opens)"""
+        )
+    except duckdb.Error:
+        return  # a line longer than the scan bound: the records keep line 1
+    if con.execute("SELECT count(*) FROM record_lines").fetchone()[0] != count:
+        return
+    con.execute(
+        """UPDATE records SET line = l.line FROM (
+            SELECT r.record_index, rl.line FROM
+                (SELECT record_index, row_number() OVER (ORDER BY record_index) - 1 AS n FROM records) r
+                JOIN record_lines rl USING (n)) l
+        WHERE records.record_index = l.record_index"""
+    )
 
 
 def _reject_non_objects(con: duckdb.DuckDBPyConnection) -> None:
