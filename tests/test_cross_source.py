@@ -847,7 +847,9 @@ def gh_review(action: str, approver: str = "alice", environment: str = "prod") -
     return body
 
 
-def gh_audit_decision(verb: str, hms: str, actor: str = "alice", run_id: int = 7001) -> dict[str, Any]:
+def gh_audit_decision(
+    verb: str, hms: str, actor: str = "alice", run_id: int = 7001, environment: str = "prod"
+) -> dict[str, Any]:
     """workflows.approve_workflow_job / reject_workflow_job, streamed audit-log shape."""
     return {
         "@timestamp": ms(hms),
@@ -860,7 +862,7 @@ def gh_audit_decision(verb: str, hms: str, actor: str = "alice", run_id: int = 7
         "repo": GH_REPO,
         "workflow_run_id": run_id,
         "run_attempt": 1,
-        "environment_name": "prod",
+        "environment_name": environment,
     }
 
 
@@ -992,6 +994,23 @@ def test_a_later_rejection_withdraws_the_approval(tmp_path: Path) -> None:
     row = chain(con, GH_CALL)
     assert (row["effective_decision"], row["verdict"]) == ("denied", "unapproved")
     assert "approval-denied" in findings(con, policy, GH_CALL)
+
+
+def test_an_approval_for_another_environment_does_not_cover_the_prod_credential(tmp_path: Path) -> None:
+    """The run's staging deployment was approved; its prod OIDC credential was not."""
+    github = [
+        gh_workflow_run(),
+        gh_job(),
+        gh_job(job_id=8002, environment="staging"),
+        gh_audit_decision("approve", "08:59:00", environment="staging"),
+    ]
+    con, policy = gh_world(
+        tmp_path, github, ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    )
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["task_environment"], row["approval_records"]) == ("github-run:7001:1", "prod", 0)
+    assert row["verdict"] == "unapproved"
+    assert "missing-approval" in findings(con, policy, GH_CALL)
 
 
 def test_the_reviewer_who_triggered_the_run_self_approved(tmp_path: Path) -> None:

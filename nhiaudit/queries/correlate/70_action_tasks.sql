@@ -43,7 +43,7 @@ CREATE OR REPLACE TEMP TABLE issuance_task AS
 WITH skew AS (SELECT to_seconds(clock_skew_s) AS s FROM policy_params),
 named AS (
     -- the run id given; the attempt given, else the latest known attempt of that run, else 1
-    SELECT o.credential_id, o.source, o.event_id,
+    SELECT o.credential_id, o.source, o.event_id, o.environment,
            'github-run:' || coalesce(o.ua_run, o.session_run) || ':' || coalesce(
                CASE WHEN o.ua_run IS NOT NULL THEN o.ua_attempt ELSE o.session_attempt END,
                (SELECT max(try_cast(w.attempt AS INTEGER))::VARCHAR FROM github_windows w
@@ -54,7 +54,7 @@ named AS (
     WHERE o.ua_run IS NOT NULL
        OR EXISTS (SELECT 1 FROM github_windows w WHERE w.run_id = o.session_run)
 ), windowed AS (
-    SELECT o.credential_id, o.source, o.event_id,
+    SELECT o.credential_id, o.source, o.event_id, o.environment,
            min(w.task_id) AS task_id, count(DISTINCT w.task_id) AS candidates,
            CASE WHEN o.environment IS NOT NULL THEN 'github_oidc_environment_window'
                 ELSE 'github_oidc_branch_window' END AS task_link
@@ -78,7 +78,7 @@ named AS (
     WHERE source = 'teleport' AND json_extract_string(details, '$.sid') IS NOT NULL AND occurred_at IS NOT NULL
     GROUP BY json_extract_string(details, '$.sid')
 ), teleport AS (
-    SELECT e.credential_id, e.source, e.event_id, min(ts.task_id) AS task_id,
+    SELECT e.credential_id, e.source, e.event_id, NULL AS environment, min(ts.task_id) AS task_id,
            count(DISTINCT ts.task_id) AS candidates, 'teleport_app_session' AS task_link
     FROM events e CROSS JOIN skew
     JOIN teleport_sessions ts ON ts.role_arn = json_extract_string(e.details, '$.role_arn')
@@ -88,11 +88,13 @@ named AS (
     WHERE e.category = 'credential_issue' AND e.action = 'sts:AssumeRole' AND e.credential_id IS NOT NULL
     GROUP BY e.credential_id, e.source, e.event_id
 )
-SELECT credential_id, task_id, task_link, source AS issuance_source, event_id AS issuance_event_id FROM named
+-- environment: the GitHub environment the OIDC subject names (the gate the job passed), else NULL.
+SELECT credential_id, task_id, task_link, environment, source AS issuance_source, event_id AS issuance_event_id
+FROM named
 UNION ALL
-SELECT credential_id, task_id, task_link, source, event_id FROM windowed WHERE candidates = 1
+SELECT credential_id, task_id, task_link, environment, source, event_id FROM windowed WHERE candidates = 1
 UNION ALL
-SELECT credential_id, task_id, task_link, source, event_id FROM teleport WHERE candidates = 1;
+SELECT credential_id, task_id, task_link, environment, source, event_id FROM teleport WHERE candidates = 1;
 
 -- Per audited credential: the joined task nearest to it on its chain (itself, its parent, …).
 CREATE OR REPLACE TEMP TABLE chain_issuance_task AS
@@ -100,6 +102,7 @@ SELECT a.credential_id,
        arg_min(it.task_id, (anc.depth, it.task_id)) AS task_id,
        arg_min(it.task_link, (anc.depth, it.task_id)) AS task_link,
        arg_min(anc.ancestor_id, (anc.depth, it.task_id)) AS task_credential_id,
+       arg_min(it.environment, (anc.depth, it.task_id)) AS environment,
        list(DISTINCT it.task_id ORDER BY it.task_id) AS task_ids
 FROM (SELECT DISTINCT credential_id FROM audited WHERE credential_id IS NOT NULL) a
 JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
@@ -152,6 +155,8 @@ SELECT a.source, a.event_id,
             WHEN a.event_task_id IS NOT NULL THEN 'event'
             WHEN tt.task_id IS NOT NULL THEN 'trace' END AS task_link,
        coalesce(cc.task_credential_id, ct.task_credential_id) AS task_credential_id,
+       -- the environment the credential's OIDC subject names: only approvals for it cover the action
+       CASE WHEN cc.task_id IS NULL THEN ct.environment END AS task_environment,
        tt.span_source, tt.span_event_id,
        -- sorted: list_distinct does not keep an order
        list_sort(list_distinct(list_filter(coalesce(cc.task_ids, []) || coalesce(ct.task_ids, [])

@@ -8,6 +8,7 @@
 CREATE OR REPLACE TEMP TABLE chain_base AS
 SELECT a.*,
        tk.task_id, tk.task_link, tk.task_credential_id, tk.task_ids, tk.span_source, tk.span_event_id,
+       tk.task_environment,
        c.credential_type AS cred_type, c.holder AS credential_holder, c.long_term AS credential_long_term,
        c.issuance_source, c.issuance_event_id, c.issued_at, c.expires_at AS credential_expires_at,
        c.revoked_at AS credential_revoked_at, c.parent_credential_id, c.issuance_conflict,
@@ -24,7 +25,8 @@ LEFT JOIN credential_chain cc ON cc.credential_id = a.credential_id
 LEFT JOIN tasks t ON t.task_id = tk.task_id
 CROSS JOIN policy_params p;
 
--- Every approval record of the action's task, judged against the action.
+-- Every approval record of the action's task, judged against the action. An approval given for one
+-- environment (a GitHub deployment review) does not cover a credential whose OIDC subject names another.
 CREATE OR REPLACE TEMP TABLE action_approval AS
 SELECT b.source, b.event_id, ap.*,
        ap.decided_at <= b.occurred_at + to_seconds(b.clock_skew_s) AS decided_before,
@@ -32,7 +34,8 @@ SELECT b.source, b.event_id, ap.*,
            AND b.occurred_at <= ap.decided_at + to_seconds(b.approval_max_age_s) + to_seconds(b.clock_skew_s)
            AS unexpired
 FROM chain_base b JOIN approvals ap ON ap.task_id = b.task_id
-WHERE b.task_known;
+WHERE b.task_known
+  AND (ap.environment IS NULL OR b.task_environment IS NULL OR ap.environment = b.task_environment);
 
 -- The covering approval: approved, decided before the action and unexpired wins; then the latest
 -- decided before it; then the earliest decided after it. The effective decision is the latest
@@ -158,6 +161,7 @@ SELECT
     human_holder, human_credential_id,
     -- task
     task_id, task_link, task_credential_id, task_ids, span_source, span_event_id, trace_id, parent_span_id,
+    task_environment,
     CASE WHEN task_id IS NULL THEN 'missing'
          WHEN len(task_ids) > 1 OR agent_conflict THEN 'conflict'
          WHEN NOT task_known THEN 'missing'
