@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import heapq
 import html
+import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from nhiaudit.model import SEVERITIES, SEVERITY_RANK, AuditedAction, Finding, Link, Report
@@ -187,43 +188,77 @@ def _severity_key(f: Finding) -> tuple[int, int]:
 
 @dataclass
 class _Group:
-    """One chain (or orphan findings group) with what ranks it."""
+    """One shown chain (or orphan findings group) and its findings in report order."""
 
     key: str
     action: AuditedAction | None
-    worst: int = -1  # highest severity rank among its unwaived findings
-    count: int = 0  # its unwaived findings
-    findings: list[Finding] | None = None
-
-    def rank(self, position: int) -> tuple[Any, ...]:
-        verdict = _VERDICT_RANK.get(self.action.verdict, 1) if self.action else 1
-        return (-self.worst, -self.count, verdict, position)
+    findings: list[Finding] = field(default_factory=list)
 
 
-def _groups(report: Report) -> tuple[list[_Group], int]:
-    """Every action and every orphan findings key as a group (report order), and the number of them.
+def _worst_chains(report: Report, limit: int) -> tuple[list[_Group], int]:
+    """The ``limit`` worst chains (most severe unwaived finding, then most of them, then unapproved
+    before unknown before approved, then report order), and how many there are in all: every
+    action, plus one group per ``source:event_id`` of findings without an action record (sorted).
 
-    Only the shown groups get their findings list later: one pass counts, a second collects.
+    At a million actions the Report already holds millions of objects, so this keeps only strings
+    and ints per action (which Python's garbage collector does not track) and ranks by one integer.
+    When every finding is on its action's ``findings`` (as ``report.assemble`` builds them), no key
+    is built at all.
     """
-    groups: dict[str, _Group] = {}
-    for action in report.actions:
-        key = action_key(action.source, action.event_id)
-        groups.setdefault(key, _Group(key, action))
-    orphans: dict[str, _Group] = {}
+    actions = report.actions
+    most = len(report.findings) + 1  # above any count: the score orders exactly as the tuple would
+    if sum(len(a.findings) for a in actions) == len(report.findings):
+        total = len(actions)
+        scores = (_score(a.findings, _VERDICT_RANK.get(a.verdict, 1), most) * total + i for i, a in enumerate(actions))
+        shown = [actions[best % total] for best in heapq.nsmallest(limit, scores)]
+        return [_Group(action_key(a.source, a.event_id), a, list(a.findings)) for a in shown], total
+    worst: dict[str, int] = {}
+    count: dict[str, int] = {}
     for f in report.findings:
         key = action_key(f.source, f.event_id)
-        group = groups.get(key) or orphans.get(key)
-        if group is None:
-            group = orphans[key] = _Group(key, None)
+        if f.waived:
+            count.setdefault(key, 0)
+            continue
+        count[key] = count.get(key, 0) + 1
+        rank = SEVERITY_RANK.get(f.severity, -1)
+        if rank > worst.get(key, -1):
+            worst[key] = rank
+    positions: dict[str, int] = {}
+    for i, action in enumerate(report.actions):
+        positions.setdefault(action_key(action.source, action.event_id), i)
+    keys = list(positions)
+    orphans = sorted(key for key in count if key not in positions)
+    total = len(positions) + len(orphans)
+
+    def score(key: str, verdict: int, position: int) -> int:
+        return (((5 - worst.get(key, -1)) * most + most - count.get(key, 0)) * 3 + verdict) * total + position
+
+    scores = (score(key, _VERDICT_RANK.get(actions[positions[key]].verdict, 1), p) for p, key in enumerate(keys))
+    orphan_scores = (score(key, 1, len(positions) + p) for p, key in enumerate(orphans))
+    shown = []
+    for best in heapq.nsmallest(limit, itertools.chain(scores, orphan_scores)):
+        position = best % total
+        if position < len(positions):
+            key = keys[position]
+            shown.append(_Group(key, actions[positions[key]]))
+        else:
+            shown.append(_Group(orphans[position - len(positions)], None))
+    by_key = {g.key: g for g in shown}
+    for f in report.findings:
+        group = by_key.get(action_key(f.source, f.event_id))
+        if group is not None:
+            group.findings.append(f)
+    return shown, total
+
+
+def _score(findings: Sequence[Finding], verdict: int, most: int) -> int:
+    """The rank of one chain from its findings, as in :func:`_worst_chains` (smaller is worse)."""
+    worst, count = -1, 0
+    for f in findings:
         if not f.waived:
-            group.count += 1
-            group.worst = max(group.worst, SEVERITY_RANK.get(f.severity, -1))
-    ordered = list(groups.values()) + [orphans[k] for k in sorted(orphans)]
-    return ordered, len(ordered)
-
-
-def _worst(groups: list[_Group], limit: int) -> list[_Group]:
-    return [g for _, g in heapq.nsmallest(limit, ((g.rank(i), g) for i, g in enumerate(groups)), key=lambda t: t[0])]
+            count += 1
+            worst = max(worst, SEVERITY_RANK.get(f.severity, -1))
+    return ((5 - worst) * most + most - count) * 3 + verdict
 
 
 # --- the page --------------------------------------------------------------------------------------
@@ -235,15 +270,7 @@ def render(report: Report, *, max_chains: int = MAX_CHAINS, max_findings: int = 
     if max_chains < 0 or max_findings < 0:
         raise ValueError("html: max_chains and max_findings must be 0 or more")
     summary = report.summary
-    groups, total_groups = _groups(report)
-    shown = _worst(groups, max_chains)
-    by_key = {g.key: g for g in shown}
-    for f in report.findings:
-        group = by_key.get(action_key(f.source, f.event_id))
-        if group is not None:
-            if group.findings is None:
-                group.findings = []
-            group.findings.append(f)
+    shown, total_groups = _worst_chains(report, max_chains)
     anchors = {g.key: f"action-{i}" for i, g in enumerate(shown)}
     parts = [
         "<!DOCTYPE html>",
@@ -424,27 +451,31 @@ def _checkboxes(prefix: str, values: Sequence[tuple[str, str]]) -> str:
 
 def _overview(report: Report, summary: dict[str, Any], anchors: dict[str, str]) -> list[str]:
     by_rule: dict[str, list[int]] = {r.id: [0] * (len(SEVERITIES) + 1) for r in report.rules}
-    agents: dict[str, list[int]] = {}
-    tasks: dict[str, list[int]] = {}
+    # Per agent and per task: unwaived findings and the worst severity, as plain ints (see _worst_chains).
+    agents: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    tasks: tuple[dict[str, int], dict[str, int]] = ({}, {})
     no_agent = no_task = 0
     for f in report.findings:
-        counts = by_rule.setdefault(f.rule, [0] * (len(SEVERITIES) + 1))
+        counts = by_rule.get(f.rule)
+        if counts is None:
+            counts = by_rule[f.rule] = [0] * (len(SEVERITIES) + 1)
         if f.waived:
             counts[-1] += 1
             continue
         rank = SEVERITY_RANK.get(f.severity, 0)
         counts[rank] += 1
-        for value, table in ((f.agent_id, agents), (f.task_id, tasks)):
-            if value is None:
-                continue
-            entry = table.get(value)
-            if entry is None:
-                table[value] = [1, rank]
-            else:
-                entry[0] += 1
-                entry[1] = max(entry[1], rank)
-        no_agent += f.agent_id is None
-        no_task += f.task_id is None
+        if f.agent_id is None:
+            no_agent += 1
+        else:
+            agents[0][f.agent_id] = agents[0].get(f.agent_id, 0) + 1
+            if rank > agents[1].get(f.agent_id, -1):
+                agents[1][f.agent_id] = rank
+        if f.task_id is None:
+            no_task += 1
+        else:
+            tasks[0][f.task_id] = tasks[0].get(f.task_id, 0) + 1
+            if rank > tasks[1].get(f.task_id, -1):
+                tasks[1][f.task_id] = rank
     titles = {r.id: r.title for r in report.rules}
     severities = list(reversed(SEVERITIES))
     columns = [_Column("Rule", "minmax(min-content,2fr)"), _Column("Title", "minmax(10em,3fr)")]
@@ -478,12 +509,15 @@ def _overview(report: Report, summary: dict[str, Any], anchors: dict[str, str]) 
     ]
 
 
-def _by_owner(table_id: str, what: str, counts: dict[str, list[int]], without: int) -> list[str]:
-    """The ``MAX_GROUPS`` agents (or tasks) with the most unwaived findings."""
+def _by_owner(table_id: str, what: str, stats: tuple[dict[str, int], dict[str, int]], without: int) -> list[str]:
+    """The ``MAX_GROUPS`` agents (or tasks) with the most unwaived findings (``stats``: count and
+    worst severity rank by value)."""
     head = [f"<h3>Findings by {what}</h3>"]
+    counts, worsts = stats
     if not counts:
         return [*head, f"<p>No finding names a{'n' if what == 'agent' else ''} {what}.</p>"]
-    top = heapq.nsmallest(MAX_GROUPS, counts.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    best = heapq.nsmallest(MAX_GROUPS, counts.items(), key=lambda kv: (-kv[1], -worsts[kv[0]], kv[0]))
+    top = [(value, (n, worsts[value])) for value, n in best]
     columns = [
         _Column(what.capitalize(), "minmax(min-content,3fr)"),
         _Column("findings", "max-content", num=True),
@@ -526,44 +560,51 @@ def _time(value: str | None) -> datetime | None:
 def _timeline(report: Report) -> list[str]:
     """Audited actions per time bucket, stacked by verdict, as one SVG."""
     head = ['<section id="timeline">', "<h2>Timeline</h2>"]
-    dated: list[tuple[datetime, str]] = []
+    # Parallel lists of floats and shared strings: nothing per action for the garbage collector.
+    seconds: list[float] = []
+    kinds: list[str] = []
     undated = 0
     for a in report.actions:
         when = _time(a.occurred_at)
         if when is None:
             undated += 1
         else:
-            dated.append((when, a.verdict if a.verdict in VERDICTS else "other"))
-    if not dated:
+            seconds.append(when.timestamp())
+            kinds.append(a.verdict if a.verdict in VERDICTS else "other")
+    if not seconds:
         return [*head, "<p>No dated audited actions.</p>", "</section>"]
-    first = min(w for w, _ in dated)
-    last = max(w for w, _ in dated)
-    span = (last - first).total_seconds()
+    start, end = min(seconds), max(seconds)
+    first, last = _utc(start), _utc(end)
+    span = end - start
     n = TIMELINE_BUCKETS if span > 0 else 1
     width = span / n if span > 0 else 1.0
     buckets: list[dict[str, int]] = [{} for _ in range(n)]
-    for when, verdict in dated:
-        i = min(n - 1, int((when - first).total_seconds() / width)) if span > 0 else 0
+    for when, verdict in zip(seconds, kinds, strict=True):
+        i = min(n - 1, int((when - start) / width)) if span > 0 else 0
         buckets[i][verdict] = buckets[i].get(verdict, 0) + 1
     series = ("unapproved", "unknown", "other", "approved")
     tips = []
     for i, counts in enumerate(buckets):
-        start = first + timedelta(seconds=i * width)
-        end = first + timedelta(seconds=(i + 1) * width) if span > 0 else last
+        lo = first + timedelta(seconds=i * width)
+        hi = first + timedelta(seconds=(i + 1) * width) if span > 0 else last
         parts = ", ".join(f"{counts[s]:,} {s}" for s in series if counts.get(s))
-        tips.append(f"{_iso(start)} – {_iso(end)}: {parts}")
+        tips.append(f"{_iso(lo)} – {_iso(hi)}: {parts}")
     svg = _svg.timeline(buckets, series, tips, (_iso(first), _iso(last)), esc)
     legend = "".join(f'<span><i class="key-{v}"></i>{v}</span>' for v in ("approved", "unknown", "unapproved"))
     notes = f'<p class="muted">{_plural(undated, "action")} without a readable time not drawn.</p>' if undated else ""
     return [
         *head,
-        f'<p class="muted">{_plural(len(dated), "audited action")} from {esc(_iso(first))} to {esc(_iso(last))}, '
+        f'<p class="muted">{_plural(len(seconds), "audited action")} from {esc(_iso(first))} to {esc(_iso(last))}, '
         f"in {_plural(n, 'bucket')}; hover a bar for its counts.</p>",
         f'<p class="legend">{legend}</p>',
         svg,
         notes,
         "</section>",
     ]
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
 
 
 def _iso(when: datetime) -> str:
@@ -596,7 +637,7 @@ def _link(link: Link) -> str:
 
 
 def _chain(index: int, group: _Group) -> list[str]:
-    action, findings = group.action, group.findings or []
+    action, findings = group.action, group.findings
     if action is None:
         first = findings[0]
         verdict = "verdict-other"
@@ -715,7 +756,12 @@ def _findings(report: Report, anchors: dict[str, str], limit: int) -> list[str]:
     head = ['<section id="findings">', f"<h2>Findings ({total:,})</h2>"]
     if not report.findings:
         return [*head, "<p>No findings.</p>", "</section>"]
-    picked = heapq.nsmallest(limit, range(total), key=lambda i: (*_severity_key(report.findings[i]), i))
+    # One int per finding ranks it (waived last, most severe first, then report order): see _worst_chains.
+    scores = (
+        ((6 if f.waived else 0) + 4 - SEVERITY_RANK.get(f.severity, -1)) * total + i
+        for i, f in enumerate(report.findings)
+    )
+    picked = [score % total for score in heapq.nsmallest(limit, scores)]
     shown = [report.findings[i] for i in picked]
     cap = []
     if len(shown) < total:

@@ -244,3 +244,13 @@ def test_a_finding_without_an_action_record_still_gets_a_chain_card(report):
     chains = _section(html_.render(report), "chains")
     assert "vault-<wbr>9</code> — no audited-action record" in chains
     assert isinstance(FINDINGS[3], Finding)
+
+
+def test_chains_rank_the_same_whether_findings_are_on_their_actions_or_not(report):
+    """report.assemble puts each action's findings on it (the fast path); a hand-built Report may not."""
+    findings = tuple(f for f in FINDINGS if f.event_id != "vault-9")  # every finding has its action
+    attached = dataclasses.replace(report, findings=findings)
+    assert sum(len(a.findings) for a in attached.actions) == len(findings)
+    bare = dataclasses.replace(attached, actions=tuple(dataclasses.replace(a, findings=()) for a in ACTIONS))
+    for cap in (1, 2, 200):
+        assert html_.render(attached, max_chains=cap) == html_.render(bare, max_chains=cap)
