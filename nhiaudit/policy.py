@@ -29,6 +29,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timezone
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,20 @@ def glob_matches(
     return set(rows)
 
 
+#: The built-in risk catalogue, a correlation file (so the store knows its chains are stale when it changes).
+RISK_CATALOGUE = "55_risk_catalogue.sql"
+
+
+@cache
+def risk_catalogue() -> tuple[tuple[str, str], ...]:
+    """(tier, glob) of every entry of the built-in risk catalogue, read from the SQL that correlation runs."""
+    sql = (resources.files("nhiaudit") / "queries" / "correlate" / RISK_CATALOGUE).read_text(encoding="utf-8")
+    with duckdb.connect() as con:
+        con.execute(GLOB_MACRO)
+        con.execute(sql)
+        return tuple(con.execute("SELECT tier, pattern FROM risk_catalogue").fetchall())
+
+
 def glob_match(pattern: str, value: str, con: duckdb.DuckDBPyConnection | None = None) -> bool:
     """Whether ``value`` matches the glob ``pattern`` as a whole (see :data:`GLOB_MACRO`)."""
     return bool(glob_matches([(pattern, value)], con))
@@ -134,6 +150,7 @@ class Risk:
     medium: tuple[str, ...]
     high: tuple[str, ...]
     critical: tuple[str, ...]
+    builtin: bool
 
 
 @dataclass(frozen=True)
@@ -235,10 +252,18 @@ class Policy:
         """The risk tier of one action, as the correlation SQL computes it from ``policy_risk``: the
         highest tier with a matching glob, else ``low`` for read-only calls and ``medium`` for
         everything else (unknown read-only-ness counts as a write)."""
-        listed = [(tier, glob) for tier in TIERS for glob in getattr(self.risk, tier)] if action is not None else []
-        hits = glob_matches([(glob, action) for _, glob in listed], con)
-        ranks = [TIER_RANK[tier] for tier, glob in listed if (glob, action) in hits]
-        return TIERS[max(ranks)] if ranks else ("low" if read_only else "medium")
+        if action is None:
+            return "low" if read_only else "medium"
+        # the policy's globs decide when one matches; else the built-in catalogue's (60_actions.sql)
+        for listed in (
+            [(tier, glob) for tier in TIERS for glob in getattr(self.risk, tier)],
+            list(risk_catalogue()) if self.risk.builtin else [],
+        ):
+            hits = glob_matches([(glob, action) for _, glob in listed], con)
+            ranks = [TIER_RANK[tier] for tier, glob in listed if (glob, action) in hits]
+            if ranks:
+                return TIERS[max(ranks)]
+        return "low" if read_only else "medium"
 
 
 _TABLE_CLASSES: dict[str, type] = {
@@ -583,7 +608,7 @@ _TABLES = {
     "policy_waiver_match": "position INTEGER, field VARCHAR, pattern VARCHAR, regex VARCHAR",
     "policy_params": (
         "audit_min_rank INTEGER, approval_required_rank INTEGER, approval_max_age_s BIGINT, "
-        "max_lifetime_s BIGINT, revoke_grace_s BIGINT, clock_skew_s BIGINT"
+        "max_lifetime_s BIGINT, revoke_grace_s BIGINT, clock_skew_s BIGINT, risk_builtin BOOLEAN"
     ),
 }
 
@@ -627,6 +652,7 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
             policy.credentials.max_lifetime_s,
             policy.credentials.revoke_grace_s,
             policy.correlation.clock_skew_s,
+            policy.risk.builtin,
         )
     ]
     con.execute(GLOB_MACRO)

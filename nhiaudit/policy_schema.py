@@ -142,6 +142,12 @@ def _strings(value: Any, at: At) -> Any:
     return BAD if bad else tuple(value)
 
 
+def _bool(value: Any, at: At) -> Any:
+    if isinstance(value, bool):
+        return value
+    return at.bad(f"{at.label} must be true or false, not {toml_type(value)}.")
+
+
 def _tier(value: Any, at: At) -> Any:
     value = _string(value, at)
     if value is BAD or value in TIER_RANK:
@@ -204,6 +210,7 @@ def _globs_by_field(value: Any, at: At) -> Any:
     return BAD if bad else dict(value)
 
 
+BOOL = Kind("boolean", _bool)
 STRING = Kind("string", _string)
 STRINGS = Kind("array of strings", _strings)
 GLOBS = Kind("array of globs", _strings)
@@ -253,6 +260,9 @@ KEYS: tuple[Key, ...] = (
     Key("identities", "humans", GLOBS, [], "Principals that are people; their actions are not audited."),
     Key("identities", "brokers", GLOBS, [], "Trusted credential vendors: a credential chain ending at one is rooted."),
     *(Key("risk", tier, GLOBS, [], f"Actions of the {tier} tier.") for tier in TIERS),
+    Key("risk", "builtin", BOOL, True, "Also use the built-in catalogue of well-known critical and high actions "
+        "(nhiaudit/queries/correlate/55_risk_catalogue.sql). A glob above that matches an action decides its tier "
+        "instead, so a policy can lower an entry too."),
     Key("audit", "min_tier", TIER, "medium", "Actions below this tier are not audited."),
     Key("approval", "required_from", TIER, "medium", "Audited actions at or above this tier need an approval."),
     Key("approval", "max_age", DURATION, "24h", "An approval is stale this long after its decision.", "max_age_s"),

@@ -752,7 +752,7 @@ def test_install_writes_every_table(write) -> None:
         ("tag", "task_id"),
         ("tag", "task-id"),
     ]
-    assert rows(con, "policy_params") == [(1, 1, 86400, 3600, 300, 120)]
+    assert rows(con, "policy_params") == [(1, 1, 86400, 3600, 300, 120, True)]
 
 
 def test_install_defaults_and_reinstall_replaces(write) -> None:
@@ -769,7 +769,7 @@ def test_install_defaults_and_reinstall_replaces(write) -> None:
         assert rows(con, table) == [], table
     assert rows(con, "policy_static") == []
     assert len(rows(con, "policy_task_keys")) == 6
-    assert rows(con, "policy_params") == [(1, 1, 86400, 3600, 300, 120)]
+    assert rows(con, "policy_params") == [(1, 1, 86400, 3600, 300, 120, True)]
     types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE policy_params)").fetchall())
     assert types == {
         "audit_min_rank": "INTEGER",
@@ -778,6 +778,7 @@ def test_install_defaults_and_reinstall_replaces(write) -> None:
         "max_lifetime_s": "BIGINT",
         "revoke_grace_s": "BIGINT",
         "clock_skew_s": "BIGINT",
+        "risk_builtin": "BOOLEAN",
     }
 
 
@@ -998,3 +999,43 @@ def test_reading_a_policy_imports_no_source_unless_it_has_sources(tmp_path: Path
     for path, imported in ((plain, "False"), (with_sources, "True")):
         run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
         assert run.stdout.strip() == imported
+
+
+def test_builtin_risk_catalogue_and_its_override(write) -> None:
+    """The catalogue (55_risk_catalogue.sql) tiers well-known actions; a [risk] glob that matches an
+    action decides it instead (lowering too); builtin = false turns the catalogue off."""
+    default = load_policy(None)
+    assert default.risk.builtin is True
+    assert default.tier_for("cloudtrail:StopLogging", read_only=False) == "critical"
+    assert default.tier_for("iam:google.iam.admin.v1.CreateServiceAccountKey", read_only=False) == "critical"
+    assert default.tier_for("k8s:create:clusterrolebindings", read_only=False) == "critical"
+    assert default.tier_for("iam:AttachUserPolicy", read_only=False) == "high"
+    assert default.tier_for("s3:PutObject", read_only=False) == "medium"  # not listed
+    lowered = load_policy(write('[risk]\nmedium = ["cloudtrail:*"]\n'))
+    assert lowered.tier_for("cloudtrail:StopLogging", read_only=False) == "medium"
+    assert lowered.tier_for("iam:CreateAccessKey", read_only=False) == "critical"  # catalogue still applies
+    off = load_policy(write("[risk]\nbuiltin = false\n"))
+    assert off.tier_for("cloudtrail:StopLogging", read_only=False) == "medium"
+    with pytest.raises(PolicyError, match="builtin must be true or false"):
+        load_policy(write('[risk]\nbuiltin = "yes"\n'))
+
+
+def test_correlation_tiers_actions_like_tier_for(tmp_path: Path) -> None:
+    """60_actions.sql applies the catalogue and the override exactly as Policy.tier_for does."""
+    from helpers import build_world
+
+    calls = [
+        {"eventVersion": "1.08", "eventID": f"e-{n}", "eventTime": f"2026-11-02T09:0{n}:00Z",
+         "eventSource": f"{action.split(':')[0]}.amazonaws.com", "eventName": action.split(":")[1],
+         "readOnly": False, "awsRegion": "eu-west-1", "recipientAccountId": "111122223333",
+         "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/bot/t",
+                          "accessKeyId": "ASIAEXAMPLE000000001"}}
+        for n, action in enumerate(("cloudtrail:StopLogging", "iam:CreateAccessKey", "s3:PutObject"))
+    ]
+    for n, text in enumerate(("", '[risk]\nmedium = ["cloudtrail:*"]\n', "[risk]\nbuiltin = false\n")):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        con, policy = build_world(folder, {"ct.ndjson": calls}, text)
+        tiers = dict(con.execute("SELECT action, tier FROM chains").fetchall())
+        assert tiers == {a: policy.tier_for(a, read_only=False) for a in tiers}, text
+        assert len(tiers) == 3

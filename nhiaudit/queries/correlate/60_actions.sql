@@ -1,10 +1,17 @@
 -- Audited actions (DESIGN §6): category action, not by a human, tier >= audit.min_tier.
 -- Denied and failed calls are audited too: an unapproved attempt is evidence (outcome is kept).
--- Tier: the highest [risk] tier whose glob matches the action; unlisted: read-only low, else medium.
+-- Tier: the highest [risk] tier whose glob matches the action; else, unless [risk] builtin = false,
+-- the highest tier of the built-in catalogue (55_risk_catalogue.sql) that matches; unlisted:
+-- read-only low, else medium. (Policy.tier_for says the same in Python.)
 CREATE OR REPLACE TEMP TABLE action_tier AS
-WITH names AS (SELECT DISTINCT action FROM events WHERE category = 'action' AND action IS NOT NULL)
-SELECT n.action, max(r.tier_rank) AS listed_rank
-FROM names n JOIN policy_risk r ON regexp_full_match(n.action, r.regex)
+WITH names AS (SELECT DISTINCT action FROM events WHERE category = 'action' AND action IS NOT NULL),
+listed AS (
+    SELECT tier_rank, regex, false AS builtin FROM policy_risk
+    UNION ALL
+    SELECT tier_rank, regex, true FROM risk_catalogue WHERE (SELECT risk_builtin FROM policy_params)
+)
+SELECT n.action, coalesce(max(r.tier_rank) FILTER (WHERE NOT r.builtin), max(r.tier_rank)) AS listed_rank
+FROM names n JOIN listed r ON regexp_full_match(n.action, r.regex)
 GROUP BY n.action;
 
 CREATE OR REPLACE TEMP TABLE audited AS
