@@ -32,15 +32,12 @@ RULES = (
 )
 VERDICTS = ("approved", "unapproved", "unknown")
 STATUSES = ("found", "found", "missing", "conflict", "not_required")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
+# The browser test's flags: the page is measured as that test renders it.
+sys.path[:0] = [
+    str(Path(__file__).resolve().parents[1] / "tests"),
+    str(Path(__file__).resolve().parents[1] / "tests" / "reports"),
+]
+from test_html_browser import BROWSER_FLAGS as FLAGS  # noqa: E402
 
 
 def synthetic(n: int) -> Report:

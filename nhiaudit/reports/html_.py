@@ -464,18 +464,8 @@ def _overview(report: Report, summary: dict[str, Any], anchors: dict[str, str]) 
             continue
         rank = SEVERITY_RANK.get(f.severity, 0)
         counts[rank] += 1
-        if f.agent_id is None:
-            no_agent += 1
-        else:
-            agents[0][f.agent_id] = agents[0].get(f.agent_id, 0) + 1
-            if rank > agents[1].get(f.agent_id, -1):
-                agents[1][f.agent_id] = rank
-        if f.task_id is None:
-            no_task += 1
-        else:
-            tasks[0][f.task_id] = tasks[0].get(f.task_id, 0) + 1
-            if rank > tasks[1].get(f.task_id, -1):
-                tasks[1][f.task_id] = rank
+        no_agent += _tally(agents, f.agent_id, rank)
+        no_task += _tally(tasks, f.task_id, rank)
     titles = {r.id: r.title for r in report.rules}
     severities = list(reversed(SEVERITIES))
     columns = [_Column("Rule", "minmax(min-content,2fr)"), _Column("Title", "minmax(10em,3fr)")]
@@ -507,6 +497,17 @@ def _overview(report: Report, summary: dict[str, Any], anchors: dict[str, str]) 
         "</section>",
         *_timeline(report),
     ]
+
+
+def _tally(stats: tuple[dict[str, int], dict[str, int]], value: str | None, rank: int) -> int:
+    """Count one finding of severity ``rank`` for ``value`` (an agent or task id); 1 when it has none."""
+    if value is None:
+        return 1
+    counts, worsts = stats
+    counts[value] = counts.get(value, 0) + 1
+    if rank > worsts.get(value, -1):
+        worsts[value] = rank
+    return 0
 
 
 def _by_owner(table_id: str, what: str, stats: tuple[dict[str, int], dict[str, int]], without: int) -> list[str]:
