@@ -726,3 +726,19 @@ def _lint(dirs: list[Path], db: Path | None, policy: Path | None) -> list[str]:
         return rules.lint(dirs)
     with session.open_audit(db, policy, require_evidence=False, refresh=False) as audit:
         return rules.lint(dirs, con=audit.con if audit.has_chains() else None)
+
+
+@app.command("init")
+def init_cmd(
+    db: DbOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the policy.")
+    ] = Path("nhiaudit.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing policy file.")] = False,
+) -> None:
+    """Write a starter policy from the store: likely humans and brokers to confirm, principals seen."""
+    from nhiaudit.policy import write_starter_policy
+
+    with errors():
+        written = write_starter_policy(db, output, force)
+    console.print(Text("wrote ") + t(str(written), None) + Text(": confirm [identities] before the next report"))

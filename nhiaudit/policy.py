@@ -41,7 +41,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 import duckdb
 
-from nhiaudit.errors import PolicyError, did_you_mean
+from nhiaudit.errors import NhiauditError, PolicyError, did_you_mean
 from nhiaudit.model import TIER_RANK, TIERS, Waiver
 from nhiaudit.policy_schema import (
     BAD,
@@ -663,3 +663,90 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
             con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows[name])
             if "regex" in columns:
                 con.execute(f"UPDATE {name} SET regex = glob_regex(pattern)")
+
+
+# --------------------------------------------------------------------------------------------------
+# A starter policy from the evidence (nhiaudit init)
+# --------------------------------------------------------------------------------------------------
+
+# Who is likely a person: signed in at a console or through SSO, is typed a person by its source
+# (an IAM Identity Center user), decided an approval or requested a task. Who is likely a broker:
+# issued credentials to several distinct holders. Both are guesses the user confirms.
+_LIKELY_HUMANS = """
+SELECT principal, string_agg(DISTINCT why, '; ' ORDER BY why) AS why FROM (
+    SELECT actor_id AS principal, 'signed in at a console or by SSO (' || source || ')' AS why FROM events
+    WHERE category = 'signin' AND (action IN ('signin:ConsoleLogin', 'entra:UserSignIn') OR source = 'okta')
+    UNION ALL SELECT actor_id, 'a person by its ' || source || ' identity type' FROM events WHERE actor_type = 'human'
+    UNION ALL SELECT json_extract_string(details, '$.approver'), 'decided an approval (' || source || ')'
+    FROM events WHERE category = 'approval'
+    UNION ALL SELECT json_extract_string(details, '$.requested_by'), 'requested a task (' || source || ')'
+    FROM events WHERE category = 'task'
+) WHERE principal IS NOT NULL GROUP BY principal ORDER BY principal
+"""
+_LIKELY_BROKERS = """
+SELECT actor_id AS principal,
+       'issued credentials to ' || count(DISTINCT json_extract_string(details, '$.holder')) || ' holders' AS why
+FROM events WHERE category = 'credential_issue' AND actor_id IS NOT NULL
+GROUP BY actor_id HAVING count(DISTINCT json_extract_string(details, '$.holder')) >= ?
+ORDER BY actor_id
+"""
+_PRINCIPALS = """
+SELECT actor_id, arg_max(actor_type, n) AS actor_type, sum(n) AS events, string_agg(DISTINCT source, ', ') AS sources
+FROM (SELECT actor_id, actor_type, source, count(*) AS n FROM events WHERE actor_id IS NOT NULL GROUP BY ALL)
+GROUP BY actor_id ORDER BY events DESC, actor_id LIMIT ?
+"""
+BROKER_MIN_HOLDERS = 3
+STARTER_PRINCIPALS = 40
+
+
+def _comment_safe(value: str) -> str:
+    """A log string inside a TOML comment: JSON-escaped, so a newline cannot end the comment."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def starter_policy(con: duckdb.DuckDBPyConnection) -> str:
+    """The policy :func:`nhiaudit.policy_schema.template` writes, with ``[identities]`` filled from the
+    store's evidence: the likely humans and brokers (each with why, for the user to confirm or
+    delete) and, as comments, the principals seen with their type. A principal holding a glob
+    character (``*``, ``?``) or a control character would widen the list: it is shown, not listed."""
+    from nhiaudit.policy_schema import template  # noqa: PLC0415 (policy_schema imports nothing of ours back)
+
+    def entries(rows: list[tuple[str, str]]) -> list[str]:
+        lines = []
+        for principal, why in rows:
+            if re.search(r"[*?\x00-\x1f\x7f]", principal):
+                lines.append(f"    # not listed (holds a glob or control character): {_comment_safe(principal)}")
+            else:
+                lines += [f"    # {_comment_safe(why)}", f"    {json.dumps(principal, ensure_ascii=False)},"]
+        return lines
+
+    humans = entries(con.execute(_LIKELY_HUMANS).fetchall())
+    brokers = entries(con.execute(_LIKELY_BROKERS, [BROKER_MIN_HOLDERS]).fetchall())
+    seen = [
+        f"#   {_comment_safe(actor)}  ({kind}, {events} events: {_comment_safe(sources)})"
+        for actor, kind, events, sources in con.execute(_PRINCIPALS, [STARTER_PRINCIPALS]).fetchall()
+    ]
+    text = template()
+    header = "# Written by nhiaudit init from the evidence in the store: confirm every guess below.\n"
+    if seen:
+        header += "# Principals seen (the most active first):\n" + "\n".join(seen) + "\n"
+    for key, lines in (("humans", humans), ("brokers", brokers)):
+        if lines:
+            text = text.replace(f"\n{key} = []\n", f"\n{key} = [\n" + "\n".join(lines) + "\n]\n", 1)
+    return header + text
+
+
+def write_starter_policy(db: Path | None, out: Path, force: bool = False) -> Path:
+    """``nhiaudit init``: write :func:`starter_policy` of the store ``db`` (the default store when
+    None) to ``out``; an existing ``out`` is kept unless ``force``."""
+    from nhiaudit import store  # noqa: PLC0415 (store is not needed to read a policy)
+
+    db_path = store.resolve_db_path(db)
+    if not db_path.exists():
+        raise NhiauditError(f"{db_path}: no store there. Run nhiaudit ingest first, or pass --db.")
+    if out.exists() and not force:
+        raise NhiauditError(f"{out}: already exists. Pass --force to overwrite it, or --output another file.")
+    with store.connect(db_path, read_only=True) as con:
+        text = starter_policy(con)
+    out.write_text(text, encoding="utf-8")
+    return out

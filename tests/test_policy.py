@@ -1039,3 +1039,42 @@ def test_correlation_tiers_actions_like_tier_for(tmp_path: Path) -> None:
         tiers = dict(con.execute("SELECT action, tier FROM chains").fetchall())
         assert tiers == {a: policy.tier_for(a, read_only=False) for a in tiers}, text
         assert len(tiers) == 3
+
+
+def test_init_writes_a_starter_policy_from_the_store(tmp_path: Path) -> None:
+    """nhiaudit init: likely humans (a console sign-in, an approver) and brokers (issued to three
+    holders) listed with why; a hostile principal is shown escaped, never listed; the file loads."""
+    from helpers import invoke, write_lines
+
+    from nhiaudit import ingest, store
+
+    def assume(n: int, caller: str) -> dict:
+        return {"eventVersion": "1.08", "eventID": f"a-{n}", "eventTime": f"2026-11-02T09:0{n}:00Z",
+                "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "recipientAccountId": "1",
+                "userIdentity": {"type": "IAMUser", "arn": caller, "accessKeyId": "AKIABROKER0000000001"},
+                "requestParameters": {"roleArn": f"arn:aws:iam::1:role/r{n}"},
+                "responseElements": {"credentials": {"accessKeyId": f"ASIAR{n}00000000000001"},
+                                     "assumedRoleUser": {"arn": f"arn:aws:sts::1:assumed-role/r{n}/s"}}}
+
+    login = {"eventVersion": "1.05", "eventID": "l-1", "eventTime": "2026-11-02T08:00:00Z",
+             "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "recipientAccountId": "1",
+             "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/alice"},
+             "responseElements": {"ConsoleLogin": "Success"}}
+    hostile = {**login, "eventID": "l-2", "userIdentity": {"type": "IAMUser", "arn": "evil*\nhumans = [\"*\"]"}}
+    broker = "arn:aws:iam::1:user/orchestrator"
+    db = tmp_path / "store.duckdb"
+    with store.connect(db) as con:
+        records = [login, hostile, *(assume(n, broker) for n in (1, 2, 3))]
+        ingest.ingest(con, [write_lines(tmp_path / "ct.ndjson", records)])
+    out = tmp_path / "nhiaudit.toml"
+    result = invoke(["init", "--db", str(db), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    policy = load_policy(out)
+    assert policy.identities.humans == ("arn:aws:iam::1:user/alice",)
+    assert policy.identities.brokers == (broker,)
+    text = out.read_text(encoding="utf-8")
+    assert "# issued credentials to 3 holders" in text
+    assert '# not listed (holds a glob or control character): evil*\\nhumans = [\\"*\\"]' in text
+    again = invoke(["init", "--db", str(db), "--output", str(out)])
+    assert again.exit_code == 2 and "already exists. Pass --force" in again.output
+    assert invoke(["init", "--db", str(tmp_path / "none.duckdb"), "-o", str(tmp_path / "x.toml")]).exit_code == 2
