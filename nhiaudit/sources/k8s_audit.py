@@ -5,7 +5,11 @@
 - AKS diagnostic records ``{"category": "kube-audit…", "properties": {"log": …}}`` where ``log`` is
   the Event as an object or as a JSON string (one a line, or Event Hub's ``{"records": [...]}``);
 - GKE Cloud Audit Log entries (``protoPayload`` with ``serviceName`` ``k8s.io`` and ``methodName``
-  ``io.k8s.<group>.<version>.<resource>[.<subresource>].<verb>``).
+  ``io.k8s.<group>.<version>.<resource>[.<subresource>].<verb>``);
+- EKS control-plane audit logs through CloudWatch Logs: a subscription payload
+  (``{"messageType": "DATA_MESSAGE", "logGroup": "/aws/eks/<cluster>/cluster", "logEvents": [{"id",
+  "timestamp", "message"}]}``, as Firehose or a Lambda writes it), an export of ``filter-log-events``
+  (``{"events": [...]}``) or its events one a line: ``message`` is the Event as a JSON string.
 
 One file can mix all three (Elastic's test file does), so every record is first reduced to the same
 columns (``k8s_u``), then normalized once. ``gcp_audit`` hands its GKE entries to ``normalize`` so
@@ -71,8 +75,11 @@ def _is_k8s_record(record: object) -> bool:
         return bool(record) and _is_k8s_record(record[0])
     if not isinstance(record, dict):
         return False
-    if isinstance(record.get("records"), list) and record["records"]:
-        return _is_k8s_record(record["records"][0])
+    for key in ("records", "logEvents", "events"):
+        if isinstance(record.get(key), list) and record[key]:
+            return _is_k8s_record(record[key][0])
+    if isinstance(record.get("message"), str) and '"auditID"' in record["message"]:
+        return _is_k8s_record(first_json_line(record["message"]) or {})  # a CloudWatch Logs event
     api_version = str(record.get("apiVersion", ""))
     if api_version.startswith("audit.k8s.io/") or {"auditID", "stage", "verb"} <= record.keys():
         return True
@@ -90,12 +97,15 @@ def _looks_like_k8s_document(text: str) -> bool:
     audit = re.search(r'"apiVersion"\s*:\s*"audit\.k8s\.io/|"auditID"\s*:', text)
     if audit and (payload < 0 or audit.start() < payload):
         return True
-    return re.search(r'"category"\s*:\s*"kube-audit', text) is not None and '"properties"' in text
+    if re.search(r'"category"\s*:\s*"kube-audit', text) is not None and '"properties"' in text:
+        return True
+    # CloudWatch Logs (EKS): the Event is an escaped string in "message"
+    return '"message"' in text and '\\"auditID\\"' in text and ('"logEvents"' in text or '"events"' in text)
 
 
 def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
     for file in files:
-        stage_json_records(con, file, unwrap=("items", "records"))
+        stage_json_records(con, file, unwrap=("items", "records", "logEvents", "events"))
         _unwrap(con)
         normalize(con)
 
@@ -108,15 +118,19 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
             SELECT record_index, line, doc,
                 CASE WHEN {logentry.has_audit_payload("doc")} THEN 'gke'
                      WHEN json_type(doc, '$.properties.log') IS NOT NULL THEN 'aks'
-                     ELSE 'native' END AS envelope,
-                json_type(doc, '$.properties.log') AS log_type,
-                json_extract_string(doc, '$.properties.log') AS log_text
+                     -- a CloudWatch Logs event: id/timestamp beside the Event as a JSON string
+                     WHEN json_type(doc, '$.message') IS NOT NULL AND json_type(doc, '$.auditID') IS NULL
+                         THEN 'eks' ELSE 'native' END AS envelope,
+                coalesce(json_type(doc, '$.properties.log'), json_type(doc, '$.message')) AS log_type,
+                coalesce(json_extract_string(doc, '$.properties.log'), json_extract_string(doc, '$.message'))
+                    AS log_text
             FROM records
         )
         SELECT record_index, line, envelope,
             -- NULL: the Event is the record itself (read back from ``records``, not copied).
-            CASE WHEN envelope <> 'aks' THEN NULL
-                 WHEN log_type = 'OBJECT' THEN json_extract(doc, '$.properties.log')
+            CASE WHEN envelope NOT IN ('aks', 'eks') THEN NULL
+                 WHEN log_type = 'OBJECT'
+                     THEN coalesce(json_extract(doc, '$.properties.log'), json_extract(doc, '$.message'))
                  WHEN log_type = 'VARCHAR' THEN try(json(log_text)) END AS body,
             -- AKS writes the Event as a JSON string in some pipelines (FORMATS §4 quirks).
             CASE WHEN envelope = 'aks' AND log_type = 'VARCHAR' AND try(json(log_text)) IS NULL
@@ -124,6 +138,11 @@ def _unwrap(con: duckdb.DuckDBPyConnection) -> None:
                           || '''): expected an audit Event serialized as JSON'
                  WHEN envelope = 'aks' THEN json_type_problem(log_type, 'properties.log', ['OBJECT', 'VARCHAR'],
                                                               'an audit Event (an object or a JSON string)')
+                 WHEN envelope = 'eks' AND log_type = 'VARCHAR' AND try(json(log_text)) IS NULL
+                     THEN 'message is a string that is not JSON (''' || left(log_text, 60)
+                          || '''): expected an audit Event serialized as JSON'
+                 WHEN envelope = 'eks' THEN json_type_problem(log_type, 'message', ['OBJECT', 'VARCHAR'],
+                                                              'an audit Event (a JSON string)')
             END AS reason,
             CASE WHEN envelope = 'aks' THEN json_extract_string(doc, '$.resourceId') END AS aks_resource_id
         FROM w"""

@@ -249,6 +249,37 @@ def test_event_list_and_event_hub_records(store: duckdb.DuckDBPyConnection, tmp_
     assert event(store, "k8s_audit", "hub-1")["account"] == "s1"
 
 
+def test_eks_audit_through_cloudwatch_logs(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """The CloudWatch Logs subscription payload (DATA_MESSAGE, as Firehose or a Lambda delivers it),
+    a filter-log-events export and its events one a line: the Event is the JSON string in message."""
+    def cw_event(n: int, audit_id: str, **fields: Any) -> dict[str, Any]:
+        return {"id": f"3719{n:052d}", "timestamp": 1793610600000 + n,
+                "message": json.dumps(audit_event(audit_id, **fields))}
+
+    payload = tmp_path / "eks-subscription.json"
+    payload.write_text(json.dumps({
+        "messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": "/aws/eks/prod/cluster",
+        "logStream": "kube-apiserver-audit-0a1b2c3d", "subscriptionFilters": ["to-firehose"],
+        "logEvents": [cw_event(1, "eks-1"), cw_event(2, "eks-2", verb="delete")]}))
+    assert k8s_audit.detect(payload) and ingest.detect(payload) == "k8s_audit"
+    assert load(store, "k8s_audit", payload).loaded == 2
+    deleted = event(store, "k8s_audit", "eks-2")
+    assert (deleted["action"], deleted["resource"]) == ("k8s:delete:secrets", "namespaces/prod/secrets/db")
+    assert deleted["details"]["envelope"] == "eks"
+
+    export = tmp_path / "filter-log-events.json"
+    export.write_text(json.dumps({"events": [{**cw_event(3, "eks-3"), "logStreamName": "kube-apiserver-audit-0a1b",
+                                              "ingestionTime": 1793610601000, "eventId": "3719"}]}, indent=2))
+    assert k8s_audit.detect(export)
+    assert load(store, "k8s_audit", export).loaded == 1
+    lines = write_lines(tmp_path / "firehose.ndjson", [cw_event(4, "eks-4"), {**cw_event(5, "x"), "message": "oops"}])
+    assert k8s_audit.detect(lines)
+    result = load(store, "k8s_audit", lines)
+    assert (result.loaded, result.rejected) == (1, 1)
+    assert rows(store, "SELECT reason FROM rejected")[0]["reason"] == (
+        "message is a string that is not JSON ('oops'): expected an audit Event serialized as JSON")
+
+
 def test_gke_entry_is_the_same_event_in_a_gcp_file(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     mixed = sample(K8S_SAMPLES / MIXED).read_text().splitlines()
     gke_line = next(line for line in mixed if "protoPayload" in line)
