@@ -60,6 +60,13 @@ _HEAD_WEBHOOK = re.compile(
     r'"(workflow_run|workflow_job|workflow_job_run)"\s*:\s*\{|"workflow_job_runs"\s*:\s*\[|"deployment_callback_url"\s*:'
 )
 _HEAD_DISPATCH = re.compile(r'"inputs"\s*:.*"workflow"\s*:\s*"\.github/workflows/', re.DOTALL)
+# A pretty-printed REST export page (`gh api /orgs/ORG/audit-log` prints an indented array): its first
+# entry's keys, in any order, within the head.
+_HEAD_AUDIT = (
+    re.compile(r'"action"\s*:\s*"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+"'),
+    re.compile(r'"actor"\s*:'),
+    re.compile(r'"(@timestamp|created_at)"\s*:\s*[0-9]{12,}'),
+)
 
 
 def _is_audit_entry(record: object) -> bool:
@@ -80,9 +87,11 @@ def detect(path: Path) -> bool:
     if isinstance(first, dict):
         return _is_audit_entry(first) or _is_webhook(first)
     stripped = text.lstrip()
-    # A pretty-printed payload (or a first line longer than the head): the keys are in its head.
+    # A pretty-printed payload or export page (or a first line longer than the head): the keys are in its head.
     return stripped[:1] in ("{", "[") and (
-        _HEAD_WEBHOOK.search(text) is not None or _HEAD_DISPATCH.search(text) is not None
+        _HEAD_WEBHOOK.search(text) is not None
+        or _HEAD_DISPATCH.search(text) is not None
+        or (stripped[:1] == "[" and all(p.search(text) for p in _HEAD_AUDIT))
     )
 
 

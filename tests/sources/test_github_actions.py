@@ -192,6 +192,17 @@ def test_decisions_from_webhooks_and_the_audit_log(store: duckdb.DuckDBPyConnect
     assert (created["category"], created["task_id"]) == ("task", "github-run:7003:1")
 
 
+def test_a_pretty_printed_rest_export_page_is_detected(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """`gh api /orgs/ORG/audit-log` prints the page as an indented JSON array."""
+    page = tmp_path / "audit-log-page-1.json"
+    page.write_text(json.dumps([audit("workflows.approve_workflow_job", workflow_run_id=7001)], indent=2), "utf-8")
+    assert github_actions.detect(page)
+    assert load(store, "github_actions", page).loaded == 1
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"action": "repo.create", "note": "no actor, no time"}], indent=2), "utf-8")
+    assert not github_actions.detect(other)
+
+
 def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "bad.ndjson",
