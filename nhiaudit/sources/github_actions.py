@@ -36,7 +36,8 @@ READS = (
 DETECTION = (
     'a JSON object (or array of them) with a "workflow_run", "workflow_job" or "workflow_job_run" object, a '
     '"deployment_callback_url", or "inputs" with a ".github/workflows/" "workflow"; or an audit-log entry: '
-    '"action" of the form category.verb with "actor" and an epoch-millisecond "@timestamp" or "created_at"'
+    '"action" of the form category.verb with "actor" and an epoch-millisecond "@timestamp" or "created_at" '
+    "(in the head of a pretty-printed export page too)"
 )
 
 # Webhook payload kinds, from the keys that only that event's payload has (checked in this order).

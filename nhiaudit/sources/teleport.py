@@ -95,7 +95,7 @@ def _reason_sql() -> str:
         s.wrong_time("json_extract(doc, '$.identity.expires')", "identity.expires"),
         "CASE WHEN starts_with(json_extract_string(doc, '$.event'), 'access_request.') "
         "AND json_extract_string(doc, '$.event') NOT IN ('access_request.search') AND "
-        f"{_s('$.id')} IS NULL THEN json_extract_string(doc, '$.event') || ' has no request id' END",
+        f"{_s('$.id')} IS NULL THEN left(json_extract_string(doc, '$.event'), 60) || ' has no request id' END",
         "CASE WHEN json_extract_string(doc, '$.event') = 'access_request.review' AND "
         f"({_s('$.reviewer')} IS NULL OR {_s('$.proposed_state')} IS NULL) "
         "THEN 'access_request.review has no reviewer or proposed_state' END",
