@@ -116,9 +116,12 @@ def _s(path: str) -> str:
 
 
 def _epoch_ms(path: str) -> str:
+    """Epoch milliseconds (an ISO string is accepted too); NULL outside years 1970..9999, so that a
+    hostile number cannot overflow the timestamp and fail the whole file."""
+    number = f"TRY_CAST(json_extract(doc, '{path}') AS DOUBLE)"
     return (
-        f"CASE WHEN json_type(doc, '{path}') IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
-        f"THEN make_timestamptz(CAST(json_extract(doc, '{path}') AS DOUBLE)::BIGINT * 1000) "
+        f"CASE WHEN json_type(doc, '{path}') IN ('UBIGINT', 'BIGINT', 'DOUBLE') AND {number} BETWEEN 0 AND 253402300799999 "
+        f"THEN make_timestamptz({number}::BIGINT * 1000) "
         f"WHEN json_type(doc, '{path}') = 'VARCHAR' THEN try_cast(json_extract_string(doc, '{path}') AS TIMESTAMPTZ) END"
     )
 
@@ -155,7 +158,7 @@ def _reason_sql() -> str:
         "CASE WHEN kind IS NULL THEN 'not a GitHub Actions webhook payload (workflow_run, workflow_job, "
         "deployment_review, deployment_protection_rule, workflow_dispatch) or an audit-log entry' END",
         "CASE WHEN kind = 'audit' AND occurred_at IS NULL THEN 'audit-log entry has no @timestamp or created_at "
-        "(epoch milliseconds)' END",
+        "in epoch milliseconds (or RFC 3339)' END",
     ]
     for kind, fields in checks.items():
         for path, allowed, expected in fields:

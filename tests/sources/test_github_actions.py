@@ -213,6 +213,7 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
             {"action": "opened", "pull_request": {"number": 1}, "workflow_run": None},
             "{not json",
             {"action": "requested", "workflow_run": run(), "repository": {"full_name": "acme/reports"}},
+            audit("workflows.approve_workflow_job", created_at=10**20, **{"@timestamp": None}),
         ],
     )
     result = ingest.ingest(store, [path])
@@ -225,8 +226,9 @@ def test_bad_records_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection
         "not a GitHub Actions webhook payload (workflow_run, workflow_job, deployment_review, "
         "deployment_protection_rule, workflow_dispatch) or an audit-log entry",
         "line 5: not valid JSON (truncated or malformed record)",
+        "audit-log entry has no @timestamp or created_at in epoch milliseconds (or RFC 3339)",
     ]
-    assert (result.files[0].loaded, result.files[0].rejected) == (1, 5)
+    assert (result.files[0].loaded, result.files[0].rejected) == (1, 6)
 
 
 def test_reingest_is_a_noop_and_a_repeated_payload_a_duplicate(
