@@ -209,6 +209,22 @@ def stage_lines(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
     )
 
 
+def reject_records(con: duckdb.DuckDBPyConnection, table: str, reason: str) -> None:
+    """Reject the rows of ``table`` (record_index, line, doc, …) for which the SQL ``reason`` (a
+    ``first_problem`` over its columns) is not NULL: into staged_rejected, with an excerpt of doc.
+    Later statements skip them with ``not_rejected()``."""
+    con.execute(
+        f"""INSERT INTO staged_rejected SELECT record_index, line, reason, left(doc::VARCHAR, ?)
+        FROM (SELECT *, {reason} AS reason FROM {table}) WHERE reason IS NOT NULL""",
+        [RAW_EXCERPT],
+    )
+
+
+def not_rejected() -> str:
+    """SQL condition: the row's record was not rejected (``record_index`` of the staged file)."""
+    return "record_index NOT IN (SELECT record_index FROM staged_rejected WHERE record_index IS NOT NULL)"
+
+
 def reject_lines(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Move rows of ``table`` (record_index, line, text, reason) with a reason to staged_rejected."""
     con.execute(

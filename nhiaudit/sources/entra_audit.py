@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from nhiaudit.sources import _sql
-from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
+from nhiaudit.sources._read import EvidenceFile, head, stage_json_records
 
 NAME = "entra_audit"
 READS = 'Entra ID AuditLogs (directory audits) in the diagnostic-settings shape, NDJSON or {"records": [...]}'
@@ -68,11 +68,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         s.wrong_type("json_type(p, '$.initiatedBy')", "properties.initiatedBy", s.OBJECT, "an object"),
         s.wrong_type("json_type(p, '$.additionalDetails')", "properties.additionalDetails", s.ARRAY, "an array"),
     )
-    con.execute(
-        f"""INSERT INTO staged_rejected SELECT record_index, line, reason, left(doc::VARCHAR, ?)
-        FROM (SELECT *, {problem} AS reason FROM ea) WHERE reason IS NOT NULL""",
-        [RAW_EXCERPT],
-    )
+    s.reject_records(con, "ea", problem)
     con.execute(
         f"""INSERT INTO staged BY NAME
         WITH base AS (
@@ -88,7 +84,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 lower(json_extract_string(p, '$.result')) AS result,
                 json_extract_string(p, '$.loggedByService') AS service
             FROM ea
-            WHERE record_index NOT IN (SELECT record_index FROM staged_rejected WHERE record_index IS NOT NULL)
+            WHERE {s.not_rejected()}
         ), t AS (
             SELECT *, lower(op) AS lop,
                 list_filter(targets, x -> json_extract_string(x, '$.type') IN ('ServicePrincipal', 'Application'))[1] AS sp,

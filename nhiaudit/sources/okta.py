@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from nhiaudit.sources import _sql
-from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, head, stage_json_records
+from nhiaudit.sources._read import EvidenceFile, head, stage_json_records
 
 NAME = "okta"
 READS = "Okta System Log LogEvent records (API export or log stream, NDJSON or array), also with lower-cased keys"
@@ -81,11 +81,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         s.wrong_type("json_type(doc, '$.target')", "target", s.ARRAY, "an array"),
         s.wrong_type("json_type(doc, '$.outcome')", "outcome", s.OBJECT, "an object"),
     )
-    con.execute(
-        f"""INSERT INTO staged_rejected SELECT record_index, line, reason, left(doc::VARCHAR, ?)
-        FROM (SELECT *, {problem} AS reason FROM ok) WHERE reason IS NOT NULL""",
-        [RAW_EXCERPT],
-    )
+    s.reject_records(con, "ok", problem)
     other = " OR ".join(f"starts_with(event_type, '{p}')" for p in _OTHER_PREFIXES)
     con.execute(
         f"""INSERT INTO staged BY NAME
@@ -106,7 +102,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 json_extract_string(doc, '$.transaction.detail.requestApiTokenId') AS api_token_used,
                 json_extract_string(authn, '$.externalSessionId') AS session_id
             FROM ok
-            WHERE record_index NOT IN (SELECT record_index FROM staged_rejected WHERE record_index IS NOT NULL)
+            WHERE {s.not_rejected()}
         ), t AS (
             SELECT *,
                 list_filter(targets, x -> json_extract_string(x, '$.type') = 'Token')[1] AS token,
