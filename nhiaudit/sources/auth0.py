@@ -67,6 +67,9 @@ SIGNIN_FAILURE = (
 )
 SIGNIN_DENIED = ("limit_wc", "limit_sul", "limit_mu")  # blocked by attack protection
 REVOKING = ("srrt",)
+# Management API operations (success, failure): the call's bearer token is the credential, its path
+# the resource; creating a client that may use client_credentials issues a long-term credential.
+MGMT_API = ("sapi", "fapi")
 _ACT_PATHS = ("$.details.act", "$.details.actor", "$.details.claims.act")
 
 
@@ -135,11 +138,26 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 {field("user_name")} AS user_name,
                 {field("audience")} AS audience,
                 coalesce({field("tenant_name")}, {field("hostname")}) AS tenant,
-                {act} AS act
+                {act} AS act,
+                json_extract(d, '$.details.request') AS mreq,
+                json_extract(d, '$.details.response') AS mresp
             FROM a0 WHERE reason IS NULL
+        ), mgmt AS (
+            SELECT *,
+                nullif(json_extract_string(mreq, '$.auth.credentials.jti'), '') AS jti,
+                upper(json_extract_string(mreq, '$.method')) AS method,
+                {s.without_query("json_extract_string(mreq, '$.path')")} AS api_path,
+                type = 'sapi' AND upper(json_extract_string(mreq, '$.method')) = 'POST'
+                    AND regexp_full_match(coalesce(json_extract_string(mreq, '$.path'), ''), '/api/v2/clients/?')
+                    AND list_contains(coalesce(json_extract_string(mreq, '$.body.grant_types[*]'), []),
+                                      'client_credentials') AS creates_m2m,
+                nullif(json_extract_string(mresp, '$.body.client_id'), '') AS new_client
+            FROM base
         ), typed AS (
             SELECT *,
-                CASE WHEN type IN ({_codes(ISSUING)}) THEN 'credential_issue'
+                CASE WHEN creates_m2m AND new_client IS NOT NULL THEN 'credential_issue'
+                     WHEN type IN ({_codes(MGMT_API)}) THEN 'action'
+                     WHEN type IN ({_codes(ISSUING)}) THEN 'credential_issue'
                      WHEN type IN ({_codes(SIGNIN_SUCCESS + SIGNIN_FAILURE + SIGNIN_DENIED)}) THEN 'signin'
                      WHEN type IN ({_codes(REVOKING)}) THEN 'credential_revoke'
                      ELSE 'other' END AS category,
@@ -148,7 +166,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                      -- other codes: f… is a failure, s… a success (Auth0's naming), else unknown
                      WHEN type LIKE 'f%' THEN 'failure'
                      WHEN type LIKE 's%' THEN 'success' END AS outcome
-            FROM base
+            FROM mgmt
         )
         SELECT
             log_id AS event_id,
@@ -158,18 +176,28 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN type IN ({_codes(M2M)}) OR (category = 'credential_issue' AND user_id IS NULL)
                  THEN 'service'
                  ELSE 'unknown' END AS actor_type,
-            CASE WHEN category = 'credential_issue'
+            CASE WHEN creates_m2m AND new_client IS NOT NULL THEN 'oauth-client:' || new_client
+                 WHEN type IN ({_codes(MGMT_API)}) AND jti IS NOT NULL THEN jti
+                 WHEN category = 'credential_issue'
                  THEN 'auth0:' || coalesce(client_id, '-') || ':' || log_id END
                 AS credential_id,
-            CASE WHEN category = 'credential_issue' THEN 'oauth_access_token'
+            CASE WHEN creates_m2m AND new_client IS NOT NULL THEN 'oauth_client'
+                 WHEN type IN ({_codes(MGMT_API)}) AND jti IS NOT NULL THEN 'jwt'
+                 WHEN category = 'credential_issue' THEN 'oauth_access_token'
                  WHEN category = 'credential_revoke' THEN 'oauth_refresh_token' END AS credential_type,
             -- RFC 8693 delegation, when an actor claim is logged: the current actor is the parent
-            CASE WHEN category = 'credential_issue' AND act IS NOT NULL
+            CASE WHEN creates_m2m AND new_client IS NOT NULL THEN jti
+                 WHEN category = 'credential_issue' AND act IS NOT NULL
                  THEN json_extract_string(act, '$.sub') END
                 AS parent_credential_id,
-            'auth0:' || type AS action,
-            coalesce(audience, 'auth0:' || coalesce(tenant, '-') || '/' || coalesce(client_id, '-'))
+            CASE WHEN type IN ({_codes(MGMT_API)}) AND method IS NOT NULL
+                 THEN 'auth0-mgmt:' || method || ' ' || regexp_replace(coalesce(api_path, ''), '^/api/v2/', '')
+                 ELSE 'auth0:' || type END AS action,
+            coalesce(CASE WHEN type IN ({_codes(MGMT_API)}) THEN 'auth0:' || coalesce(tenant, '-') || api_path END,
+                     audience, 'auth0:' || coalesce(tenant, '-') || '/' || coalesce(client_id, '-'))
                 AS resource,
+            CASE WHEN type IN ({_codes(MGMT_API)}) AND method IS NOT NULL THEN method IN ('GET', 'HEAD') END
+                AS read_only,
             outcome,
             CASE WHEN outcome IN ('failure', 'denied')
                  THEN coalesce({s.json_string("d", "$.details.error.oauthError")}, type) END AS error_code,
@@ -177,10 +205,15 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             {field("ip")} AS src_ip,
             {field("user_agent")} AS user_agent,
             json_merge_patch('{{}}', json_object(
-                'holder', CASE WHEN category = 'credential_issue' THEN coalesce(user_id, client_id) END,
-                'long_term', CASE WHEN category = 'credential_issue' THEN false END,
+                'holder', CASE WHEN creates_m2m AND new_client IS NOT NULL THEN new_client
+                               WHEN category = 'credential_issue' THEN coalesce(user_id, client_id) END,
+                'long_term', CASE WHEN category = 'credential_issue' THEN coalesce(creates_m2m, false) END,
+                'api_status', TRY_CAST(json_extract_string(mresp, '$.statusCode') AS INTEGER),
+                'api_scopes', json_extract(mreq, '$.auth.credentials.scopes'),
                 -- the parent is the actor claim's subject, a principal rather than a token
-                'parent_credential_type', CASE WHEN category = 'credential_issue' AND act IS NOT NULL
+                'parent_credential_type', CASE WHEN creates_m2m AND new_client IS NOT NULL AND jti IS NOT NULL
+                                               THEN 'jwt'
+                                               WHEN category = 'credential_issue' AND act IS NOT NULL
                                                THEN 'oauth_actor' END,
                 'token_exchange', CASE WHEN type IN ({_codes(TOKEN_EXCHANGE)}) THEN true END,
                 'event_type', type, 'description', {field("description")},

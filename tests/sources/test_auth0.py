@@ -170,3 +170,38 @@ def test_reingest_is_a_noop_and_duplicates_are_skipped(
     result = load(store, "auth0", write_lines(tmp_path / "b.ndjson", [stream("r2", "seccft"), stream("r3", "seccft")]))
     assert (result.read, result.loaded, result.duplicates) == (2, 1, 1)
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+
+
+def management_api(log_id: str, type_: str, method: str, path: str, body: Any = None, response: Any = None,
+                   status: int = 200) -> dict[str, Any]:
+    """A Management API operation log (sapi / fapi) as a log stream delivers it (Auth0 log event
+    schema: details.request.{method, path, body, auth.credentials.jti}, details.response)."""
+    return stream(log_id, type_, description="Create a client" if method == "post" else "Get users",
+                  client_id="mgmt-m2m", user_id="", details={
+                      "request": {"method": method, "path": path, "query": {}, "body": body or {},
+                                  "channel": "api", "ip": "10.1.1.1",
+                                  "auth": {"strategy": "jwt", "credentials": {"jti": f"jti-{log_id}",
+                                                                              "scopes": ["create:clients"]}}},
+                      "response": {"statusCode": status, "body": response or {}}})
+
+
+def test_management_api_calls_and_client_credentials_client(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    create = management_api("m-1", "sapi", "post", "/api/v2/clients",
+                            body={"name": "report-bot", "app_type": "non_interactive",
+                                  "grant_types": ["client_credentials"], "client_secret": "s3cr3t"},
+                            response={"client_id": "NEWCLIENT1", "name": "report-bot"}, status=201)
+    read = management_api("m-2", "sapi", "get", "/api/v2/users?q=email:x")
+    failed = management_api("m-3", "fapi", "delete", "/api/v2/clients/NEWCLIENT1", status=403)
+    load(store, "auth0", write_lines(tmp_path / "mgmt.ndjson", [create, read, failed]))
+    got = {r["event_id"]: r for r in rows(store, "SELECT * FROM events")}
+    issued = got["m-1"]
+    assert (issued["category"], issued["credential_id"], issued["credential_type"]) == (
+        "credential_issue", "oauth-client:NEWCLIENT1", "oauth_client")
+    assert issued["parent_credential_id"] == "jti-m-1"
+    assert json.loads(issued["details"])["long_term"] is True
+    assert "s3cr3t" not in json.dumps([str(v) for k, v in issued.items() if k != "raw"])  # only raw keeps it
+    assert (got["m-2"]["category"], got["m-2"]["credential_id"], got["m-2"]["credential_type"]) == (
+        "action", "jti-m-2", "jwt")
+    assert (got["m-2"]["action"], got["m-2"]["resource"], got["m-2"]["read_only"]) == (
+        "auth0-mgmt:GET users", "auth0:acme.eu.auth0.com/api/v2/users", True)
+    assert (got["m-3"]["outcome"], got["m-3"]["action"]) == ("failure", "auth0-mgmt:DELETE clients/NEWCLIENT1")
