@@ -503,6 +503,12 @@ def report_cmd(
             help="Pass/fail per control of a framework: " + ", ".join(report.FRAMEWORKS) + ".",
         ),
     ] = None,
+    html_max_chains: Annotated[
+        int, typer.Option("--html-max-chains", metavar="N", min=0, help="Chains the HTML report draws in full.")
+    ] = 200,
+    html_max_findings: Annotated[
+        int, typer.Option("--html-max-findings", metavar="N", min=0, help="Findings the HTML report lists.")
+    ] = 2_000,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
     sarif_category: Annotated[
         str,
@@ -564,6 +570,7 @@ def report_cmd(
         controls = report.compliance(result, compliance) if compliance else None
         options = {
             "json": {"compliance": controls},
+            "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
             "sarif": {
                 "max_results": sarif_max_results,
                 "category": sarif_category,
@@ -731,9 +738,9 @@ def _lint(dirs: list[Path], db: Path | None, policy: Path | None) -> list[str]:
 @app.command("init")
 def init_cmd(
     db: DbOption = None,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the policy.")
-    ] = Path("nhiaudit.toml"),
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the policy.")] = Path(
+        "nhiaudit.toml"
+    ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing policy file.")] = False,
 ) -> None:
     """Write a starter policy from the store: likely humans and brokers to confirm, principals seen."""

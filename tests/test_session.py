@@ -412,3 +412,14 @@ def test_compliance_pass_fail_per_control(db: Path) -> None:
     assert {c["status"] for c in nothing_fails} == {"pass"}
     wrong = invoke([*base, "owasp-agentik"])
     assert wrong.exit_code == 2 and "Didyoumean'owasp-agentic'?" in "".join(wrong.stderr.split())
+
+
+def test_html_caps_reach_the_writer(db: Path, tmp_path: Path) -> None:
+    base = ["report", "--db", str(db), "--policy", str(POLICY), "--fail-on", "none"]
+    assert invoke([*base, "--html", str(tmp_path / "full.html")]).exit_code == 0
+    assert invoke([*base, "--html", str(tmp_path / "none.html"), "--html-max-chains", "0"]).exit_code == 0
+    full, none = (
+        (tmp_path / "full.html").read_text(encoding="utf-8"),
+        (tmp_path / "none.html").read_text(encoding="utf-8"),
+    )
+    assert len(none) < len(full) and none.count("<svg") < full.count("<svg")
