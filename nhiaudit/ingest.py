@@ -112,12 +112,15 @@ ProgressFn = Callable[[str, FileResult], None]
 Options = Mapping[str, Mapping[str, Any]]
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
-    """Files under ``paths`` (recursive, sorted), those skipped as obviously not logs, and those
-    that cannot be read as files at all, with why (never opened: a FIFO would block the run)."""
+def discover(
+    paths: Iterable[Path], unreadable: list[tuple[Path, str]] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Files under ``paths`` (recursive, sorted), and those skipped as obviously not logs. Those that
+    cannot be read as files at all are appended to ``unreadable`` with why (never opened: a FIFO
+    would block the run)."""
     found: list[Path] = []
     ignored: list[Path] = []
-    unreadable: list[tuple[Path, str]] = []
+    unreadable = [] if unreadable is None else unreadable
     for path in paths:
         if not path.exists() and not path.is_symlink():
             raise NhiauditError(f"{path}: no such file or directory. Check the path.")
@@ -149,7 +152,7 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[tuple[
                 unreadable.append((p, problem))
             else:
                 found.append(p)
-    return found, ignored, unreadable
+    return found, ignored
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -242,7 +245,8 @@ def ingest(
         )
     options = options or {}
     _check_options(options)
-    files, ignored, unreadable = discover(paths)
+    unreadable: list[tuple[Path, str]] = []
+    files, ignored = discover(paths, unreadable)
     result = IngestResult(ignored=ignored, unreadable=unreadable)
     for path in files:
         try:
@@ -798,16 +802,18 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
     # first stored is the evidence (queries/correlate/05_event_evidence.sql). The first copy of
     # each (key, content) is chosen on (key, content, position, rowid) alone: a window over the
     # staged rows would carry every column, raw records included, through its sort.
-    # Content is compared as minified JSON: the same record pretty-printed in one file and on one
-    # line in another is the same record.
+    # Content is what the source read from the record (every events column but the raw record and
+    # where it was): the same record pretty-printed, or delivered native in one file and wrapped
+    # in another (an EventBridge envelope), is the same event.
+    content = f"md5(row({', '.join(_CONTENT_COLUMNS)})::VARCHAR)"
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE staged_content AS
-        SELECT rowid AS staged_row, dedupe_key, record_index, md5(json(raw)::VARCHAR) AS content_md5 FROM staged"""
+        f"""CREATE OR REPLACE TEMP TABLE staged_content AS
+        SELECT rowid AS staged_row, dedupe_key, record_index, {content} AS content_md5 FROM staged"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE stored_copies AS
-        SELECT e.dedupe_key, md5(json(e.raw)::VARCHAR) AS content_md5 FROM events e
-        WHERE e.source = ? AND e.dedupe_key IN (SELECT dedupe_key FROM staged_content)""",
+        f"""CREATE OR REPLACE TEMP TABLE stored_copies AS
+        SELECT dedupe_key, {content} AS content_md5 FROM events
+        WHERE source = ? AND dedupe_key IN (SELECT dedupe_key FROM staged_content)""",
         [source],
     )
     conflicts = con.execute(
@@ -864,15 +870,19 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
 # A reason is shown on the terminal and in reports: it names the field and the problem. Sources
 # quote a short value to help ('yesterday' is not a time), but evidence is hostile and a token
 # planted in a time field would be quoted too. So every quoted value goes when any one of them
-# looks like a secret (a run of 16 token characters, over 40 characters, or quotes inside it),
-# and control characters (line feeds, escapes) become spaces, whatever the source wrote.
+# looks like a secret (a run of 16 token characters: keys, tokens, JWTs), and control characters
+# (line feeds, escapes) become spaces, whatever the source wrote.
 _SCRUBBED_REASON = r"""regexp_replace(
-    CASE WHEN regexp_matches(reason, '''[^'']*[A-Za-z0-9+/=_-]{16}')
-           OR regexp_matches(reason, '''[^'']{41}')
-           OR length(reason) - length(replace(reason, '''', '')) > 2
+    CASE WHEN len(list_filter(regexp_extract_all(reason, '''([^'']*)''', 1),
+                              v -> regexp_matches(v, '[A-Za-z0-9+/=_-]{16}'))) > 0
          THEN regexp_replace(reason, '''(?s:.*)''', '''…''')
          ELSE reason END,
     '[\x00-\x1f\x7f]', ' ', 'g')"""
+
+
+_CONTENT_COLUMNS = [
+    c for c in store.EVENT_COLUMNS if c not in ("raw", "record_index", "line", "file_sha256", "source", "dedupe_key")
+]
 
 
 def _check_complete(con: duckdb.DuckDBPyConnection) -> None:

@@ -257,7 +257,7 @@ def open_audit(
     return AuditSession(con, pol, str(path), correlated, origin)
 
 
-LOCK_WAIT_SECONDS = 120.0  # how long a command waits for another nhiaudit's hold on the store
+LOCK_WAIT_SECONDS = 10.0  # how long a command waits for another process's hold on the store
 
 
 def _connect(path: Path, read_only: bool, on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
@@ -271,8 +271,9 @@ def _connect(path: Path, read_only: bool, on_wait: Callable[[str], None] | None)
         except store.StoreLocked:
             if time.monotonic() >= deadline:
                 raise StoreError(
-                    f"{path}: another nhiaudit process has held the store for over {LOCK_WAIT_SECONDS:.0f} s "
-                    "(an ingest, or a report rebuilding the derived tables). Run this again when it finishes."
+                    f"{path}: the store is open in another nhiaudit or DuckDB process. Waited "
+                    f"{LOCK_WAIT_SECONDS:.0f} s for it (an ingest, or a report rebuilding the derived tables); "
+                    "run this again when it finishes, or use another --db."
                 ) from None
             if on_wait is not None and not told:
                 on_wait(f"{path}: another nhiaudit process holds the store; waiting for it (up to "

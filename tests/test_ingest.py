@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -852,7 +853,7 @@ def test_a_planted_token_never_reaches_a_reason(store: duckdb.DuckDBPyConnection
     reasons = [r[2] for r in rejected(store)]
     assert reasons == [
         "eventTime '…' is not an ISO-8601 time",  # the field and the problem, not the value
-        "eventTime '…' is not an ISO-8601 time",  # quotes inside the value: it goes too
+        "eventTime 'it's  [31mred' is not an ISO-8601 time",  # no line feed or escape reaches a terminal
         "eventTime 'yesterday' is not an ISO-8601 time",  # a short plain value helps and stays
     ]
     assert all(token not in "".join(map(str, row[:3])) for row in rejected(store))
@@ -899,11 +900,9 @@ def test_same_id_with_other_content_keeps_both(store: duckdb.DuckDBPyConnection,
         "SELECT event_id, line, raw->>'$.requestParameters.key' FROM events ORDER BY file_sha256 = ?, line",
         [b.sha256],
     ).fetchall()
-    content = store.execute(
-        "SELECT left(md5(json(raw)::VARCHAR), 8) FROM events WHERE file_sha256 = ?", [b.sha256]
-    ).fetchone()[0]
     # Each with its own pointer; the later version under its own id (correlation joins on the id).
-    assert rows == [("evt-000001", 1, "k/1"), (f"evt-000001~{content}", 2, "other")]
+    assert [(row[1], row[2]) for row in rows] == [(1, "k/1"), (2, "other")]
+    assert rows[0][0] == "evt-000001" and re.fullmatch(r"evt-000001~[0-9a-f]{8}", rows[1][0])
 
 
 def test_versions_of_one_id_do_not_multiply_chains(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
@@ -912,7 +911,8 @@ def test_versions_of_one_id_do_not_multiply_chains(store: duckdb.DuckDBPyConnect
 
     action = record(1, eventName="DeleteObject", readOnly=False)
     for i in range(3):
-        (tmp_path / f"{i}.ndjson").write_text(ndjson([dict(action, requestParameters={"key": f"v{i}"})]))
+        other = dict(action["userIdentity"], accessKeyId=f"ASIAAGENTKEY0000000{i}")  # what the source reads
+        (tmp_path / f"{i}.ndjson").write_text(ndjson([dict(action, userIdentity=other)]))
     ingest.ingest(store, [tmp_path])
     session.AuditSession.attach(store, Policy())
     assert store.execute("SELECT count(*), count(DISTINCT event_id) FROM chains").fetchone() == (3, 3)

@@ -87,20 +87,20 @@ def head(path: Path) -> str:
 def first_json_line(text: str) -> object | None:
     """The first record of ``text`` read as NDJSON: its first non-blank line parsed as JSON, or,
     when that line is damaged (a shipper's partial chunk, a flipped byte), the first later complete
-    line of the head that is a JSON object. None if no line is."""
+    line of the head that is a JSON object, if most of them are. None otherwise."""
     # Split on "\n" only: splitlines() also splits at U+2028 and other characters that JSON
     # strings may hold unescaped.
     lines = text.split("\n")
-    complete = lines if len(text.encode()) < HEAD_BYTES else lines[:-1]  # the head may cut the last
-    first = True
-    for line in complete:
-        if not line.strip():
-            continue
-        value = _json(line)
-        if first and value is not None or isinstance(value, dict):
-            return value
-        first = False
-    return None
+    complete = [line for line in (lines if len(text.encode()) < HEAD_BYTES else lines[:-1]) if line.strip()]
+    if not complete:
+        return None
+    first = _json(complete[0])
+    if first is not None:
+        return first
+    # The first line is damaged: NDJSON when most later complete lines are objects on their own (a
+    # pretty-printed document may hold one compact record on a line, but not most of its lines).
+    later = [value for value in map(_json, complete[1:]) if isinstance(value, dict)]
+    return later[0] if later and 2 * len(later) > len(complete) - 1 else None
 
 
 def _json(line: str) -> object | None:
@@ -112,8 +112,7 @@ def _json(line: str) -> object | None:
 
 def is_line_delimited(text: str, file_size: int) -> bool:
     """True when the head reads as NDJSON: its first line is a complete JSON value on its own, or
-    (a damaged first line) a later complete line of the head is a JSON object on its own. A JSON
-    document spread over lines has no line that is an object by itself."""
+    (a damaged first line) most later complete lines of the head are JSON objects on their own."""
     stripped = text.lstrip()
     if not stripped or stripped[0] == "[":
         return False
