@@ -802,9 +802,11 @@ def _merge(con: duckdb.DuckDBPyConnection, source: str, evidence: EvidenceFile, 
     # first stored is the evidence (queries/correlate/05_event_evidence.sql). The first copy of
     # each (key, content) is chosen on (key, content, position, rowid) alone: a window over the
     # staged rows would carry every column, raw records included, through its sort.
-    # Content is what the source read from the record (every events column but the raw record and
-    # where it was): the same record pretty-printed, or delivered native in one file and wrapped
-    # in another (an EventBridge envelope), is the same event.
+    # Content is what the source read from the record: every events column but its ids, the raw
+    # record and where it was (a source may derive event_id from the position, and `details` holds
+    # positions and file metadata: invariant's trace_line, file_metadata). The same record
+    # pretty-printed, or delivered native in one file and wrapped in another (an EventBridge
+    # envelope), is the same event.
     content = f"md5(row({', '.join(_CONTENT_COLUMNS)})::VARCHAR)"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE staged_content AS
@@ -881,7 +883,9 @@ _SCRUBBED_REASON = r"""regexp_replace(
 
 
 _CONTENT_COLUMNS = [
-    c for c in store.EVENT_COLUMNS if c not in ("raw", "record_index", "line", "file_sha256", "source", "dedupe_key")
+    c
+    for c in store.EVENT_COLUMNS
+    if c not in ("event_id", "details", "raw", "record_index", "line", "file_sha256", "source", "dedupe_key")
 ]
 
 
