@@ -800,7 +800,8 @@ def test_report_on_an_empty_store_exits_2(tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert invoke("ingest", str(empty), "--db", str(db)).exit_code == 0  # creates the store, no events
+    # No evidence: ingest exits 2 (DESIGN §7: never 0 without evidence) but creates the store.
+    assert invoke("ingest", str(empty), "--db", str(db)).exit_code == 2 and db.exists()
     run = invoke("report", "--db", str(db))
     assert run.exit_code == 2
     assert run.stderr.strip() == "error: store: no events in the store. Run `nhiaudit ingest PATH...` first."

@@ -39,10 +39,19 @@ ISSUING = (
     "GetSessionToken",
 )
 
+# requestParameters: the few fields read by name, typed here; the resource of a call is read per
+# service (RESOURCE_PARAMS) as ct.req_values, only the parameters that table names — never the
+# whole object, which can hold a 50 MB policy document.
+_REQUEST = """{
+    "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
+    "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON"
+}"""
+
 # The part of a record nhiaudit reads, typed in one parse (json_transform). A value of another
 # type converts or becomes NULL there, so the fields whose type matters are checked by one more
 # parse: json_type over the paths in _CHECKED, in that order.
-_STRUCT = """{
+_STRUCT = (
+    """{
     "eventID": "VARCHAR", "eventTime": "VARCHAR", "@timestamp": "VARCHAR", "eventSource": "VARCHAR",
     "eventName": "VARCHAR", "eventType": "VARCHAR", "awsRegion": "VARCHAR", "sourceIPAddress": "VARCHAR",
     "userAgent": "VARCHAR", "errorCode": "VARCHAR", "readOnly": "VARCHAR", "recipientAccountId": "VARCHAR",
@@ -53,7 +62,9 @@ _STRUCT = """{
         "sessionContext": {"sourceIdentity": "VARCHAR", "ec2RoleDelivery": "VARCHAR",
                            "sessionIssuer": {"type": "VARCHAR", "arn": "VARCHAR"}}
     },
-    "requestParameters": "JSON",
+    "requestParameters": """
+    + _REQUEST
+    + """,
     "responseElements": {
         "credentials": {"accessKeyId": "VARCHAR", "expiration": "VARCHAR"},
         "assumedRoleUser": {"arn": "VARCHAR"}, "federatedUser": {"arn": "VARCHAR"},
@@ -62,12 +73,7 @@ _STRUCT = """{
     "resources": [{"ARN": "VARCHAR", "type": "VARCHAR"}],
     "digestStartTime": "VARCHAR", "Message": "VARCHAR", "Type": "VARCHAR"
 }"""
-# requestParameters stays JSON in _STRUCT: the resource of a call is read from it per service
-# (RESOURCE_PARAMS); the few fields read by name are typed by _REQUEST, one parse of that object.
-_REQUEST = """{
-    "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
-    "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON"
-}"""
+)
 _CHECKED = ["eventTime", "eventName", "eventSource", "userIdentity", "resources", "readOnly", "requestParameters.tags"]
 
 # Wrappers, told apart per record by top-level keys a CloudTrail record never has. EventBridge:
@@ -172,15 +178,25 @@ def _unwrapped(checked: list[str]) -> str:
         ))"""
 
 
+def _param_list(con: duckdb.DuckDBPyConnection, under: str = "") -> str:
+    """The parameters ``ct_resource_params`` names (JSON paths ``$.…``), as a SQL list literal in
+    one fixed order: the positions of ``ct.req_values``. ``under`` prefixes each path
+    (``$.requestParameters``) to read them from the whole record."""
+    params = [p for (p,) in con.execute("SELECT DISTINCT param FROM ct_resource_params ORDER BY 1").fetchall()]
+    return "[" + ", ".join("'" + ("$" + under + p[1:]).replace("'", "''") + "'" for p in params) + "]"
+
+
 def _param_resources(con: duckdb.DuckDBPyConnection) -> None:
     r"""TEMP table ``ct_param_resources(record_index, partition, param_resources)``: the ARNs a record's
     requestParameters name by the rows of ``ct_resource_params`` (in rank order, then element order,
     each once), and the record's partition. Values are evidence: they only ever fill ``\0``…``\9`` of
     a template; the record's region, account and partition go into the template escaped."""
+    listed_params = _param_list(con)
     con.execute(
         r"""CREATE OR REPLACE TEMP TABLE ct_param_resources AS
         WITH rec AS (
-            SELECT record_index, r.requestParameters AS req, r.eventSource AS event_source, r.eventName AS event_name,
+            SELECT record_index, req_values,
+                   r.eventSource AS event_source, r.eventName AS event_name,
                    nullif(r.awsRegion, '') AS region, nullif(coalesce(r.recipientAccountId, r.userIdentity.accountId), '') AS account,
                    CASE WHEN regexp_full_match(r.userIdentity.arn, 'arn:aws[a-z-]*:.*') THEN split_part(r.userIdentity.arn, ':', 2)
                         WHEN r.awsRegion LIKE 'us-gov-%' THEN 'aws-us-gov' WHEN r.awsRegion LIKE 'cn-%' THEN 'aws-cn'
@@ -195,10 +211,10 @@ def _param_resources(con: duckdb.DuckDBPyConnection) -> None:
                         THEN replace(replace(replace(m.arn, '{partition}', replace(partition, '\', '\\')),
                                              '{region}', replace(coalesce(region, ''), '\', '\\')),
                                      '{account}', replace(coalesce(account, ''), '\', '\\')) END AS template,
-                   json_extract(rec.req, m.param) AS v
+                   rec.req_values[list_position(PARAMS, m.param)] AS v
             FROM rec JOIN ct_resource_params m ON m.event_source = rec.event_source
                  AND (m.event_name IS NULL OR regexp_full_match(rec.event_name, m.event_name))
-            WHERE json_type(rec.req) = 'OBJECT'
+            WHERE rec.req_values IS NOT NULL
         ), valued AS (
             SELECT record_index, rank, pattern, template,
                    list_transform(CASE WHEN json_type(v) = 'ARRAY' THEN json_extract(v, '$[*]') ELSE [v] END,
@@ -219,7 +235,7 @@ def _param_resources(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT rec.record_index, rec.partition,
                nullif(list_filter(l, (x, i) -> list_position(l, x) = i), []) AS param_resources
-        FROM rec LEFT JOIN listed USING (record_index)"""
+        FROM rec LEFT JOIN listed USING (record_index)""".replace("PARAMS", listed_params)
     )
 
 
@@ -247,9 +263,12 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                                     OR (r.Type = 'Notification' AND r.Message IS NOT NULL), false) AS skipped,
             coalesce(wrap_reason, coalesce(wrapped_in, '') || {problem}) AS reason
         FROM (
-            SELECT record_index, line, doc, wrapped_in, wrap_reason, r, t, try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
+            SELECT record_index, line, doc, wrapped_in, wrap_reason, r, t, req_values,
+                   try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
             FROM (SELECT record_index, line, doc, wrapped_in, wrap_reason, json_transform(ev, '{_STRUCT}') AS r,
-                         CASE WHEN wrapped_in IS NULL THEN t0 ELSE json_type(ev, {paths}) END AS t
+                         CASE WHEN wrapped_in IS NULL THEN t0 ELSE json_type(ev, {paths}) END AS t,
+                         CASE WHEN json_type(ev, '$.requestParameters') = 'OBJECT'
+                              THEN json_extract(ev, {_param_list(con, ".requestParameters")}) END AS req_values
                   FROM ({_unwrapped(checked)}))
         )"""
     )
@@ -264,7 +283,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""INSERT INTO staged BY NAME
         WITH base AS (
-            SELECT record_index, line, doc, r, t, r.userIdentity AS u, json_transform(r.requestParameters, '{_REQUEST}') AS req,
+            SELECT record_index, line, doc, r, t, r.userIdentity AS u, r.requestParameters AS req,
                    pr.param_resources, pr.partition,
                    r.responseElements AS resp, r.eventSource AS event_source, r.eventName AS event_name,
                    coalesce(event_time, try_cast(r."@timestamp" AS TIMESTAMPTZ)) AS occurred_at,
