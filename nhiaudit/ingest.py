@@ -765,6 +765,7 @@ def _load_in_transaction(
     """Stage the file (temp tables only), then merge it into the store in one transaction."""
     _create_staging(con)
     module.load(con, [evidence], **kwargs)
+    _sql.null_empty_strings(con)  # every source: an empty string is an absent value (DESIGN §9)
     _check_credential_types(con, module.NAME)
     for record_index, line, reason, raw in extra_rejects:
         con.execute("INSERT INTO staged_rejected VALUES (?, ?, ?, ?)", [record_index, line, reason, raw])

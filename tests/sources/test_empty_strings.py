@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import pytest
 from helpers import load, rows, write_lines
 
 from nhiaudit.sources import _sql
@@ -34,11 +33,6 @@ def test_every_varchar_column_gets_null_for_an_empty_string() -> None:
     assert con.execute("SELECT details FROM staged WHERE event_id = 'e1'").fetchone()[0] == '{"a": ""}'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nhiaudit/ingest.py must call _sql.null_empty_strings(con) after module.load and before "
-    "_check_credential_types (ingest.py is another engineer's file); remove this mark when it does",
-)
 def test_ingest_stores_no_empty_strings(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     # A CloudTrail record whose optional fields are logged as "" (the shape of AWS service events).
     record = {
