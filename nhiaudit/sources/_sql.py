@@ -84,6 +84,12 @@ def json_string(doc: str, path: str) -> str:
     )
 
 
+def json_text(path: str, doc: str = "doc") -> str:
+    """:func:`json_string`, with an empty string as NULL too (absent, DESIGN §9), for values used
+    inside expressions before the framework's :func:`null_empty_strings` pass."""
+    return f"nullif({json_string(doc, path)}, '')"
+
+
 # Why a record is rejected for a field of the wrong JSON type, in one wording for every source:
 # "<label> is a JSON <kind>, expected <what>". DuckDB macros (TEMP: per connection), created on
 # every ingest connection by the framework (``install``, called by nhiaudit.ingest). ``t`` is a

@@ -71,8 +71,7 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
         _normalize(con)
 
 
-def _s(path: str) -> str:
-    return f"nullif({_sql.json_string('doc', path)}, '')"
+_s = _sql.json_text  # a string field: NULL for an object, an array or an empty string
 
 
 def _time(path: str) -> str:
