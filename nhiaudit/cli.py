@@ -7,6 +7,7 @@ errors to exit codes. Every value that came from a log is shown as ``rich.text.T
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -21,19 +22,43 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from nhiaudit import __version__, query, report, rules, session, store
+from nhiaudit import __version__
 from nhiaudit.errors import NhiauditError, NotFoundError, RuleError
-from nhiaudit.model import FAIL_ON, SEVERITIES, AuditedAction, Finding
+from nhiaudit.model import DEFAULT_MEMORY_LIMIT, FAIL_ON, FRAMEWORKS, SEVERITIES
 from nhiaudit.textsafe import terminal_safe
-from nhiaudit.trace import iso
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from rich.progress import Progress
 
-    from nhiaudit import ingest
+    from nhiaudit import ingest, query, report, rules, session, store, trace
+    from nhiaudit.model import AuditedAction, Finding
 
+
+def _lazy(name: str) -> ModuleType:
+    """The module ``name``, executed on its first attribute access (the standard library's
+    ``importlib.util.LazyLoader``). ``nhiaudit --help``, ``--version`` and shell completion then never
+    load DuckDB or the correlation machinery; a command pays only for what it touches."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)  # as the import system does: `nhiaudit.session` works
+    return module
+
+
+if not TYPE_CHECKING:
+    query, report, rules, session, store, trace = (
+        _lazy(f"nhiaudit.{name}") for name in ("query", "report", "rules", "session", "store", "trace")
+    )
 # The ingest machinery (every source module) and the report writers are imported by the commands
-# that use them: `trace` answers in under half a second on a million events, start-up included.
+# that use them.
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -44,6 +69,7 @@ app = typer.Typer(
     help="Audit and forensics for non-human identities and AI agents.",
     pretty_exceptions_show_locals=False,  # a traceback must never print a credential
     no_args_is_help=True,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
@@ -134,7 +160,7 @@ def ingest_cmd(
         str | None, typer.Option("--source", metavar="NAME", help="Force this source for every file.")
     ] = None,
     policy: PolicyOption = None,
-    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+    memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
     retry_rejected: Annotated[
         bool,
         typer.Option(
@@ -288,7 +314,7 @@ def sql_cmd(
     policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
-    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+    memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
 ) -> None:
     """Run read-only SQL against the store (chains and findings current with the policy)."""
     with errors(), session.open_audit(db, policy, memory_limit, require_evidence=False) as audit:
@@ -342,7 +368,7 @@ def trace_cmd(
     db: DbOption = None,
     policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the chain as one JSON object.")] = False,
-    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+    memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
 ) -> None:
     """One action's authorization chain with evidence per link; or the actions of a task, credential or agent."""
     with errors(), session.open_audit(db, policy, memory_limit) as audit:
@@ -378,7 +404,7 @@ def _print_actions(listed: list[dict], as_json: bool) -> None:
         from nhiaudit.reports import json_
 
         sys.stdout.write(
-            json_.dumps([{**row, "occurred_at": iso(row["occurred_at"])} for row in listed], indent=2) + "\n"
+            json_.dumps([{**row, "occurred_at": trace.iso(row["occurred_at"])} for row in listed], indent=2) + "\n"
         )
         return
     table = Table(title=f"{len(listed)} audited action(s): trace one with `nhiaudit trace ID`", title_justify="left")
@@ -387,7 +413,7 @@ def _print_actions(listed: list[dict], as_json: bool) -> None:
     for row in listed:
         table.add_row(
             t(row["action_id"], None),
-            t(iso(row["occurred_at"]) or "-"),
+            t(trace.iso(row["occurred_at"]) or "-"),
             t(" ".join(x for x in (row["action"], row["resource"]) if x), 200),
             Text(row["verdict"], style=VERDICT_STYLE.get(row["verdict"], "")),
             Text(f"{row['findings']} (worst {row['worst']})", style=SEVERITY_STYLE[row["worst"]])
@@ -500,7 +526,7 @@ def report_cmd(
         typer.Option(
             "--compliance",
             metavar="FRAMEWORK",
-            help="Pass/fail per control of a framework: " + ", ".join(report.FRAMEWORKS) + ".",
+            help="Pass/fail per control of a framework: " + ", ".join(FRAMEWORKS) + ".",
         ),
     ] = None,
     html_max_chains: Annotated[
@@ -509,7 +535,7 @@ def report_cmd(
     html_max_findings: Annotated[
         int, typer.Option("--html-max-findings", metavar="N", min=0, help="Findings the HTML report lists.")
     ] = 2_000,
-    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+    memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
     sarif_category: Annotated[
         str,
         typer.Option(
@@ -599,7 +625,7 @@ def report_cmd(
 
 
 def _print_compliance(framework: str, controls: list[dict], out: Console) -> None:
-    title, _ = report.FRAMEWORKS[framework.strip().lower()]
+    title, _ = FRAMEWORKS[framework.strip().lower()]
     failed = sum(c["status"] == "fail" for c in controls)
     table = Table(title=f"{title}: {failed} of {len(controls)} controls fail", title_justify="left")
     for column in ("control", "status", "findings", "rules"):

@@ -6,6 +6,7 @@ touch the store. Every string that came from a log is untrusted: writers escape 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,17 @@ SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 FAIL_ON = (*SEVERITIES, "none")  # what --fail-on takes
 TIERS = ("low", "medium", "high", "critical")
 TIER_RANK = {name: rank for rank, name in enumerate(TIERS)}
+DEFAULT_MEMORY_LIMIT = "1GB"  # DuckDB's cap while ingesting and correlating (--memory-limit)
+
+# --compliance FRAMEWORK: which rule tags are that framework's controls (DESIGN §6).
+FRAMEWORKS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "owasp-nhi": ("OWASP Non-Human Identities Top 10 (2025)", re.compile(r"^NHI\d+:2025$")),
+    "owasp-agentic": ("OWASP Top 10 for Agentic Applications", re.compile(r"^ASI\d+$")),
+    "owasp-agentic-threats": ("OWASP Agentic AI threats", re.compile(r"^T\d+$")),
+    "nist-ai-rmf": ("NIST AI RMF 1.0", re.compile(r"^AI-RMF:")),
+    "nist-800-53": ("NIST SP 800-53 rev. 5", re.compile(r"^800-53:")),
+    "maestro": ("CSA MAESTRO", re.compile(r"^MAESTRO:")),
+}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import duckdb
 from nhiaudit import __version__, trace
 from nhiaudit.baseline import apply_baseline
 from nhiaudit.errors import NhiauditError, did_you_mean
-from nhiaudit.model import FAIL_ON, SEVERITIES, SEVERITY_RANK, Finding, Report, RuleInfo
+from nhiaudit.model import FAIL_ON, FRAMEWORKS, SEVERITIES, SEVERITY_RANK, Finding, Report, RuleInfo
 from nhiaudit.policy import Policy
 
 
@@ -111,17 +111,6 @@ def select(
         and (not only_rules or f.rule in only_rules)
         and f.rule not in exclude_rules
     ]
-
-
-# --compliance FRAMEWORK: which rule tags are that framework's controls (DESIGN §6).
-FRAMEWORKS: dict[str, tuple[str, re.Pattern[str]]] = {
-    "owasp-nhi": ("OWASP Non-Human Identities Top 10 (2025)", re.compile(r"^NHI\d+:2025$")),
-    "owasp-agentic": ("OWASP Top 10 for Agentic Applications", re.compile(r"^ASI\d+$")),
-    "owasp-agentic-threats": ("OWASP Agentic AI threats", re.compile(r"^T\d+$")),
-    "nist-ai-rmf": ("NIST AI RMF 1.0", re.compile(r"^AI-RMF:")),
-    "nist-800-53": ("NIST SP 800-53 rev. 5", re.compile(r"^800-53:")),
-    "maestro": ("CSA MAESTRO", re.compile(r"^MAESTRO:")),
-}
 
 
 def compliance(report: Report, framework: str) -> list[dict[str, Any]]:

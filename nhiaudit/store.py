@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from nhiaudit.errors import StoreError
+from nhiaudit.model import DEFAULT_MEMORY_LIMIT
 
 SCHEMA_VERSION = 2
 DEFAULT_DB = "nhiaudit.duckdb"
@@ -214,7 +215,7 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str = "store") -> None:
         con.execute("COMMIT")
 
 
-DEFAULT_INGEST_MEMORY = "1GB"  # ingest and correlation
+DEFAULT_INGEST_MEMORY = DEFAULT_MEMORY_LIMIT  # ingest and correlation
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
