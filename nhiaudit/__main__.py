@@ -1,3 +1,3 @@
-from nhiaudit.cli import app
+from nhiaudit.cli import run
 
-app(prog_name="nhiaudit")
+run()

@@ -775,3 +775,17 @@ def init_cmd(
     with errors():
         written = write_starter_policy(db, output, force)
     console.print(Text("wrote ") + t(str(written), None) + Text(": confirm [identities] before the next report"))
+
+
+# Commands that never hand DuckDB or pyarrow a pandas value, and whose start-up is the user's wait.
+_PANDAS_FREE = frozenset({"trace"})
+
+
+def run() -> None:
+    """The ``nhiaudit`` executable. For a command in ``_PANDAS_FREE``, pandas is marked absent for
+    the process unless something imported it already: DuckDB's Python client imports pandas, when it
+    is installed, the first time a statement has parameters (to recognise pandas values among them),
+    which costs more than a whole trace on a million events (0.4 s and up)."""
+    if len(sys.argv) > 1 and sys.argv[1] in _PANDAS_FREE:
+        sys.modules.setdefault("pandas", None)  # type: ignore[arg-type]  # None: `import pandas` raises
+    app(prog_name="nhiaudit")

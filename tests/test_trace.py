@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -329,3 +331,21 @@ def test_hostile_actor_id_is_printed_inert(run) -> None:
     # The markup is shown as text (not applied), the escape as a visible \x1b.
     assert "report-bot/\\x1b[31m[bold]evil[/bold]" in tree
     assert json.loads(run(HOSTILE, "--json").stdout)["action"]["actor_id"] == HOSTILE_ACTOR
+
+
+def test_the_executable_traces_without_importing_pandas(world: Path) -> None:
+    """``nhiaudit trace`` as a process: the same JSON as in-process, and pandas is never imported
+    (DuckDB's client would import it, when installed, for the first parameterized statement)."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write(f\"\\npandas: {sys.modules.get('pandas', 'absent')}\\n\"))\n"
+        "sys.argv = ['nhiaudit', *sys.argv[1:]]\n"
+        "from nhiaudit.cli import run\n"
+        "run()\n"
+    )
+    argv = ["trace", f"cloudtrail:{APPROVED}", "--json", "--db", str(world / "store.duckdb")]
+    argv += ["--policy", str(world / "nhiaudit.toml")]
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "approved"
+    assert done.stderr.rstrip().endswith("pandas: None"), done.stderr  # marked absent, never imported
