@@ -160,7 +160,9 @@ def stored(con: duckdb.DuckDBPyConnection, policy: Policy, only: tuple[str, str]
     """The findings correlation stored (of all actions, or of ``only``), sorted as :func:`evaluate`'s."""
     if only is None:
         return _findings(con.execute("SELECT * FROM findings"), policy)
-    return _findings(con.execute("SELECT * FROM findings WHERE source = ? AND event_id = ?", list(only)), policy)
+    # By event id alone, the source picked after: DuckDB answers a one-column equality from the index.
+    found = _findings(con.execute("SELECT * FROM findings WHERE event_id = ?", [only[1]]), policy)
+    return [f for f in found if f.source == only[0]]
 
 
 def _findings(cursor: duckdb.DuckDBPyConnection, policy: Policy) -> list[Finding]:

@@ -9,7 +9,8 @@ the policy tables installed on the connection they query. :func:`open_audit` doe
 2. open the store read-only — several traces and reports can run at once — and, when the derived
    tables are stale (new evidence, another policy, another nhiaudit), rebuild them on a short-lived
    writer connection under the memory cap, then reopen read-only;
-3. install the policy tables on the read-only connection, once.
+3. install the policy tables on the read-only connection, once, when first needed
+   (:attr:`AuditSession.con`; a trace reads only stored chains and findings and never does).
 
 For an in-memory store (tests, notebooks) :meth:`AuditSession.attach` does steps 2–3 on the
 connection it is given::
@@ -48,12 +49,22 @@ class AuditSession:
     """A connection whose derived tables are current for ``policy``, with its policy tables
     installed. Read-only when opened from a file by :func:`open_audit`."""
 
-    con: duckdb.DuckDBPyConnection
+    raw_con: duckdb.DuckDBPyConnection  # the connection as opened; :attr:`con` adds the policy tables
     policy: Policy
     path: str = ":memory:"
     correlated: bool = False  # whether opening it rebuilt the derived tables
     policy_origin: str = "given"  # given | $NHIAUDIT_POLICY | ./nhiaudit.toml | remembered | defaults
+    policy_installed: bool = False
     _locked: bool = field(default=False, repr=False)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection with the policy tables installed (on first use: reading the stored chains
+        and findings, as ``trace`` does, needs no policy table and skips the cost)."""
+        if not self.policy_installed:
+            install(self.policy, self.raw_con)
+            self.policy_installed = True
+        return self.raw_con
 
     @property
     def policy_note(self) -> str:
@@ -70,7 +81,7 @@ class AuditSession:
     @classmethod
     def attach(cls, con: duckdb.DuckDBPyConnection, policy: Policy) -> AuditSession:
         """A session on a writable connection (an in-memory store): correlates when stale."""
-        return cls(con, policy, correlated=correlate.ensure(con, policy))
+        return cls(con, policy, correlated=correlate.ensure(con, policy), policy_installed=True)
 
     # --- what the commands need ------------------------------------------------------------
 
@@ -82,7 +93,7 @@ class AuditSession:
         """The findings of every action, or of the one action ``only`` = (source, event_id): those
         correlation stored (built-in rules and the policy's ``[rules] dirs``) and, evaluated now,
         those of ``extra_rule_dirs``."""
-        found = evaluate.stored(self.con, self.policy, only)
+        found = evaluate.stored(self.raw_con, self.policy, only)
         if extra_rule_dirs:
             extra = rules.load_rules(list(extra_rule_dirs), include_builtin=False)
             found = evaluate.sort_findings([*found, *evaluate.evaluate(self.con, self.policy, extra, only)])
@@ -90,7 +101,7 @@ class AuditSession:
 
     def trace(self, ident: str) -> Trace:
         """One event's chain (``source:event_id`` or a bare id) and the findings on it."""
-        traced = tracing.trace(self.con, ident)
+        traced = tracing.trace(self.raw_con, ident)
         if traced.action is None:
             return traced
         only = (traced.action.source, traced.action.event_id)
@@ -111,7 +122,7 @@ class AuditSession:
             "credential": "(c.credential_id = $v OR list_contains(c.chain_credential_ids, $v))",
             "agent": "c.agent_id = $v",
         }[kind]
-        rows = self.con.execute(
+        rows = self.raw_con.execute(
             f"""SELECT c.source || ':' || c.event_id AS action_id, c.occurred_at, c.action, c.resource, c.verdict,
                        count(f.rule) FILTER (WHERE NOT f.waived) AS findings,
                        arg_max(f.severity, list_position({list(SEVERITIES)!r}, f.severity))
@@ -173,12 +184,12 @@ class AuditSession:
         return query.cursor(self.con, statement, params).pl()
 
     def has_chains(self) -> bool:
-        return query.has_table(self.con, "chains")
+        return query.has_table(self.raw_con, "chains")
 
     # --- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.con.close()
+        self.raw_con.close()
 
     def __enter__(self) -> AuditSession:
         return self
@@ -250,7 +261,6 @@ def open_audit(
                     _correlate(writer, pol, path)
                     correlated = True
             con = _connect(path, True, on_wait)
-        install(pol, con)
     except BaseException:
         con.close()
         raise

@@ -25,7 +25,9 @@ _ACTION_ORDER = (
     "occurred_at NULLS LAST, source, event_id, action NULLS LAST, resource NULLS LAST, actor_id NULLS LAST, "
     "credential_id NULLS LAST, outcome NULLS LAST, task_id NULLS LAST, approval_id NULLS LAST"
 )
-_ONE = "source = $source AND event_id = $event_id"
+# One event: filtered on its event id alone, the source then picked in Python, because DuckDB answers
+# a one-column equality from the event_id index (correlate.LOOKUP_INDEXES) and scans for two.
+_BY_ID = "event_id = $event_id"
 
 Row = dict[str, Any]
 
@@ -226,14 +228,40 @@ def _link(r: Row, link: Row) -> Link:
     return Link(link["kind"], link["link_id"], link["status"], label, _evidence(link), details, depth=link["depth"])
 
 
+def _of_event(con: duckdb.DuckDBPyConnection, sql: str, source: str, event_id: str) -> list[Row]:
+    """The rows ``sql`` (filtered by ``_BY_ID``) returns for one event of one source."""
+    return [r for r in _rows(con.execute(sql, {"event_id": event_id})) if r["source"] == source]
+
+
+def _links_of(con: duckdb.DuckDBPyConnection, source: str, event_id: str) -> list[Row]:
+    """The ``chain_links`` rows of one event, as that view defines them, answered by index: the link
+    rows of ``chain_link_rows`` first, then their few evidence rows by event id (the view's join
+    would scan every stored event for them). A test checks both give the same rows."""
+    rows = _of_event(con, f"SELECT * FROM chain_link_rows WHERE {_BY_ID} ORDER BY position", source, event_id)
+    wanted = sorted({r["evidence_event_id"] for r in rows if r["evidence_event_id"] is not None})
+    where = {}
+    if wanted:
+        marks = ", ".join("?" * len(wanted))
+        cursor = con.execute(
+            f"""SELECT source, event_id, path, file_sha256, record_index, line FROM event_evidence
+                WHERE event_id IN ({marks})""",
+            wanted,
+        )
+        where = {(ev.pop("source"), ev.pop("event_id")): ev for ev in _rows(cursor)}
+    none = dict.fromkeys(("path", "file_sha256", "record_index", "line"))
+    return [{**r, **where.get((r["evidence_source"], r["evidence_event_id"]), none)} for r in rows]
+
+
 def load_actions(con: duckdb.DuckDBPyConnection, only: tuple[str, str] | None = None) -> list[AuditedAction]:
     """Audited actions with their links, in time order: all of them, or ``only`` (source, event_id)."""
-    where, params = (_ONE, {"source": only[0], "event_id": only[1]}) if only else ("true", {})
-    chains = _rows(con.execute(f"SELECT * FROM chains WHERE {where} ORDER BY {_ACTION_ORDER}", params))
     links: dict[tuple[str, str], list[Row]] = {}
-    for link in _rows(
-        con.execute(f"SELECT * FROM chain_links WHERE {where} ORDER BY source, event_id, position", params)
-    ):
+    if only is None:
+        chains = _rows(con.execute(f"SELECT * FROM chains ORDER BY {_ACTION_ORDER}"))
+        link_rows = _rows(con.execute("SELECT * FROM chain_links ORDER BY source, event_id, position"))
+    else:
+        chains = _of_event(con, f"SELECT * FROM chains WHERE {_BY_ID} ORDER BY {_ACTION_ORDER}", *only)
+        link_rows = _links_of(con, *only)
+    for link in link_rows:
         links.setdefault((link["source"], link["event_id"]), []).append(link)
     return [
         AuditedAction(
@@ -257,9 +285,12 @@ def resolve_id(con: duckdb.DuckDBPyConnection, ident: str) -> tuple[str, str]:
     candidates: list[tuple[str, str]] = []
     if ":" in ident:
         source, _, event_id = ident.partition(":")
-        candidates = con.execute(
-            "SELECT source, event_id FROM event_evidence WHERE source = ? AND event_id = ?", [source, event_id]
-        ).fetchall()
+        candidates = [
+            (s, i)
+            for s, i in con.execute("SELECT source, event_id FROM event_evidence WHERE event_id = ?", [event_id])
+            .fetchall()
+            if s == source
+        ]
     if not candidates:
         candidates = con.execute(
             "SELECT source, event_id FROM event_evidence WHERE event_id = ? ORDER BY source", [ident]
@@ -286,12 +317,12 @@ def trace(con: duckdb.DuckDBPyConnection, ident: str) -> Trace:
     """The chain of one event (findings are the session's to add: they need the rules)."""
     source, event_id = resolve_id(con, ident)
     actions = load_actions(con, (source, event_id))
-    (event,) = _rows(
-        con.execute(
-            f"""SELECT source, event_id, occurred_at, category, actor_id, action, resource, outcome, credential_id
-                FROM event_evidence WHERE {_ONE}""",
-            {"source": source, "event_id": event_id},
-        )
+    (event,) = _of_event(
+        con,
+        f"""SELECT source, event_id, occurred_at, category, actor_id, action, resource, outcome, credential_id
+            FROM event_evidence WHERE {_BY_ID}""",
+        source,
+        event_id,
     )
     event["occurred_at"] = iso(event["occurred_at"])
     if actions:

@@ -349,3 +349,26 @@ def test_the_executable_traces_without_importing_pandas(world: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["verdict"] == "approved"
     assert done.stderr.rstrip().endswith("pandas: None"), done.stderr  # marked absent, never imported
+
+
+def test_one_events_links_by_index_equal_the_chain_links_view(con: duckdb.DuckDBPyConnection) -> None:
+    """``trace`` reads one event's links from chain_link_rows and looks their evidence up by event id
+    (so that DuckDB answers from the event_id index): row for row what the chain_links view says."""
+    actions = con.execute("SELECT DISTINCT source, event_id FROM chains ORDER BY ALL").fetchall()
+    assert len(actions) >= 6
+    with_evidence = 0
+    for source, event_id in actions:
+        cursor = con.execute(
+            "SELECT * FROM chain_links WHERE source = ? AND event_id = ? ORDER BY position", [source, event_id]
+        )
+        columns = [d[0] for d in cursor.description]
+        expected = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+        assert tracing._links_of(con, source, event_id) == expected
+        with_evidence += sum(link["path"] is not None for link in expected)
+    assert with_evidence > len(actions)  # the evidence join is exercised, not only NULLs
+
+
+def test_correlation_indexes_event_ids_for_point_lookups(con: duckdb.DuckDBPyConnection) -> None:
+    indexed = set(con.execute("SELECT table_name, expressions FROM duckdb_indexes()").fetchall())
+    for table, column in correlate.LOOKUP_INDEXES:
+        assert (table, f"[{column}]") in indexed, indexed

@@ -7,9 +7,10 @@
 -- A parent is rooted ('found') when it is a long-term key, a broker's, not temporary, or issued in
 -- the evidence; a temporary parent whose issuance is missing breaks the chain.
 -- holder .. issued_at describe the credential of credential and parent links (NULL on others).
--- A view: it costs nothing until queried.
-CREATE OR REPLACE VIEW chain_links AS
-WITH links AS (
+-- Two views, costing nothing until queried: chain_link_rows holds the links (the first ten columns,
+-- evidence named by source and event id), chain_links adds where each link's evidence is. `trace`
+-- reads chain_link_rows for one event id and then looks its few evidence rows up by index.
+CREATE OR REPLACE VIEW chain_link_rows AS
     SELECT source, event_id, 0 AS position, 'action' AS kind, 0 AS depth, source || ':' || event_id AS link_id,
            'found' AS status, source AS evidence_source, event_id AS evidence_event_id,
            NULL::VARCHAR AS holder, NULL::VARCHAR AS credential_type, NULL::BOOLEAN AS long_term,
@@ -51,10 +52,11 @@ WITH links AS (
     UNION ALL
     SELECT source, event_id, 103, 'authority', 0, grant_role, authority_status, grant_source, grant_event_id,
            NULL, NULL, NULL, NULL, NULL, NULL
-    FROM chains
-)
+    FROM chains;
+
+CREATE OR REPLACE VIEW chain_links AS
 SELECT l.source, l.event_id, l.position, l.kind, l.depth, l.link_id, l.status,
        l.evidence_source, l.evidence_event_id, ev.path, ev.file_sha256, ev.record_index, ev.line,
        l.holder, l.credential_type, l.long_term, l.broker, l.human, l.issued_at
-FROM links l
+FROM chain_link_rows l
 LEFT JOIN event_evidence ev ON ev.source = l.evidence_source AND ev.event_id = l.evidence_event_id;
