@@ -242,8 +242,8 @@ def _globs_to_strings(value: Any, at: At) -> Any:
     """``"<glob>" = "<value>"`` pairs, in file order."""
     if not isinstance(value, dict):
         return at.bad(
-            f'{at.label} must be a table, not {toml_type(value)}. Write {at.key} = {{ "arn:aws:iam::*:role/deploy-prod" '
-            '= "prod" }.'
+            f"{at.label} must be a table, not {toml_type(value)}. Write "
+            f'{at.key} = {{ "arn:aws:iam::*:role/deploy-prod" = "prod" }}.'
         )
     bad = [
         at.bad(f"{at.label}.{glob} must be a string, not {toml_type(target)}. Quote it.", glob)

@@ -1024,6 +1024,116 @@ def test_the_reviewer_who_triggered_the_run_self_approved(tmp_path: Path) -> Non
     assert "self-approval" in findings(con, policy, GH_CALL)
 
 
+def test_a_denial_that_decides_the_verdict_is_traced_with_its_record(tmp_path: Path) -> None:
+    """trace shows the denial itself, with its evidence: the one that withdrew an approval, and the
+    only record of a task that was denied outright."""
+    github = [
+        gh_workflow_run(),
+        gh_job(),
+        gh_audit_decision("approve", "08:59:00"),
+        gh_audit_decision("reject", "09:02:00", actor="carol"),
+    ]
+    con, _ = gh_world(tmp_path, github, ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB))
+    found = links(con, GH_CALL)
+    assert found["denial"].evidence.event_id == "doc-reject-09:02:00"
+    assert found["denial"].evidence.line == 4
+    assert found["denial"].label == "denied by carol at 2026-11-02T09:02:00Z (before the action)"
+    assert found["denial"].details["withdrew_approval"] is True
+    con, _ = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_audit_decision("reject", "08:59:00", actor="carol")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    found = links(con, GH_CALL)
+    assert found["approval"].label == "1 approval record(s), none approved: denied by carol at 2026-11-02T08:59:00Z"
+    assert (found["denial"].evidence.event_id, found["denial"].details["withdrew_approval"]) == (
+        "doc-reject-08:59:00",
+        False,
+    )
+    # an approved chain has no denial link
+    con, _ = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_audit_decision("approve", "08:59:00")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    assert "denial" not in links(con, GH_CALL)
+
+
+def test_a_protected_environment_token_without_its_review_record_is_implied(tmp_path: Path) -> None:
+    """The OIDC subject names prod, whose required reviewers the evidence shows (the review request),
+    but no decision is loaded: approval implied, record missing (unknown), not missing-approval."""
+    con, policy = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_review("requested")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["approval_records"], row["verdict"]) == ("github-run:7001:1", 0, "unknown")
+    assert row["approval_implied_by"].startswith(f"the OIDC token's subject {PROD_SUB} names protected environment")
+    assert "missing-approval" not in findings(con, policy, GH_CALL)
+    approval_link = links(con, GH_CALL)["approval"]
+    assert approval_link.label.startswith("approval implied, record missing: the OIDC token's subject")
+    assert approval_link.details["approval_implied_by"] == row["approval_implied_by"]
+    # a branch token proves no gate: the same run without a decision is missing-approval
+    branch = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", f"repo:{GH_REPO}:ref:refs/heads/main")
+    con, policy = gh_world(tmp_path, [gh_workflow_run(), gh_job(), gh_review("requested")], branch)
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["approval_implied_by"], row["verdict"]) == ("github-run:7001:1", None, "unapproved")
+    assert "missing-approval" in findings(con, policy, GH_CALL)
+
+
+def test_policy_protected_roles_make_an_environment_protected_and_catch_a_bypass(tmp_path: Path) -> None:
+    policy_text = GH_POLICY + f'''
+[approval]
+protected_roles = {{ "arn:aws:iam::*:role/{GH_ROLE}" = "prod" }}
+'''
+    issuance = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    session_arn = issuance["responseElements"]["assumedRoleUser"]["arn"]
+    call = ct_call(GH_CALL, at("09:06:00"), actor=session_arn, key=GH_KEY)
+    world = {"github.ndjson": [gh_workflow_run(), gh_job()], "cloudtrail.ndjson": [issuance, call]}
+    con, policy = build(tmp_path, world, policy_text)
+    row = chain(con, GH_CALL)
+    assert (row["verdict"], row["protected_environment"]) == ("unknown", None)
+    assert row["approval_implied_by"].endswith("GitHub issued it only after the environment's protection rules passed")
+    # a job of staging assumed the prod-only role
+    staging = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", f"repo:{GH_REPO}:environment:staging")
+    world = {"github.ndjson": [gh_workflow_run(), gh_job(environment="staging")], "cloudtrail.ndjson": [staging, call]}
+    con, policy = build(tmp_path, world, policy_text)
+    row = chain(con, GH_CALL)
+    assert (row["protected_environment"], row["protected_role"], row["verdict"]) == (
+        "prod",
+        f"arn:aws:iam::{ACCOUNT}:role/{GH_ROLE}",
+        "unapproved",
+    )
+    assert "unprotected-role-path" in findings(con, policy, GH_CALL)
+
+
+def test_aliases_make_a_self_approval_under_another_name_visible(tmp_path: Path) -> None:
+    """bob triggered the run (GitHub login) and approved it as bob@example.com: only the alias says
+    these are one person."""
+    policy_text = """
+[identities]
+humans = ["alice", "bob", "carol", "*@example.com"]
+"""
+    aliased = policy_text + """
+[identities.aliases]
+bob = ["Bob@Example.com", "Bob.Smith"]
+"""
+    issuance = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    session_arn = issuance["responseElements"]["assumedRoleUser"]["arn"]
+    call = ct_call(GH_CALL, at("09:06:00"), actor=session_arn, key=GH_KEY)
+    github = [gh_workflow_run(), gh_job(), gh_audit_decision("approve", "08:59:00", actor="bob@example.com")]
+    world = {"github.ndjson": github, "cloudtrail.ndjson": [issuance, call]}
+    con, policy = build(tmp_path, world, policy_text)
+    assert (chain(con, GH_CALL)["self_approved"], chain(con, GH_CALL)["verdict"]) == (False, "approved")
+    con, policy = build(tmp_path, world, aliased)
+    row = chain(con, GH_CALL)
+    assert (row["approver"], row["approver_as_logged"], row["task_requested_by"]) == ("bob", "bob@example.com", "bob")
+    assert (row["self_approved"], row["approver_is_human"], row["verdict"]) == (True, True, "unapproved")
+    assert "self-approval" in findings(con, policy, GH_CALL)
+    assert links(con, GH_CALL)["approval"].label.startswith("approved by bob (logged as bob@example.com) at")
+
+
 # --------------------------------------------------------------------------------------------------
 # Teleport access request -> review -> AWS app session -> CloudTrail AssumeRole -> AWS calls (issue 9)
 # --------------------------------------------------------------------------------------------------
@@ -1151,6 +1261,17 @@ def test_teleport_call_after_the_request_expired(tmp_path: Path) -> None:
         "unapproved",
     )
     assert {"approval-expired", "credential-outlived-task"} <= findings(con, policy, TP_CALL)
+
+
+def test_a_teleport_session_carrying_a_request_with_no_review_loaded_is_implied(tmp_path: Path) -> None:
+    con, policy = tp_world(tmp_path, tp_request())
+    row = chain(con, TP_CALL)
+    assert (row["task_id"], row["approval_records"], row["pending_stages"]) == (f"teleport-request:{TP_REQUEST}", 0, 0)
+    assert row["approval_implied_by"] == (
+        f"the Teleport app session carries access request {TP_REQUEST}, which Teleport honours only once approved"
+    )
+    assert row["verdict"] == "unknown"
+    assert "missing-approval" not in findings(con, policy, TP_CALL)
 
 
 # --------------------------------------------------------------------------------------------------
