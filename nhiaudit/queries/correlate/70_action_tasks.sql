@@ -113,7 +113,8 @@ GROUP BY a.credential_id;
 -- requested duration from its approval (else from the request, an entitlement without approvers),
 -- until revoked or withdrawn. GCP logs no id for the elevated access, so the grant's task joins the
 -- requester's own GCP calls in the grant's project (any project for a folder or organization
--- entitlement) within that window, clock skew allowed. Two overlapping grants give none.
+-- entitlement) within that window, clock skew allowed. Two overlapping grants give none. A denied
+-- grant is never activated: it has no window (the requester's calls are its own, not the grant's).
 CREATE OR REPLACE TEMP TABLE pam_windows AS
 WITH g AS (
     SELECT task_id,
@@ -136,7 +137,9 @@ SELECT g.task_id, g.requester,
              coalesce(a.approval_expires_at, coalesce(a.approved_at, g.requested_at) + to_seconds(g.duration_s),
                       coalesce(a.approved_at, g.requested_at) + INTERVAL 24 HOUR)) AS window_end
 FROM g LEFT JOIN a USING (task_id)
-WHERE g.requester IS NOT NULL;
+WHERE g.requester IS NOT NULL
+  AND (a.approved_at IS NOT NULL OR NOT EXISTS (
+          SELECT 1 FROM approvals d WHERE d.task_id = g.task_id AND d.decision = 'denied'));
 
 CREATE OR REPLACE TEMP TABLE window_task AS
 SELECT au.source, au.event_id, min(w.task_id) AS task_id, 'gcp_pam_grant_window' AS task_link
