@@ -388,6 +388,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 try_cast(resp.credentials.expiration AS TIMESTAMP),
                 -- GetAccessToken: ExpirationTime is an epoch number (seconds) or an ISO time
                 to_timestamp(try_cast(resp.credentials.expirationTime AS DOUBLE))::TIMESTAMP,
+                try_strptime(resp.credentials.expirationTime, '%b %d, %Y, %I:%M:%S %p'),
                 try_cast(resp.credentials.expirationTime AS TIMESTAMP)
             )::TIMESTAMP AT TIME ZONE 'UTC' END AS expires_at,
             CASE WHEN jit_request THEN json_object(
@@ -411,6 +412,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'role_session_name', req.roleSessionName,
                 'duration_seconds', try_cast(req.durationSeconds AS BIGINT),
                 'access_request_id', req.accessRequestId, 'access_request_status', resp.accessRequestStatus,
+                'task_link', CASE WHEN event_name = 'GetAccessToken' THEN 'ssm_access_request_id' END,
                 'long_term', false)
             ELSE json_object('identity_type', u.type, 'session_issuer', u.sessionContext.sessionIssuer.arn,
                              'identity_store', u.onBehalfOf.identityStoreArn,
