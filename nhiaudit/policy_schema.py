@@ -305,9 +305,9 @@ KEYS: tuple[Key, ...] = (
     Key("identities", "humans", GLOBS, [], "Principals that are people; their actions are not audited."),
     Key("identities", "brokers", GLOBS, [], "Trusted credential vendors: a credential chain ending at one is rooted."),
     Key("identities", "aliases", ALIASES, {}, "One person under the names other systems log them by (GitHub login, "
-        "corporate email, Teleport user, Entra UPN), written [identities.aliases] then alice = [\"alice-gh\", "
-        "\"alice@corp.example\"] (case-insensitive). Every approver, requester and self-approval check uses the name "
-        "on the left; trace shows both."),
+        "corporate email, Teleport user, Entra UPN), as the table [identities.aliases] with one line per person: "
+        "the name to use, then the array of the other names (matched without regard to case). Every approver, "
+        "requester and self-approval check uses the first; trace shows both."),
     *(Key("risk", tier, GLOBS, [], f"Actions of the {tier} tier.") for tier in TIERS),
     Key("risk", "builtin", BOOL, True, "Also use the built-in catalogue of well-known critical and high actions "
         "(nhiaudit/queries/correlate/55_risk_catalogue.sql). A glob above that matches an action decides its tier "
@@ -316,7 +316,7 @@ KEYS: tuple[Key, ...] = (
     Key("approval", "required_from", TIER, "medium", "Audited actions at or above this tier need an approval."),
     Key("approval", "max_age", DURATION, "24h", "An approval is stale this long after its decision.", "max_age_s"),
     Key("approval", "protected_roles", GLOB_TO_STRING, {}, "Role globs that only a protected GitHub environment may "
-        "assume, each with that environment: protected_roles = { \"arn:aws:iam::*:role/deploy-prod\" = \"prod\" }. An "
+        "assume, each mapped to that environment, as in { \"arn:aws:iam::*:role/deploy-prod\" = \"prod\" }. An "
         "AssumeRoleWithWebIdentity of such a role whose OIDC subject lacks environment:<name> bypassed its reviewers "
         "(rule unprotected-role-path); one that names it proves the gate was passed."),
     *(Key("authority", tier, STRINGS, [], f"Approver roles that may approve {tier} actions.") for tier in TIERS),
