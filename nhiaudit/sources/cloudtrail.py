@@ -8,6 +8,10 @@ DuckDB parses each record twice: ``json_transform`` into a struct of just the fi
 reads (request and response fields included), and one multi-path ``json_type`` that checks the
 types the struct cannot show. Nothing is re-serialized to JSON and parsed again per field.
 Digest files and SNS/SQS notifications are recognized and skipped: they hold no events.
+
+Approval and task evidence inside CloudTrail: Systems Manager just-in-time node access (a request,
+its Automation approval signals, the token it issues) and IAM Identity Center account assignments
+(grants, read by 50_approvals.sql from ``details.assignment``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ action and resource whichever way its log arrived.
 Credential ids are built as ``_gcp_logentry`` describes: a token minted for a service account is
 the issued credential of ``iamcredentials`` ``GenerateAccessToken`` and the credential of a later
 call that carries ``serviceAccountDelegationInfo``.
+
+Privileged Access Manager entries are the task and approval evidence of a grant (``PAM_TASK``);
+correlation joins the grant to the requester's calls in its window (70_action_tasks.sql).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, h
 NAME = "gcp_audit"
 READS = (
     "GCP Cloud Audit Logs (LogEntry with protoPayload AuditLog) as NDJSON or JSON arrays, "
-    "Pub/Sub messages (base64 message.data) and BigQuery exports (protopayload_auditlog)"
+    "Pub/Sub messages (base64 message.data) and BigQuery exports (protopayload_auditlog); Privileged Access "
+    "Manager grants in them are tasks and approvals"
 )
 DETECTION = (
     "JSON whose first record is a LogEntry with a protoPayload of @type google.cloud.audit.AuditLog "
