@@ -8,7 +8,6 @@ from DESIGN §6 before the engine ran on it. Report outputs are golden files und
 from __future__ import annotations
 
 import json
-
 import re
 from datetime import datetime, timezone
 from pathlib import Path

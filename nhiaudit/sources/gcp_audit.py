@@ -340,7 +340,7 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'justification', pam_justification,
                 'status', CASE WHEN pam_kind = 'request'
                                THEN lower(coalesce(json_extract_string(resp, '$.state'), 'requested'))
-                               ELSE lower(regexp_replace(method_leaf, 'Grant$', '')) || 'd' END,
+                               WHEN method_leaf = 'RevokeGrant' THEN 'revoked' ELSE 'withdrawn' END,
                 'entitlement', regexp_extract(pam_grant, '^(.*)/grants/[^/]+$', 1),
                 'roles', pam_roles, 'pam_resource', pam_resource, 'requested_duration_s', pam_duration_s,
                 'log_name', e.logName)

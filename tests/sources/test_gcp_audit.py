@@ -362,10 +362,14 @@ humans = ["*@example.com"]
 """
 
 
-def pam_chain(tmp_path: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def pam_world(tmp_path: Path, records: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
     calls = [storage_call("call-in-window", "2026-11-02T09:10:00Z"),
              storage_call("call-after-window", "2026-11-02T10:30:00Z")]
-    con, _ = build_world(tmp_path, {"pam.ndjson": records + calls}, PAM_POLICY)
+    return build_world(tmp_path, {"pam.ndjson": records + calls}, PAM_POLICY)[0]
+
+
+def pam_chain(tmp_path: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    con = pam_world(tmp_path, records)
     return {r["event_id"]: r for r in rows(con, "SELECT * FROM chains WHERE source = 'gcp_audit'")}
 
 
@@ -391,3 +395,13 @@ def test_pam_grant_awaiting_a_second_approval_does_not_cover(tmp_path: Path) -> 
     inside = chains["call-in-window"]
     assert (inside["pending_stages"], inside["approved_stages"], inside["approval_id"]) == (1, 1, None)
     assert inside["verdict"] == "unapproved"
+
+
+def test_a_revoked_pam_grant_ends_its_window(tmp_path: Path) -> None:
+    revoke = pam_entry("pam-revoke", "2026-11-02T09:05:00Z", "RevokeGrant", APPROVER, resourceName=GRANT,
+                       request={"name": GRANT, "reason": "incident over"}, response=pam_grant("REVOKED"))
+    con = pam_world(tmp_path, [*pam_records(), revoke])
+    (inside,) = rows(con, "SELECT task_id FROM chains WHERE event_id = 'call-in-window'")
+    assert inside["task_id"] is None  # 09:10, after the 09:05 revocation
+    assert rows(con, "SELECT status, ended_at FROM tasks") == [
+        {"status": "revoked", "ended_at": utc(2026, 11, 2, 9, 5)}]
