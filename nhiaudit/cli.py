@@ -437,7 +437,7 @@ def _evidence_text(link) -> Text:
 def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
     root = Tree(Text("verdict: ") + Text(action.verdict, style=VERDICT_STYLE.get(action.verdict, "")))
     # Two branches: the credential chain (action <- credential <- issuance <- parents) and the
-    # authorization (task <- approval <- authority).
+    # authorization (task <- approval <- the deciding denial <- authority).
     chain = authorization = root
     for link in action.links:
         label = (
@@ -450,7 +450,7 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
             + t(link.label, 400)
             + _evidence_text(link)
         )
-        if link.kind in ("span", "task", "approval", "authority"):
+        if link.kind in ("span", "task", "approval", "denial", "authority"):
             authorization = authorization.add(label)
         else:
             chain = chain.add(label)

@@ -76,6 +76,15 @@ CREATE OR REPLACE TEMP MACRO glob_regex(pattern) AS
 """
 
 
+#: ``canonical_identity(name)``: the person's one name under [identities] aliases (matched without
+#: regard to case), else the name as logged. Every approver, requester and self-approval check goes
+#: through it (40_tasks.sql, 50_approvals.sql).
+IDENTITY_MACRO = """
+CREATE OR REPLACE TEMP MACRO canonical_identity(logged_name) AS
+    coalesce((SELECT any_value(a.canonical) FROM policy_aliases a WHERE a.alias = lower(logged_name)), logged_name)
+"""
+
+
 def glob_matches(
     pairs: Iterable[tuple[str, str]], con: duckdb.DuckDBPyConnection | None = None
 ) -> set[tuple[str, str]]:
@@ -141,6 +150,7 @@ def _defaults_from_keys(section: str) -> Callable[[type], type]:
 class Identities:
     humans: tuple[str, ...]
     brokers: tuple[str, ...]
+    aliases: tuple[tuple[str, tuple[str, ...]], ...]  # (canonical name, the other names), file order
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,7 @@ class Audit:
 class Approval:
     required_from: str
     max_age_s: int
+    protected_roles: tuple[tuple[str, str], ...]  # (role glob, GitHub environment), file order
 
 
 @dataclass(frozen=True)
@@ -596,6 +607,10 @@ class _Reader:
 
 _TABLES = {
     "policy_identity": "kind VARCHAR, pattern VARCHAR, regex VARCHAR",
+    # [identities] aliases: every name of a person (lower-cased; the canonical one too) -> that name
+    "policy_aliases": "alias VARCHAR, name VARCHAR, canonical VARCHAR",
+    # [approval] protected_roles: role glob -> the GitHub environment that alone may assume it
+    "policy_protected_roles": "position INTEGER, pattern VARCHAR, regex VARCHAR, environment VARCHAR",
     "policy_risk": "tier VARCHAR, tier_rank INTEGER, pattern VARCHAR, regex VARCHAR",
     "policy_authority": "tier VARCHAR, tier_rank INTEGER, role VARCHAR",
     "policy_agent_scope": "agent_id VARCHAR, kind VARCHAR, pattern VARCHAR, regex VARCHAR",
@@ -627,6 +642,11 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
     rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _TABLES}
     for kind, patterns in (("human", policy.identities.humans), ("broker", policy.identities.brokers)):
         rows["policy_identity"] += [(kind, p, None) for p in patterns]
+    for canonical, names in policy.identities.aliases:
+        rows["policy_aliases"] += sorted({(name.lower(), name, canonical) for name in (canonical, *names)})
+    rows["policy_protected_roles"] = [
+        (position, glob, None, env) for position, (glob, env) in enumerate(policy.approval.protected_roles)
+    ]
     for tier in TIERS:
         rank = TIER_RANK[tier]
         rows["policy_risk"] += [(tier, rank, p, None) for p in getattr(policy.risk, tier)]
@@ -663,6 +683,7 @@ def install(policy: Policy, con: duckdb.DuckDBPyConnection) -> None:
             con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows[name])
             if "regex" in columns:
                 con.execute(f"UPDATE {name} SET regex = glob_regex(pattern)")
+    con.execute(IDENTITY_MACRO)
 
 
 # --------------------------------------------------------------------------------------------------

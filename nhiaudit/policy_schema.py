@@ -210,6 +210,49 @@ def _globs_by_field(value: Any, at: At) -> Any:
     return BAD if bad else dict(value)
 
 
+def _aliases(value: Any, at: At) -> Any:
+    """``canonical = ["alias", ...]``: each person's one name and the names other systems log them
+    under. A name listed for two people would make one of them the other: an error."""
+    if not isinstance(value, dict):
+        return at.bad(
+            f'{at.label} must be a table, not {toml_type(value)}. Write [identities.aliases] and under it '
+            'alice = ["alice-gh", "alice@corp.example"].'
+        )
+    owner: dict[str, str] = {}
+    pairs = []
+    for canonical, names in value.items():
+        inner = At(f"{at.label}.{canonical}", canonical, at.folder, at.report)
+        names = _strings(names, inner)
+        if names is BAD:
+            continue
+        for name in (canonical, *names):
+            key = name.lower()
+            if owner.get(key, canonical) != canonical:
+                at.bad(
+                    f"{at.label}: '{name}' is listed for both '{owner[key]}' and '{canonical}'. A name belongs "
+                    "to one person: remove it from one of them.",
+                    canonical,
+                )
+            owner.setdefault(key, canonical)
+        pairs.append((canonical, tuple(names)))
+    return tuple(pairs)
+
+
+def _globs_to_strings(value: Any, at: At) -> Any:
+    """``"<glob>" = "<value>"`` pairs, in file order."""
+    if not isinstance(value, dict):
+        return at.bad(
+            f"{at.label} must be a table, not {toml_type(value)}. Write "
+            f'{at.key} = {{ "arn:aws:iam::*:role/deploy-prod" = "prod" }}.'
+        )
+    bad = [
+        at.bad(f"{at.label}.{glob} must be a string, not {toml_type(target)}. Quote it.", glob)
+        for glob, target in value.items()
+        if not isinstance(target, str) or not target
+    ]
+    return BAD if bad else tuple(value.items())
+
+
 BOOL = Kind("boolean", _bool)
 STRING = Kind("string", _string)
 STRINGS = Kind("array of strings", _strings)
@@ -219,6 +262,8 @@ DURATION = Kind("duration: 90s, 5m, 24h, 7d, 1h30m", _duration)
 FOLDERS = Kind("array of folders", _folders)
 DATE = Kind("date", _date)
 GLOBS_BY_FIELD = Kind("table of globs", _globs_by_field)
+ALIASES = Kind("table: name = array of strings", _aliases)
+GLOB_TO_STRING = Kind("table: glob = string", _globs_to_strings)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,6 +304,10 @@ SECTION = {section.name: section for section in SECTIONS}
 KEYS: tuple[Key, ...] = (
     Key("identities", "humans", GLOBS, [], "Principals that are people; their actions are not audited."),
     Key("identities", "brokers", GLOBS, [], "Trusted credential vendors: a credential chain ending at one is rooted."),
+    Key("identities", "aliases", ALIASES, {}, "One person under the names other systems log them by (GitHub login, "
+        "corporate email, Teleport user, Entra UPN), as the table [identities.aliases] with one line per person: "
+        "the name to use, then the array of the other names (matched without regard to case). Every approver, "
+        "requester and self-approval check uses the first; trace shows both."),
     *(Key("risk", tier, GLOBS, [], f"Actions of the {tier} tier.") for tier in TIERS),
     Key("risk", "builtin", BOOL, True, "Also use the built-in catalogue of well-known critical and high actions "
         "(nhiaudit/queries/correlate/55_risk_catalogue.sql). A glob above that matches an action decides its tier "
@@ -266,6 +315,10 @@ KEYS: tuple[Key, ...] = (
     Key("audit", "min_tier", TIER, "medium", "Actions below this tier are not audited."),
     Key("approval", "required_from", TIER, "medium", "Audited actions at or above this tier need an approval."),
     Key("approval", "max_age", DURATION, "24h", "An approval is stale this long after its decision.", "max_age_s"),
+    Key("approval", "protected_roles", GLOB_TO_STRING, {}, "Role globs that only a protected GitHub environment may "
+        "assume, each mapped to that environment, as in { \"arn:aws:iam::*:role/deploy-prod\" = \"prod\" }. An "
+        "AssumeRoleWithWebIdentity of such a role whose OIDC subject lacks environment:<name> bypassed its reviewers "
+        "(rule unprotected-role-path); one that names it proves the gate was passed."),
     *(Key("authority", tier, STRINGS, [], f"Approver roles that may approve {tier} actions.") for tier in TIERS),
     Key("agents", "id", STRING, REQUIRED, "The agent's id, as task records name it.", example="report-bot"),
     Key("agents", "actions", GLOBS, None, "Actions the agent may perform. Not set: no limit; an empty array: none.",

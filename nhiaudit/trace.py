@@ -113,11 +113,18 @@ def span(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
     return label, {"trace_id": r["trace_id"], "parent_span_id": r["parent_span_id"]}
 
 
+def _as_logged(name: str | None, logged: str | None) -> str:
+    """A person's name under [identities] aliases, with the name the record gave when it differs."""
+    if name and logged and logged != name:
+        return f"{name} (logged as {logged})"
+    return name or "?"
+
+
 def task(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
     if r["task_known"]:
         label = (
             f"agent {r['agent_id'] or '?'}: {r['intent'] or '(no intent)'}; requested by "
-            f"{r['task_requested_by'] or '?'}; "
+            f"{_as_logged(r['task_requested_by'], r['task_requested_by_as_logged'])}; "
             f"{iso(r['task_started_at']) or '?'} .. {iso(r['task_ended_at']) or '?'}; "
             f"linked by {r['task_link']}; known from {r['task_known_from']}"
         )
@@ -136,13 +143,12 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         if r["pending_stages"]
         else ""
     )
+    approver = _as_logged(r["approver"], r["approver_as_logged"])
     if r["approval_id"] and r["decided_at"] is None:
-        label = (
-            f"{r['decision']} by {r['approver']}, decision time unknown ({r['decision_time_unknown']}): verdict unknown"
-        )
+        label = f"{r['decision']} by {approver}, decision time unknown ({r['decision_time_unknown']}): verdict unknown"
     elif r["approval_id"]:
         label = (
-            f"{r['decision']} by {r['approver']} at {iso(r['decided_at'])}"
+            f"{r['decision']} by {approver} at {iso(r['decided_at'])}"
             + (f", expires {iso(r['approval_expires_at'])}" if r["approval_expires_at"] else "")
             + (
                 f"; scope actions {list(r['scope_actions'])} resources {list(r['scope_resources'])}"
@@ -156,7 +162,13 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
             )
         )
     elif r["approval_records"]:
-        label = f"{r['approval_records']} approval record(s), none approved"
+        label = f"{r['approval_records']} approval record(s), none approved" + (
+            f": denied by {_as_logged(r['denied_by'], r['denied_by_as_logged'])} at {iso(r['denied_at']) or '?'}"
+            if r["denial_event_id"]
+            else ""
+        )
+    elif r["approval_implied_by"]:
+        label = f"approval implied, record missing: {r['approval_implied_by']}; verdict unknown"
     elif stages:
         label = f"no decision: {stages}"
     elif link["status"] == "not_required":
@@ -177,10 +189,29 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
     # Only where they say something, so that chains without them read as before.
     if r["decision_time_unknown"]:
         details["decision_time_unknown"] = r["decision_time_unknown"]
+    if r["approval_implied_by"]:
+        details["approval_implied_by"] = r["approval_implied_by"]
+    if r["approver_as_logged"] and r["approver_as_logged"] != r["approver"]:
+        details["approver_as_logged"] = r["approver_as_logged"]
     if r["pending_stages"]:
         details["pending_stages"] = r["pending_stages"]
         details["stage_approvers"] = list(r["stage_approvers"] or [])
     return label, details
+
+
+def denial(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
+    # The denial record that decides the verdict: its evidence is this link's.
+    when = "before" if r["denied_at"] is not None and r["denied_at"] <= r["occurred_at"] else "after"
+    label = (
+        f"denied by {_as_logged(r['denied_by'], r['denied_by_as_logged'])} at {iso(r['denied_at']) or '?'} "
+        f"({when} the action)" + (f": {r['denial_reason']}" if r["denial_reason"] else "")
+    )
+    return label, {
+        "denied_by": r["denied_by"],
+        "denied_at": iso(r["denied_at"]),
+        "reason": r["denial_reason"],
+        "withdrew_approval": r["approval_id"] is not None,
+    }
 
 
 def authority(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
@@ -205,6 +236,7 @@ LINKS: tuple[Callable[[Row, Row], tuple[str, dict[str, Any]]], ...] = (
     span,
     task,
     approval,
+    denial,
     authority,
 )
 _PRESENT = {present.__name__: present for present in LINKS}

@@ -8,12 +8,13 @@ are not repeated: Vault -> CloudTrail is in test_correlate.py, Kong -> OTLP in t
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from helpers import build_world
+from helpers import build_world, rows
 from test_correlate import (
     ACCOUNT,
     ORCHESTRATOR,
@@ -1024,6 +1025,116 @@ def test_the_reviewer_who_triggered_the_run_self_approved(tmp_path: Path) -> Non
     assert "self-approval" in findings(con, policy, GH_CALL)
 
 
+def test_a_denial_that_decides_the_verdict_is_traced_with_its_record(tmp_path: Path) -> None:
+    """trace shows the denial itself, with its evidence: the one that withdrew an approval, and the
+    only record of a task that was denied outright."""
+    github = [
+        gh_workflow_run(),
+        gh_job(),
+        gh_audit_decision("approve", "08:59:00"),
+        gh_audit_decision("reject", "09:02:00", actor="carol"),
+    ]
+    con, _ = gh_world(tmp_path, github, ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB))
+    found = links(con, GH_CALL)
+    assert found["denial"].evidence.event_id == "doc-reject-09:02:00"
+    assert found["denial"].evidence.line == 4
+    assert found["denial"].label == "denied by carol at 2026-11-02T09:02:00Z (before the action)"
+    assert found["denial"].details["withdrew_approval"] is True
+    con, _ = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_audit_decision("reject", "08:59:00", actor="carol")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    found = links(con, GH_CALL)
+    assert found["approval"].label == "1 approval record(s), none approved: denied by carol at 2026-11-02T08:59:00Z"
+    assert (found["denial"].evidence.event_id, found["denial"].details["withdrew_approval"]) == (
+        "doc-reject-08:59:00",
+        False,
+    )
+    # an approved chain has no denial link
+    con, _ = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_audit_decision("approve", "08:59:00")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    assert "denial" not in links(con, GH_CALL)
+
+
+def test_a_protected_environment_token_without_its_review_record_is_implied(tmp_path: Path) -> None:
+    """The OIDC subject names prod, whose required reviewers the evidence shows (the review request),
+    but no decision is loaded: approval implied, record missing (unknown), not missing-approval."""
+    con, policy = gh_world(
+        tmp_path,
+        [gh_workflow_run(), gh_job(), gh_review("requested")],
+        ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB),
+    )
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["approval_records"], row["verdict"]) == ("github-run:7001:1", 0, "unknown")
+    assert row["approval_implied_by"].startswith(f"the OIDC token's subject {PROD_SUB} names protected environment")
+    assert "missing-approval" not in findings(con, policy, GH_CALL)
+    approval_link = links(con, GH_CALL)["approval"]
+    assert approval_link.label.startswith("approval implied, record missing: the OIDC token's subject")
+    assert approval_link.details["approval_implied_by"] == row["approval_implied_by"]
+    # a branch token proves no gate: the same run without a decision is missing-approval
+    branch = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", f"repo:{GH_REPO}:ref:refs/heads/main")
+    con, policy = gh_world(tmp_path, [gh_workflow_run(), gh_job(), gh_review("requested")], branch)
+    row = chain(con, GH_CALL)
+    assert (row["task_id"], row["approval_implied_by"], row["verdict"]) == ("github-run:7001:1", None, "unapproved")
+    assert "missing-approval" in findings(con, policy, GH_CALL)
+
+
+def test_policy_protected_roles_make_an_environment_protected_and_catch_a_bypass(tmp_path: Path) -> None:
+    policy_text = GH_POLICY + f'''
+[approval]
+protected_roles = {{ "arn:aws:iam::*:role/{GH_ROLE}" = "prod" }}
+'''
+    issuance = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    session_arn = issuance["responseElements"]["assumedRoleUser"]["arn"]
+    call = ct_call(GH_CALL, at("09:06:00"), actor=session_arn, key=GH_KEY)
+    world = {"github.ndjson": [gh_workflow_run(), gh_job()], "cloudtrail.ndjson": [issuance, call]}
+    con, policy = build(tmp_path, world, policy_text)
+    row = chain(con, GH_CALL)
+    assert (row["verdict"], row["protected_environment"]) == ("unknown", None)
+    assert row["approval_implied_by"].endswith("GitHub issued it only after the environment's protection rules passed")
+    # a job of staging assumed the prod-only role
+    staging = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", f"repo:{GH_REPO}:environment:staging")
+    world = {"github.ndjson": [gh_workflow_run(), gh_job(environment="staging")], "cloudtrail.ndjson": [staging, call]}
+    con, policy = build(tmp_path, world, policy_text)
+    row = chain(con, GH_CALL)
+    assert (row["protected_environment"], row["protected_role"], row["verdict"]) == (
+        "prod",
+        f"arn:aws:iam::{ACCOUNT}:role/{GH_ROLE}",
+        "unapproved",
+    )
+    assert "unprotected-role-path" in findings(con, policy, GH_CALL)
+
+
+def test_aliases_make_a_self_approval_under_another_name_visible(tmp_path: Path) -> None:
+    """bob triggered the run (GitHub login) and approved it as bob@example.com: only the alias says
+    these are one person."""
+    policy_text = """
+[identities]
+humans = ["alice", "bob", "carol", "*@example.com"]
+"""
+    aliased = policy_text + """
+[identities.aliases]
+bob = ["Bob@Example.com", "Bob.Smith"]
+"""
+    issuance = ct_web_identity("66666666-0000-4000-8000-000000000001", "09:05:00", PROD_SUB)
+    session_arn = issuance["responseElements"]["assumedRoleUser"]["arn"]
+    call = ct_call(GH_CALL, at("09:06:00"), actor=session_arn, key=GH_KEY)
+    github = [gh_workflow_run(), gh_job(), gh_audit_decision("approve", "08:59:00", actor="bob@example.com")]
+    world = {"github.ndjson": github, "cloudtrail.ndjson": [issuance, call]}
+    con, policy = build(tmp_path, world, policy_text)
+    assert (chain(con, GH_CALL)["self_approved"], chain(con, GH_CALL)["verdict"]) == (False, "approved")
+    con, policy = build(tmp_path, world, aliased)
+    row = chain(con, GH_CALL)
+    assert (row["approver"], row["approver_as_logged"], row["task_requested_by"]) == ("bob", "bob@example.com", "bob")
+    assert (row["self_approved"], row["approver_is_human"], row["verdict"]) == (True, True, "unapproved")
+    assert "self-approval" in findings(con, policy, GH_CALL)
+    assert links(con, GH_CALL)["approval"].label.startswith("approved by bob (logged as bob@example.com) at")
+
+
 # --------------------------------------------------------------------------------------------------
 # Teleport access request -> review -> AWS app session -> CloudTrail AssumeRole -> AWS calls (issue 9)
 # --------------------------------------------------------------------------------------------------
@@ -1151,6 +1262,136 @@ def test_teleport_call_after_the_request_expired(tmp_path: Path) -> None:
         "unapproved",
     )
     assert {"approval-expired", "credential-outlived-task"} <= findings(con, policy, TP_CALL)
+
+
+def test_a_teleport_session_carrying_a_request_with_no_review_loaded_is_implied(tmp_path: Path) -> None:
+    con, policy = tp_world(tmp_path, tp_request())
+    row = chain(con, TP_CALL)
+    assert (row["task_id"], row["approval_records"], row["pending_stages"]) == (f"teleport-request:{TP_REQUEST}", 0, 0)
+    assert row["approval_implied_by"] == (
+        f"the Teleport app session carries access request {TP_REQUEST}, which Teleport honours only once approved"
+    )
+    assert row["verdict"] == "unknown"
+    assert "missing-approval" not in findings(con, policy, TP_CALL)
+
+
+# --------------------------------------------------------------------------------------------------
+# AWS Systems Manager just-in-time node access, and IAM Identity Center account assignments (issue 9)
+# Synthetic CloudTrail records in the documented API shapes (StartAccessRequest, SendAutomationSignal,
+# GetAccessToken: https://docs.aws.amazon.com/systems-manager/latest/APIReference/), camelCase as
+# CloudTrail writes request and response fields.
+# --------------------------------------------------------------------------------------------------
+
+JIT_REQUEST = "oi-0a1b2c3d4e5f"
+JIT_EXECUTION = "9231944f-61c6-40be-8bce-8ee2b0000001"
+JIT_RUNNER = f"arn:aws:iam::{ACCOUNT}:user/ops-runner"
+JIT_RUNNER_KEY = "AKIAOPSRUNNER0000001"
+JIT_KEY = "ASIAJITNODEACCESS001"
+JIT_APPROVER = f"arn:aws:iam::{ACCOUNT}:user/alice@example.com"
+JIT_CALL = "88888888-0000-4000-8000-000000000005"
+JIT_POLICY = """
+[identities]
+humans = ["arn:aws:iam::*:user/*@*"]
+[risk]
+high = ["ssm:StartSession"]
+"""
+
+
+def ssm_record(event_id: str, hms: str, name: str, actor: str, key: str | None, request: dict[str, Any],
+               response: dict[str, Any] | None = None) -> dict[str, Any]:
+    record = ct_call(event_id, at(hms), actor=JIT_RUNNER if key is None else actor, key=key or "",
+                     action=f"ssm:{name}", resource=None)
+    record.update(requestParameters=request, responseElements=response)
+    if key is None:
+        record["userIdentity"] = {"type": "AWSService", "invokedBy": "ssm.amazonaws.com"}
+    return record
+
+
+def jit_world(tmp_path: Path, *, signal: str | None = "Approve", automation: bool = True,
+              status: str = "Approved") -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    records = [
+        ssm_record("88888888-0000-4000-8000-000000000001", "09:00:00", "StartAccessRequest", JIT_RUNNER,
+                   JIT_RUNNER_KEY, {"reason": "Patch web-01 (CHG0051)",
+                                    "targets": [{"key": "InstanceIds", "values": ["i-0123456789abcdef0"]}]},
+                   {"accessRequestId": JIT_REQUEST}),
+    ]
+    if automation:  # the request's approval workflow (OperationalData /aws/accessrequest names it)
+        records.append(ssm_record("88888888-0000-4000-8000-000000000002", "09:00:01", "StartAutomationExecution",
+                                  "ssm.amazonaws.com", None,
+                                  {"documentName": "AWS-JITNodeAccessApproval",
+                                   "parameters": {"AccessRequestId": [JIT_REQUEST]}},
+                                  {"automationExecutionId": JIT_EXECUTION}))
+    if signal:
+        records.append(ssm_record("88888888-0000-4000-8000-000000000003", "09:02:00", "SendAutomationSignal",
+                                  JIT_APPROVER, "AKIAALICE00000000001",
+                                  {"automationExecutionId": JIT_EXECUTION, "signalType": signal}))
+    records += [
+        ssm_record("88888888-0000-4000-8000-000000000004", "09:03:00", "GetAccessToken", JIT_RUNNER, JIT_RUNNER_KEY,
+                   {"accessRequestId": JIT_REQUEST},
+                   {"accessRequestStatus": status,
+                    "credentials": {"accessKeyId": JIT_KEY, "secretAccessKey": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                                    "sessionToken": "HIDDEN_DUE_TO_SECURITY_REASONS", "expirationTime": T0 + 7200}}),
+        ssm_record(JIT_CALL, "09:04:00", "StartSession", JIT_RUNNER, JIT_KEY, {"target": "i-0123456789abcdef0"}),
+    ]
+    return build(tmp_path, {"cloudtrail.ndjson": records}, JIT_POLICY)
+
+
+def test_ssm_jit_request_approval_and_token_cover_the_session(tmp_path: Path) -> None:
+    con, policy = jit_world(tmp_path)
+    row = chain(con, JIT_CALL)
+    assert (row["task_id"], row["task_link"], row["task_known_from"]) == (
+        f"ssm-access-request:{JIT_REQUEST}", "ssm_access_request_id", "ssm_jit")
+    assert (row["credential_id"], row["issuance_status"], row["credential_expires_at"]) == (
+        JIT_KEY, "found", datetime(2026, 11, 2, 11, 0, tzinfo=timezone.utc))
+    assert (row["intent"], row["task_requested_by"]) == ("Patch web-01 (CHG0051)", JIT_RUNNER)
+    assert (row["approver"], row["decision"], row["verdict"]) == (JIT_APPROVER, "approved", "approved")
+    assert links(con, JIT_CALL)["approval"].evidence.line == 3
+    assert findings(con, policy, JIT_CALL) == set()
+
+
+def test_ssm_jit_denied_request(tmp_path: Path) -> None:
+    con, policy = jit_world(tmp_path, signal="Deny", status="Rejected")
+    row = chain(con, JIT_CALL)
+    assert (row["denied_records"], row["denied_by"], row["verdict"]) == (1, JIT_APPROVER, "unapproved")
+    assert "approval-denied" in findings(con, policy, JIT_CALL)
+
+
+def test_ssm_jit_token_issued_approved_without_the_signal_record_is_implied(tmp_path: Path) -> None:
+    """The signal names only its Automation execution: without the record tying the execution to the
+    request, the decision cannot be placed, but the token's Approved status proves the gate."""
+    con, policy = jit_world(tmp_path, automation=False)
+    row = chain(con, JIT_CALL)
+    assert (row["approval_records"], row["verdict"]) == (0, "unknown")
+    assert row["approval_implied_by"] == (
+        f"SSM just-in-time credentials of access request {JIT_REQUEST} were issued with the request Approved "
+        "(GetAccessToken)"
+    )
+    assert "missing-approval" not in findings(con, policy, JIT_CALL)
+
+
+def test_identity_center_account_assignment_is_a_grant_until_deleted(tmp_path: Path) -> None:
+    permission_set = "arn:aws:sso:::permissionSet/ssoins-7223a0a1b2c3d4e5/ps-0a1b2c3d4e5f6a7b"
+    assignment = {"instanceArn": "arn:aws:sso:::instance/ssoins-7223a0a1b2c3d4e5", "targetId": ACCOUNT,
+                  "targetType": "AWS_ACCOUNT", "permissionSetArn": permission_set, "principalType": "USER",
+                  "principalId": "94482488-3041-7026-18f3-be45837cd0e4"}
+    records = []
+    for n, (name, hms) in enumerate((("CreateAccountAssignment", "08:00:00"), ("DeleteAccountAssignment", "12:00:00"))):
+        record = ct_call(f"99999999-0000-4000-8000-00000000000{n}", at(hms), actor=ORCHESTRATOR,
+                         key=ORCHESTRATOR_KEY, action=f"sso:{name}", resource=None)
+        record.update(requestParameters=assignment,
+                      responseElements={"accountAssignmentCreationStatus": {"status": "IN_PROGRESS"}})
+        records.append(record)
+    policy_text = """
+[identities.aliases]
+"alice@example.com" = ["94482488-3041-7026-18f3-be45837cd0e4"]
+"""
+    con, _ = build(tmp_path, {"cloudtrail.ndjson": records}, policy_text)
+    (grant,) = rows(con, "SELECT * FROM grants")
+    assert (grant["approver"], grant["role"]) == ("alice@example.com", f"aws-sso:{permission_set}@{ACCOUNT}")
+    assert (grant["valid_from"], grant["valid_to"]) == (
+        datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc), datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc))
+    # the assignment itself stays an audited action of the orchestrator
+    assert chain(con, "99999999-0000-4000-8000-000000000000")["action"] == "sso:CreateAccountAssignment"
 
 
 # --------------------------------------------------------------------------------------------------

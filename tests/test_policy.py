@@ -302,7 +302,7 @@ ERRORS = [
     ),
     pytest.param(
         "[approval]\ncolour = 1\n",
-        "nhiaudit.toml:2: unknown key 'colour' in [approval]. Known keys: required_from, max_age.",
+        "nhiaudit.toml:2: unknown key 'colour' in [approval]. Known keys: required_from, max_age, protected_roles.",
         id="unknown-key-no-suggestion",
     ),
     pytest.param(
@@ -423,6 +423,28 @@ ERRORS = [
         'expires = "2027-01-01"\n',
         "nhiaudit.toml:2: waivers[1].rule must be a string, not an integer. Quote it.",
         id="waiver-value-type",
+    ),
+    pytest.param(
+        '[identities.aliases]\nalice = ["al"]\nbob = ["AL"]\n',
+        "nhiaudit.toml:3: identities.aliases: 'AL' is listed for both 'alice' and 'bob'. A name belongs to one "
+        "person: remove it from one of them.",
+        id="alias-of-two-people",
+    ),
+    pytest.param(
+        '[identities.aliases]\nalice = "al"\n',
+        'nhiaudit.toml:2: identities.aliases.alice must be an array of strings, not a string. Write alice = ["al"].',
+        id="alias-not-a-list",
+    ),
+    pytest.param(
+        '[approval]\nprotected_roles = ["x"]\n',
+        "nhiaudit.toml:2: approval.protected_roles must be a table, not an array. "
+        'Write protected_roles = { "arn:aws:iam::*:role/deploy-prod" = "prod" }.',
+        id="protected-roles-type",
+    ),
+    pytest.param(
+        '[approval]\nprotected_roles = { "arn:*" = 3 }\n',
+        "nhiaudit.toml:2: approval.protected_roles.arn:* must be a string, not an integer. Quote it.",
+        id="protected-roles-value",
     ),
     pytest.param(
         '[rules]\ndirs = ["missing"]\n',

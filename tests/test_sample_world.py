@@ -7,6 +7,7 @@ from DESIGN §6 before the engine ran on it. Report outputs are golden files und
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,6 +157,28 @@ def test_cli_trace_on_the_world(world) -> None:
         "approver-lacks-authority",
     ):
         assert text in result.output
+
+
+def test_cli_trace_shows_the_denial_that_decides_with_its_record(world, tmp_path: Path) -> None:
+    """t-d4e0: APR-1044 denied the task; trace shows that record, in the terminal and in --json."""
+    _, db = world
+    args = [
+        "trace",
+        "--db",
+        str(db),
+        "--policy",
+        str(WORLD / "nhiaudit.toml"),
+        "cloudtrail:e1000000-0000-4000-8000-000000040002",
+    ]
+    result = invoke(args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "denial found  APR-1044" in result.output
+    assert "denied by alice@example.com at 2026-11-02T09:28:00Z (before the action)" in result.output
+    assert "provenance.ndjson:15 record 14 id APR-1044" in result.output
+    out = invoke([*args, "--json"])
+    (denial,) = [link for link in json.loads(out.stdout)["links"] if link["kind"] == "denial"]
+    assert (denial["evidence"]["event_id"], denial["evidence"]["line"]) == ("APR-1044", 15)
+    assert denial["details"]["denied_by"] == "alice@example.com"
 
 
 def test_sample_world_sarif_and_junit_validate(world_con, schemas: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,10 @@ DuckDB parses each record twice: ``json_transform`` into a struct of just the fi
 reads (request and response fields included), and one multi-path ``json_type`` that checks the
 types the struct cannot show. Nothing is re-serialized to JSON and parsed again per field.
 Digest files and SNS/SQS notifications are recognized and skipped: they hold no events.
+
+Approval and task evidence inside CloudTrail: Systems Manager just-in-time node access (a request,
+its Automation approval signals, the token it issues) and IAM Identity Center account assignments
+(grants, read by 50_approvals.sql from ``details.assignment``).
 """
 
 from __future__ import annotations
@@ -39,12 +43,27 @@ ISSUING = (
     "GetSessionToken",
 )
 
+# Systems Manager just-in-time node access (docs: "Approving and denying just-in-time node access
+# requests"): StartAccessRequest opens request oi-<12 hex> (a task, ssm-access-request:<id>); the
+# approvers answer the request's Automation execution with SendAutomationSignal (signalType Approve
+# or Deny/Reject: an approval decision, tied to the request in 50_approvals.sql); GetAccessToken
+# (the request id in requestParameters) issues the requester the session credentials.
+SSM_JIT_TASK = "ssm-access-request:"
+_SSM_SIGNALS = "('approve', 'deny', 'reject')"
+# IAM Identity Center: an account assignment gives a principal a permission set in an account
+# (grants in 50_approvals.sql; the call itself stays an audited action).
+_ACCESS_REQUEST_ID = r"oi-[0-9a-f]{12}"
+
 # requestParameters: the few fields read by name, typed here; the resource of a call is read per
 # service (RESOURCE_PARAMS) as ct.req_values, only the parameters that table names — never the
 # whole object, which can hold a 50 MB policy document.
 _REQUEST = """{
     "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
-    "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON"
+    "sourceIdentity": "VARCHAR", "durationSeconds": "VARCHAR", "tags": "JSON",
+    "accessRequestId": "VARCHAR", "reason": "VARCHAR", "targets": "JSON", "signalType": "VARCHAR",
+    "automationExecutionId": "VARCHAR", "instanceArn": "VARCHAR", "permissionSetArn": "VARCHAR",
+    "principalId": "VARCHAR", "principalType": "VARCHAR", "targetId": "VARCHAR", "targetType": "VARCHAR",
+    "payload": "JSON", "parameters": "JSON", "opsItemId": "VARCHAR"
 }"""
 
 # The part of a record nhiaudit reads, typed in one parse (json_transform). A value of another
@@ -66,7 +85,8 @@ _STRUCT = (
     + _REQUEST
     + """,
     "responseElements": {
-        "credentials": {"accessKeyId": "VARCHAR", "expiration": "VARCHAR"},
+        "credentials": {"accessKeyId": "VARCHAR", "expiration": "VARCHAR", "expirationTime": "VARCHAR"},
+        "accessRequestId": "VARCHAR", "accessRequestStatus": "VARCHAR", "automationExecutionId": "VARCHAR",
         "assumedRoleUser": {"arn": "VARCHAR"}, "federatedUser": {"arn": "VARCHAR"},
         "sourceIdentity": "VARCHAR", "ConsoleLogin": "VARCHAR"
     },
@@ -287,7 +307,20 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                    pr.param_resources, pr.partition,
                    r.responseElements AS resp, r.eventSource AS event_source, r.eventName AS event_name,
                    coalesce(event_time, try_cast(r."@timestamp" AS TIMESTAMPTZ)) AS occurred_at,
-                   r.eventSource = 'sts.amazonaws.com' AND r.eventName IN ({issuing}) AS issuing
+                   (r.eventSource = 'sts.amazonaws.com' AND r.eventName IN ({issuing}))
+                   OR (r.eventSource = 'ssm.amazonaws.com' AND r.eventName = 'GetAccessToken'
+                       AND r.responseElements.credentials.accessKeyId IS NOT NULL) AS issuing,
+                   r.eventSource = 'ssm.amazonaws.com' AND r.eventName = 'StartAccessRequest'
+                       AND r.errorCode IS NULL AND r.responseElements.accessRequestId IS NOT NULL AS jit_request,
+                   r.eventSource = 'ssm.amazonaws.com' AND r.eventName = 'SendAutomationSignal'
+                       AND r.errorCode IS NULL AND lower(r.requestParameters.signalType) IN {_SSM_SIGNALS} AS jit_signal,
+                   -- the access request an Automation record names (its parameters, a signal's payload)
+                   CASE WHEN r.eventSource = 'ssm.amazonaws.com' AND r.eventName IN
+                             ('SendAutomationSignal', 'StartAutomationExecution', 'StartChangeRequestExecution')
+                        THEN nullif(regexp_extract(concat_ws(' ', r.requestParameters.opsItemId,
+                                                             r.requestParameters.payload::VARCHAR,
+                                                             r.requestParameters.parameters::VARCHAR),
+                                                   '{_ACCESS_REQUEST_ID}'), '') END AS named_request
             FROM ct LEFT JOIN ct_param_resources pr USING (record_index)
             WHERE NOT skipped AND reason IS NULL
         ), keyed AS (
@@ -305,6 +338,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             r.eventID AS event_id,
             record_index, line, occurred_at,
             CASE WHEN issuing THEN 'credential_issue'
+                 WHEN jit_request THEN 'task'
+                 WHEN jit_signal THEN 'approval'
                  -- eventType came with event version 1.02: an older ConsoleLogin has none, and one
                  -- AWS doc example spells it AwsConsoleSignin
                  WHEN lower(r.eventType) = 'awsconsolesignin' OR (event_name = 'ConsoleLogin'
@@ -345,27 +380,57 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             r.awsRegion AS region,
             r.sourceIPAddress AS src_ip,
             r.userAgent AS user_agent,
-            CASE WHEN issuing THEN coalesce(req.sourceIdentity, resp.sourceIdentity)
+            CASE WHEN jit_request THEN '{SSM_JIT_TASK}' || resp.accessRequestId
+                 WHEN issuing AND event_name = 'GetAccessToken' AND req.accessRequestId IS NOT NULL
+                     THEN '{SSM_JIT_TASK}' || req.accessRequestId
+                 WHEN jit_signal AND named_request IS NOT NULL THEN '{SSM_JIT_TASK}' || named_request
+                 WHEN issuing THEN coalesce(req.sourceIdentity, resp.sourceIdentity)
                  ELSE u.sessionContext.sourceIdentity END AS task_id,
             CASE WHEN issuing THEN coalesce(
                 try_strptime(resp.credentials.expiration, '%b %d, %Y, %I:%M:%S %p'),
                 try_strptime(resp.credentials.expiration, '%b %d, %Y %I:%M:%S %p'),
-                try_cast(resp.credentials.expiration AS TIMESTAMP)
+                try_cast(resp.credentials.expiration AS TIMESTAMP),
+                -- GetAccessToken: ExpirationTime is an epoch number (seconds) or an ISO time
+                to_timestamp(try_cast(resp.credentials.expirationTime AS DOUBLE))::TIMESTAMP,
+                try_strptime(resp.credentials.expirationTime, '%b %d, %Y, %I:%M:%S %p'),
+                try_cast(resp.credentials.expirationTime AS TIMESTAMP)
             )::TIMESTAMP AT TIME ZONE 'UTC' END AS expires_at,
-            CASE WHEN issuing THEN json_object(
+            CASE WHEN jit_request THEN json_object(
+                'requested_by', coalesce(u.arn, u.onBehalfOf.userId), 'agent_id', coalesce(u.arn, u.onBehalfOf.userId),
+                'intent', coalesce(req.reason, 'just-in-time node access'), 'justification', req.reason,
+                'status', 'requested', 'known_from', 'ssm_jit', 'access_request_id', resp.accessRequestId,
+                'targets', req.targets)
+            WHEN jit_signal THEN json_object(
+                'approval_id', coalesce(named_request, req.automationExecutionId),
+                'approver', coalesce(u.arn, u.onBehalfOf.userId),
+                'decision', CASE WHEN lower(req.signalType) = 'approve' THEN 'approved' ELSE 'denied' END,
+                'stage', coalesce(u.arn, u.onBehalfOf.userId),
+                'stage_decision', CASE WHEN lower(req.signalType) = 'approve' THEN 'approved' ELSE 'denied' END,
+                'automation_execution_id', req.automationExecutionId, 'access_request_id', named_request)
+            WHEN issuing THEN json_object(
                 'holder', coalesce(resp.assumedRoleUser.arn, resp.federatedUser.arn,
-                                   CASE WHEN event_name = 'GetSessionToken' THEN u.arn END),
+                                   CASE WHEN event_name IN ('GetSessionToken', 'GetAccessToken') THEN u.arn END),
                 'session_tags', CASE WHEN t[7] = 'ARRAY' THEN req.tags END,
                 'source_identity', coalesce(req.sourceIdentity, resp.sourceIdentity),
                 'role_arn', req.roleArn,
                 'role_session_name', req.roleSessionName,
                 'duration_seconds', try_cast(req.durationSeconds AS BIGINT),
+                'access_request_id', req.accessRequestId, 'access_request_status', resp.accessRequestStatus,
+                'task_link', CASE WHEN event_name = 'GetAccessToken' THEN 'ssm_access_request_id' END,
                 'long_term', false)
             ELSE json_object('identity_type', u.type, 'session_issuer', u.sessionContext.sessionIssuer.arn,
                              'identity_store', u.onBehalfOf.identityStoreArn,
                              -- every resource the call names, when it names several (scope checks read all)
                              'resources', CASE WHEN first_arn IS NULL AND len(param_resources) > 1
-                                               THEN param_resources END)
+                                               THEN param_resources END,
+                             -- SSM Automation: the execution and the access request it serves
+                             'automation_execution_id', coalesce(resp.automationExecutionId, req.automationExecutionId),
+                             'access_request_id', named_request,
+                             -- IAM Identity Center account assignments (grants, 50_approvals.sql)
+                             'assignment', CASE WHEN event_source = 'sso.amazonaws.com' AND req.permissionSetArn IS NOT NULL
+                                 THEN json_object('principal_id', req.principalId, 'principal_type', req.principalType,
+                                                  'permission_set_arn', req.permissionSetArn, 'target_id', req.targetId,
+                                                  'target_type', req.targetType, 'instance_arn', req.instanceArn) END)
             END AS details,
             doc AS raw,
             CASE WHEN r.eventID IS NOT NULL

@@ -11,6 +11,9 @@ action and resource whichever way its log arrived.
 Credential ids are built as ``_gcp_logentry`` describes: a token minted for a service account is
 the issued credential of ``iamcredentials`` ``GenerateAccessToken`` and the credential of a later
 call that carries ``serviceAccountDelegationInfo``.
+
+Privileged Access Manager entries are the task and approval evidence of a grant (``PAM_TASK``);
+correlation joins the grant to the requester's calls in its window (70_action_tasks.sql).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from nhiaudit.sources._read import RAW_EXCERPT, EvidenceFile, first_json_line, h
 NAME = "gcp_audit"
 READS = (
     "GCP Cloud Audit Logs (LogEntry with protoPayload AuditLog) as NDJSON or JSON arrays, "
-    "Pub/Sub messages (base64 message.data) and BigQuery exports (protopayload_auditlog)"
+    "Pub/Sub messages (base64 message.data) and BigQuery exports (protopayload_auditlog); Privileged Access "
+    "Manager grants in them are tasks and approvals"
 )
 DETECTION = (
     "JSON whose first record is a LogEntry with a protoPayload of @type google.cloud.audit.AuditLog "
@@ -37,6 +41,12 @@ DETECTION = (
 )
 
 ISSUING = ("GenerateAccessToken", "GenerateIdToken", "SignJwt", "SignBlob")
+# Privileged Access Manager (https://cloud.google.com/iam/docs/audit-logging/audit-logging-pam): a
+# grant (projects|folders|organizations/…/entitlements/E/grants/G) is a task, gcp-pam-grant:<name>;
+# ApproveGrant / DenyGrant are its approval decisions (an approval the grant still awaits more of,
+# state APPROVAL_AWAITED after it, is one approved stage); RevokeGrant / WithdrawGrant end it.
+PAM_SERVICE = "privilegedaccessmanager.googleapis.com"
+PAM_TASK = "gcp-pam-grant:"
 _AUDIT_LOG = "google.cloud.audit.AuditLog"
 # Methods whose name says they only read (last dotted segment of methodName, case-insensitive).
 _READ_METHOD = r"^(get|list|aggregatedlist|search|lookup|read|query|describe|batchget|testiampermissions)"
@@ -234,6 +244,12 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     AND regexp_matches(method_leaf, '^({issuing.replace(", ", "|")})$') AS token_issue,
                 service = 'iam.googleapis.com' AND method_leaf = 'CreateServiceAccountKey' AS key_issue,
                 service = 'iam.googleapis.com' AND method_leaf = 'DeleteServiceAccountKey' AS key_revoke,
+                CASE WHEN service = '{PAM_SERVICE}' AND coalesce(status_code, 0) = 0 THEN CASE method_leaf
+                    WHEN 'CreateGrant' THEN 'request' WHEN 'ApproveGrant' THEN 'approve' WHEN 'DenyGrant' THEN 'deny'
+                    WHEN 'RevokeGrant' THEN 'end' WHEN 'WithdrawGrant' THEN 'end' END END AS pam_kind,
+                -- the grant: the response names a created one, the request and resourceName the others
+                list_filter([json_extract_string(resp, '$.name'), json_extract_string(req, '$.name'), p.resourceName],
+                            x -> x LIKE '%/entitlements/%/grants/%')[1] AS pam_grant,
                 {logentry.caller_credential_sql('key_name', 'email', 'subject', 'delegated_by')} AS caller_cred
             FROM base
         ), keyed AS (
@@ -249,18 +265,31 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                      WHEN key_revoke AND json_extract_string(req, '$.name') LIKE 'projects/%/keys/%'
                          THEN '//iam.googleapis.com/' || json_extract_string(req, '$.name') END AS key_id
             FROM kinds
+        ), pam AS (
+            SELECT *,
+                coalesce(json_extract_string(resp, '$.justification.unstructuredJustification'),
+                         json_extract_string(req, '$.grant.justification.unstructuredJustification')) AS pam_justification,
+                from_json(json_extract(resp, '$.privilegedAccess.gcpIamAccess.roleBindings[*].role'), '["VARCHAR"]')
+                    AS pam_roles,
+                json_extract_string(resp, '$.privilegedAccess.gcpIamAccess.resource') AS pam_resource,
+                try_cast(rtrim(coalesce(json_extract_string(resp, '$.requestedDuration'),
+                                        json_extract_string(req, '$.grant.requestedDuration')), 's') AS DOUBLE)::BIGINT
+                    AS pam_duration_s
+            FROM keyed
         ), creds AS (
             SELECT *,
                 CASE WHEN token_issue THEN 'gcp-sa-token:' || holder
                      WHEN key_issue OR key_revoke THEN key_id
                      ELSE caller_cred END AS cred
-            FROM keyed
+            FROM pam
         )
         SELECT
             e.insertId AS event_id,
             record_index, line, occurred_at,
             CASE WHEN token_issue OR key_issue THEN 'credential_issue'
                  WHEN key_revoke THEN 'credential_revoke'
+                 WHEN pam_grant IS NOT NULL AND pam_kind IN ('request', 'end') THEN 'task'
+                 WHEN pam_grant IS NOT NULL AND pam_kind IN ('approve', 'deny') THEN 'approval'
                  WHEN method IS NULL THEN 'other'
                  ELSE 'action' END AS category,
             principal AS actor_id,
@@ -291,10 +320,41 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             json_extract_string(p.requestMetadata, '$.callerSuppliedUserAgent') AS user_agent,
             lower(nullif(regexp_extract(coalesce(e.trace, ''), '([0-9a-fA-F]{{32}})$', 1), '')) AS trace_id,
             lower(e.spanId) AS span_id,
+            CASE WHEN pam_grant IS NOT NULL AND pam_kind IS NOT NULL THEN '{PAM_TASK}' || pam_grant END AS task_id,
             CASE WHEN key_issue THEN try_cast(json_extract_string(resp, '$.validBeforeTime') AS TIMESTAMPTZ)
                  WHEN token_issue THEN try_cast(json_extract_string(resp, '$.expireTime') AS TIMESTAMPTZ)
+                 -- an approval holds for the grant's requested duration from the decision
+                 WHEN pam_grant IS NOT NULL AND pam_kind = 'approve' THEN coalesce(
+                     try_cast(json_extract_string(resp, '$.auditTrail.accessRemoveTime') AS TIMESTAMPTZ),
+                     occurred_at + to_seconds(pam_duration_s))
             END AS expires_at,
-            CASE WHEN token_issue OR key_issue THEN json_object(
+            CASE WHEN pam_grant IS NOT NULL AND pam_kind = 'end' THEN occurred_at END AS ended_at,
+            CASE WHEN pam_grant IS NOT NULL AND pam_kind IN ('request', 'end') THEN json_object(
+                'known_from', 'gcp_pam', 'grant', pam_grant,
+                'requested_by', CASE WHEN pam_kind = 'request'
+                                     THEN coalesce(json_extract_string(resp, '$.requester'), principal) END,
+                'agent_id', CASE WHEN pam_kind = 'request'
+                                 THEN coalesce(json_extract_string(resp, '$.requester'), principal) END,
+                'intent', CASE WHEN pam_kind = 'request' THEN coalesce(pam_justification,
+                    'Privileged Access Manager grant of ' || coalesce(array_to_string(pam_roles, ', '), '?')) END,
+                'justification', pam_justification,
+                'status', CASE WHEN pam_kind = 'request'
+                               THEN lower(coalesce(json_extract_string(resp, '$.state'), 'requested'))
+                               WHEN method_leaf = 'RevokeGrant' THEN 'revoked' ELSE 'withdrawn' END,
+                'entitlement', regexp_extract(pam_grant, '^(.*)/grants/[^/]+$', 1),
+                'roles', pam_roles, 'pam_resource', pam_resource, 'requested_duration_s', pam_duration_s,
+                'log_name', e.logName)
+            WHEN pam_grant IS NOT NULL AND pam_kind IN ('approve', 'deny') THEN json_object(
+                'approval_id', pam_grant, 'approver', principal,
+                'decision', CASE WHEN pam_kind = 'deny' THEN 'denied'
+                                 WHEN json_extract_string(resp, '$.state') = 'APPROVAL_AWAITED' THEN 'pending'
+                                 ELSE 'approved' END,
+                'stage', principal, 'stage_decision', CASE WHEN pam_kind = 'deny' THEN 'denied' ELSE 'approved' END,
+                'justification', json_extract_string(req, '$.reason'),
+                'grant_state', json_extract_string(resp, '$.state'),
+                'roles', pam_roles, 'pam_resource', pam_resource, 'requested_duration_s', pam_duration_s,
+                'log_name', e.logName)
+            WHEN token_issue OR key_issue THEN json_object(
                 'holder', holder,
                 'long_term', key_issue,
                 'parent_credential_type', {logentry.credential_type_sql('caller_cred')},

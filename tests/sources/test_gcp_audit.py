@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from helpers import SAMPLES, event, load, rows, sample, sample_files, utc, write_lines
+from helpers import SAMPLES, build_world, event, load, rows, sample, sample_files, utc, write_lines
 
 from nhiaudit import correlate, ingest
 from nhiaudit import store as nhiaudit_store
@@ -252,3 +252,156 @@ def test_reingest_is_a_no_op(store: duckdb.DuckDBPyConnection) -> None:
     again = load(store, "gcp_audit", sample(GCP_SAMPLES / AUDIT))
     assert again.already_ingested and again.loaded == 0
     assert store.execute("SELECT count(*) FROM events").fetchone()[0] == first.loaded
+
+
+# --- Privileged Access Manager (synthetic records in the documented shape) --------------------------
+# https://cloud.google.com/iam/docs/audit-logging/audit-logging-pam; the Grant resource:
+# https://cloud.google.com/iam/docs/reference/pam/rest/v1/folders.locations.entitlements.grants
+
+PAM = "google.cloud.privilegedaccessmanager.v1.PrivilegedAccessManager"
+ENTITLEMENT = f"projects/{PROJECT}/locations/global/entitlements/reports-admin"
+GRANT = f"{ENTITLEMENT}/grants/5f3c2a1b-9d8e-4f70-a6b5-c4d3e2f1a0b9"
+APPROVER = "alice@example.com"
+
+
+def pam_grant(state: str, **extra: Any) -> dict[str, Any]:
+    """The Grant resource a PAM response carries."""
+    return {
+        "@type": "type.googleapis.com/google.cloud.privilegedaccessmanager.v1.Grant",
+        "name": GRANT,
+        "requester": AGENT,
+        "requestedDuration": "3600s",
+        "justification": {"unstructuredJustification": "CHG0042: rotate the reports bucket"},
+        "state": state,
+        "privilegedAccess": {"gcpIamAccess": {
+            "resourceType": "cloudresourcemanager.googleapis.com/Project",
+            "resource": f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}",
+            "roleBindings": [{"role": "roles/storage.admin"}]}},
+        **extra,
+    }
+
+
+def pam_entry(insert_id: str, timestamp: str, method: str, principal: str, **payload: Any) -> dict[str, Any]:
+    return log_entry(insert_id, timestamp, {
+        "serviceName": "privilegedaccessmanager.googleapis.com",
+        "methodName": f"{PAM}.{method}",
+        "authenticationInfo": {"principalEmail": principal},
+        "status": {},
+        **payload,
+    }, resource={"type": "audited_resource", "labels": {
+        "project_id": PROJECT, "service": "privilegedaccessmanager.googleapis.com", "method": f"{PAM}.{method}"}})
+
+
+def pam_records(decision: str = "ApproveGrant", state_after: str = "ACTIVATING") -> list[dict[str, Any]]:
+    return [
+        pam_entry("pam-create", "2026-11-02T08:50:00.120Z", "CreateGrant", AGENT,
+                  resourceName=ENTITLEMENT,
+                  request={"@type": f"type.googleapis.com/{PAM.rsplit('.', 1)[0]}.CreateGrantRequest",
+                           "parent": ENTITLEMENT,
+                           "grant": {"requestedDuration": "3600s", "justification": {
+                               "unstructuredJustification": "CHG0042: rotate the reports bucket"}}},
+                  response=pam_grant("APPROVAL_AWAITED")),
+        pam_entry("pam-decide", "2026-11-02T08:55:00.5Z", decision, APPROVER,
+                  resourceName=GRANT,
+                  request={"@type": f"type.googleapis.com/{PAM.rsplit('.', 1)[0]}.{decision}Request",
+                           "name": GRANT, "reason": "approved for CHG0042"},
+                  response=pam_grant(state_after)),
+    ]
+
+
+def test_pam_grant_is_a_task_and_its_approval_a_decision(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    result = load(store, "gcp_audit", write_lines(tmp_path / "pam.ndjson", pam_records()))
+    assert (result.loaded, result.rejected) == (2, 0)
+    create = event(store, "gcp_audit", "pam-create")
+    assert (create["category"], create["task_id"], create["actor_id"]) == ("task", f"gcp-pam-grant:{GRANT}", AGENT)
+    assert create["details"]["requested_by"] == AGENT
+    assert create["details"]["intent"] == "CHG0042: rotate the reports bucket"
+    assert (create["details"]["roles"], create["details"]["requested_duration_s"]) == (["roles/storage.admin"], 3600)
+    assert create["details"]["pam_resource"] == f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"
+    assert create["details"]["status"] == "approval_awaited"
+    decide = event(store, "gcp_audit", "pam-decide")
+    assert (decide["category"], decide["task_id"], decide["occurred_at"]) == (
+        "approval", f"gcp-pam-grant:{GRANT}", utc(2026, 11, 2, 8, 55, 0, 500000))
+    assert (decide["details"]["approver"], decide["details"]["decision"]) == (APPROVER, "approved")
+    assert decide["details"]["justification"] == "approved for CHG0042"
+    assert decide["expires_at"] == utc(2026, 11, 2, 9, 55, 0, 500000)  # the requested hour from the decision
+
+
+@pytest.mark.parametrize(("method", "state", "decision"), [
+    ("DenyGrant", "DENIED", "denied"),
+    ("ApproveGrant", "APPROVAL_AWAITED", "pending"),  # a step of a multi-step workflow; more approvals needed
+])
+def test_pam_denial_and_partial_approval(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, method: str, state: str, decision: str
+) -> None:
+    load(store, "gcp_audit", write_lines(tmp_path / "pam.ndjson", pam_records(method, state)))
+    decide = event(store, "gcp_audit", "pam-decide")
+    assert (decide["category"], decide["details"]["decision"], decide["details"]["grant_state"]) == (
+        "approval", decision, state)
+
+
+def test_a_failed_pam_call_is_an_action_not_a_decision(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    records = pam_records()
+    records[1]["protoPayload"]["status"] = {"code": 7, "message": "PERMISSION_DENIED"}
+    load(store, "gcp_audit", write_lines(tmp_path / "pam.ndjson", records))
+    decide = event(store, "gcp_audit", "pam-decide")
+    assert (decide["category"], decide["outcome"], decide["task_id"]) == ("action", "denied", None)
+
+
+def storage_call(insert_id: str, timestamp: str, principal: str = AGENT) -> dict[str, Any]:
+    return log_entry(insert_id, timestamp, {
+        "serviceName": "storage.googleapis.com", "methodName": "storage.setIamPermissions",
+        "resourceName": "projects/_/buckets/reports-prod",
+        "authenticationInfo": {"principalEmail": principal}, "status": {},
+    }, resource={"type": "gcs_bucket", "labels": {"project_id": PROJECT, "bucket_name": "reports-prod"}})
+
+
+PAM_POLICY = """
+[identities]
+humans = ["*@example.com"]
+"""
+
+
+def pam_world(tmp_path: Path, records: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
+    calls = [storage_call("call-in-window", "2026-11-02T09:10:00Z"),
+             storage_call("call-after-window", "2026-11-02T10:30:00Z")]
+    return build_world(tmp_path, {"pam.ndjson": records + calls}, PAM_POLICY)[0]
+
+
+def pam_chain(tmp_path: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    con = pam_world(tmp_path, records)
+    return {r["event_id"]: r for r in rows(con, "SELECT * FROM chains WHERE source = 'gcp_audit'")}
+
+
+def test_pam_grant_covers_the_requesters_calls_in_its_window(tmp_path: Path) -> None:
+    chains = pam_chain(tmp_path, pam_records())
+    inside = chains["call-in-window"]
+    assert (inside["task_id"], inside["task_link"], inside["task_known_from"]) == (
+        f"gcp-pam-grant:{GRANT}", "gcp_pam_grant_window", "gcp_pam")
+    assert (inside["approver"], inside["decision"], inside["verdict"]) == (APPROVER, "approved", "approved")
+    assert inside["intent"] == "CHG0042: rotate the reports bucket"
+    # the grant ended at 09:55: a call at 10:30 is not made with its role
+    assert chains["call-after-window"]["task_id"] is None
+
+
+def test_a_denied_pam_grant_gives_no_window(tmp_path: Path) -> None:
+    """PAM never activates a denied grant: the requester's calls are its own, not the grant's."""
+    chains = pam_chain(tmp_path, pam_records("DenyGrant", "DENIED"))
+    assert chains["call-in-window"]["task_id"] is None
+
+
+def test_pam_grant_awaiting_a_second_approval_does_not_cover(tmp_path: Path) -> None:
+    chains = pam_chain(tmp_path, pam_records("ApproveGrant", "APPROVAL_AWAITED"))
+    inside = chains["call-in-window"]
+    assert (inside["pending_stages"], inside["approved_stages"], inside["approval_id"]) == (1, 1, None)
+    assert inside["verdict"] == "unapproved"
+
+
+def test_a_revoked_pam_grant_ends_its_window(tmp_path: Path) -> None:
+    revoke = pam_entry("pam-revoke", "2026-11-02T09:05:00Z", "RevokeGrant", APPROVER, resourceName=GRANT,
+                       request={"name": GRANT, "reason": "incident over"}, response=pam_grant("REVOKED"))
+    con = pam_world(tmp_path, [*pam_records(), revoke])
+    (inside,) = rows(con, "SELECT task_id FROM chains WHERE event_id = 'call-in-window'")
+    assert inside["task_id"] is None  # 09:10, after the 09:05 revocation
+    assert rows(con, "SELECT status, ended_at FROM tasks") == [
+        {"status": "revoked", "ended_at": utc(2026, 11, 2, 9, 5)}]

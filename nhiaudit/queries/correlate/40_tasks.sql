@@ -52,7 +52,8 @@ SELECT
     coalesce(p.task_id, t.task_id) AS task_id,
     coalesce(p.agent_id, t.agent_id) AS agent_id,
     coalesce(p.intent, t.intent) AS intent,
-    coalesce(p.requested_by, t.requested_by) AS requested_by,
+    -- the requester's one name under [identities] aliases; requested_by_as_logged as the record gives it
+    canonical_identity(coalesce(p.requested_by, t.requested_by)) AS requested_by,
     coalesce(p.status, t.status) AS status,
     coalesce(p.started_at, t.started_at) AS started_at,
     coalesce(p.ended_at, t.ended_at) AS ended_at,
@@ -63,5 +64,6 @@ SELECT
         OR (p.agent_id IS NOT NULL AND t.agent_id IS NOT NULL AND p.agent_id <> t.agent_id)) AS agent_conflict,
     CASE WHEN p.task_id IS NOT NULL THEN 'provenance' ELSE t.source END AS evidence_source,
     coalesce(p.event_id, t.event_id) AS evidence_event_id,
-    t.source AS trace_source, t.event_id AS trace_event_id
+    t.source AS trace_source, t.event_id AS trace_event_id,
+    coalesce(p.requested_by, t.requested_by) AS requested_by_as_logged
 FROM prov p FULL OUTER JOIN trace t ON p.task_id = t.task_id;

@@ -5,11 +5,32 @@
 -- decided_at may be NULL: the evidence does not say when the decision was taken (a GitHub
 -- deployment_review webhook); decision_time_unknown says why, and such an approval makes the
 -- verdict unknown, never on time.
+-- approver is the person's one name under [identities] aliases (canonical_identity, the macro
+-- nhiaudit.policy.install creates), approver_as_logged the name the record gives; approver_is_human
+-- holds when either name, or another alias of that person, is human under [identities] humans.
+-- An SSM just-in-time signal names an Automation execution, not the access request: the request is
+-- the one an Automation record of the same execution names (a unique one; else no task).
+CREATE OR REPLACE TEMP TABLE automation_request AS
+SELECT json_extract_string(details, '$.automation_execution_id') AS execution_id,
+       min(json_extract_string(details, '$.access_request_id')) AS access_request_id
+FROM events
+WHERE source = 'cloudtrail' AND json_extract_string(details, '$.automation_execution_id') IS NOT NULL
+  AND json_extract_string(details, '$.access_request_id') IS NOT NULL
+GROUP BY 1 HAVING count(DISTINCT json_extract_string(details, '$.access_request_id')) = 1;
+
+CREATE OR REPLACE TEMP TABLE approval_rows AS
+SELECT e.*, coalesce(json_extract_string(e.details, '$.approver'), e.actor_id) AS logged_approver,
+       coalesce(e.task_id, 'ssm-access-request:' || ar.access_request_id) AS resolved_task_id
+FROM events e
+LEFT JOIN automation_request ar ON e.source = 'cloudtrail' AND e.task_id IS NULL
+     AND ar.execution_id = json_extract_string(e.details, '$.automation_execution_id')
+WHERE e.category = 'approval';
+
 CREATE OR REPLACE TABLE approvals AS
 SELECT
     coalesce(json_extract_string(details, '$.approval_id'), event_id) AS approval_id,
-    task_id,
-    coalesce(json_extract_string(details, '$.approver'), actor_id) AS approver,
+    resolved_task_id AS task_id,
+    canonical_identity(logged_approver) AS approver,
     json_extract_string(details, '$.decision') AS decision,
     occurred_at AS decided_at,
     expires_at,
@@ -28,14 +49,44 @@ SELECT
     source, event_id,
     -- One row per approval record. approval_id is not unique: a provenance record re-emitted with
     -- a new decision keeps its id (and event_id), and ids may repeat across tasks.
-    source || ':' || file_sha256 || ':' || record_index AS approval_key
-FROM events WHERE category = 'approval';
+    source || ':' || file_sha256 || ':' || record_index AS approval_key,
+    logged_approver AS approver_as_logged,
+    EXISTS (SELECT 1 FROM policy_identity pi
+            WHERE pi.kind = 'human'
+              AND (regexp_full_match(logged_approver, pi.regex)
+                   OR regexp_full_match(canonical_identity(logged_approver), pi.regex)
+                   OR EXISTS (SELECT 1 FROM policy_aliases a
+                              WHERE a.canonical = canonical_identity(logged_approver)
+                                AND regexp_full_match(a.name, pi.regex)))) AS approver_is_human
+FROM approval_rows;
+
+-- Role grants: the records that say so (category grant), and IAM Identity Center account assignments
+-- (CloudTrail sso:CreateAccountAssignment, an audited action too): the principal holds the
+-- permission set in the account, role aws-sso:<permission set ARN>@<account>, until a
+-- DeleteAccountAssignment of the same three.
+CREATE OR REPLACE TEMP TABLE sso_assignments AS
+SELECT source, event_id, occurred_at, action,
+       json_extract_string(details, '$.assignment.principal_id') AS principal_id,
+       'aws-sso:' || json_extract_string(details, '$.assignment.permission_set_arn') || '@'
+           || coalesce(json_extract_string(details, '$.assignment.target_id'), '?') AS role
+FROM events
+WHERE source = 'cloudtrail' AND outcome = 'success'
+  AND action IN ('sso:CreateAccountAssignment', 'sso:DeleteAccountAssignment')
+  AND json_extract_string(details, '$.assignment.principal_id') IS NOT NULL;
 
 CREATE OR REPLACE TABLE grants AS
 SELECT
-    coalesce(json_extract_string(details, '$.approver'), actor_id) AS approver,
+    canonical_identity(coalesce(json_extract_string(details, '$.approver'), actor_id)) AS approver,
     json_extract_string(details, '$.role') AS role,
     occurred_at AS valid_from,
     expires_at AS valid_to,
     source, event_id
-FROM events WHERE category = 'grant';
+FROM events WHERE category = 'grant'
+UNION ALL
+SELECT canonical_identity(c.principal_id), c.role, c.occurred_at,
+       min(d.occurred_at) AS valid_to, c.source, c.event_id
+FROM sso_assignments c
+LEFT JOIN sso_assignments d ON d.action = 'sso:DeleteAccountAssignment' AND d.principal_id = c.principal_id
+     AND d.role = c.role AND d.occurred_at > c.occurred_at
+WHERE c.action = 'sso:CreateAccountAssignment'
+GROUP BY ALL;

@@ -109,6 +109,49 @@ JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
 JOIN issuance_task it ON it.credential_id = anc.ancestor_id
 GROUP BY a.credential_id;
 
+-- GCP Privileged Access Manager: a grant gives its requester the entitlement's roles for the
+-- requested duration from its approval (else from the request, an entitlement without approvers),
+-- until revoked or withdrawn. GCP logs no id for the elevated access, so the grant's task joins the
+-- requester's own GCP calls in the grant's project (any project for a folder or organization
+-- entitlement) within that window, clock skew allowed. Two overlapping grants give none. A denied
+-- grant is never activated: it has no window (the requester's calls are its own, not the grant's).
+CREATE OR REPLACE TEMP TABLE pam_windows AS
+WITH g AS (
+    SELECT task_id,
+           arg_min(json_extract_string(details, '$.requested_by'), (occurred_at, event_id))
+               FILTER (WHERE json_extract_string(details, '$.requested_by') IS NOT NULL) AS requester,
+           arg_min(json_extract_string(details, '$.grant'), (occurred_at, event_id)) AS grant_name,
+           max(try_cast(json_extract_string(details, '$.requested_duration_s') AS BIGINT)) AS duration_s,
+           min(occurred_at) AS requested_at, min(ended_at) AS ended_at
+    FROM events
+    WHERE source = 'gcp_audit' AND category = 'task' AND task_id LIKE 'gcp-pam-grant:%' AND occurred_at IS NOT NULL
+    GROUP BY task_id
+), a AS (
+    SELECT task_id, min(decided_at) AS approved_at, max(expires_at) AS approval_expires_at FROM approvals
+    WHERE source = 'gcp_audit' AND decision = 'approved' AND decided_at IS NOT NULL GROUP BY task_id
+)
+SELECT g.task_id, g.requester,
+       nullif(regexp_extract(g.grant_name, '^projects/([^/]+)/', 1), '') AS project,
+       coalesce(a.approved_at, g.requested_at) AS window_start,
+       least(coalesce(g.ended_at, 'infinity'::TIMESTAMPTZ),
+             coalesce(a.approval_expires_at, coalesce(a.approved_at, g.requested_at) + to_seconds(g.duration_s),
+                      coalesce(a.approved_at, g.requested_at) + INTERVAL 24 HOUR)) AS window_end
+FROM g LEFT JOIN a USING (task_id)
+WHERE g.requester IS NOT NULL
+  AND (a.approved_at IS NOT NULL OR NOT EXISTS (
+          SELECT 1 FROM approvals d WHERE d.task_id = g.task_id AND d.decision = 'denied'));
+
+CREATE OR REPLACE TEMP TABLE window_task AS
+SELECT au.source, au.event_id, min(w.task_id) AS task_id, 'gcp_pam_grant_window' AS task_link
+FROM audited au
+JOIN events e ON e.source = au.source AND e.event_id = au.event_id AND e.category = 'action'
+CROSS JOIN (SELECT to_seconds(clock_skew_s) AS s FROM policy_params) skew
+JOIN pam_windows w ON w.requester = au.actor_id AND (w.project IS NULL OR w.project = e.account)
+     AND au.occurred_at BETWEEN w.window_start - skew.s AND w.window_end + skew.s
+WHERE au.source = 'gcp_audit'
+GROUP BY au.source, au.event_id
+HAVING count(DISTINCT w.task_id) = 1;
+
 CREATE OR REPLACE TEMP TABLE spans AS
 SELECT e.source, e.event_id, e.trace_id, e.span_id, e.parent_span_id, e.occurred_at, e.ended_at, e.category,
        st.task_id, coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id) AS agent_id
@@ -147,12 +190,66 @@ SELECT source, event_id, arg_min(task_id, (depth, span_source, span_event_id, ta
 FROM (SELECT * FROM hits UNION ALL SELECT * FROM fallback)
 GROUP BY source, event_id;
 
+-- The gates a credential on the action's chain proves were passed (DESIGN §4, "approval implied,
+-- record missing"), the one definition chains.approval_implied_by reads:
+--   * a GitHub OIDC subject naming an environment that is protected: policy lists it in
+--     [approval] protected_roles, or the evidence shows its required reviewers (github_actions grants);
+--   * a Teleport session listing access requests (Teleport honours a request only once approved);
+--   * SSM just-in-time credentials (GetAccessToken) issued while the request's status was Approved.
+-- And the protected-role check: a GitHub OIDC issuance of a role [approval] protected_roles maps to
+-- an environment, whose subject does not name that environment, bypassed its reviewers.
+CREATE OR REPLACE TEMP TABLE credential_gate AS
+SELECT o.credential_id,
+       CASE WHEN o.environment IS NOT NULL AND (
+                 EXISTS (SELECT 1 FROM policy_protected_roles pr WHERE pr.environment = o.environment)
+                 OR EXISTS (SELECT 1 FROM grants g WHERE g.role = 'github:' || o.repository || ':environment:'
+                                                             || o.environment || ':reviewer'))
+            THEN 'the OIDC token''s subject ' || o.sub || ' names protected environment ' || o.environment
+                 || ': GitHub issued it only after the environment''s protection rules passed' END AS implied_by,
+       pr.environment AS protected_environment, json_extract_string(e.details, '$.role_arn') AS protected_role
+FROM github_oidc o
+JOIN events e ON e.source = o.source AND e.event_id = o.event_id
+LEFT JOIN (SELECT * FROM policy_protected_roles) pr
+     ON regexp_full_match(coalesce(json_extract_string(e.details, '$.role_arn'), ''), pr.regex)
+    AND o.environment IS DISTINCT FROM pr.environment
+UNION ALL
+SELECT e.credential_id,
+       'SSM just-in-time credentials of access request ' || json_extract_string(e.details, '$.access_request_id')
+       || ' were issued with the request Approved (GetAccessToken)', NULL, NULL
+FROM events e
+WHERE e.category = 'credential_issue' AND e.action = 'ssm:GetAccessToken' AND e.credential_id IS NOT NULL
+  AND lower(json_extract_string(e.details, '$.access_request_status')) = 'approved'
+UNION ALL
+SELECT it.credential_id,
+       'the Teleport app session carries access request ' || replace(it.task_id, 'teleport-request:', '')
+       || ', which Teleport honours only once approved', NULL, NULL
+FROM issuance_task it WHERE it.task_link = 'teleport_app_session';
+
+-- Per audited credential: the gate nearest to it on its chain; a protected-role bypass anywhere on it.
+CREATE OR REPLACE TEMP TABLE chain_gate AS
+SELECT a.credential_id,
+       arg_min(g.implied_by, (anc.depth, g.implied_by)) FILTER (WHERE g.implied_by IS NOT NULL) AS approval_implied_by,
+       arg_min(g.protected_environment, (anc.depth, g.protected_role))
+           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_environment,
+       arg_min(g.protected_role, (anc.depth, g.protected_role))
+           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_role,
+       arg_min(c.issuance_source, (anc.depth, g.protected_role))
+           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_issuance_source,
+       arg_min(c.issuance_event_id, (anc.depth, g.protected_role))
+           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_issuance_event_id
+FROM (SELECT DISTINCT credential_id FROM audited WHERE credential_id IS NOT NULL) a
+JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
+JOIN credential_gate g ON g.credential_id = anc.ancestor_id
+LEFT JOIN credentials c ON c.credential_id = anc.ancestor_id
+GROUP BY a.credential_id;
+
 CREATE OR REPLACE TEMP TABLE action_task AS
 SELECT a.source, a.event_id,
-       coalesce(cc.task_id, ct.task_id, a.event_task_id, tt.task_id) AS task_id,
+       coalesce(cc.task_id, ct.task_id, a.event_task_id, wt.task_id, tt.task_id) AS task_id,
        CASE WHEN cc.task_id IS NOT NULL THEN cc.task_link
             WHEN ct.task_id IS NOT NULL THEN ct.task_link
             WHEN a.event_task_id IS NOT NULL THEN 'event'
+            WHEN wt.task_id IS NOT NULL THEN wt.task_link
             WHEN tt.task_id IS NOT NULL THEN 'trace' END AS task_link,
        coalesce(cc.task_credential_id, ct.task_credential_id) AS task_credential_id,
        -- the environment the credential's OIDC subject names: only approvals for it cover the action
@@ -160,9 +257,13 @@ SELECT a.source, a.event_id,
        tt.span_source, tt.span_event_id,
        -- sorted: list_distinct does not keep an order
        list_sort(list_distinct(list_filter(coalesce(cc.task_ids, []) || coalesce(ct.task_ids, [])
-                                           || [a.event_task_id, tt.task_id], x -> x IS NOT NULL)))
-           AS task_ids
+                                           || [a.event_task_id, wt.task_id, tt.task_id], x -> x IS NOT NULL)))
+           AS task_ids,
+       gi.approval_implied_by, gi.protected_environment, gi.protected_role, gi.protected_issuance_source,
+       gi.protected_issuance_event_id
 FROM audited a
 LEFT JOIN credential_chain cc ON cc.credential_id = a.credential_id
 LEFT JOIN chain_issuance_task ct ON ct.credential_id = a.credential_id
-LEFT JOIN trace_task tt ON tt.source = a.source AND tt.event_id = a.event_id;
+LEFT JOIN window_task wt ON wt.source = a.source AND wt.event_id = a.event_id
+LEFT JOIN trace_task tt ON tt.source = a.source AND tt.event_id = a.event_id
+LEFT JOIN chain_gate gi ON gi.credential_id = a.credential_id;

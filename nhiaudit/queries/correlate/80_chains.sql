@@ -8,7 +8,8 @@
 CREATE OR REPLACE TEMP TABLE chain_base AS
 SELECT a.*,
        tk.task_id, tk.task_link, tk.task_credential_id, tk.task_ids, tk.span_source, tk.span_event_id,
-       tk.task_environment,
+       tk.task_environment, tk.approval_implied_by AS gate_passed_by, tk.protected_environment, tk.protected_role,
+       tk.protected_issuance_source, tk.protected_issuance_event_id,
        c.credential_type AS cred_type, c.holder AS credential_holder, c.long_term AS credential_long_term,
        c.issuance_source, c.issuance_event_id, c.issued_at, c.expires_at AS credential_expires_at,
        c.revoked_at AS credential_revoked_at, c.parent_credential_id, c.issuance_conflict,
@@ -62,7 +63,12 @@ SELECT source, event_id,
        arg_max(decision, (epoch(decided_at), decision = 'denied', approval_key))
            FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_decision,
        arg_max(approval_id, (epoch(decided_at), decision = 'denied', approval_key))
-           FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_approval_id
+           FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_approval_id,
+       -- the denial that decides when one does: the latest before the action, else the first after it
+       arg_max(approval_key, (epoch(decided_at), approval_key)) FILTER (WHERE decided_before AND decision = 'denied')
+           AS denial_before_key,
+       arg_min(approval_key, (epoch(decided_at), approval_key))
+           FILTER (WHERE decision = 'denied' AND decided_at IS NOT NULL) AS first_denial_key
 FROM action_approval GROUP BY source, event_id;
 
 -- Authority: the roles the approver held at decision time, and whether one is listed for the tier.
@@ -134,12 +140,19 @@ WITH shared AS (
            ap.event_id AS approval_event_id, ap.ticket,
            aa.roles_held, aa.authorized, aa.grant_source, aa.grant_event_id, aa.grant_role,
            sc.in_approval_scope, sc.in_agent_scope,
-           coalesce(pc.is_human, false) AS approver_is_human,
+           coalesce(ap.approver_is_human OR pc.is_human, ap.approver_is_human, pc.is_human, false) AS approver_is_human,
            sh.task_count AS credential_task_count, sh.agent_count AS credential_agent_count,
-           sh.tasks_of_credential, sh.agents_of_credential
+           sh.tasks_of_credential, sh.agents_of_credential,
+           ap.approver_as_logged, dn.approval_id AS denial_id, dn.approver AS denied_by,
+           dn.approver_as_logged AS denied_by_as_logged, dn.decided_at AS denied_at, dn.justification AS denial_reason,
+           dn.source AS denial_source, dn.event_id AS denial_event_id, t2.requested_by_as_logged AS task_requested_by_as_logged
     FROM chain_base b
     LEFT JOIN covering cv USING (source, event_id)
     LEFT JOIN approvals ap ON ap.approval_key = cv.approval_key
+    LEFT JOIN approvals dn ON dn.approval_key = CASE WHEN cv.effective_decision = 'denied' THEN cv.denial_before_key
+                                                     WHEN coalesce(cv.approved_records, 0) = 0
+                                                     THEN coalesce(cv.denial_before_key, cv.first_denial_key) END
+    LEFT JOIN tasks t2 ON t2.task_id = b.task_id
     LEFT JOIN approver_authority aa USING (source, event_id)
     LEFT JOIN scope_check sc USING (source, event_id)
     LEFT JOIN principal_class pc ON pc.principal = ap.approver
@@ -176,6 +189,17 @@ SELECT
     coalesce(pending_stages, 0) AS pending_stages, coalesce(approved_stages, 0) AS approved_stages, stage_approvers,
     -- the covering approval was taken at a time the evidence does not give (NULL when none covers)
     decision_time_unknown, approval_environment,
+    -- "approval implied, record missing" (DESIGN §4): a credential on the chain proves a gate was
+    -- passed (70_action_tasks.sql credential_gate), yet no approval record or stage of the task is
+    -- loaded. The reason; NULL when not so. Verdict unknown, not missing-approval.
+    CASE WHEN coalesce(approval_records, 0) = 0 AND coalesce(pending_stages, 0) = 0 THEN gate_passed_by END
+        AS approval_implied_by,
+    approver_as_logged, task_requested_by_as_logged,
+    -- the denial that decides the verdict (the latest before the action, else the first after it)
+    denial_id, denied_by, denied_by_as_logged, denied_at, denial_reason, denial_source, denial_event_id,
+    -- [approval] protected_roles: the chain assumed a role only that environment may, with an OIDC
+    -- subject that does not name it (rule unprotected-role-path)
+    protected_environment, protected_role, protected_issuance_source, protected_issuance_event_id,
     tier_rank >= approval_required_rank AS approval_required,
     CASE WHEN NOT task_known THEN 'missing'
          WHEN approval_id IS NULL AND coalesce(approval_records, 0) > 0 THEN 'conflict'
@@ -221,6 +245,9 @@ SELECT *,
          WHEN approval_id IS NOT NULL AND decided_at IS NULL AND coalesce(effective_decision, 'approved') = 'approved'
               AND NOT coalesce(approval_expired, false) AND NOT self_approved
               AND coalesce(in_approval_scope, true) AND coalesce(in_agent_scope, true) THEN 'unknown'
+         -- approval implied, record missing: the gate was passed, the record of it is not loaded
+         WHEN approval_implied_by IS NOT NULL AND protected_environment IS NULL
+              AND coalesce(in_agent_scope, true) THEN 'unknown'
          ELSE 'unapproved' END AS verdict
 FROM chains
 -- Stored in event-id order: DuckDB's per-row-group min/max then lets `trace` and per-action rule

@@ -3,7 +3,8 @@
 -- links: `nhiaudit trace`, every report and SQL users read it, e.g.
 --   SELECT kind, link_id, status, path, line FROM chain_links WHERE event_id = '…' ORDER BY position
 -- Links in order: action (0), credential (1), issuance (2), parents (2 + depth), then the
--- authorization: span (100, gateway calls joined by trace context), task, approval, authority.
+-- authorization: span (100, gateway calls joined by trace context), task, approval, denial (the
+-- denial record, when one decides the verdict), authority.
 -- A parent is rooted ('found') when it is a long-term key, a broker's, not temporary, or issued in
 -- the evidence; a temporary parent whose issuance is missing breaks the chain.
 -- holder .. issued_at describe the credential of credential and parent links (NULL on others).
@@ -50,7 +51,12 @@ CREATE OR REPLACE VIEW chain_link_rows AS
            NULL, NULL, NULL, NULL, NULL, NULL
     FROM chains
     UNION ALL
-    SELECT source, event_id, 103, 'authority', 0, grant_role, authority_status, grant_source, grant_event_id,
+    -- the denial record that decides the verdict (only when one does)
+    SELECT source, event_id, 103, 'denial', 0, denial_id, 'found', denial_source, denial_event_id,
+           NULL, NULL, NULL, NULL, NULL, NULL
+    FROM chains WHERE denial_event_id IS NOT NULL
+    UNION ALL
+    SELECT source, event_id, 104, 'authority', 0, grant_role, authority_status, grant_source, grant_event_id,
            NULL, NULL, NULL, NULL, NULL, NULL
     FROM chains;
 
