@@ -163,6 +163,7 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         label = "no approval record"
     else:
         label = "no task, so no approval can be found"
+    label += _unverifiable_scope(r)
     details = {
         "approver": r["approver"],
         "decision": r["decision"],
@@ -175,10 +176,32 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
     # Only where they say something, so that chains without them read as before.
     if r["decision_time_unknown"]:
         details["decision_time_unknown"] = r["decision_time_unknown"]
+    if r["approval_scope_unverifiable"] or r["agent_scope_unverifiable"]:
+        details["scope_unverifiable"] = [
+            name for name in ("approval", "agent") if r[f"{name}_scope_unverifiable"]
+        ]
     if r["pending_stages"]:
         details["pending_stages"] = r["pending_stages"]
         details["stage_approvers"] = list(r["stage_approvers"] or [])
     return label, details
+
+
+def _unverifiable_scope(r: Row) -> str:
+    """Why the verdict is unknown when a scope restricts resources the evidence does not name."""
+    scopes = [
+        text
+        for flag, text in (
+            ("approval_scope_unverifiable", f"approval {r['approval_id']}'s scope"),
+            ("agent_scope_unverifiable", f"agent {r['agent_id']}'s standing scope"),
+        )
+        if r[flag]
+    ]
+    if not scopes:
+        return ""
+    return (
+        f"; {' and '.join(scopes)} restrict{'s' if len(scopes) == 1 else ''} resources and the evidence "
+        "names none for this action: in or out of scope is unknown (scope-unverifiable), verdict unknown"
+    )
 
 
 def authority(r: Row, link: Row) -> tuple[str, dict[str, Any]]:

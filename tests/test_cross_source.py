@@ -1210,3 +1210,65 @@ def test_sample_world_chain_traces_end_to_end_with_every_links_evidence(
     assert evidence["task"].startswith(task_evidence) and evidence["approval"] == approval_evidence
     assert found["authority"].id == authority
     assert found["verdict"] == "unapproved"
+
+
+# --- scope-unverifiable actions are never approved (issue 10, DESIGN §6) -------------------------
+
+SCOPED_POLICY = POLICY + """
+[authority]
+medium = []
+
+[[agents]]
+id = "web-bot"
+actions = ["ec2:*"]
+resources = ["arn:aws:ec2:eu-west-1:111122223333:instance/i-0aaa"]
+"""
+
+
+def scoped_world(agent: str, scope: dict | None) -> dict[str, list[Any]]:
+    """A task of ``agent`` approved with ``scope``, whose role session reboots an instance that the
+    record does not name (a CloudTrail call without resources or request parameters)."""
+    return {
+        "cloudtrail.ndjson": [
+            ct_assume_role("5c0be000-0000-4000-8000-00000000a001", at("09:01:00"), caller=ORCHESTRATOR,
+                           caller_key=ORCHESTRATOR_KEY, role=agent, session="t-scope", new_key="ASIASCOPE00000000001",
+                           source_identity="t-scope"),
+            ct_call("5c0be000-0000-4000-8000-00000000a002", at("09:05:00"),
+                    actor=f"arn:aws:sts::{ACCOUNT}:assumed-role/{agent}/t-scope", key="ASIASCOPE00000000001",
+                    action="ec2:RebootInstances", resource=None),
+        ],
+        "provenance.ndjson": [task("t-scope", agent=agent), approval("APR-S", "t-scope", scope=scope)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("agent", "scope", "which", "flags"),
+    [
+        ("ops-bot", {"actions": ["ec2:RebootInstances"], "resources": ["arn:aws:ec2:*:*:instance/i-0aaa"]},
+         "approval APR-S's scope", ["approval"]),
+        ("web-bot", None, "agent web-bot's standing scope", ["agent"]),
+        ("web-bot", {"actions": ["ec2:*"], "resources": ["arn:aws:ec2:*:*:instance/*"]},
+         "approval APR-S's scope and agent web-bot's standing scope", ["approval", "agent"]),
+    ],
+    ids=["approval-scope", "standing-scope", "both"],
+)
+def test_an_action_whose_resource_a_scope_cannot_check_is_unknown_not_approved(
+    tmp_path: Path, agent: str, scope: dict | None, which: str, flags: list[str]
+) -> None:
+    con, policy = build(tmp_path, scoped_world(agent, scope), SCOPED_POLICY)
+    row = chain(con, "5c0be000-0000-4000-8000-00000000a002")
+    assert row["resource"] is None and row["approval_id"] == "APR-S"
+    assert row["verdict"] == "unknown"
+    assert findings(con, policy, "5c0be000-0000-4000-8000-00000000a002") == {"scope-unverifiable"}
+    links = tracing.trace(con, "5c0be000-0000-4000-8000-00000000a002").action.links
+    approval_link = {link.kind: link for link in links}["approval"]
+    assert f"{which} restrict" in approval_link.label and approval_link.label.endswith("verdict unknown")
+    assert approval_link.details["scope_unverifiable"] == flags
+
+
+def test_a_scope_of_actions_only_still_approves_an_action_without_a_resource(tmp_path: Path) -> None:
+    con, policy = build(tmp_path, scoped_world("ops-bot", {"actions": ["ec2:RebootInstances"]}), SCOPED_POLICY)
+    row = chain(con, "5c0be000-0000-4000-8000-00000000a002")
+    assert (row["verdict"], row["approval_scope_unverifiable"], row["agent_scope_unverifiable"]) == (
+        "approved", False, False)
+    assert "scope-unverifiable" not in findings(con, policy)
