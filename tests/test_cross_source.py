@@ -1272,3 +1272,63 @@ def test_a_scope_of_actions_only_still_approves_an_action_without_a_resource(tmp
     assert (row["verdict"], row["approval_scope_unverifiable"], row["agent_scope_unverifiable"]) == (
         "approved", False, False)
     assert "scope-unverifiable" not in findings(con, policy)
+
+
+# --- MCP gateway -> OTLP agent span (issue 10) ----------------------------------------------------
+
+
+def mcp_message(kind: str, rpc_id: int, hms: str, session: str, **payload: Any) -> dict[str, Any]:
+    """A message line of an MCP gateway log (MCPG rpc-messages.jsonl with the gateway's auth)."""
+    return {
+        "timestamp": at(hms),
+        "direction": "IN" if kind == "REQUEST" else "OUT",
+        "type": kind,
+        "server_id": "github",
+        "method": "tools/call",
+        "session_id": session,
+        "auth": {"subject": "report-bot", "token_id": f"jti-{session}"},
+        "payload": {"jsonrpc": "2.0", "id": rpc_id, **payload},
+    }
+
+
+def mcp_world(trace_id: str, task_span: str, tool_span: str) -> dict[str, Any]:
+    arguments = {"owner": "example-corp", "repo": "reports-site", "path": "2026/11/index.html"}
+    return {
+        "mcp.jsonl": [
+            mcp_message("REQUEST", 7, "09:05:00", "s-1", method="tools/call", params={
+                "name": "create_or_update_file", "arguments": arguments,
+                "_meta": {"traceparent": f"00-{trace_id}-{tool_span}-01"}}),
+            mcp_message("RESPONSE", 7, "09:05:01", "s-1", result={"content": [], "isError": False}),
+            # the same session later, without trace context of its own: the session's trace
+            mcp_message("REQUEST", 8, "09:20:00", "s-1", method="tools/call", params={
+                "name": "create_pull_request", "arguments": {"owner": "example-corp", "repo": "reports-site"}}),
+        ],
+        "trace.json": agent_trace(trace_id, "t-mcp", agent="report-bot", task_span=task_span, tool_span=tool_span,
+                                  tool="create_or_update_file"),
+        "provenance.ndjson": [approval("APR-MCP", "t-mcp", scope={
+            "actions": ["mcp:github:create_or_update_file", "mcp:github:create_pull_request"],
+            "resources": ["github:example-corp/reports-site*"]})],
+    }
+
+
+def test_an_mcp_tool_call_joins_the_agent_span_of_its_task(tmp_path: Path) -> None:
+    trace_id, task_span, tool_span = "6df92f3577b34da6a3ce929d0e0e4738", "30f067aa0ba902b7", "40f067aa0ba902b7"
+    con, policy = build(tmp_path, mcp_world(trace_id, task_span, tool_span))
+    assert sources(con) == {"mcp.jsonl": "mcp_gateway", "trace.json": "otel", "provenance.ndjson": "provenance"}
+    row = chain(con, "s-1/github/7")
+    assert (row["action"], row["resource"]) == (
+        "mcp:github:create_or_update_file", "github:example-corp/reports-site/2026/11/index.html")
+    assert (row["credential_id"], row["credential_type"], row["credential_status"]) == ("jti-s-1", "jwt", "found")
+    assert (row["task_id"], row["task_link"], row["span_event_id"], row["agent_id"]) == (
+        "t-mcp", "trace", tool_span, "report-bot")
+    assert (row["approval_id"], row["in_approval_scope"], row["verdict"]) == ("APR-MCP", True, "approved")
+    assert findings(con, policy, "s-1/github/7") == set()
+    link = links(con, "mcp_gateway:s-1/github/7")
+    assert link["span"].id == f"otel:{tool_span}" and link["span"].evidence.file.endswith("trace.json")
+    assert link["action"].evidence.file.endswith("mcp.jsonl") and link["action"].evidence.line == 1
+
+    # no traceparent: the session's trace, and the task span of that trace covering the call
+    later = chain(con, "s-1/github/8")
+    assert (later["trace_id"], later["parent_span_id"], later["task_id"], later["span_event_id"]) == (
+        trace_id, None, "t-mcp", task_span)
+    assert (later["resource"], later["verdict"]) == ("github:example-corp/reports-site", "approved")
