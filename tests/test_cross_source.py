@@ -1332,3 +1332,111 @@ def test_an_mcp_tool_call_joins_the_agent_span_of_its_task(tmp_path: Path) -> No
     assert (later["trace_id"], later["parent_span_id"], later["task_id"], later["span_event_id"]) == (
         trace_id, None, "t-mcp", task_span)
     assert (later["resource"], later["verdict"]) == ("github:example-corp/reports-site", "approved")
+
+
+# --- Okta SSO -> CloudTrail AssumeRoleWithSAML (issue 10, DESIGN §4) -----------------------------
+
+OKTA_USER = "alice@example.com"
+
+
+def okta_sso(
+    uuid: str, hms: str, *, user: str = OKTA_USER, app: str = "AWS Account Federation", label: str = "AWS Production"
+) -> dict[str, Any]:
+    """user.authentication.sso to the AWS app, in the shape of the shared Okta sample (with a time)."""
+    return {
+        "actor": {"id": "00u1alice", "type": "User", "alternateId": user, "displayName": "Alice"},
+        "authenticationContext": {"externalSessionId": "102sessALICE"},
+        "client": {"ipAddress": "198.51.100.7", "userAgent": {"rawUserAgent": "Mozilla/5.0"}},
+        "displayMessage": "User single sign on to app",
+        "eventType": "user.authentication.sso",
+        "legacyEventType": "app.auth.sso",
+        "outcome": {"result": "SUCCESS"},
+        "published": at(hms),
+        "severity": "INFO",
+        "target": [
+            {"alternateId": label, "detailEntry": {"signOnModeType": "SAML_2_0"}, "displayName": app,
+             "id": "0oaawsprod", "type": "AppInstance"},
+            {"alternateId": user, "displayName": user, "id": "0uaalice", "type": "AppUser"},
+        ],
+        "transaction": {"detail": {}, "id": f"tx-{uuid}", "type": "WEB"},
+        "uuid": uuid,
+        "version": "0",
+    }
+
+
+def ct_saml(event_id: str, hms: str, *, session: str = OKTA_USER, new_key: str = "ASIASAMLALICE0000001") -> dict:
+    """sts:AssumeRoleWithSAML in the shape of the AWS documentation's example (awsdocs sample)."""
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "SAMLUser", "principalId": f"Mm9rdGFQcm92aWRlcg==:{OKTA_USER}", "userName": OKTA_USER,
+                         "identityProvider": "Mm9rdGFQcm92aWRlcg=="},
+        "eventTime": at(hms), "eventSource": "sts.amazonaws.com", "eventName": "AssumeRoleWithSAML",
+        "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7", "userAgent": "aws-internal/3",
+        "requestParameters": {"sAMLAssertionID": "_9c1b7aEXAMPLE", "roleSessionName": session, "durationSeconds": 3600,
+                              "roleArn": f"arn:aws:iam::{ACCOUNT}:role/OktaOps",
+                              "principalArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"},
+        "responseElements": {
+            "subjectType": "persistent", "issuer": "http://www.okta.com/exkawsprod",
+            "credentials": {"accessKeyId": new_key, "expiration": "Nov 2, 2026, 10:10:00 AM",
+                            "sessionToken": "<session token>"},
+            "assumedRoleUser": {"assumedRoleId": f"AROAOKTAOPS:{session}",
+                                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/OktaOps/{session}"},
+            "subject": OKTA_USER, "audience": "https://signin.aws.amazon.com/saml",
+        },
+        "eventID": event_id, "eventType": "AwsApiCall", "recipientAccountId": ACCOUNT,
+    }
+
+
+def okta_world(sso: list[dict[str, Any]], saml_at: str = "09:10:03") -> dict[str, Any]:
+    return {
+        "okta.ndjson": sso,
+        "cloudtrail.ndjson": [
+            ct_saml("5a3e0000-0000-4000-8000-000000000001", saml_at),
+            ct_call("5a3e0000-0000-4000-8000-000000000002", at("09:12:00"),
+                    actor=f"arn:aws:sts::{ACCOUNT}:assumed-role/OktaOps/{OKTA_USER}", key="ASIASAMLALICE0000001",
+                    action="iam:CreateAccessKey", resource=f"arn:aws:iam::{ACCOUNT}:user/ci"),
+        ],
+    }
+
+
+# alice is a person; the assumed-role session acting in AWS is audited (its ARN is not on the list)
+OKTA_POLICY = f"""
+[identities]
+humans = ["{OKTA_USER}"]
+"""
+
+
+def test_okta_sso_to_the_aws_app_is_the_parent_of_the_saml_assumption(tmp_path: Path) -> None:
+    con, policy = build(tmp_path, okta_world([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00")]),
+                        OKTA_POLICY)
+    assert sources(con) == {"okta.ndjson": "okta", "cloudtrail.ndjson": "cloudtrail"}
+    row = chain(con, "5a3e0000-0000-4000-8000-000000000002")
+    saml = "okta-saml:7b0e0000-0000-4000-8000-00000000aaaa"
+    assert row["chain_credential_ids"] == ["ASIASAMLALICE0000001", saml, "okta-session:102sessALICE"]
+    assert (row["parent_credential_id"], row["broken_credential_id"], row["human_holder"]) == (saml, None, OKTA_USER)
+    assert "broken-delegation-chain" not in findings(con, policy, "5a3e0000-0000-4000-8000-000000000002")
+    parents = [link for link in tracing.trace(con, "5a3e0000-0000-4000-8000-000000000002").action.links
+               if link.kind == "parent"]
+    assert [(p.id, p.status) for p in parents] == [(saml, "found"), ("okta-session:102sessALICE", "found")]
+    assert parents[0].evidence.file.endswith("okta.ndjson") and parents[0].evidence.source == "okta"
+    assert parents[0].label.startswith(f"saml_assertion held by {OKTA_USER}, issued 2026-11-02T09:10:00Z")
+
+
+@pytest.mark.parametrize(
+    ("sso", "saml_at"),
+    [
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00")], "09:20:00"),  # beyond clock skew
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00", user="bob@example.com")], "09:10:03"),
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00", app="Salesforce", label="Salesforce")],
+         "09:10:03"),
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00"),
+          okta_sso("7b0e0000-0000-4000-8000-00000000bbbb", "09:10:30")], "09:10:03"),  # two candidates
+    ],
+    ids=["too-late", "another-user", "another-app", "ambiguous"],
+)
+def test_no_okta_parent_without_one_sso_of_that_user_to_aws_in_the_window(
+    tmp_path: Path, sso: list[dict[str, Any]], saml_at: str
+) -> None:
+    con, _ = build(tmp_path, okta_world(sso, saml_at), OKTA_POLICY)
+    row = chain(con, "5a3e0000-0000-4000-8000-000000000002")
+    assert (row["chain_credential_ids"], row["parent_credential_id"]) == (["ASIASAMLALICE0000001"], None)
