@@ -137,7 +137,9 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
                try_cast(json_extract_string(doc, '$.timestamp') AS TIMESTAMPTZ) AS ts,
                {s.json_text('$.session_id')} AS session_id,
                {s.json_text('$.server_id')} AS server,
-               json_extract(doc, '$.payload.id')::VARCHAR AS rpc_id,
+               -- the id as JSON text (7 and "7" are different ids); a JSON null id is no id
+               CASE WHEN json_type(doc, '$.payload.id') IN ('VARCHAR', 'BIGINT', 'UBIGINT')
+                    THEN json_extract(doc, '$.payload.id')::VARCHAR END AS rpc_id,
                coalesce({s.json_text('$.payload.method')}, {s.json_text('$.method')}) AS method
         FROM records WHERE {s.not_rejected()}"""
     )

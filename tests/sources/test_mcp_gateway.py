@@ -104,23 +104,29 @@ def test_requests_pair_with_responses_by_id_within_a_session_and_server(
         response(1, "09:00:03"),
         call("a-7", "09:01:00", "list_issues", {"owner": "octo-org", "repo": "site"}),  # no response logged
         response(99, "09:02:00"),  # a response whose request is not in the file
+        # JSON-RPC's answer to a request it could not read: id null, so no id to pair on
+        message("RESPONSE", None, "09:02:30", error={"code": -32700, "message": "Parse error"}) | {
+            "payload": {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}},
         # the same id reused in one session: the n-th request pairs with the n-th response
         call(5, "09:03:00", "create_issue", {"owner": "octo-org", "repo": "site"}),
         response(5, "09:03:01"),
         call(5, "09:04:00", "create_issue", {"owner": "octo-org", "repo": "site"}),
         response(5, "09:04:01", is_error=True),
     ])
-    assert (result.read, result.loaded, result.rejected) == (6, 6, 0)  # 10 lines, 6 exchanges
+    assert (result.read, result.loaded, result.rejected) == (7, 7, 0)  # 11 lines: 6 exchanges and a lone error
     got = {r["event_id"]: (r["line"], r["outcome"], r["ended_at"] is not None, r["category"]) for r in rows(
-        store, "SELECT event_id, line, outcome, ended_at, category FROM events")}
+        store, "SELECT event_id, line, outcome, ended_at, category FROM events WHERE event_id NOT LIKE 'msg-%'")}
     assert got == {
         sid(1): (1, "success", True, "action"),
         sid(1, "mcp-sess-0002"): (2, "success", True, "action"),
         sid("a-7"): (5, None, False, "action"),  # no result field: outcome unknown, not failure
         sid(99): (6, "success", False, "other"),  # a lone response names no tool: evidence, not an action
-        sid(5) + "#1": (7, "success", True, "action"),
-        sid(5) + "#2": (9, "failure", True, "action"),
+        sid(5) + "#1": (8, "success", True, "action"),
+        sid(5) + "#2": (10, "failure", True, "action"),
     }
+    lone = rows(store, "SELECT event_id, outcome, error_code, category FROM events WHERE line = 7")
+    assert [(r["event_id"][:4], r["outcome"], r["error_code"], r["category"]) for r in lone] == [
+        ("msg-", "failure", "-32700", "other")]
 
 
 # --- what a call acts on ----------------------------------------------------------------------------
