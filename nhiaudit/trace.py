@@ -177,6 +177,7 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         label = "no approval record"
     else:
         label = "no task, so no approval can be found"
+    label += _unverifiable_scope(r)
     details = {
         "approver": r["approver"],
         "decision": r["decision"],
@@ -193,6 +194,10 @@ def approval(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         details["approval_implied_by"] = r["approval_implied_by"]
     if r["approver_as_logged"] and r["approver_as_logged"] != r["approver"]:
         details["approver_as_logged"] = r["approver_as_logged"]
+    if r["approval_scope_unverifiable"] or r["agent_scope_unverifiable"]:
+        details["scope_unverifiable"] = [
+            name for name in ("approval", "agent") if r[f"{name}_scope_unverifiable"]
+        ]
     if r["pending_stages"]:
         details["pending_stages"] = r["pending_stages"]
         details["stage_approvers"] = list(r["stage_approvers"] or [])
@@ -212,6 +217,24 @@ def denial(r: Row, link: Row) -> tuple[str, dict[str, Any]]:
         "reason": r["denial_reason"],
         "withdrew_approval": r["approval_id"] is not None,
     }
+
+
+def _unverifiable_scope(r: Row) -> str:
+    """Why the verdict is unknown when a scope restricts resources the evidence does not name."""
+    scopes = [
+        text
+        for flag, text in (
+            ("approval_scope_unverifiable", f"approval {r['approval_id']}'s scope"),
+            ("agent_scope_unverifiable", f"agent {r['agent_id']}'s standing scope"),
+        )
+        if r[flag]
+    ]
+    if not scopes:
+        return ""
+    return (
+        f"; {' and '.join(scopes)} restrict{'s' if len(scopes) == 1 else ''} resources and the evidence "
+        "names none for this action: in or out of scope is unknown (scope-unverifiable), verdict unknown"
+    )
 
 
 def authority(r: Row, link: Row) -> tuple[str, dict[str, Any]]:

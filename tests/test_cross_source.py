@@ -1451,3 +1451,233 @@ def test_sample_world_chain_traces_end_to_end_with_every_links_evidence(
     assert evidence["task"].startswith(task_evidence) and evidence["approval"] == approval_evidence
     assert found["authority"].id == authority
     assert found["verdict"] == "unapproved"
+
+
+# --- scope-unverifiable actions are never approved (issue 10, DESIGN §6) -------------------------
+
+SCOPED_POLICY = POLICY + """
+[authority]
+medium = []
+
+[[agents]]
+id = "web-bot"
+actions = ["ec2:*"]
+resources = ["arn:aws:ec2:eu-west-1:111122223333:instance/i-0aaa"]
+"""
+
+
+def scoped_world(agent: str, scope: dict | None) -> dict[str, list[Any]]:
+    """A task of ``agent`` approved with ``scope``, whose role session reboots an instance that the
+    record does not name (a CloudTrail call without resources or request parameters)."""
+    return {
+        "cloudtrail.ndjson": [
+            ct_assume_role("5c0be000-0000-4000-8000-00000000a001", at("09:01:00"), caller=ORCHESTRATOR,
+                           caller_key=ORCHESTRATOR_KEY, role=agent, session="t-scope", new_key="ASIASCOPE00000000001",
+                           source_identity="t-scope"),
+            ct_call("5c0be000-0000-4000-8000-00000000a002", at("09:05:00"),
+                    actor=f"arn:aws:sts::{ACCOUNT}:assumed-role/{agent}/t-scope", key="ASIASCOPE00000000001",
+                    action="ec2:RebootInstances", resource=None),
+        ],
+        "provenance.ndjson": [task("t-scope", agent=agent), approval("APR-S", "t-scope", scope=scope)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("agent", "scope", "which", "flags"),
+    [
+        ("ops-bot", {"actions": ["ec2:RebootInstances"], "resources": ["arn:aws:ec2:*:*:instance/i-0aaa"]},
+         "approval APR-S's scope", ["approval"]),
+        ("web-bot", None, "agent web-bot's standing scope", ["agent"]),
+        ("web-bot", {"actions": ["ec2:*"], "resources": ["arn:aws:ec2:*:*:instance/*"]},
+         "approval APR-S's scope and agent web-bot's standing scope", ["approval", "agent"]),
+    ],
+    ids=["approval-scope", "standing-scope", "both"],
+)
+def test_an_action_whose_resource_a_scope_cannot_check_is_unknown_not_approved(
+    tmp_path: Path, agent: str, scope: dict | None, which: str, flags: list[str]
+) -> None:
+    con, policy = build(tmp_path, scoped_world(agent, scope), SCOPED_POLICY)
+    row = chain(con, "5c0be000-0000-4000-8000-00000000a002")
+    assert row["resource"] is None and row["approval_id"] == "APR-S"
+    assert row["verdict"] == "unknown"
+    assert findings(con, policy, "5c0be000-0000-4000-8000-00000000a002") == {"scope-unverifiable"}
+    links = tracing.trace(con, "5c0be000-0000-4000-8000-00000000a002").action.links
+    approval_link = {link.kind: link for link in links}["approval"]
+    assert f"{which} restrict" in approval_link.label and approval_link.label.endswith("verdict unknown")
+    assert approval_link.details["scope_unverifiable"] == flags
+
+
+def test_a_scope_of_actions_only_still_approves_an_action_without_a_resource(tmp_path: Path) -> None:
+    con, policy = build(tmp_path, scoped_world("ops-bot", {"actions": ["ec2:RebootInstances"]}), SCOPED_POLICY)
+    row = chain(con, "5c0be000-0000-4000-8000-00000000a002")
+    assert (row["verdict"], row["approval_scope_unverifiable"], row["agent_scope_unverifiable"]) == (
+        "approved", False, False)
+    assert "scope-unverifiable" not in findings(con, policy)
+
+
+# --- MCP gateway -> OTLP agent span (issue 10) ----------------------------------------------------
+
+
+def mcp_message(kind: str, rpc_id: int, hms: str, session: str, **payload: Any) -> dict[str, Any]:
+    """A message line of an MCP gateway log (MCPG rpc-messages.jsonl with the gateway's auth)."""
+    return {
+        "timestamp": at(hms),
+        "direction": "IN" if kind == "REQUEST" else "OUT",
+        "type": kind,
+        "server_id": "github",
+        "method": "tools/call",
+        "session_id": session,
+        "auth": {"subject": "report-bot", "token_id": f"jti-{session}"},
+        "payload": {"jsonrpc": "2.0", "id": rpc_id, **payload},
+    }
+
+
+def mcp_world(trace_id: str, task_span: str, tool_span: str) -> dict[str, Any]:
+    arguments = {"owner": "example-corp", "repo": "reports-site", "path": "2026/11/index.html"}
+    return {
+        "mcp.jsonl": [
+            mcp_message("REQUEST", 7, "09:05:00", "s-1", method="tools/call", params={
+                "name": "create_or_update_file", "arguments": arguments,
+                "_meta": {"traceparent": f"00-{trace_id}-{tool_span}-01"}}),
+            mcp_message("RESPONSE", 7, "09:05:01", "s-1", result={"content": [], "isError": False}),
+            # the same session later, without trace context of its own: the session's trace
+            mcp_message("REQUEST", 8, "09:20:00", "s-1", method="tools/call", params={
+                "name": "create_pull_request", "arguments": {"owner": "example-corp", "repo": "reports-site"}}),
+        ],
+        "trace.json": agent_trace(trace_id, "t-mcp", agent="report-bot", task_span=task_span, tool_span=tool_span,
+                                  tool="create_or_update_file"),
+        "provenance.ndjson": [approval("APR-MCP", "t-mcp", scope={
+            "actions": ["mcp:github:create_or_update_file", "mcp:github:create_pull_request"],
+            "resources": ["github:example-corp/reports-site*"]})],
+    }
+
+
+def test_an_mcp_tool_call_joins_the_agent_span_of_its_task(tmp_path: Path) -> None:
+    trace_id, task_span, tool_span = "6df92f3577b34da6a3ce929d0e0e4738", "30f067aa0ba902b7", "40f067aa0ba902b7"
+    con, policy = build(tmp_path, mcp_world(trace_id, task_span, tool_span))
+    assert sources(con) == {"mcp.jsonl": "mcp_gateway", "trace.json": "otel", "provenance.ndjson": "provenance"}
+    row = chain(con, "s-1/github/7")
+    assert (row["action"], row["resource"]) == (
+        "mcp:github:create_or_update_file", "github:example-corp/reports-site/2026/11/index.html")
+    assert (row["credential_id"], row["credential_type"], row["credential_status"]) == ("jti-s-1", "jwt", "found")
+    assert (row["task_id"], row["task_link"], row["span_event_id"], row["agent_id"]) == (
+        "t-mcp", "trace", tool_span, "report-bot")
+    assert (row["approval_id"], row["in_approval_scope"], row["verdict"]) == ("APR-MCP", True, "approved")
+    assert findings(con, policy, "s-1/github/7") == set()
+    link = links(con, "mcp_gateway:s-1/github/7")
+    assert link["span"].id == f"otel:{tool_span}" and link["span"].evidence.file.endswith("trace.json")
+    assert link["action"].evidence.file.endswith("mcp.jsonl") and link["action"].evidence.line == 1
+
+    # no traceparent: the session's trace, and the task span of that trace covering the call
+    later = chain(con, "s-1/github/8")
+    assert (later["trace_id"], later["parent_span_id"], later["task_id"], later["span_event_id"]) == (
+        trace_id, None, "t-mcp", task_span)
+    assert (later["resource"], later["verdict"]) == ("github:example-corp/reports-site", "approved")
+
+
+# --- Okta SSO -> CloudTrail AssumeRoleWithSAML (issue 10, DESIGN §4) -----------------------------
+
+OKTA_USER = "alice@example.com"
+
+
+def okta_sso(
+    uuid: str, hms: str, *, user: str = OKTA_USER, app: str = "AWS Account Federation", label: str = "AWS Production"
+) -> dict[str, Any]:
+    """user.authentication.sso to the AWS app, in the shape of the shared Okta sample (with a time)."""
+    return {
+        "actor": {"id": "00u1alice", "type": "User", "alternateId": user, "displayName": "Alice"},
+        "authenticationContext": {"externalSessionId": "102sessALICE"},
+        "client": {"ipAddress": "198.51.100.7", "userAgent": {"rawUserAgent": "Mozilla/5.0"}},
+        "displayMessage": "User single sign on to app",
+        "eventType": "user.authentication.sso",
+        "legacyEventType": "app.auth.sso",
+        "outcome": {"result": "SUCCESS"},
+        "published": at(hms),
+        "severity": "INFO",
+        "target": [
+            {"alternateId": label, "detailEntry": {"signOnModeType": "SAML_2_0"}, "displayName": app,
+             "id": "0oaawsprod", "type": "AppInstance"},
+            {"alternateId": user, "displayName": user, "id": "0uaalice", "type": "AppUser"},
+        ],
+        "transaction": {"detail": {}, "id": f"tx-{uuid}", "type": "WEB"},
+        "uuid": uuid,
+        "version": "0",
+    }
+
+
+def ct_saml(event_id: str, hms: str, *, session: str = OKTA_USER, new_key: str = "ASIASAMLALICE0000001") -> dict:
+    """sts:AssumeRoleWithSAML in the shape of the AWS documentation's example (awsdocs sample)."""
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "SAMLUser", "principalId": f"Mm9rdGFQcm92aWRlcg==:{OKTA_USER}", "userName": OKTA_USER,
+                         "identityProvider": "Mm9rdGFQcm92aWRlcg=="},
+        "eventTime": at(hms), "eventSource": "sts.amazonaws.com", "eventName": "AssumeRoleWithSAML",
+        "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7", "userAgent": "aws-internal/3",
+        "requestParameters": {"sAMLAssertionID": "_9c1b7aEXAMPLE", "roleSessionName": session, "durationSeconds": 3600,
+                              "roleArn": f"arn:aws:iam::{ACCOUNT}:role/OktaOps",
+                              "principalArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"},
+        "responseElements": {
+            "subjectType": "persistent", "issuer": "http://www.okta.com/exkawsprod",
+            "credentials": {"accessKeyId": new_key, "expiration": "Nov 2, 2026, 10:10:00 AM",
+                            "sessionToken": "<session token>"},
+            "assumedRoleUser": {"assumedRoleId": f"AROAOKTAOPS:{session}",
+                                "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/OktaOps/{session}"},
+            "subject": OKTA_USER, "audience": "https://signin.aws.amazon.com/saml",
+        },
+        "eventID": event_id, "eventType": "AwsApiCall", "recipientAccountId": ACCOUNT,
+    }
+
+
+def okta_world(sso: list[dict[str, Any]], saml_at: str = "09:10:03") -> dict[str, Any]:
+    return {
+        "okta.ndjson": sso,
+        "cloudtrail.ndjson": [
+            ct_saml("5a3e0000-0000-4000-8000-000000000001", saml_at),
+            ct_call("5a3e0000-0000-4000-8000-000000000002", at("09:12:00"),
+                    actor=f"arn:aws:sts::{ACCOUNT}:assumed-role/OktaOps/{OKTA_USER}", key="ASIASAMLALICE0000001",
+                    action="iam:CreateAccessKey", resource=f"arn:aws:iam::{ACCOUNT}:user/ci"),
+        ],
+    }
+
+
+# alice is a person; the assumed-role session acting in AWS is audited (its ARN is not on the list)
+OKTA_POLICY = f"""
+[identities]
+humans = ["{OKTA_USER}"]
+"""
+
+
+def test_okta_sso_to_the_aws_app_is_the_parent_of_the_saml_assumption(tmp_path: Path) -> None:
+    con, policy = build(tmp_path, okta_world([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00")]),
+                        OKTA_POLICY)
+    assert sources(con) == {"okta.ndjson": "okta", "cloudtrail.ndjson": "cloudtrail"}
+    row = chain(con, "5a3e0000-0000-4000-8000-000000000002")
+    saml = "okta-saml:7b0e0000-0000-4000-8000-00000000aaaa"
+    assert row["chain_credential_ids"] == ["ASIASAMLALICE0000001", saml, "okta-session:102sessALICE"]
+    assert (row["parent_credential_id"], row["broken_credential_id"], row["human_holder"]) == (saml, None, OKTA_USER)
+    assert "broken-delegation-chain" not in findings(con, policy, "5a3e0000-0000-4000-8000-000000000002")
+    parents = [link for link in tracing.trace(con, "5a3e0000-0000-4000-8000-000000000002").action.links
+               if link.kind == "parent"]
+    assert [(p.id, p.status) for p in parents] == [(saml, "found"), ("okta-session:102sessALICE", "found")]
+    assert parents[0].evidence.file.endswith("okta.ndjson") and parents[0].evidence.source == "okta"
+    assert parents[0].label.startswith(f"saml_assertion held by {OKTA_USER}, issued 2026-11-02T09:10:00Z")
+
+
+@pytest.mark.parametrize(
+    ("sso", "saml_at"),
+    [
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00")], "09:20:00"),  # beyond clock skew
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00", user="bob@example.com")], "09:10:03"),
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00", app="Salesforce", label="Salesforce")],
+         "09:10:03"),
+        ([okta_sso("7b0e0000-0000-4000-8000-00000000aaaa", "09:10:00"),
+          okta_sso("7b0e0000-0000-4000-8000-00000000bbbb", "09:10:30")], "09:10:03"),  # two candidates
+    ],
+    ids=["too-late", "another-user", "another-app", "ambiguous"],
+)
+def test_no_okta_parent_without_one_sso_of_that_user_to_aws_in_the_window(
+    tmp_path: Path, sso: list[dict[str, Any]], saml_at: str
+) -> None:
+    con, _ = build(tmp_path, okta_world(sso, saml_at), OKTA_POLICY)
+    row = chain(con, "5a3e0000-0000-4000-8000-000000000002")
+    assert (row["chain_credential_ids"], row["parent_credential_id"]) == (["ASIASAMLALICE0000001"], None)

@@ -75,6 +75,7 @@ def test_every_sample_file_loads_cleanly(world) -> None:
         "kong",
         "github_actions",
         "teleport",
+        "mcp_gateway",
     }
     for f in result.files:
         assert f.rejected == 0, f.path
@@ -84,7 +85,7 @@ def test_every_sample_file_loads_cleanly(world) -> None:
 def test_findings_and_verdicts_match_the_readme_oracle(world_con) -> None:
     con = world_con
     expected = oracle()
-    assert len(expected) == 22
+    assert len(expected) == 24
     result = AuditSession.attach(con, load_policy(WORLD / "nhiaudit.toml")).report(generated_at=PINNED)
     verdicts = {f"{a.source}:{a.event_id}": a.verdict for a in result.actions}
     fired: dict[str, set[str]] = {}
@@ -200,8 +201,8 @@ def test_sample_world_sarif_and_junit_validate(world_con, schemas: Path, monkeyp
     xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
     junit = etree.fromstring(WRITERS["junit"](result).encode())
     xsd.assertValid(junit)
-    # 22 audited actions, and the 8 credential-not-revoked findings, which are on issuances
-    assert len(junit.findall(".//testcase")) == 30
+    # 24 audited actions, and the 8 credential-not-revoked findings, which are on issuances
+    assert len(junit.findall(".//testcase")) == 32
 
 
 def test_chain_links_view_agrees_with_trace(world_con) -> None:

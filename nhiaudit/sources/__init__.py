@@ -33,6 +33,7 @@ DETECTION_ORDER = (
     "github_actions",
     "teleport",
     "vault",
+    "mcp_gateway",
     "otel",
     "invariant",
 )

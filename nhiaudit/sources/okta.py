@@ -6,7 +6,9 @@ API tokens (``system.api_token.create`` / ``.revoke``) are long-term credentials
 OAuth token grants (``app.oauth2.as.token.grant.*``, ``app.oauth2.token.grant.*``) are issuances to
 the client (service apps: client credentials); ``user.account.privilege.grant`` is an authority grant
 of the admin roles in ``debugData.privilegeGranted`` to the target user; ``user.authentication.sso``
-and ``user.session.start`` are sign-ins (the SSO's app in ``details``). Okta logs no token id for OAuth
+and ``user.session.start`` are sign-ins (the SSO's app in ``details``), except that a successful SSO to
+a SAML app issues that app a SAML assertion for the user (``okta-saml:<uuid>``, parent the Okta session):
+correlation joins it to the CloudTrail ``AssumeRoleWithSAML`` that presented it (20_credentials.sql). Okta logs no token id for OAuth
 grants: the issued credential is ``okta-grant:<client>:<uuid>``.
 Event types: https://developer.okta.com/docs/reference/api/event-types/
 """
@@ -109,9 +111,14 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 list_filter(targets, x -> json_extract_string(x, '$.type') = 'AppInstance')[1] AS app,
                 list_filter(targets, x -> json_extract_string(x, '$.type') = 'AppUser')[1] AS app_user,
                 list_filter(targets, x -> json_extract_string(x, '$.type') = 'User')[1] AS target_user,
+                -- an SSO to a SAML app issues the app a SAML assertion for the user (the parent of a
+                -- downstream AssumeRoleWithSAML: 20_credentials.sql joins them)
+                event_type = 'user.authentication.sso' AND result = 'SUCCESS'
+                    AND json_extract_string(app, '$.detailEntry.signOnModeType') LIKE 'SAML%' AS saml_sso,
                 CASE WHEN event_type = 'system.api_token.create' THEN 'credential_issue'
                      WHEN event_type = 'system.api_token.revoke' THEN 'credential_revoke'
                      WHEN regexp_matches(event_type, '^app\\.oauth2\\.(as\\.)?token\\.grant\\.') THEN 'credential_issue'
+                     WHEN saml_sso THEN 'credential_issue'
                      WHEN event_type IN {_in(GRANTING)} THEN 'grant'
                      WHEN event_type IN {_in(SIGNIN)} THEN 'signin'
                      WHEN {other} THEN 'other'
@@ -127,20 +134,25 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT
             uuid AS event_id, record_index, line, occurred_at, category,
-            CASE WHEN category = 'signin' AND actor IS NULL THEN json_extract_string(app_user, '$.alternateId')
+            CASE WHEN (category = 'signin' OR saml_sso) AND actor IS NULL THEN json_extract_string(app_user, '$.alternateId')
                  ELSE actor END AS actor_id,
             CASE actor_kind WHEN 'PublicClientApp' THEN 'service' WHEN 'WorkloadIdentityPrincipal' THEN 'agent'
                             WHEN 'SystemPrincipal' THEN 'service' ELSE 'unknown' END AS actor_type,
             CASE WHEN event_type LIKE 'system.api_token.%' AND token_id IS NOT NULL THEN 'okta-token:' || token_id
+                 -- Okta logs no assertion id: the event names the assertion it issued
+                 WHEN saml_sso THEN 'okta-saml:' || uuid
                  WHEN oauth_grant THEN 'okta-grant:' || coalesce(json_extract_string(doc, '$.client.id'), actor_oid, '-')
                                        || ':' || uuid
                  WHEN api_token_used IS NOT NULL THEN 'okta-token:' || api_token_used
                  WHEN session_id IS NOT NULL THEN 'okta-session:' || session_id END AS credential_id,
             CASE WHEN event_type LIKE 'system.api_token.%' AND token_id IS NOT NULL THEN 'okta_api_token'
+                 WHEN saml_sso THEN 'saml_assertion'
                  WHEN oauth_grant AND event_type LIKE '%refresh_token' THEN 'oauth_refresh_token'
                  WHEN oauth_grant THEN 'oauth_access_token'
                  WHEN api_token_used IS NOT NULL THEN 'okta_api_token'
                  WHEN session_id IS NOT NULL THEN 'okta_session' END AS credential_type,
+            -- the user's Okta session signed the assertion in
+            CASE WHEN saml_sso AND session_id IS NOT NULL THEN 'okta-session:' || session_id END AS parent_credential_id,
             'okta:' || event_type AS action,
             coalesce(
                 CASE WHEN token IS NOT NULL THEN 'okta:token/' || token_id END,
@@ -163,8 +175,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 'requested_scopes', json_extract_string(dd, '$.requestedScopes'),
                 'granted_scopes', json_extract_string(dd, '$.grantedScopes'),
                 -- issuance: an API token acts as the admin who created it, with no expiry
-                'holder', CASE WHEN category = 'credential_issue' THEN actor END,
+                'holder', CASE WHEN saml_sso THEN coalesce(json_extract_string(app_user, '$.alternateId'), actor)
+                               WHEN category = 'credential_issue' THEN actor END,
+                'parent_credential_type', CASE WHEN saml_sso AND session_id IS NOT NULL THEN 'okta_session' END,
                 'long_term', CASE WHEN category = 'credential_issue' THEN event_type = 'system.api_token.create' END,
+                'issued_by', CASE WHEN saml_sso THEN 'sso' END,
                 'token_name', json_extract_string(token, '$.displayName'),
                 -- grant: the target user holds the admin roles granted
                 'approver', CASE WHEN category = 'grant'

@@ -46,13 +46,20 @@ def test_admin_privilege_grant_is_authority(store: duckdb.DuckDBPyConnection) ->
     assert len(grants) == 2  # same uuid, other roles granted: both kept
 
 
-def test_sso_to_aws_is_a_signin_with_its_app(store: duckdb.DuckDBPyConnection) -> None:
+def test_sso_to_a_saml_app_issues_an_assertion_and_without_the_app_is_a_signin(
+    store: duckdb.DuckDBPyConnection,
+) -> None:
     load(store, "okta", sample(OKTA / "panther__okta_sso_to_aws.tests.ndjson"))
-    first = rows(store, "SELECT category, actor_id, occurred_at, details->>'app' AS app, "
-                        "details->>'sign_on_mode' AS mode, details->>'transaction_id' AS tx FROM events "
-                        "ORDER BY record_index")[0]
-    assert first == {"category": "signin", "actor_id": "aardvark", "occurred_at": None,  # no "published"
-                     "app": "AWS IAM Identity Center", "mode": "SAML_2_0", "tx": "1a3852fc0d172ecdad0e2447e47fbc98"}
+    got = rows(store, "SELECT category, actor_id, occurred_at, credential_id, credential_type, details->>'app' AS app, "
+                      "details->>'sign_on_mode' AS mode, details->>'transaction_id' AS tx, "
+                      "details->>'holder' AS holder FROM events ORDER BY record_index")
+    # the SAML assertion Okta issued to the AWS app for aardvark (the parent of an AssumeRoleWithSAML)
+    assert got[0] == {"category": "credential_issue", "actor_id": "aardvark", "occurred_at": None,  # no "published"
+                      "credential_id": "okta-saml:35cae732-21bd-11ef-a011-dd05aa53a11a",
+                      "credential_type": "saml_assertion", "app": "AWS IAM Identity Center", "mode": "SAML_2_0",
+                      "tx": "1a3852fc0d172ecdad0e2447e47fbc98", "holder": "aardvark"}
+    # the same SSO logged without its app: the sign-on mode is unknown, so it stays a sign-in
+    assert (got[1]["category"], got[1]["actor_id"], got[1]["credential_id"]) == ("signin", "aardvark", None)
 
 
 def test_lower_cased_stored_shape(store: duckdb.DuckDBPyConnection) -> None:

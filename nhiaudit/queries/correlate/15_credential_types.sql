@@ -23,6 +23,7 @@ SELECT * FROM (VALUES
     ('jwt', false, false, 'JWT as a gateway sees it (Envoy jwt_jti); issued by an IdP, it takes the issuance''s type when that is in the evidence'),
     ('jwt_subject', false, false, 'subject of a JWT whose jti is not logged: a principal, not one token'),
     ('mtls_peer_certificate', false, false, 'client certificate of an mTLS call, by its SPIFFE id'),
+    ('mcp_gateway_key', false, false, 'API key an MCP gateway authenticated a client with, by the key id it logs (never the key)'),
     -- OAuth and OIDC identity providers (auth0, keycloak, envoy)
     ('oauth_access_token', true, false, 'access token an IdP issued (Auth0 log id, Keycloak token_id)'),
     ('oauth_refresh_token', true, false, 'refresh token (Keycloak refresh_token_id)'),
@@ -32,6 +33,7 @@ SELECT * FROM (VALUES
     -- Okta
     ('okta_api_token', false, true, 'Okta API token (SSWS), by its id 00T…: acts as its creator until revoked'),
     ('okta_session', false, false, 'Okta session, by authenticationContext.externalSessionId'),
+    ('saml_assertion', true, false, 'SAML assertion an IdP issued at an SSO to a SAML app (Okta logs no assertion id: okta-saml:<event uuid>)'),
     -- Microsoft Entra and Azure
     ('azure_access_token', true, false, 'Entra access token, by uniqueTokenIdentifier (the Activity Log''s uti claim)'),
     ('azure_app_credential', false, false, 'client secret or certificate of an app registration, signing in for a token'),

@@ -1,12 +1,54 @@
 -- One row per credential: from its issuance (first one wins), its uses and its revocation.
 -- The credential "used" by an issuance call is its parent (the caller's key), so a key that only
 -- ever issued other keys (a broker's) is still known, with its holder.
+
+-- A CloudTrail AssumeRoleWithSAML names no caller key: its parent is the SAML assertion the IdP
+-- issued at the user's SSO to the AWS app (DESIGN §4, cross-source join). Okta: a successful
+-- user.authentication.sso to a SAML app whose name says AWS or Amazon ('AWS Account Federation',
+-- 'AWS IAM Identity Center', …) issues okta-saml:<uuid> to the app user; it joins the assumption
+-- whose SAML subject (userIdentity.principalId is '<provider>:<NameID>') or role session name is
+-- that user (case-insensitive), within correlation.clock_skew of the SSO. Two candidate SSOs give
+-- none: a guess would be worse than no link.
+CREATE OR REPLACE TEMP TABLE saml_parent AS
+WITH skew AS (SELECT to_seconds(clock_skew_s) AS s FROM policy_params),
+assumed AS (
+    SELECT source, event_id, occurred_at,
+           lower(nullif(regexp_extract(actor_id, '^[^:]*:(.+)$', 1), '')) AS subject,
+           lower(json_extract_string(details, '$.role_session_name')) AS session_name
+    FROM events
+    WHERE source = 'cloudtrail' AND category = 'credential_issue' AND action = 'sts:AssumeRoleWithSAML'
+      AND parent_credential_id IS NULL AND occurred_at IS NOT NULL
+), sso AS (
+    SELECT credential_id, occurred_at, lower(json_extract_string(details, '$.holder')) AS app_user
+    FROM events
+    WHERE source = 'okta' AND category = 'credential_issue' AND credential_type = 'saml_assertion'
+      AND occurred_at IS NOT NULL
+      AND regexp_matches(concat_ws(' ', json_extract_string(details, '$.app'),
+                                   json_extract_string(details, '$.app_instance')), '(?i)\b(aws|amazon)\b')
+)
+SELECT a.source, a.event_id, min(s.credential_id) AS parent_credential_id
+FROM assumed a CROSS JOIN skew
+JOIN sso s ON s.app_user IN (a.subject, a.session_name)
+     AND a.occurred_at BETWEEN s.occurred_at - skew.s AND s.occurred_at + skew.s
+GROUP BY a.source, a.event_id
+HAVING count(DISTINCT s.credential_id) = 1;
+
+-- The events with the parents joined above: what the issuances and uses below read.
+CREATE OR REPLACE TEMP VIEW linked_events AS
+SELECT e.* REPLACE (coalesce(e.parent_credential_id, sp.parent_credential_id) AS parent_credential_id,
+                    CASE WHEN sp.parent_credential_id IS NOT NULL
+                         THEN json_merge_patch(coalesce(e.details, '{}'),
+                                               json_object('parent_credential_type', 'saml_assertion',
+                                                           'parent_link', 'okta_saml_sso'))
+                         ELSE e.details END AS details)
+FROM events e LEFT JOIN saml_parent sp USING (source, event_id);
+
 CREATE OR REPLACE TEMP TABLE issuance_rows AS
 SELECT e.*,
        row_number() OVER (PARTITION BY credential_id
                           ORDER BY occurred_at NULLS LAST, source, event_id, file_sha256, record_index) AS rn,
        count(DISTINCT coalesce(parent_credential_id, '')) OVER (PARTITION BY credential_id) AS parent_variants
-FROM events e
+FROM linked_events e
 WHERE category = 'credential_issue' AND credential_id IS NOT NULL;
 
 -- Session tags carry the task id under keys the policy names (correlation.task_tag_keys); a key
@@ -33,7 +75,7 @@ SELECT CASE WHEN category = 'credential_issue' THEN parent_credential_id ELSE cr
             THEN coalesce(json_extract_string(details, '$.parent_credential_type'), credential_type)
             ELSE credential_type END AS credential_type,
        category, source, event_id, file_sha256, record_index
-FROM events
+FROM linked_events
 WHERE (category = 'credential_issue' AND parent_credential_id IS NOT NULL)
    OR (category <> 'credential_issue' AND category <> 'credential_revoke' AND credential_id IS NOT NULL);
 

@@ -97,7 +97,14 @@ GROUP BY cv.source, cv.event_id;
 -- can be proven neither in nor out (DESIGN §6, rule scope-unverifiable). Every resource of a call
 -- that names several (b.resources, 60_actions.sql) must be in scope.
 CREATE OR REPLACE TEMP TABLE scope_check AS
+SELECT source, event_id, in_approval_scope, in_agent_scope,
+       -- a scope applies and the check is NULL: it restricts resources and the action names none
+       approval_scoped AND in_approval_scope IS NULL AS approval_scope_unverifiable,
+       agent_scoped AND in_agent_scope IS NULL AS agent_scope_unverifiable
+FROM (
 SELECT b.source, b.event_id,
+       ap.approval_id IS NOT NULL AND coalesce(ap.has_scope, false) AS approval_scoped,
+       pag.agent_id IS NOT NULL AS agent_scoped,
        CASE WHEN ap.approval_id IS NULL OR NOT ap.has_scope THEN NULL
             WHEN NOT (len(ap.scope_actions) = 0
                       OR len(list_filter(ap.scope_actions, g -> regexp_full_match(b.action, glob_regex(g)))) > 0)
@@ -121,7 +128,8 @@ SELECT b.source, b.event_id,
 FROM chain_base b
 LEFT JOIN covering cv ON cv.source = b.source AND cv.event_id = b.event_id
 LEFT JOIN approvals ap ON ap.approval_key = cv.approval_key
-LEFT JOIN policy_agents pag ON pag.agent_id = b.agent_id;
+LEFT JOIN policy_agents pag ON pag.agent_id = b.agent_id
+);
 
 CREATE OR REPLACE TABLE chains AS
 WITH shared AS (
@@ -140,6 +148,8 @@ WITH shared AS (
            ap.event_id AS approval_event_id, ap.ticket,
            aa.roles_held, aa.authorized, aa.grant_source, aa.grant_event_id, aa.grant_role,
            sc.in_approval_scope, sc.in_agent_scope,
+           coalesce(sc.approval_scope_unverifiable, false) AS approval_scope_unverifiable,
+           coalesce(sc.agent_scope_unverifiable, false) AS agent_scope_unverifiable,
            coalesce(ap.approver_is_human OR pc.is_human, ap.approver_is_human, pc.is_human, false) AS approver_is_human,
            sh.task_count AS credential_task_count, sh.agent_count AS credential_agent_count,
            sh.tasks_of_credential, sh.agents_of_credential,
@@ -222,25 +232,29 @@ SELECT
     -- a NULL here would make the verdict 'unapproved' with no rule to say why.
     approval_id IS NOT NULL AND (coalesce(approver = task_requested_by, false) OR coalesce(approver = agent_id, false)
         OR (NOT approver_is_human AND EXISTS (SELECT 1 FROM policy_identity WHERE kind = 'human'))) AS self_approved,
-    in_approval_scope, in_agent_scope,
+    in_approval_scope, in_agent_scope, approval_scope_unverifiable, agent_scope_unverifiable,
     task_ended_at IS NOT NULL AND occurred_at > task_ended_at + to_seconds(revoke_grace_s) AS outlived_task,
     credential_task_count, credential_agent_count, tasks_of_credential, agents_of_credential
 FROM j;
 
 -- The verdict: approved when the chain is whole and every check holds; unknown when a link is
--- missing from the evidence (no task, unknown task, a broken delegation chain); unapproved when
--- the evidence contradicts approval (none, denied, late, expired, unauthorised, self-approved,
--- out of scope).
+-- missing from the evidence (no task, unknown task, a broken delegation chain) or when a scope
+-- restricts resources and the evidence names none (scope-unverifiable, DESIGN §6: a NULL resource
+-- is never taken as in scope); unapproved when the evidence contradicts approval (none, denied,
+-- late, expired, unauthorised, self-approved, out of scope).
 CREATE OR REPLACE TABLE chains AS
 SELECT *,
     CASE WHEN task_status = 'missing' OR broken_credential_id IS NOT NULL THEN 'unknown'
          WHEN NOT approval_required AND approval_id IS NULL AND approval_records = 0
-              AND coalesce(in_agent_scope, true) THEN 'approved'
+              AND coalesce(in_agent_scope, true)
+              THEN CASE WHEN agent_scope_unverifiable THEN 'unknown' ELSE 'approved' END
          WHEN approval_id IS NOT NULL AND coalesce(effective_decision, 'approved') = 'approved'
               AND NOT approval_late AND NOT approval_expired
               AND (authorized OR NOT EXISTS (SELECT 1 FROM policy_authority))
               AND NOT self_approved
-              AND coalesce(in_approval_scope, true) AND coalesce(in_agent_scope, true) THEN 'approved'
+              AND coalesce(in_approval_scope, true) AND coalesce(in_agent_scope, true)
+              THEN CASE WHEN approval_scope_unverifiable OR agent_scope_unverifiable THEN 'unknown'
+                        ELSE 'approved' END
          -- approved, but when is not in the evidence: nothing else contradicts it, so it is unknown
          WHEN approval_id IS NOT NULL AND decided_at IS NULL AND coalesce(effective_decision, 'approved') = 'approved'
               AND NOT coalesce(approval_expired, false) AND NOT self_approved
