@@ -509,6 +509,15 @@ def report_cmd(
     html_max_findings: Annotated[
         int, typer.Option("--html-max-findings", metavar="N", min=0, help="Findings the HTML report lists.")
     ] = 2_000,
+    markdown_max: Annotated[
+        int,
+        typer.Option(
+            "--markdown-max",
+            metavar="N",
+            min=0,
+            help="Findings the Markdown comment lists; it points to the full report for the rest.",
+        ),
+    ] = 50,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
     sarif_category: Annotated[
         str,
@@ -571,6 +580,7 @@ def report_cmd(
         options = {
             "json": {"compliance": controls},
             "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
+            "markdown": {"max_rows": markdown_max, "full_report": _full_report(outputs)},
             "sarif": {
                 "max_results": sarif_max_results,
                 "category": sarif_category,
@@ -596,6 +606,11 @@ def report_cmd(
         out.print(Text(note, style="yellow"))
     if report.failing(result):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _full_report(outputs: dict[str, str | None]) -> str | None:
+    """The file a capped Markdown comment points to: the fullest report written in the same run."""
+    return next((outputs[fmt] for fmt in ("html", "json", "sarif", "csv") if outputs[fmt] not in (None, "-")), None)
 
 
 def _print_compliance(framework: str, controls: list[dict], out: Console) -> None:

@@ -363,3 +363,30 @@ def test_sql_on_a_missing_store(run, tmp_path: Path) -> None:
         f"error: {missing}: no store here. Run `nhiaudit ingest PATH...` first, or pass --db / NHIAUDIT_DB."
     )
     assert not missing.exists()
+
+
+# --- report: Markdown comment cap, compliance in every format, schema (issue 11) -----------------
+
+
+@pytest.fixture
+def findings_store(run, tmp_path: Path, db: Path) -> Path:
+    """Three deletes by a long-lived IAM user key: six findings (credential-without-task, ...)."""
+    folder = tmp_path / "deletes"
+    folder.mkdir()
+    identity = {"type": "IAMUser", "accessKeyId": "AKIAEXAMPLE0000001", "arn": "arn:aws:iam::111122223333:user/bot"}
+    lines = (json.dumps(record(i, eventName="DeleteObject", userIdentity=identity)) + "\n" for i in range(3))
+    (folder / "a.ndjson").write_text("".join(lines))
+    assert run("ingest", str(folder), "--db", str(db)).exit_code == 0
+    return db
+
+
+def test_markdown_max_caps_the_comment_and_points_to_the_full_report(run, findings_store: Path, tmp_path: Path) -> None:
+    html = tmp_path / "full.html"
+    result = run("report", "--db", str(findings_store), "--markdown", "-", "--markdown-max", "1", "--html", str(html))
+    assert result.exit_code == 1
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| **")]
+    assert len(rows) == 1
+    assert f"… and 5 more findings not listed here: the full report is `{html}`." in result.stdout
+    assert "- `nhiaudit trace cloudtrail:evt-000000` — 2 findings, worst high, `s3:DeleteObject`" in result.stdout
+    alone = run("report", "--db", str(findings_store), "--markdown", "-", "--markdown-max", "1").stdout
+    assert '`nhiaudit sql "SELECT * FROM findings"`' in alone
