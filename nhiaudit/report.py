@@ -161,6 +161,14 @@ def compliance(report: Report, framework: str) -> list[dict[str, Any]]:
     ]
 
 
+def compliance_result(report: Report, framework: str) -> dict[str, Any]:
+    """What every writer shows for ``--compliance``: the framework's key and title and
+    :func:`compliance`'s controls."""
+    controls = compliance(report, framework)
+    name = framework.strip().lower()
+    return {"framework": name, "title": FRAMEWORKS[name][0], "controls": controls}
+
+
 def _natural(tag: str) -> list[Any]:
     """ASI2 before ASI10: digits compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)]
