@@ -308,6 +308,44 @@ def sql_cmd(
         console.print(Text(f"{len(rows)} row(s)", style="dim"))
 
 
+@app.command("schema")
+def schema_cmd(
+    table_name: Annotated[
+        str | None, typer.Argument(metavar="[TABLE]", help="A table or view: list its columns.", show_default=False)
+    ] = None,
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tables and columns as JSON.")] = False,
+    memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
+) -> None:
+    """The store's tables and views with what they hold; with TABLE, its columns, types and meaning."""
+    from nhiaudit import tables
+
+    with errors(), session.open_audit(db, policy, memory_limit, require_evidence=False) as audit:
+        _say_policy(audit)
+        listed = tables.catalog(audit.con, table_name)
+    if as_json:
+        from nhiaudit.reports import json_
+
+        sys.stdout.write(json_.dumps(listed if table_name is None else listed[0], indent=2) + "\n")
+        return
+    if table_name is None:
+        overview = Table(title="Tables (nhiaudit schema TABLE for its columns)", title_justify="left")
+        for column in ("table", "columns", "one row is"):
+            overview.add_column(column, overflow="fold")
+        for entry in listed:
+            overview.add_row(entry["table"], str(len(entry["columns"])), t(entry["description"] or "-", None))
+        console.print(overview)
+        return
+    entry = listed[0]
+    columns = Table(title=f"{entry['table']}: {entry['description'] or ''}", title_justify="left")
+    for column in ("column", "type", "meaning"):
+        columns.add_column(column, overflow="fold")
+    for c in entry["columns"]:
+        columns.add_row(c["column"], c["type"], t(c["description"] or "-", None))
+    console.print(columns)
+
+
 def _say_policy(audit: session.AuditSession) -> None:
     """Every audit command names the policy it used (on stderr: stdout may be a JSON document)."""
     err_console.print(t(audit.policy_note, None), style="dim")
