@@ -614,9 +614,8 @@ def report_cmd(
                 only_rules=rule or (),
                 exclude_rules=exclude_rule or (),
             )
-        controls = report.compliance(result, compliance) if compliance else None
-        options = {
-            "json": {"compliance": controls},
+        controls = report.compliance_result(result, compliance) if compliance else None
+        options: dict[str, dict] = {
             "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
             "markdown": {"max_rows": markdown_max, "full_report": _full_report(outputs)},
             "sarif": {
@@ -626,6 +625,9 @@ def report_cmd(
                 "cwd": str(Path.cwd()),
             },
         }
+        if controls is not None:  # every format shows pass/fail per control
+            for fmt in WRITERS:
+                options.setdefault(fmt, {})["compliance"] = controls
         rendered = {fmt: WRITERS[fmt](result, **options.get(fmt, {})) for fmt, target in outputs.items() if target}
     to_stdout = any(target == "-" for target in outputs.values())
     for fmt, target in outputs.items():
@@ -639,7 +641,7 @@ def report_cmd(
     out = Console(stderr=True) if to_stdout else console
     _print_summary(result, out)
     if controls is not None:
-        _print_compliance(compliance, controls, out)
+        _print_compliance(controls, out)
     if outputs["sarif"] and (note := sarif.aggregation_note(result, sarif_max_results)):
         out.print(Text(note, style="yellow"))
     if report.failing(result):
@@ -651,8 +653,8 @@ def _full_report(outputs: dict[str, str | None]) -> str | None:
     return next((outputs[fmt] for fmt in ("html", "json", "sarif", "csv") if outputs[fmt] not in (None, "-")), None)
 
 
-def _print_compliance(framework: str, controls: list[dict], out: Console) -> None:
-    title, _ = report.FRAMEWORKS[framework.strip().lower()]
+def _print_compliance(result: dict, out: Console) -> None:
+    title, controls = result["title"], result["controls"]
     failed = sum(c["status"] == "fail" for c in controls)
     table = Table(title=f"{title}: {failed} of {len(controls)} controls fail", title_justify="left")
     for column in ("control", "status", "findings", "rules"):

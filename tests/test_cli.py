@@ -390,3 +390,27 @@ def test_markdown_max_caps_the_comment_and_points_to_the_full_report(run, findin
     assert "- `nhiaudit trace cloudtrail:evt-000000` — 2 findings, worst high, `s3:DeleteObject`" in result.stdout
     alone = run("report", "--db", str(findings_store), "--markdown", "-", "--markdown-max", "1").stdout
     assert '`nhiaudit sql "SELECT * FROM findings"`' in alone
+
+
+def test_compliance_in_every_format(run, findings_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("report", "--db", str(findings_store), "--compliance", "OWASP-Agentic", "--output-dir", str(out))
+    assert result.exit_code == 1
+    assert "OWASP Top 10 for Agentic Applications:" in result.stdout  # the terminal table
+    document = json.loads((out / "nhiaudit.json").read_text())
+    failing = [c["control"] for c in document["compliance"] if c["status"] == "fail"]
+    assert failing and document["compliance_framework"]["id"] == "owasp-agentic"
+    control = failing[0]
+    sarif = json.loads((out / "nhiaudit.sarif").read_text())
+    assert sarif["runs"][0]["properties"]["compliance"]["controls"] == document["compliance"]
+    junit = (out / "nhiaudit.junit.xml").read_text()
+    assert 'testsuite name="nhiaudit.compliance.owasp-agentic"' in junit and f'name="{control} (' in junit
+    assert f"`{control}` | ❌ fail" in (out / "nhiaudit.md").read_text()
+    assert 'id="compliance"' in (out / "nhiaudit.html").read_text()
+    ocsf = [json.loads(line) for line in (out / "nhiaudit.ocsf.jsonl").read_text().splitlines()]
+    controls = [e["compliance"] for e in ocsf if e["class_uid"] == 2003]
+    assert {"standards": ["OWASP Top 10 for Agentic Applications"], "control": control} == {
+        k: v for k, v in next(c for c in controls if c["control"] == control).items() if k in ("standards", "control")
+    }
+    rows = list(csv.DictReader(io.StringIO((out / "nhiaudit.csv").read_text())))
+    assert any(control in row["controls"].split() for row in rows)

@@ -17,8 +17,9 @@ from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, Trace
 TOOL_NAME = "nhiaudit"
 
 
-def render(report: Report, *, compliance: list[dict[str, Any]] | None = None) -> str:
-    """The JSON report; with ``compliance`` (``report --compliance``) its per-control results too."""
+def render(report: Report, *, compliance: dict[str, Any] | None = None) -> str:
+    """The JSON report; with ``compliance`` (``report.compliance_result``) its per-control results in
+    ``compliance`` and the framework in ``compliance_framework``."""
     document = {
         "findings": [finding_to_dict(f) for f in report.findings],
         "summary": report.summary,
@@ -30,7 +31,8 @@ def render(report: Report, *, compliance: list[dict[str, Any]] | None = None) ->
         "tool": {"name": TOOL_NAME, "version": report.tool_version},
     }
     if compliance is not None:
-        document["compliance"] = compliance
+        document["compliance"] = compliance["controls"]
+        document["compliance_framework"] = {"id": compliance["framework"], "title": compliance["title"]}
     return dumps(document, indent=2) + "\n"
 
 

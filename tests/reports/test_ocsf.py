@@ -15,22 +15,11 @@ import json
 import jsonschema
 import pytest
 from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
-from report_fixtures import FINDINGS, empty_report
+from report_fixtures import COMPLIANCE, FINDINGS, empty_report
 
 from nhiaudit.reports import json_, ocsf
 
 CLASSES = {2004: "detection_finding", 2003: "compliance_finding"}
-COMPLIANCE = {
-    "framework": "owasp-agentic",
-    "title": "OWASP Top 10 for Agentic Applications",
-    "controls": [
-        {"control": "ASI03", "status": "fail", "rules": ["approval-denied", "out-of-scope-action"], "findings": 3,
-         "failing": 2},
-        {"control": "ASI10", "status": "pass", "rules": ["self-approval"], "findings": 0, "failing": 0},
-    ],
-}
-
-
 @functools.cache
 def _schema(version: str) -> dict:
     return get_ocsf_schema(version=version)

@@ -100,3 +100,13 @@ def test_any_text_is_rendered_inert_by_every_writer(message, actor, resource):
 
 def _fields(report: Report) -> dict[str, object]:
     return {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_writer_takes_the_compliance_result(fmt, report):
+    """report --compliance passes the same result to every format; each one shows the controls."""
+    from report_fixtures import COMPLIANCE
+
+    out = WRITERS[fmt](report, compliance=COMPLIANCE)
+    assert "ASI03" in out and "ASI10" in out, fmt
+    assert WRITERS[fmt](report) != out
