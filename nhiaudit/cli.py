@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -595,7 +595,7 @@ def report_cmd(
         "csv": csv_out,
     }
     with errors():
-        from nhiaudit.reports import FILE_NAMES, WRITERS, sarif
+        from nhiaudit.reports import FILE_NAMES, WRITERS, sarif, write
 
         if output_dir is not None:
             try:
@@ -628,16 +628,10 @@ def report_cmd(
         if controls is not None:  # every format shows pass/fail per control
             for fmt in WRITERS:
                 options.setdefault(fmt, {})["compliance"] = controls
-        rendered = {fmt: WRITERS[fmt](result, **options.get(fmt, {})) for fmt, target in outputs.items() if target}
+        for fmt, target in outputs.items():
+            if target:
+                _write_report(fmt, target, lambda out, fmt=fmt: write(fmt, result, out, **options.get(fmt, {})))
     to_stdout = any(target == "-" for target in outputs.values())
-    for fmt, target in outputs.items():
-        if target == "-":
-            sys.stdout.write(rendered[fmt])
-        elif target:
-            try:
-                Path(target).write_text(rendered[fmt], encoding="utf-8")
-            except OSError as exc:
-                raise fail(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
     out = Console(stderr=True) if to_stdout else console
     _print_summary(result, out)
     if controls is not None:
@@ -646,6 +640,27 @@ def report_cmd(
         out.print(Text(note, style="yellow"))
     if report.failing(result):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _write_report(fmt: str, target: str, write: Callable[[TextIO], None]) -> None:
+    """One format to its file (or stdout for ``-``), one at a time so only one is ever in memory, and
+    streamed where the format allows. A file appears whole or not at all: it is written next to the
+    target and renamed over it."""
+    if target == "-":
+        write(sys.stdout)
+        return
+    path = Path(target)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            write(out)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise NhiauditError(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _full_report(outputs: dict[str, str | None]) -> str | None:

@@ -45,7 +45,7 @@ COLUMNS = (
 
 
 def render(report: Report, *, compliance: dict[str, Any] | None = None) -> str:
-    rows = [
+    rows = (
         (
             f.severity,
             f.rule,
@@ -71,12 +71,12 @@ def render(report: Report, *, compliance: dict[str, Any] | None = None) -> str:
             f.fingerprint,
         )
         for f in report.findings
-    ]
+    )
     if compliance is None:
         return to_csv(list(COLUMNS), rows)
     controls: dict[str, list[str]] = {}
     for control in compliance["controls"]:
         for rule in control["rules"]:
             controls.setdefault(rule, []).append(control["control"])
-    rows = [(*row, " ".join(controls.get(f.rule, ()))) for row, f in zip(rows, report.findings, strict=True)]
+    rows = ((*row, " ".join(controls.get(f.rule, ()))) for row, f in zip(rows, report.findings, strict=True))
     return to_csv([*COLUMNS, "controls"], rows)

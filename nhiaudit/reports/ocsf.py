@@ -19,8 +19,9 @@ pass/fail status, ``finding_info`` the rules behind it. Their ``time`` is the ne
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from nhiaudit.model import Finding, Report, RuleInfo
 from nhiaudit.reports.json_ import TOOL_NAME, dumps, evidence_to_dict
@@ -38,13 +39,21 @@ STATUS_NEW, STATUS_SUPPRESSED = 1, 3
 
 
 def render(report: Report, *, compliance: dict[str, Any] | None = None) -> str:
-    """One Detection Finding per finding; with ``compliance`` (``report.compliance_result``) one
-    Compliance Finding per control after them."""
+    """The JSON lines as one string (see :func:`write`)."""
+    out = io.StringIO()
+    write(report, out, compliance=compliance)
+    return out.getvalue()
+
+
+def write(report: Report, out: TextIO, *, compliance: dict[str, Any] | None = None) -> None:
+    """One Detection Finding per finding, written line by line; with ``compliance``
+    (``report.compliance_result``) one Compliance Finding per control after them."""
     rules = {rule.id: rule for rule in report.rules}
-    lines = [dumps(_event(f, rules.get(f.rule), report.tool_version)) + "\n" for f in report.findings]
+    for f in report.findings:
+        out.write(dumps(_event(f, rules.get(f.rule), report.tool_version)) + "\n")
     if compliance is not None:
-        lines += [dumps(event) + "\n" for event in _compliance_events(report, compliance)]
-    return "".join(lines)
+        for event in _compliance_events(report, compliance):
+            out.write(dumps(event) + "\n")
 
 
 def _metadata(version: str, uid: str) -> dict[str, Any]:
