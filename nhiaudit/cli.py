@@ -426,7 +426,7 @@ def _print_actions(listed: list[dict], as_json: bool) -> None:
         table.add_row(
             t(row["action_id"], None),
             t(iso(row["occurred_at"]) or "-"),
-            t(" ".join(x for x in (row["action"], row["resource"]) if x), 200),
+            t(" ".join(x for x in (row["action"], row["resource"]) if x), None),
             Text(row["verdict"], style=VERDICT_STYLE.get(row["verdict"], "")),
             Text(f"{row['findings']} (worst {row['worst']})", style=SEVERITY_STYLE[row["worst"]])
             if row["findings"]
@@ -435,13 +435,25 @@ def _print_actions(listed: list[dict], as_json: bool) -> None:
     console.print(table)
 
 
+def shown_path(path: str) -> str:
+    """An evidence path as the terminal shows it: relative to the current folder when the file is
+    under it (a path stored relative is relative to where it was ingested, and is shown as stored)."""
+    stored = Path(path)
+    if stored.is_absolute():
+        try:
+            return str(stored.relative_to(Path.cwd()))
+        except ValueError:
+            return path
+    return path
+
+
 def _evidence_text(link) -> Text:
     ev = link.evidence
     if ev is None:
         return Text("  (no evidence)", style="dim")
     return Text(
-        f"  [{terminal_safe(ev.source)} {terminal_safe(ev.file, 80)}:{ev.line} "
-        f"record {ev.record_index} id {terminal_safe(ev.event_id, 60)}]",
+        f"  [{terminal_safe(ev.source)} {terminal_safe(shown_path(ev.file), None)}:{ev.line} "
+        f"record {ev.record_index} id {terminal_safe(ev.event_id, None)}]",
         style="dim",
     )
 
@@ -457,7 +469,7 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
             + Text(" ")
             + Text(link.status, style=STATUS_STYLE.get(link.status, ""))
             + Text("  ")
-            + t(link.id or "-", 120)
+            + t(link.id or "-", None)
             + Text("\n")
             + t(link.label, 400)
             + _evidence_text(link)
@@ -703,7 +715,7 @@ def _print_summary(result, out: Console) -> None:
     )
     table = Table(title="Findings by rule", title_justify="left")
     for column in ("severity", "rule", "findings", "waived"):
-        table.add_column(column, justify="right" if column in ("findings", "waived") else "left")
+        table.add_column(column, justify="right" if column in ("findings", "waived") else "left", overflow="fold")
     rows: dict[str, list] = {}
     for f in result.findings:
         row = rows.setdefault(f.rule, [f.severity, 0, 0])
@@ -716,10 +728,10 @@ def _print_summary(result, out: Console) -> None:
         table = Table(title="Worst actions (trace them with `nhiaudit trace ID`)", title_justify="left")
         table.add_column("action id", overflow="fold")  # whole: it is what `trace` takes
         table.add_column("action", overflow="fold")
-        table.add_column("worst")
-        table.add_column("findings", justify="right")
+        table.add_column("worst", overflow="fold")
+        table.add_column("findings", justify="right", overflow="fold")
         for key, action, severity, count in worst:
-            table.add_row(t(key, 200), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
+            table.add_row(t(key, None), t(action, None), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
         out.print(table)
     waived = [f for f in result.findings if f.waived and f.waiver]
     if waived:
@@ -729,10 +741,10 @@ def _print_summary(result, out: Console) -> None:
         for f in waived:
             table.add_row(
                 f.rule,
-                t(f"{f.source}:{f.event_id}", 200),
+                t(f"{f.source}:{f.event_id}", None),
                 t(f.waiver.reason, 200),
-                t(f.waiver.owner, 100),
-                t(f.waiver.expires, 20),
+                t(f.waiver.owner, None),
+                t(f.waiver.expires, None),
             )
         out.print(table)
     for waiver in result.expired_waivers:

@@ -414,3 +414,38 @@ def test_compliance_in_every_format(run, findings_store: Path, tmp_path: Path) -
     }
     rows = list(csv.DictReader(io.StringIO((out / "nhiaudit.csv").read_text())))
     assert any(control in row["controls"].split() for row in rows)
+
+
+def _unfolded(output: str) -> str:
+    """Terminal output with line breaks, padding and table borders removed: a folded id reads whole."""
+    return "".join(ch for ch in output if not ch.isspace() and ch not in "│┃┏┓┗┛┡┩└┘├┤┬┴┼━─╇╈╋┳┻└──")
+
+
+def test_trace_folds_ids_and_shows_paths_relative_to_the_current_folder(
+    findings_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "console", Console(width=40))
+    monkeypatch.setattr(cli, "err_console", Console(width=40, stderr=True))
+    monkeypatch.chdir(tmp_path)  # the evidence was ingested as an absolute path under it
+    result = invoke(["trace", "cloudtrail:evt-000000", "--db", str(findings_store)])
+    assert result.exit_code == 0
+    flat = _unfolded(result.stdout)
+    assert "[cloudtraildeletes/a.ndjson:1record0idevt-000000]" in flat  # relative, whole
+    assert str(tmp_path) not in flat
+    assert "…" not in result.stdout
+    assert "arn:aws:iam::111122223333:user/bot" in flat
+
+
+def test_report_terminal_never_cuts_ids(findings_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "console", Console(width=40))
+    monkeypatch.setattr(cli, "err_console", Console(width=40, stderr=True))
+    result = invoke(["report", "--db", str(findings_store)])
+    assert result.exit_code == 1
+    assert "…" not in result.stdout
+
+    def column(index: int) -> str:  # one column of every table, its folded lines joined
+        rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
+        return "".join(cells[index].strip() for cells in rows if len(cells) > index)
+
+    assert "credential-without-task" in column(2)  # Findings by rule: severity | rule | …
+    assert "cloudtrail:evt-000002" in column(1)  # Worst actions: action id | …
