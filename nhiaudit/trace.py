@@ -10,7 +10,7 @@ event is shown and the verdict says why it is not audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -226,17 +226,59 @@ def _link(r: Row, link: Row) -> Link:
     return Link(link["kind"], link["link_id"], link["status"], label, _evidence(link), details, depth=link["depth"])
 
 
+_ORDER_COLUMNS = tuple(part.split()[0] for part in _ACTION_ORDER.split(","))  # all ascending, NULLS LAST
+_BATCH = 5_000  # rows fetched from DuckDB at a time
+
+
 def load_actions(con: duckdb.DuckDBPyConnection, only: tuple[str, str] | None = None) -> list[AuditedAction]:
-    """Audited actions with their links, in time order: all of them, or ``only`` (source, event_id)."""
+    """Audited actions with their links, in time order: all of them, or ``only`` (source, event_id).
+
+    At a million actions neither ``chains`` nor ``chain_links`` is fetched whole: both are read in
+    batches, in (source, event_id) order, and merged, so only the actions built are kept; they are
+    then put in time order (``_ACTION_ORDER``, the same comparison DuckDB's ORDER BY makes)."""
     where, params = (_ONE, {"source": only[0], "event_id": only[1]}) if only else ("true", {})
-    chains = _rows(con.execute(f"SELECT * FROM chains WHERE {where} ORDER BY {_ACTION_ORDER}", params))
-    links: dict[tuple[str, str], list[Row]] = {}
-    for link in _rows(
-        con.execute(f"SELECT * FROM chain_links WHERE {where} ORDER BY source, event_id, position", params)
-    ):
-        links.setdefault((link["source"], link["event_id"]), []).append(link)
-    return [
-        AuditedAction(
+    rest = ", ".join(part for part in _ACTION_ORDER.split(", ") if part.split()[0] not in ("source", "event_id"))
+    chains = con.cursor()
+    links = con.cursor()
+    try:
+        chains.execute(f"SELECT * FROM chains WHERE {where} ORDER BY source, event_id, {rest}", params)
+        links.execute(f"SELECT * FROM chain_links WHERE {where} ORDER BY source, event_id, position", params)
+        built = [(_order_key(r), action) for r, action in _merged(chains, links)]
+    finally:
+        chains.close()
+        links.close()
+    built.sort(key=lambda pair: pair[0])
+    return [action for _, action in built]
+
+
+def _order_key(r: Row) -> tuple:
+    return tuple((r[c] is None, r[c]) for c in _ORDER_COLUMNS)
+
+
+def _batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[Row]:
+    columns = [d[0] for d in cursor.description]
+    while batch := cursor.fetchmany(_BATCH):
+        for values in batch:
+            yield dict(zip(columns, values, strict=True))
+
+
+def _merged(chains: duckdb.DuckDBPyConnection, links: duckdb.DuckDBPyConnection) -> Iterator[tuple[Row, AuditedAction]]:
+    """Each chains row with its action built from the link rows of its (source, event_id); both
+    cursors are ordered by that key. A key held by several chains rows gives each of them its links."""
+    pending = _batches(links)
+    link = next(pending, None)
+    key: tuple[str, str] | None = None
+    group: list[Row] = []
+    for r in _batches(chains):
+        here = (r["source"], r["event_id"])
+        if here != key:
+            key, group = here, []
+            while link is not None and (link["source"], link["event_id"]) < here:
+                link = next(pending, None)
+            while link is not None and (link["source"], link["event_id"]) == here:
+                group.append(link)
+                link = next(pending, None)
+        yield r, AuditedAction(
             source=r["source"],
             event_id=r["event_id"],
             occurred_at=iso(r["occurred_at"]) or "",
@@ -245,10 +287,8 @@ def load_actions(con: duckdb.DuckDBPyConnection, only: tuple[str, str] | None = 
             resource=r["resource"],
             tier=r["tier"],
             verdict=r["verdict"],
-            links=tuple(_link(r, link) for link in links.get((r["source"], r["event_id"]), ())),
+            links=tuple(_link(r, row) for row in group),
         )
-        for r in chains
-    ]
 
 
 def resolve_id(con: duckdb.DuckDBPyConnection, ident: str) -> tuple[str, str]:
