@@ -682,7 +682,7 @@ def _full_report(outputs: dict[str, str | None]) -> str | None:
 
 def _print_compliance(result: dict, out: Console) -> None:
     title, controls = result["title"], result["controls"]
-    failed = sum(c["status"] == "fail" for c in controls)
+    failed = result["failed"]
     table = Table(title=f"{title}: {failed} of {len(controls)} controls fail", title_justify="left")
     for column in ("control", "status", "findings", "rules"):
         table.add_column(column, overflow="fold")

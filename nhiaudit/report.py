@@ -164,11 +164,12 @@ def compliance(report: Report, framework: str) -> list[dict[str, Any]]:
 
 
 def compliance_result(report: Report, framework: str) -> dict[str, Any]:
-    """What every writer shows for ``--compliance``: the framework's key and title and
-    :func:`compliance`'s controls."""
+    """What every writer shows for ``--compliance``: the framework's key and title,
+    :func:`compliance`'s controls and how many of them fail."""
     controls = compliance(report, framework)
     name = framework.strip().lower()
-    return {"framework": name, "title": FRAMEWORKS[name][0], "controls": controls}
+    failed = sum(c["status"] == "fail" for c in controls)
+    return {"framework": name, "title": FRAMEWORKS[name][0], "controls": controls, "failed": failed}
 
 
 def _natural(tag: str) -> list[Any]:

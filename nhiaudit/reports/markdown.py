@@ -172,7 +172,7 @@ def _counts(summary: dict[str, Any]) -> list[str]:
 
 def _compliance(result: dict[str, Any]) -> list[str]:
     controls = result["controls"]
-    failed = sum(c["status"] == "fail" for c in controls)
+    failed = result["failed"]
     lines = [
         f"### Compliance: {text(result['title'], table=False)}",
         "",

@@ -297,4 +297,5 @@ COMPLIANCE = {
         },
         {"control": "ASI10", "status": "pass", "rules": ["self-approval"], "findings": 0, "failing": 0},
     ],
+    "failed": 1,
 }
