@@ -93,6 +93,15 @@ def main() -> None:
         + (f"; aggregated {aggregation['findings']:,} findings by {aggregation['grouped_by']}" if aggregation else "")
     )
     print(f"JUnit: {sizes.get('nhiaudit.junit.xml', 0) / 1e6:.1f} MB (GitLab: <= 30 MB)")
+    goals = [
+        ("SARIF results <= 25,000", len(sarif["results"]) <= 25_000),
+        ("SARIF gzip < 10 MB", sarif_gzip < 10e6),
+        ("JUnit < 30 MB", sizes.get("nhiaudit.junit.xml", 0) < 30e6),
+        ("HTML < 20 MB", sizes.get("nhiaudit.html", 0) < 20e6),
+        ("report < 2x correlation", rep_wall < 2 * corr_wall),
+        ("peak RSS < 2 GB", rep_rss < 2e9),
+    ]
+    print("goals: " + ", ".join(f"{name} {'ok' if met else 'MISSED'}" for name, met in goals))
 
 
 if __name__ == "__main__":

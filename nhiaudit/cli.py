@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -334,6 +334,44 @@ def sql_cmd(
         console.print(Text(f"{len(rows)} row(s)", style="dim"))
 
 
+@app.command("schema")
+def schema_cmd(
+    table_name: Annotated[
+        str | None, typer.Argument(metavar="[TABLE]", help="A table or view: list its columns.", show_default=False)
+    ] = None,
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tables and columns as JSON.")] = False,
+    memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
+) -> None:
+    """The store's tables and views with what they hold; with TABLE, its columns, types and meaning."""
+    from nhiaudit import tables
+
+    with errors(), session.open_audit(db, policy, memory_limit, require_evidence=False) as audit:
+        _say_policy(audit)
+        listed = tables.catalog(audit.con, table_name)
+    if as_json:
+        from nhiaudit.reports import json_
+
+        sys.stdout.write(json_.dumps(listed if table_name is None else listed[0], indent=2) + "\n")
+        return
+    if table_name is None:
+        overview = Table(title="Tables (nhiaudit schema TABLE for its columns)", title_justify="left")
+        for column in ("table", "columns", "one row is"):
+            overview.add_column(column, overflow="fold")
+        for entry in listed:
+            overview.add_row(entry["table"], str(len(entry["columns"])), t(entry["description"] or "-", None))
+        console.print(overview)
+        return
+    entry = listed[0]
+    columns = Table(title=f"{entry['table']}: {entry['description'] or ''}", title_justify="left")
+    for column in ("column", "type", "meaning"):
+        columns.add_column(column, overflow="fold")
+    for c in entry["columns"]:
+        columns.add_row(c["column"], c["type"], t(c["description"] or "-", None))
+    console.print(columns)
+
+
 def _say_policy(audit: session.AuditSession) -> None:
     """Every audit command names the policy it used (on stderr: stdout may be a JSON document)."""
     err_console.print(t(audit.policy_note, None), style="dim")
@@ -414,7 +452,7 @@ def _print_actions(listed: list[dict], as_json: bool) -> None:
         table.add_row(
             t(row["action_id"], None),
             t(trace.iso(row["occurred_at"]) or "-"),
-            t(" ".join(x for x in (row["action"], row["resource"]) if x), 200),
+            t(" ".join(x for x in (row["action"], row["resource"]) if x), None),
             Text(row["verdict"], style=VERDICT_STYLE.get(row["verdict"], "")),
             Text(f"{row['findings']} (worst {row['worst']})", style=SEVERITY_STYLE[row["worst"]])
             if row["findings"]
@@ -423,13 +461,25 @@ def _print_actions(listed: list[dict], as_json: bool) -> None:
     console.print(table)
 
 
+def shown_path(path: str) -> str:
+    """An evidence path as the terminal shows it: relative to the current folder when the file is
+    under it (a path stored relative is relative to where it was ingested, and is shown as stored)."""
+    stored = Path(path)
+    if stored.is_absolute():
+        try:
+            return str(stored.relative_to(Path.cwd()))
+        except ValueError:
+            return path
+    return path
+
+
 def _evidence_text(link) -> Text:
     ev = link.evidence
     if ev is None:
         return Text("  (no evidence)", style="dim")
     return Text(
-        f"  [{terminal_safe(ev.source)} {terminal_safe(ev.file, 80)}:{ev.line} "
-        f"record {ev.record_index} id {terminal_safe(ev.event_id, 60)}]",
+        f"  [{terminal_safe(ev.source)} {terminal_safe(shown_path(ev.file), None)}:{ev.line} "
+        f"record {ev.record_index} id {terminal_safe(ev.event_id, None)}]",
         style="dim",
     )
 
@@ -445,7 +495,7 @@ def _tree(action: AuditedAction, findings: list[Finding]) -> Tree:
             + Text(" ")
             + Text(link.status, style=STATUS_STYLE.get(link.status, ""))
             + Text("  ")
-            + t(link.id or "-", 120)
+            + t(link.id or "-", None)
             + Text("\n")
             + t(link.label, 400)
             + _evidence_text(link)
@@ -535,6 +585,15 @@ def report_cmd(
     html_max_findings: Annotated[
         int, typer.Option("--html-max-findings", metavar="N", min=0, help="Findings the HTML report lists.")
     ] = 2_000,
+    markdown_max: Annotated[
+        int,
+        typer.Option(
+            "--markdown-max",
+            metavar="N",
+            min=0,
+            help="Findings the Markdown comment lists; it points to the full report for the rest.",
+        ),
+    ] = 50,
     memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
     sarif_category: Annotated[
         str,
@@ -574,7 +633,7 @@ def report_cmd(
         "csv": csv_out,
     }
     with errors():
-        from nhiaudit.reports import FILE_NAMES, WRITERS, sarif
+        from nhiaudit.reports import FILE_NAMES, WRITERS, sarif, write
 
         if output_dir is not None:
             try:
@@ -593,10 +652,10 @@ def report_cmd(
                 only_rules=rule or (),
                 exclude_rules=exclude_rule or (),
             )
-        controls = report.compliance(result, compliance) if compliance else None
-        options = {
-            "json": {"compliance": controls},
+        controls = report.compliance_result(result, compliance) if compliance else None
+        options: dict[str, dict] = {
             "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
+            "markdown": {"max_rows": markdown_max, "full_report": _full_report(outputs)},
             "sarif": {
                 "max_results": sarif_max_results,
                 "category": sarif_category,
@@ -604,29 +663,52 @@ def report_cmd(
                 "cwd": str(Path.cwd()),
             },
         }
-        rendered = {fmt: WRITERS[fmt](result, **options.get(fmt, {})) for fmt, target in outputs.items() if target}
+        if controls is not None:  # every format shows pass/fail per control
+            for fmt in WRITERS:
+                options.setdefault(fmt, {})["compliance"] = controls
+        for fmt, target in outputs.items():
+            if target:
+                _write_report(fmt, target, lambda out, fmt=fmt: write(fmt, result, out, **options.get(fmt, {})))
     to_stdout = any(target == "-" for target in outputs.values())
-    for fmt, target in outputs.items():
-        if target == "-":
-            sys.stdout.write(rendered[fmt])
-        elif target:
-            try:
-                Path(target).write_text(rendered[fmt], encoding="utf-8")
-            except OSError as exc:
-                raise fail(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
     out = Console(stderr=True) if to_stdout else console
     _print_summary(result, out)
     if controls is not None:
-        _print_compliance(compliance, controls, out)
+        _print_compliance(controls, out)
     if outputs["sarif"] and (note := sarif.aggregation_note(result, sarif_max_results)):
         out.print(Text(note, style="yellow"))
     if report.failing(result):
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _print_compliance(framework: str, controls: list[dict], out: Console) -> None:
-    title, _ = FRAMEWORKS[framework.strip().lower()]
-    failed = sum(c["status"] == "fail" for c in controls)
+def _write_report(fmt: str, target: str, write: Callable[[TextIO], None]) -> None:
+    """One format to its file (or stdout for ``-``), one at a time so only one is ever in memory, and
+    streamed where the format allows. A file appears whole or not at all: it is written next to the
+    target and renamed over it."""
+    if target == "-":
+        write(sys.stdout)
+        return
+    path = Path(target)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            write(out)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise NhiauditError(f"{target}: cannot write the {fmt} report ({exc.strerror}).") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _full_report(outputs: dict[str, str | None]) -> str | None:
+    """The file a capped Markdown comment points to: the fullest report written in the same run."""
+    return next((outputs[fmt] for fmt in ("html", "json", "sarif", "csv") if outputs[fmt] not in (None, "-")), None)
+
+
+def _print_compliance(result: dict, out: Console) -> None:
+    title, controls = result["title"], result["controls"]
+    failed = result["failed"]
     table = Table(title=f"{title}: {failed} of {len(controls)} controls fail", title_justify="left")
     for column in ("control", "status", "findings", "rules"):
         table.add_column(column, overflow="fold")
@@ -659,7 +741,7 @@ def _print_summary(result, out: Console) -> None:
     )
     table = Table(title="Findings by rule", title_justify="left")
     for column in ("severity", "rule", "findings", "waived"):
-        table.add_column(column, justify="right" if column in ("findings", "waived") else "left")
+        table.add_column(column, justify="right" if column in ("findings", "waived") else "left", overflow="fold")
     rows: dict[str, list] = {}
     for f in result.findings:
         row = rows.setdefault(f.rule, [f.severity, 0, 0])
@@ -672,10 +754,10 @@ def _print_summary(result, out: Console) -> None:
         table = Table(title="Worst actions (trace them with `nhiaudit trace ID`)", title_justify="left")
         table.add_column("action id", overflow="fold")  # whole: it is what `trace` takes
         table.add_column("action", overflow="fold")
-        table.add_column("worst")
-        table.add_column("findings", justify="right")
+        table.add_column("worst", overflow="fold")
+        table.add_column("findings", justify="right", overflow="fold")
         for key, action, severity, count in worst:
-            table.add_row(t(key, 200), t(action, 60), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
+            table.add_row(t(key, None), t(action, None), Text(severity, style=SEVERITY_STYLE[severity]), str(count))
         out.print(table)
     waived = [f for f in result.findings if f.waived and f.waiver]
     if waived:
@@ -685,10 +767,10 @@ def _print_summary(result, out: Console) -> None:
         for f in waived:
             table.add_row(
                 f.rule,
-                t(f"{f.source}:{f.event_id}", 200),
+                t(f"{f.source}:{f.event_id}", None),
                 t(f.waiver.reason, 200),
-                t(f.waiver.owner, 100),
-                t(f.waiver.expires, 20),
+                t(f.waiver.owner, None),
+                t(f.waiver.expires, None),
             )
         out.print(table)
     for waiver in result.expired_waivers:

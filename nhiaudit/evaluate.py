@@ -166,8 +166,12 @@ def stored(con: duckdb.DuckDBPyConnection, policy: Policy, only: tuple[str, str]
 
 
 def _findings(cursor: duckdb.DuckDBPyConnection, policy: Policy) -> list[Finding]:
+    """Findings from a cursor, fetched in batches: no list of row dicts beside the findings."""
     columns = [d[0] for d in cursor.description]
-    return sort_findings([_finding(dict(zip(columns, r, strict=True)), policy) for r in cursor.fetchall()])
+    found: list[Finding] = []
+    while batch := cursor.fetchmany(5_000):
+        found.extend(_finding(dict(zip(columns, r, strict=True)), policy) for r in batch)
+    return sort_findings(found)
 
 
 def sort_findings(findings: Sequence[Finding]) -> list[Finding]:

@@ -10,7 +10,7 @@ event is shown and the verdict says why it is not audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -294,7 +294,7 @@ def _links_of(con: duckdb.DuckDBPyConnection, source: str, event_id: str) -> lis
     would scan every stored event for them). A test checks both give the same rows."""
     rows = _of_event(con, f"SELECT * FROM chain_link_rows WHERE {_BY_ID} ORDER BY position", source, event_id)
     wanted = sorted({r["evidence_event_id"] for r in rows if r["evidence_event_id"] is not None})
-    where = {}
+    evidence: dict[tuple[str, str], Row] = {}
     if wanted:
         marks = ", ".join("?" * len(wanted))
         cursor = con.execute(
@@ -302,36 +302,82 @@ def _links_of(con: duckdb.DuckDBPyConnection, source: str, event_id: str) -> lis
                 WHERE event_id IN ({marks})""",
             wanted,
         )
-        where = {(ev.pop("source"), ev.pop("event_id")): ev for ev in _rows(cursor)}
+        evidence = {(ev.pop("source"), ev.pop("event_id")): ev for ev in _rows(cursor)}
     none = dict.fromkeys(("path", "file_sha256", "record_index", "line"))
-    return [{**r, **where.get((r["evidence_source"], r["evidence_event_id"]), none)} for r in rows]
+    return [{**r, **evidence.get((r["evidence_source"], r["evidence_event_id"]), none)} for r in rows]
+
+
+_ORDER_COLUMNS = tuple(part.split()[0] for part in _ACTION_ORDER.split(","))  # all ascending, NULLS LAST
+_BATCH = 5_000  # rows fetched from DuckDB at a time
 
 
 def load_actions(con: duckdb.DuckDBPyConnection, only: tuple[str, str] | None = None) -> list[AuditedAction]:
-    """Audited actions with their links, in time order: all of them, or ``only`` (source, event_id)."""
-    links: dict[tuple[str, str], list[Row]] = {}
-    if only is None:
-        chains = _rows(con.execute(f"SELECT * FROM chains ORDER BY {_ACTION_ORDER}"))
-        link_rows = _rows(con.execute("SELECT * FROM chain_links ORDER BY source, event_id, position"))
-    else:
-        chains = _of_event(con, f"SELECT * FROM chains WHERE {_BY_ID} ORDER BY {_ACTION_ORDER}", *only)
+    """Audited actions with their links, in time order: all of them, or ``only`` (source, event_id).
+
+    At a million actions neither ``chains`` nor ``chain_links`` is fetched whole: both are read in
+    batches, in (source, event_id) order, and merged, so only the actions built are kept; they are
+    then put in time order (``_ACTION_ORDER``, the same comparison DuckDB's ORDER BY makes)."""
+    if only is not None:  # one action: by index (see _BY_ID)
         link_rows = _links_of(con, *only)
-    for link in link_rows:
-        links.setdefault((link["source"], link["event_id"]), []).append(link)
-    return [
-        AuditedAction(
-            source=r["source"],
-            event_id=r["event_id"],
-            occurred_at=iso(r["occurred_at"]) or "",
-            actor_id=r["actor_id"],
-            action=r["action"],
-            resource=r["resource"],
-            tier=r["tier"],
-            verdict=r["verdict"],
-            links=tuple(_link(r, link) for link in links.get((r["source"], r["event_id"]), ())),
-        )
-        for r in chains
-    ]
+        one = f"SELECT * FROM chains WHERE {_BY_ID} ORDER BY {_ACTION_ORDER}"
+        return [_action(r, link_rows) for r in _of_event(con, one, *only)]
+    rest = ", ".join(part for part in _ACTION_ORDER.split(", ") if part.split()[0] not in ("source", "event_id"))
+    chains = con.cursor()
+    links = con.cursor()
+    try:
+        chains.execute(f"SELECT * FROM chains ORDER BY source, event_id, {rest}")
+        links.execute("SELECT * FROM chain_links ORDER BY source, event_id, position")
+        built = [(_order_key(r), action) for r, action in _merged(chains, links)]
+    finally:
+        chains.close()
+        links.close()
+    built.sort(key=lambda pair: pair[0])
+    return [action for _, action in built]
+
+
+def _order_key(r: Row) -> tuple:
+    return tuple((r[c] is None, r[c]) for c in _ORDER_COLUMNS)
+
+
+def _batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[Row]:
+    columns = [d[0] for d in cursor.description]
+    while batch := cursor.fetchmany(_BATCH):
+        for values in batch:
+            yield dict(zip(columns, values, strict=True))
+
+
+def _merged(chains: duckdb.DuckDBPyConnection, links: duckdb.DuckDBPyConnection) -> Iterator[tuple[Row, AuditedAction]]:
+    """Each chains row with its action built from the link rows of its (source, event_id); both
+    cursors are ordered by that key. A key held by several chains rows gives each of them its links."""
+    pending = _batches(links)
+    link = next(pending, None)
+    key: tuple[str, str] | None = None
+    group: list[Row] = []
+    for r in _batches(chains):
+        here = (r["source"], r["event_id"])
+        if here != key:
+            key, group = here, []
+            while link is not None and (link["source"], link["event_id"]) < here:
+                link = next(pending, None)
+            while link is not None and (link["source"], link["event_id"]) == here:
+                group.append(link)
+                link = next(pending, None)
+        yield r, _action(r, group)
+
+
+def _action(r: Row, links: list[Row]) -> AuditedAction:
+    """The action of one chains row, with its link rows (in position order)."""
+    return AuditedAction(
+        source=r["source"],
+        event_id=r["event_id"],
+        occurred_at=iso(r["occurred_at"]) or "",
+        actor_id=r["actor_id"],
+        action=r["action"],
+        resource=r["resource"],
+        tier=r["tier"],
+        verdict=r["verdict"],
+        links=tuple(_link(r, row) for row in links),
+    )
 
 
 def resolve_id(con: duckdb.DuckDBPyConnection, ident: str) -> tuple[str, str]:

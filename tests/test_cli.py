@@ -363,3 +363,89 @@ def test_sql_on_a_missing_store(run, tmp_path: Path) -> None:
         f"error: {missing}: no store here. Run `nhiaudit ingest PATH...` first, or pass --db / NHIAUDIT_DB."
     )
     assert not missing.exists()
+
+
+# --- report: Markdown comment cap, compliance in every format, schema (issue 11) -----------------
+
+
+@pytest.fixture
+def findings_store(run, tmp_path: Path, db: Path) -> Path:
+    """Three deletes by a long-lived IAM user key: six findings (credential-without-task, ...)."""
+    folder = tmp_path / "deletes"
+    folder.mkdir()
+    identity = {"type": "IAMUser", "accessKeyId": "AKIAEXAMPLE0000001", "arn": "arn:aws:iam::111122223333:user/bot"}
+    lines = (json.dumps(record(i, eventName="DeleteObject", userIdentity=identity)) + "\n" for i in range(3))
+    (folder / "a.ndjson").write_text("".join(lines))
+    assert run("ingest", str(folder), "--db", str(db)).exit_code == 0
+    return db
+
+
+def test_markdown_max_caps_the_comment_and_points_to_the_full_report(run, findings_store: Path, tmp_path: Path) -> None:
+    html = tmp_path / "full.html"
+    result = run("report", "--db", str(findings_store), "--markdown", "-", "--markdown-max", "1", "--html", str(html))
+    assert result.exit_code == 1
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| **")]
+    assert len(rows) == 1
+    assert f"… and 5 more findings not listed here: the full report is `{html}`." in result.stdout
+    assert "- `nhiaudit trace cloudtrail:evt-000000` — 2 findings, worst high, `s3:DeleteObject`" in result.stdout
+    alone = run("report", "--db", str(findings_store), "--markdown", "-", "--markdown-max", "1").stdout
+    assert '`nhiaudit sql "SELECT * FROM findings"`' in alone
+
+
+def test_compliance_in_every_format(run, findings_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("report", "--db", str(findings_store), "--compliance", "OWASP-Agentic", "--output-dir", str(out))
+    assert result.exit_code == 1
+    assert "OWASP Top 10 for Agentic Applications:" in result.stdout  # the terminal table
+    document = json.loads((out / "nhiaudit.json").read_text())
+    failing = [c["control"] for c in document["compliance"] if c["status"] == "fail"]
+    assert failing and document["compliance_framework"]["id"] == "owasp-agentic"
+    control = failing[0]
+    sarif = json.loads((out / "nhiaudit.sarif").read_text())
+    assert sarif["runs"][0]["properties"]["compliance"]["controls"] == document["compliance"]
+    junit = (out / "nhiaudit.junit.xml").read_text()
+    assert 'testsuite name="nhiaudit.compliance.owasp-agentic"' in junit and f'name="{control} (' in junit
+    assert f"`{control}` | ❌ fail" in (out / "nhiaudit.md").read_text()
+    assert 'id="compliance"' in (out / "nhiaudit.html").read_text()
+    ocsf = [json.loads(line) for line in (out / "nhiaudit.ocsf.jsonl").read_text().splitlines()]
+    controls = [e["compliance"] for e in ocsf if e["class_uid"] == 2003]
+    assert {"standards": ["OWASP Top 10 for Agentic Applications"], "control": control} == {
+        k: v for k, v in next(c for c in controls if c["control"] == control).items() if k in ("standards", "control")
+    }
+    rows = list(csv.DictReader(io.StringIO((out / "nhiaudit.csv").read_text())))
+    assert any(control in row["controls"].split() for row in rows)
+
+
+def _unfolded(output: str) -> str:
+    """Terminal output with line breaks, padding and table borders removed: a folded id reads whole."""
+    return "".join(ch for ch in output if not ch.isspace() and ch not in "│┃┏┓┗┛┡┩└┘├┤┬┴┼━─╇╈╋┳┻└──")
+
+
+def test_trace_folds_ids_and_shows_paths_relative_to_the_current_folder(
+    findings_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "console", Console(width=40))
+    monkeypatch.setattr(cli, "err_console", Console(width=40, stderr=True))
+    monkeypatch.chdir(tmp_path)  # the evidence was ingested as an absolute path under it
+    result = invoke(["trace", "cloudtrail:evt-000000", "--db", str(findings_store)])
+    assert result.exit_code == 0
+    flat = _unfolded(result.stdout)
+    assert "[cloudtraildeletes/a.ndjson:1record0idevt-000000]" in flat  # relative, whole
+    assert str(tmp_path) not in flat
+    assert "…" not in result.stdout
+    assert "arn:aws:iam::111122223333:user/bot" in flat
+
+
+def test_report_terminal_never_cuts_ids(findings_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "console", Console(width=40))
+    monkeypatch.setattr(cli, "err_console", Console(width=40, stderr=True))
+    result = invoke(["report", "--db", str(findings_store)])
+    assert result.exit_code == 1
+    assert "…" not in result.stdout
+
+    def column(index: int) -> str:  # one column of every table, its folded lines joined
+        rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
+        return "".join(cells[index].strip() for cells in rows if len(cells) > index)
+
+    assert "credential-without-task" in column(2)  # Findings by rule: severity | rule | …
+    assert "cloudtrail:evt-000002" in column(1)  # Worst actions: action id | …

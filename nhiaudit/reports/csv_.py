@@ -3,9 +3,17 @@
 Cells go through the same guard as ``nhiaudit sql --csv`` (:func:`nhiaudit.query.to_csv`): a cell
 that a spreadsheet would run as a formula (leading ``= + - @``, TAB, CR) is quoted with ``'``, and
 control and bidi characters are spelled out. Rows are in report order (most severe first).
+
+With ``report --compliance FRAMEWORK`` a last column, ``controls``, lists the framework's controls
+each finding's rule maps to, so a pivot per control in a spreadsheet gives its findings. The
+per-control pass/fail table itself is not a CSV row: a CSV file is one table, one row per finding,
+and mixing rows of another shape in would break every tool that reads it; that table is in the
+terminal, JSON, SARIF, JUnit, Markdown, HTML and OCSF outputs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from nhiaudit.model import Report
 from nhiaudit.query import to_csv
@@ -36,8 +44,8 @@ COLUMNS = (
 )
 
 
-def render(report: Report) -> str:
-    rows = [
+def render(report: Report, *, compliance: dict[str, Any] | None = None) -> str:
+    rows = (
         (
             f.severity,
             f.rule,
@@ -63,5 +71,12 @@ def render(report: Report) -> str:
             f.fingerprint,
         )
         for f in report.findings
-    ]
-    return to_csv(list(COLUMNS), rows)
+    )
+    if compliance is None:
+        return to_csv(list(COLUMNS), rows)
+    controls: dict[str, list[str]] = {}
+    for control in compliance["controls"]:
+        for rule in control["rules"]:
+            controls.setdefault(rule, []).append(control["control"])
+    rows = ((*row, " ".join(controls.get(f.rule, ()))) for row, f in zip(rows, report.findings, strict=True))
+    return to_csv([*COLUMNS, "controls"], rows)

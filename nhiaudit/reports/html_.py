@@ -264,9 +264,16 @@ def _score(findings: Sequence[Finding], verdict: int, most: int) -> int:
 # --- the page --------------------------------------------------------------------------------------
 
 
-def render(report: Report, *, max_chains: int = MAX_CHAINS, max_findings: int = MAX_FINDINGS) -> str:
+def render(
+    report: Report,
+    *,
+    max_chains: int = MAX_CHAINS,
+    max_findings: int = MAX_FINDINGS,
+    compliance: dict[str, Any] | None = None,
+) -> str:
     """The page. ``max_chains``: chains drawn in full, worst first; ``max_findings``: rows of the
-    findings table, most severe first. Both caps are stated on the page with what they left out."""
+    findings table, most severe first. Both caps are stated on the page with what they left out.
+    ``compliance`` (``report --compliance``): a section with pass/fail per control."""
     if max_chains < 0 or max_findings < 0:
         raise ValueError("html: max_chains and max_findings must be 0 or more")
     summary = report.summary
@@ -287,6 +294,7 @@ def render(report: Report, *, max_chains: int = MAX_CHAINS, max_findings: int = 
         *_header(report, summary),
         *_expired(report),
         *_summary(summary),
+        *(_compliance(compliance) if compliance is not None else []),
         *_overview(report, summary, anchors),
         *_chains(shown, total_groups),
         *_findings(report, anchors, max_findings),
@@ -815,6 +823,30 @@ def _fixed(report: Report, limit: int) -> list[str]:
         f"<h2>Fixed since the baseline ({len(report.fixed):,})</h2>",
         *note,
         *table,
+        "</section>",
+    ]
+
+
+def _compliance(result: dict[str, Any]) -> list[str]:
+    controls = result["controls"]
+    failed = result["failed"]
+    rows = []
+    for c in controls:
+        rules = ", ".join(f'<span class="id">{ident(r)}</span>' for r in c["rules"])
+        status = "fail" if c["status"] == "fail" else "pass"
+        rows.append(
+            f'<tr><td><span class="id">{ident(c["control"])}</span></td>'
+            f'<td class="{status}">{status.upper()}</td>'
+            f"<td>{c['failing']:,} failing / {c['findings']:,}</td><td>{rules}</td></tr>"
+        )
+    return [
+        '<section id="compliance">',
+        f"<h2>Compliance: {esc(result['title'])}</h2>",
+        f"<p>{failed:,} of {len(controls):,} controls fail. A control fails on a finding at or above "
+        "<code>--fail-on</code> from one of its rules.</p>",
+        "<table><thead><tr><th>Control</th><th>Status</th><th>Findings</th><th>Rules</th></tr></thead><tbody>",
+        *rows,
+        "</tbody></table>",
         "</section>",
     ]
 

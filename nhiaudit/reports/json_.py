@@ -8,30 +8,67 @@ inert if pasted into HTML.
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TextIO
 
 from nhiaudit.model import AuditedAction, Evidence, Finding, Link, Report, Trace, Waiver
 
 TOOL_NAME = "nhiaudit"
 
 
-def render(report: Report, *, compliance: list[dict[str, Any]] | None = None) -> str:
-    """The JSON report; with ``compliance`` (``report --compliance``) its per-control results too."""
-    document = {
-        "findings": [finding_to_dict(f) for f in report.findings],
+def render(report: Report, *, compliance: dict[str, Any] | None = None) -> str:
+    """The JSON report as one string (see :func:`write`)."""
+    out = io.StringIO()
+    write(report, out, compliance=compliance)
+    return out.getvalue()
+
+
+def write(report: Report, out: TextIO, *, compliance: dict[str, Any] | None = None) -> None:
+    """The JSON report, written to ``out`` piece by piece: each finding and each action is encoded
+    and written on its own, so neither the document nor its millions of encoder chunks are ever in
+    memory at once. The bytes are exactly ``dumps(document, indent=2) + "\\n"``. With ``compliance``
+    (``report.compliance_result``) its per-control results are in ``compliance`` and the framework
+    in ``compliance_framework``."""
+    document: dict[str, Any] = {
+        "findings": (finding_to_dict(f) for f in report.findings),
         "summary": report.summary,
         "expired_waivers": [waiver_to_dict(w) for w in report.expired_waivers],
         "fixed": list(report.fixed),
-        "actions": [_action(a) for a in report.actions],
+        "actions": (_action(a) for a in report.actions),
         "evidence_files": list(report.evidence_files),
         "generated_at": report.generated_at,
         "tool": {"name": TOOL_NAME, "version": report.tool_version},
     }
     if compliance is not None:
-        document["compliance"] = compliance
-    return dumps(document, indent=2) + "\n"
+        document["compliance"] = compliance["controls"]
+        document["compliance_framework"] = {"id": compliance["framework"], "title": compliance["title"]}
+    out.write("{")
+    for i, key in enumerate(sorted(document)):
+        out.write(("," if i else "") + "\n  " + dumps(key) + ": ")
+        value = document[key]
+        if isinstance(value, Iterator):
+            _write_list(out, value, depth=1)
+        else:
+            out.write(_at_depth(dumps(value, indent=2), 1))
+    out.write("\n}\n")
+
+
+def _at_depth(text: str, depth: int) -> str:
+    """An indent=2 encoding re-indented as json.dumps writes it ``depth`` levels down."""
+    return text.replace("\n", "\n" + "  " * depth)
+
+
+def _write_list(out: TextIO, items: Iterator[Any], depth: int) -> None:
+    """A JSON array as ``json.dumps(indent=2)`` writes it at ``depth``, one element at a time."""
+    empty = True
+    inner = "\n" + "  " * (depth + 1)
+    for item in items:
+        out.write(("[" if empty else ",") + inner + _at_depth(dumps(item, indent=2), depth + 1))
+        empty = False
+    out.write("[]" if empty else "\n" + "  " * depth + "]")
 
 
 # "<", ">" and "&" only ever occur inside JSON strings, so escaping them is lossless; it keeps

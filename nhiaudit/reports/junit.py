@@ -11,6 +11,10 @@ testcases (GitLab refuses reports over 30 MB; a testcase is about 0.5–1 KB) th
 kept first, most severe first, and the rest are folded into one testcase per rule (failing) or per
 source (passing) with their count; the suite's properties say how many. Log text is made XML
 1.0-safe with :func:`visible` before ElementTree escapes it.
+
+With ``report --compliance FRAMEWORK`` a second testsuite holds one testcase per control of the
+framework, failing when the control fails (a finding at or above ``--fail-on`` from one of its
+rules); the root's counts add both suites up.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ SUITE_NAME = TOOL_NAME
 MAX_CASES = 10_000
 
 
-def render(report: Report, *, max_cases: int = MAX_CASES) -> str:
+def render(report: Report, *, max_cases: int = MAX_CASES, compliance: dict | None = None) -> str:
     groups = findings_by_action(report)
     counted = {id(f) for f in counting(report)}
     folded: dict[str, int] = {}
@@ -39,7 +43,11 @@ def render(report: Report, *, max_cases: int = MAX_CASES) -> str:
     failed = sum(1 for case in cases if case.find("failure") is not None)
     counts = {"tests": str(len(cases)), "failures": str(failed), "errors": "0"}
 
-    root = ET.Element("testsuites", {"name": SUITE_NAME, **counts, "time": "0"})
+    controls = _control_cases(compliance) if compliance is not None else []
+    control_failed = sum(1 for case in controls if case.find("failure") is not None)
+    totals = {"tests": str(len(cases) + len(controls)), "failures": str(failed + control_failed), "errors": "0"}
+
+    root = ET.Element("testsuites", {"name": SUITE_NAME, **totals, "time": "0"})
     suite = ET.SubElement(root, "testsuite", {"name": SUITE_NAME, **counts, "skipped": "0", "time": "0"})
     if report.generated_at:
         suite.set("timestamp", visible(report.generated_at))
@@ -47,6 +55,13 @@ def render(report: Report, *, max_cases: int = MAX_CASES) -> str:
     for name, value in _properties(report) + [(f"folded.{k}", str(v)) for k, v in folded.items()]:
         ET.SubElement(properties, "property", {"name": name, "value": visible(value)})
     suite.extend(cases)
+    if compliance is not None:
+        counts = {"tests": str(len(controls)), "failures": str(control_failed), "errors": "0"}
+        name = f"{SUITE_NAME}.compliance.{compliance['framework']}"
+        controls_suite = ET.SubElement(root, "testsuite", {"name": name, **counts, "skipped": "0", "time": "0"})
+        props = ET.SubElement(controls_suite, "properties")
+        ET.SubElement(props, "property", {"name": "framework", "value": visible(compliance["title"])})
+        controls_suite.extend(controls)
 
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
@@ -118,6 +133,33 @@ def _fold(groups, counted: set[int], max_cases: int):
         )
     folded = {"actions": len(rest), "failing_rules": len(failing), "passing_sources": len(passing)}
     return [groups[i] for i in kept], cases, folded
+
+
+def _control_cases(compliance: dict) -> list[ET.Element]:
+    """One testcase per control of the framework: failing when the control fails."""
+    cases = []
+    for c in compliance["controls"]:
+        rules = ", ".join(c["rules"])
+        case = ET.Element(
+            "testcase",
+            {
+                "classname": visible(f"{SUITE_NAME}.compliance.{compliance['framework']}"),
+                "name": visible(f"{c['control']} ({rules})"),
+                "time": "0",
+            },
+        )
+        if c["status"] == "fail":
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"message": visible(f"{c['control']}: {c['failing']} failing findings"), "type": "compliance"},
+            )
+            failure.text = visible(
+                f"{compliance['title']} {c['control']} fails: {c['failing']} of {c['findings']} findings of "
+                f"{rules} are at or above --fail-on."
+            )
+        cases.append(case)
+    return cases
 
 
 def _properties(report: Report) -> list[tuple[str, str]]:

@@ -52,9 +52,12 @@ def render(
     category: str = TOOL_NAME,
     source_root: str | None = None,
     cwd: str | None = None,
+    compliance: dict[str, Any] | None = None,
 ) -> str:
     """The SARIF document of ``report``. ``cwd`` is the folder relative evidence paths are relative
-    to (the CLI passes the working folder); ``category`` becomes ``automationDetails.id``."""
+    to (the CLI passes the working folder); ``category`` becomes ``automationDetails.id``;
+    ``compliance`` (``report --compliance``) goes into the run's ``properties.compliance``: the
+    framework and each control's status with its rules."""
     if not 1 <= max_results <= HARD_MAX_RESULTS:
         raise ValueError(f"max_results must be 1..{HARD_MAX_RESULTS}")
     rules = _rules(report)
@@ -64,6 +67,8 @@ def render(
     properties: dict[str, Any] = {"summary": report.summary}
     if aggregation:
         properties["aggregation"] = aggregation
+    if compliance is not None:
+        properties["compliance"] = compliance
     run: dict[str, Any] = {
         "tool": {
             "driver": {

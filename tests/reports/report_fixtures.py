@@ -281,3 +281,21 @@ def empty_report() -> Report:
         findings=(),
         actions=(),
     )
+
+
+# What report.compliance_result gives the writers for --compliance (a failing and a passing control).
+COMPLIANCE = {
+    "framework": "owasp-agentic",
+    "title": "OWASP Top 10 for Agentic Applications",
+    "controls": [
+        {
+            "control": "ASI03",
+            "status": "fail",
+            "rules": ["approval-denied", "out-of-scope-action"],
+            "findings": 3,
+            "failing": 2,
+        },
+        {"control": "ASI10", "status": "pass", "rules": ["self-approval"], "findings": 0, "failing": 0},
+    ],
+    "failed": 1,
+}

@@ -254,3 +254,16 @@ def test_chains_rank_the_same_whether_findings_are_on_their_actions_or_not(repor
     bare = dataclasses.replace(attached, actions=tuple(dataclasses.replace(a, findings=()) for a in ACTIONS))
     for cap in (1, 2, 200):
         assert html_.render(attached, max_chains=cap) == html_.render(bare, max_chains=cap)
+
+
+def test_compliance_section(report):
+    from report_fixtures import COMPLIANCE
+
+    page = html_.render(report, compliance=COMPLIANCE)
+    section = page[page.index('<section id="compliance">') : page.index("</section>", page.index('id="compliance"'))]
+    text = " ".join(_parse(section).text)
+    assert "Compliance: OWASP Top 10 for Agentic Applications" in text
+    assert "1 of 2 controls fail" in text
+    assert '<td class="fail">FAIL</td>' in section and '<td class="pass">PASS</td>' in section
+    assert "2 failing / 3" in section
+    assert 'id="compliance"' not in html_.render(report)

@@ -63,3 +63,11 @@ def test_html_significant_characters_are_escaped(report):
 
 def test_unserializable_details_fall_back_to_text():
     assert json_.dumps({"b": {3, 1, 2}, "a": object.__name__}) == '{"a":"object","b":[1,2,3]}'
+
+
+def test_compliance_result(report):
+    from report_fixtures import COMPLIANCE
+
+    document = json.loads(json_.render(report, compliance=COMPLIANCE))
+    assert document["compliance"] == COMPLIANCE["controls"]
+    assert document["compliance_framework"] == {"id": "owasp-agentic", "title": "OWASP Top 10 for Agentic Applications"}

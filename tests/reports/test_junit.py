@@ -109,3 +109,21 @@ def test_many_actions_are_folded_within_the_case_bound(report, schemas):
     assert len(text) < 2_000_000
     xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
     assert xsd.validate(root), xsd.error_log
+
+
+def test_compliance_is_a_testsuite_of_controls(report, schemas):
+    from report_fixtures import COMPLIANCE
+
+    document = etree.fromstring(junit.render(report, compliance=COMPLIANCE).encode("utf-8"))
+    xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
+    assert xsd.validate(document), xsd.error_log
+    findings_suite, controls = document.findall("testsuite")
+    assert controls.get("name") == "nhiaudit.compliance.owasp-agentic"
+    assert (controls.get("tests"), controls.get("failures")) == ("2", "1")
+    cases = controls.findall("testcase")
+    assert [c.get("name") for c in cases] == ["ASI03 (approval-denied, out-of-scope-action)", "ASI10 (self-approval)"]
+    assert cases[0].find("failure").get("message") == "ASI03: 2 failing findings"
+    assert cases[1].find("failure") is None
+    # The root adds both suites up.
+    assert int(document.get("tests")) == int(findings_suite.get("tests")) + 2
+    assert int(document.get("failures")) == int(findings_suite.get("failures")) + 1

@@ -230,3 +230,13 @@ def test_category_and_source_root():
     assert cwd["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
         "evidence/cloudtrail/00.json.gz"
     )
+
+
+def test_compliance_goes_into_the_run_properties(report, schemas):
+    from report_fixtures import COMPLIANCE
+
+    document = json.loads(sarif.render(report, compliance=COMPLIANCE))
+    schema = json.loads((schemas / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    assert not list(validator_for(schema)(schema).iter_errors(document))
+    assert document["runs"][0]["properties"]["compliance"] == COMPLIANCE
+    assert "compliance" not in _run(report)["properties"]

@@ -100,3 +100,68 @@ def test_any_text_is_rendered_inert_by_every_writer(message, actor, resource):
 
 def _fields(report: Report) -> dict[str, object]:
     return {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_writer_takes_the_compliance_result(fmt, report):
+    """report --compliance passes the same result to every format; each one shows the controls."""
+    from report_fixtures import COMPLIANCE
+
+    out = WRITERS[fmt](report, compliance=COMPLIANCE)
+    assert "ASI03" in out and "ASI10" in out, fmt
+    assert WRITERS[fmt](report) != out
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_streamed_output_is_the_rendered_output(fmt, any_report):
+    """reports.write streams the formats that can be (JSON, OCSF) piece by piece: same bytes."""
+    import io
+
+    from nhiaudit.reports import write
+
+    out = io.StringIO()
+    write(fmt, any_report, out)
+    assert out.getvalue() == WRITERS[fmt](any_report)
+
+
+def test_streamed_json_is_the_one_shot_encoding(any_report):
+    """Element by element, the JSON report is still exactly json.dumps(document, indent=2)."""
+    import json
+
+    from nhiaudit.reports import json_
+
+    text = json_.render(any_report)
+    assert text == json_.dumps(json.loads(text), indent=2) + "\n"
+
+
+def test_json_streams_findings_and_actions(report):
+    """The writer takes findings and actions one at a time and writes each before taking the next."""
+    import io
+
+    from nhiaudit.reports import json_
+
+    out = io.StringIO()
+    seen: dict[str, list[int]] = {"finding": [], "action": []}
+
+    class Lazy:
+        """An iterable that notes how much was written each time it hands out an element."""
+
+        def __init__(self, items, name):
+            self.items, self.name = items, name
+
+        def __len__(self):
+            return len(self.items)
+
+        def __iter__(self):
+            for item in self.items:
+                seen[self.name].append(out.tell())
+                yield item
+
+    lazy = dataclasses.replace(
+        report, findings=Lazy(report.findings, "finding"), actions=Lazy(report.actions, "action")
+    )
+    json_.write(lazy, out)
+    for name, items in (("finding", report.findings), ("action", report.actions)):
+        written_pass = seen[name][-len(items) :]  # the writer's own pass (the summary counts first)
+        assert written_pass == sorted(set(written_pass)), (name, written_pass)  # strictly increasing
+    assert out.getvalue() == json_.render(report)
