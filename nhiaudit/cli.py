@@ -712,11 +712,14 @@ def _print_summary(result, out: Console) -> None:
 
 @app.command("export")
 def export_cmd(
-    folder: Annotated[Path, typer.Argument(metavar="DIR", help="The lake's folder (new, empty, or an earlier export).")],
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The lake's folder (new, empty, or an earlier export).")
+    ],
     db: DbOption = None,
     policy: PolicyOption = None,
     derived: Annotated[
-        bool, typer.Option("--derived", help="Export the derived tables too (chains, findings, …), current with the policy.")
+        bool,
+        typer.Option("--derived", help="Export the derived tables too (chains, findings, …), current with the policy."),
     ] = False,
     memory_limit: MemoryOption = store.DEFAULT_INGEST_MEMORY,
 ) -> None:
