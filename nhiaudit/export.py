@@ -4,9 +4,9 @@ DuckDB writes every file (``COPY … (FORMAT parquet, PARTITION_BY (source, day)
 ``COPY`` per other table), rows in a total order so that the same store gives the same bytes.
 
 Re-export is incremental by partition. Each ``(source, day)`` partition of ``events`` has a digest
-of its rows' content (SHA-256 over the MD5 of every row, in file-and-record order); the manifest
-keeps it. A partition whose digest is unchanged, and whose files are still there with the SHA-256
-the manifest records, is not rewritten; a changed one gets new files (named by their content, so no
+of its rows' content (their count and the XOR of a hash of every row); the manifest keeps it. A
+partition whose digest is unchanged, and whose files are still there with the SHA-256 the manifest
+records, is not rewritten; a changed one gets new files (named by their content, so no
 file an older manifest names is overwritten); the small tables are rewritten only when their bytes
 change. The new manifest replaces the old one atomically, last; then files no manifest names any
 more (stale partitions, tables no longer exported) are removed.
@@ -83,6 +83,8 @@ def export(
     staging = folder / _STAGING
     shutil.rmtree(staging, ignore_errors=True)  # what an interrupted export left
     staging.mkdir(parents=True)
+    bar = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]
+    con.execute("SET enable_progress_bar = false")  # the caller shows progress (DuckDB's would print)
     try:
         tables = [*lake.TABLES[1:], *(lake.DERIVED if derived else ())]
         parts = _partition_digests(con)
@@ -125,6 +127,7 @@ def export(
         _replace(folder / lake.MANIFEST, lake.render_manifest(manifest).encode())
         result.files_removed = _remove_stale(folder, files)
     finally:
+        con.execute(f"SET enable_progress_bar = {bool(bar)}")
         shutil.rmtree(staging, ignore_errors=True)
     result.seconds = time.perf_counter() - started
     return result
@@ -160,23 +163,20 @@ def _format(path: Path) -> str | None:
         return None
 
 
-def _row_digest() -> str:
-    """The MD5 of one events row's content: every column, JSON as its text."""
-    return "md5(row(" + ", ".join(store.EVENT_COLUMNS) + ")::VARCHAR)"
-
-
 def _partition_digests(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
-    """partition key -> (rows, digest of their content), in (source, day) order."""
+    """partition key -> (rows, digest of their content), in (source, day) order. The digest is the
+    row count and the XOR of DuckDB's 64-bit hash of every row (all columns): order-free, so no sort,
+    and five times cheaper than an MD5 of each row's text (rows are unique, so none cancels out).
+    Another DuckDB may hash differently; that only rewrites the partitions once."""
     found = con.execute(
-        f"""SELECT source, CAST(occurred_at AS DATE) AS day, count(*),
-                   sha256(string_agg({_row_digest()}, '' ORDER BY {_EVENT_ORDER}))
+        f"""SELECT source, CAST(occurred_at AS DATE) AS day, count(*), bit_xor(hash({", ".join(store.EVENT_COLUMNS)}))
             FROM events GROUP BY ALL ORDER BY source, day NULLS LAST"""
     ).fetchall()
     parts = {}
     for source, day, rows, digest in found:
         if not lake.SOURCE_NAME.match(source):  # the registry's names; a partition folder must stay one folder
             raise NhiauditError(f"export: source name {source[:60]!r} cannot name a partition folder.")
-        parts[lake.partition_key(source, day)] = (rows, digest)
+        parts[lake.partition_key(source, day)] = (rows, f"{rows}:{digest:016x}")
     return parts
 
 
