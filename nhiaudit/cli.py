@@ -733,6 +733,7 @@ def export_cmd(
     with errors(), session.open_audit(db, policy, memory_limit, refresh=derived) as audit:
         if derived:
             _say_policy(audit)
+        store.set_memory_limit(audit.con, memory_limit)  # the sort of each partition spills beyond it
         with _export_progress() as progress:
             task = progress.add_task("events", total=None)
 

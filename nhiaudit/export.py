@@ -14,11 +14,13 @@ more (stale partitions, tables no longer exported) are removed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from nhiaudit.errors import NhiauditError
 # Rows per events COPY: the progress bar moves once per batch, each batch one scan of the store.
 BATCH_ROWS = 250_000
 _STAGING = ".export-staging"
+_LOCK = ".export.lock"
+_OURS = (_STAGING, _LOCK, f".{lake.MANIFEST}.tmp")  # what export keeps beside the lake's tables
 _EVENT_ORDER = "file_sha256, record_index, event_id"  # unique per source (ingest keeps ids unique)
 _PARQUET = "FORMAT parquet, COMPRESSION zstd"
 
@@ -77,8 +81,37 @@ def export(
     :func:`nhiaudit.session.open_audit`). Returns what was written, with figures."""
     started = time.perf_counter()
     folder = Path(folder)
-    old = _previous(folder)
-    folder = folder.resolve()
+    _previous(folder)  # a folder that is not a lake is refused before anything is written into it
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder):
+        result = _export(con, folder.resolve(), _previous(folder), derived, progress)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One export at a time per lake: another's clean-up would delete this one's new files."""
+    with open(folder / _LOCK, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise NhiauditError(
+                f"{folder}: another nhiaudit export is writing this lake. Run this again when it finishes."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _export(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    old: dict[str, Any] | None,
+    derived: bool,
+    progress: Progress | None,
+) -> ExportResult:
     result = ExportResult(folder)
     staging = folder / _STAGING
     shutil.rmtree(staging, ignore_errors=True)  # what an interrupted export left
@@ -129,7 +162,6 @@ def export(
     finally:
         con.execute(f"SET enable_progress_bar = {bool(bar)}")
         shutil.rmtree(staging, ignore_errors=True)
-    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -147,7 +179,7 @@ def _previous(folder: Path) -> dict[str, Any] | None:
         if _format(folder / lake.MANIFEST) != lake.LAKE_FORMAT:
             raise
         return None
-    leftovers = sorted(p.name for p in folder.iterdir() if p.name != _STAGING)
+    leftovers = sorted(p.name for p in folder.iterdir() if p.name not in _OURS)
     if manifest is None and leftovers:
         raise NhiauditError(
             f"{folder}: the folder is not empty and is not an nhiaudit lake (no {lake.MANIFEST}; it holds "
