@@ -20,7 +20,6 @@ over exactly the files the manifest names; :func:`nhiaudit.session.open_lake` au
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -66,11 +65,11 @@ def file_name(sha256: str) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The file's SHA-256, as ingest hashes evidence (imported here: ingest loads every source, and
+    the CLI's ``trace`` on a store must not pay for that)."""
+    from nhiaudit.ingest import sha256_of
+
+    return sha256_of(path)
 
 
 def render_manifest(manifest: dict[str, Any]) -> str:
