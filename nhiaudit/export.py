@@ -84,7 +84,14 @@ def export(
     _previous(folder)  # a folder that is not a lake is refused before anything is written into it
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(folder):
-        result = _export(con, folder.resolve(), _previous(folder), derived, progress)
+        try:
+            result = _export(con, folder.resolve(), _previous(folder), derived, progress)
+        except (OSError, duckdb.IOException) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+            raise NhiauditError(
+                f"{folder}: could not write the lake ({why}). It is as the previous export left it (its "
+                "manifest names only complete files); free disk space or fix the folder's permissions and run again."
+            ) from exc
     result.seconds = time.perf_counter() - started
     return result
 

@@ -150,3 +150,8 @@ def ingest_sample_world(db: Path) -> Path:
         con.close()
     assert not result.unrecognized and not any(f.rejected for f in result.files)
     return db
+
+
+def said(result: Result) -> str:
+    """A command's output with Rich's line wrapping undone, for matching a message in it."""
+    return " ".join(result.output.split())

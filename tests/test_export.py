@@ -11,8 +11,9 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
-from helpers import ingest_sample_world, invoke
+from helpers import ingest_sample_world, invoke, said
 
+from nhiaudit import export as export_module
 from nhiaudit import ingest, lake, store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def test_export_refuses_a_folder_that_is_not_a_lake(world: Path, tmp_path: Path)
     (folder / "notes.txt").write_text("keep me", encoding="utf-8")
     result = invoke(["export", "--db", str(world), str(folder)])
     assert result.exit_code == 2
-    assert "not an nhiaudit lake" in result.output
+    assert "not an nhiaudit lake" in said(result)
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
 
 
@@ -142,7 +143,7 @@ def test_export_of_an_empty_store_is_an_error(tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     store.connect(db).close()
     result = invoke(["export", "--db", str(db), str(tmp_path / "lake")])
-    assert result.exit_code == 2 and "no events" in result.output
+    assert result.exit_code == 2 and "no events" in said(result)
     assert not (tmp_path / "lake").exists()
 
 
@@ -156,3 +157,39 @@ def test_reexport_repairs_a_changed_file(world: Path, tmp_path: Path) -> None:
     assert f"1 of {len(manifest['tables']['events']['partitions'])} event partitions written" in result.output
     assert lake.sha256_file(folder / name) == manifest["files"][name]["sha256"]
     assert json.loads((folder / lake.MANIFEST).read_text(encoding="utf-8")) == manifest
+
+
+def test_an_interrupted_export_leaves_the_previous_lake_whole(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "store.duckdb"
+    shutil.copy(world, db)
+    folder = tmp_path / "lake"
+    before = export(db, folder)
+    with store.connect(db) as con:  # new evidence: one partition changes
+        con.execute("UPDATE events SET action = 'changed' WHERE source = 'kong'")
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_module, "_replace", disk_full)
+    result = invoke(["export", "--db", str(db), str(folder)])
+    assert result.exit_code == 2 and "could not write the lake (No space left on device)" in said(result)
+    monkeypatch.undo()
+    # The old manifest still describes the lake exactly; the new partition's file is an orphan.
+    assert json.loads((folder / lake.MANIFEST).read_text(encoding="utf-8")) == before
+    assert lake.open_lake(folder).manifest == before
+    assert len(_files(folder)) == len(before["files"]) + 1
+    after = export(db, folder)
+    assert sorted(_files(folder)) == sorted(after["files"]) and not (folder / ".export-staging").exists()
+
+
+def test_one_export_at_a_time_per_lake(world: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    folder = tmp_path / "lake"
+    export(world, folder)
+    with open(folder / ".export.lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = invoke(["export", "--db", str(world), str(folder)])
+    assert result.exit_code == 2 and "another nhiaudit export is writing this lake" in said(result)

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ingest_sample_world, invoke
+from helpers import ingest_sample_world, invoke, said
 from test_rules import CASES, EVIDENCE_SUFFIXES
 
 from nhiaudit import export, ingest, lake, session, store
@@ -86,11 +86,6 @@ def test_the_scratch_store_is_removed_when_the_session_closes(world) -> None:
         assert scratch.is_dir() and audit.path == str(world[1].resolve())
         assert audit.correlated and audit.has_chains()
     assert not scratch.exists()
-
-
-def said(result) -> str:
-    """The command's output with Rich's line wrapping undone."""
-    return " ".join(result.output.split())
 
 
 def _copy(world, tmp_path: Path) -> Path:
