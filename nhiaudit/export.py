@@ -126,7 +126,7 @@ def _export(
     bar = con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]
     con.execute("SET enable_progress_bar = false")  # the caller shows progress (DuckDB's would print)
     try:
-        tables = [*lake.TABLES[1:], *(lake.DERIVED if derived else ())]
+        tables = [*(t for t in lake.TABLES if t != lake.EVENTS), *(lake.DERIVED if derived else ())]
         parts = _partition_digests(con)
         total = sum(rows for rows, _ in parts.values())
         report = progress or (lambda what, done, all_: None)
@@ -184,8 +184,10 @@ def _previous(folder: Path) -> dict[str, Any] | None:
         manifest = lake.read_manifest(folder)
     except lake.LakeError:
         if _format(folder / lake.MANIFEST) != lake.LAKE_FORMAT:
-            raise
-        return None
+            raise NhiauditError(
+                f"{folder}: its {lake.MANIFEST} is not an nhiaudit lake's. Export into a new or empty folder."
+            ) from None
+        return None  # our lake, of another layout or store version: written anew
     leftovers = sorted(p.name for p in folder.iterdir() if p.name not in _OURS)
     if manifest is None and leftovers:
         raise NhiauditError(
