@@ -14,7 +14,6 @@ more (stale partitions, tables no longer exported) are removed.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -28,6 +27,11 @@ from typing import Any
 import duckdb
 
 from nhiaudit import __version__, lake, store
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: exports are not locked against each other
+    fcntl = None  # type: ignore[assignment]
 from nhiaudit.errors import NhiauditError
 
 # Rows per events COPY: the progress bar moves once per batch, each batch one scan of the store.
@@ -99,6 +103,9 @@ def export(
 @contextmanager
 def _exclusive(folder: Path) -> Iterator[None]:
     """One export at a time per lake: another's clean-up would delete this one's new files."""
+    if fcntl is None:
+        yield
+        return
     with open(folder / _LOCK, "a+b") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
