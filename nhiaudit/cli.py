@@ -725,8 +725,9 @@ def export_cmd(
 ) -> None:
     """Write the store as Hive-partitioned Parquet (events by source and day) with a manifest.
 
-    Again into the same DIR, only the partitions whose events changed are rewritten. Audit the lake
-    with `report`, `trace` or `sql --lake DIR`, or read it with Spark, polars or pyarrow.
+    Again into the same DIR, only the partitions whose events changed are rewritten.
+
+    Audit the lake with `report`, `trace` or `sql --lake DIR`; Spark, polars and pyarrow read it as is.
     """
     from nhiaudit import export
 
