@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from rich.progress import Progress
 
-    from nhiaudit import ingest, query, report, rules, session, store, trace
+    from nhiaudit import export, ingest, query, report, rules, session, store, trace
     from nhiaudit.model import AuditedAction, Finding
 
 
@@ -97,6 +97,15 @@ DbOption = Annotated[
     Path | None,
     typer.Option(
         "--db", metavar="FILE", help="Store file (default: $NHIAUDIT_DB, else ./nhiaudit.duckdb).", show_default=False
+    ),
+]
+LakeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--lake",
+        metavar="DIR",
+        help="Audit a Parquet lake written by `nhiaudit export` instead of a store.",
+        show_default=False,
     ),
 ]
 
@@ -315,9 +324,10 @@ def sql_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
     memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
+    lake: LakeOption = None,
 ) -> None:
     """Run read-only SQL against the store (chains and findings current with the policy)."""
-    with errors(), session.open_audit(db, policy, memory_limit, require_evidence=False) as audit:
+    with errors(), _open(db, lake, policy, memory_limit, require_evidence=False) as audit:
         _say_policy(audit)
         columns, rows = audit.sql(statement)
     if as_json:
@@ -372,6 +382,17 @@ def schema_cmd(
     console.print(columns)
 
 
+def _open(
+    db: Path | None, lake: Path | None, policy: Path | None, memory_limit: str, **options: bool
+) -> session.AuditSession:
+    """The audit session of ``--db`` (a store) or ``--lake`` (an exported Parquet lake)."""
+    if lake is None:
+        return session.open_audit(db, policy, memory_limit, **options)
+    if db is not None:
+        raise NhiauditError("--lake and --db: give one of them (the lake is audited instead of a store).")
+    return session.open_lake(lake, policy, memory_limit, **options)
+
+
 def _say_policy(audit: session.AuditSession) -> None:
     """Every audit command names the policy it used (on stderr: stdout may be a JSON document)."""
     err_console.print(t(audit.policy_note, None), style="dim")
@@ -407,9 +428,10 @@ def trace_cmd(
     policy: PolicyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the chain as one JSON object.")] = False,
     memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
+    lake: LakeOption = None,
 ) -> None:
     """One action's authorization chain with evidence per link; or the actions of a task, credential or agent."""
-    with errors(), session.open_audit(db, policy, memory_limit) as audit:
+    with errors(), _open(db, lake, policy, memory_limit) as audit:
         _say_policy(audit)
         if action_id is None:
             listed = audit.actions_of(task=task, credential=credential, agent=agent)
@@ -621,6 +643,7 @@ def report_cmd(
             show_default=False,
         ),
     ] = None,
+    lake: LakeOption = None,
 ) -> None:
     """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
     outputs = {
@@ -641,7 +664,7 @@ def report_cmd(
             except OSError as exc:
                 raise NhiauditError(f"{output_dir}: cannot create the output folder ({exc.strerror}).") from None
             outputs = {fmt: target or str(output_dir / FILE_NAMES[fmt]) for fmt, target in outputs.items()}
-        with session.open_audit(db, policy, memory_limit) as audit:
+        with _open(db, lake, policy, memory_limit) as audit:
             _say_policy(audit)
             result = audit.report(
                 fail_on=fail_on,
@@ -792,6 +815,71 @@ def _print_summary(result, out: Console) -> None:
             + (" (new only)" if result.baseline_path else ""),
             style="bold red" if summary["failing"] else "bold green",
         )
+    )
+
+
+@app.command("export")
+def export_cmd(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The lake's folder (new, empty, or an earlier export).")
+    ],
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    derived: Annotated[
+        bool,
+        typer.Option("--derived", help="Export the derived tables too (chains, findings, …), current with the policy."),
+    ] = False,
+    memory_limit: MemoryOption = DEFAULT_MEMORY_LIMIT,
+) -> None:
+    """Write the store as Hive-partitioned Parquet (events by source and day) with a manifest.
+
+    Again into the same DIR, only the partitions whose events changed are rewritten.
+
+    Audit the lake with `report`, `trace` or `sql --lake DIR`; Spark, polars and pyarrow read it as is.
+    """
+    from nhiaudit import export
+
+    with errors(), session.open_audit(db, policy, memory_limit, refresh=derived) as audit:
+        if derived:
+            _say_policy(audit)
+        store.set_memory_limit(audit.con, memory_limit)  # the sort of each partition spills beyond it
+        with _export_progress() as progress:
+            task = progress.add_task("events", total=None)
+
+            def on_step(what: str, done: int, total: int) -> None:
+                progress.update(task, description=what, completed=done, total=total)
+
+            result = export.export(audit.con, folder, derived=derived, progress=on_step)
+    _print_export_summary(result)
+
+
+def _export_progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _print_export_summary(result: export.ExportResult) -> None:
+    console.print(Text("Exported to ") + t(result.folder, None))
+    table = Table()
+    for column in ("table", "rows", "files", "written", "MB"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, row in result.tables.items():
+        table.add_row(name, f"{row.rows:,}", f"{row.files:,}", f"{row.written:,}", f"{row.bytes / 1e6:,.2f}")
+    console.print(table)
+    console.print(
+        f"{result.partitions_written:,} of {result.partitions:,} event partitions written "
+        f"({result.partitions - result.partitions_written:,} unchanged), {result.files_written:,} of "
+        f"{result.files:,} files, {result.bytes_written / 1e6:,.1f} of {result.bytes / 1e6:,.1f} MB; "
+        f"{result.files_removed:,} stale file(s) removed; {result.seconds:.2f} s"
     )
 
 

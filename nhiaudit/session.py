@@ -23,6 +23,7 @@ connection it is given::
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from nhiaudit import correlate, evaluate, query, report, rules, store
+from nhiaudit import correlate, evaluate, lake, query, report, rules, store
 from nhiaudit import trace as tracing
 from nhiaudit.errors import NhiauditError, NotFoundError, StoreError
 from nhiaudit.model import SEVERITIES, Finding, Report, Trace
@@ -56,6 +57,9 @@ class AuditSession:
     policy_origin: str = "given"  # given | $NHIAUDIT_POLICY | ./nhiaudit.toml | remembered | defaults
     policy_installed: bool = False
     _locked: bool = field(default=False, repr=False)
+    # A lake session (open_lake): the Parquet files a locked ``sql`` may still read, and its scratch store.
+    readable: tuple[str, ...] = ()
+    _scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -169,7 +173,13 @@ class AuditSession:
         connection is cut off from the filesystem and network first (no ``COPY … TO``, no
         ``read_csv('/etc/…')``, no ``ATTACH``, no extension installs) and its settings are locked.
         Irreversible for this session, which suits ``nhiaudit sql``."""
+        if self.readable:
+            _only_queries(self.con, statement)
         if not self._locked:
+            if self.readable:  # the lake's files, which the views read; a literal: SET takes no parameters
+                self.con.execute(
+                    "SET allowed_paths = [" + ", ".join("'" + p.replace("'", "''") + "'" for p in self.readable) + "]"
+                )
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
             self._locked = True
@@ -190,6 +200,8 @@ class AuditSession:
 
     def close(self) -> None:
         self.raw_con.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def __enter__(self) -> AuditSession:
         return self
@@ -265,6 +277,46 @@ def open_audit(
         con.close()
         raise
     return AuditSession(con, pol, str(path), correlated, origin)
+
+
+def open_lake(
+    folder: Path | str,
+    policy: Policy | Path | str | None = None,
+    memory_limit: str = store.DEFAULT_INGEST_MEMORY,
+    *,
+    require_evidence: bool = True,
+) -> AuditSession:
+    """Audit an exported Parquet lake (``nhiaudit export``) with DuckDB directly: its manifest is
+    checked (:func:`nhiaudit.lake.open_lake`), a scratch store in the temp folder gets views over its
+    files (:func:`nhiaudit.lake.attach`), and :func:`open_audit` does the rest as for a store —
+    policy choice (the lake remembers the store's), correlation, read-only reopening. The scratch
+    store is deleted when the session closes."""
+    opened = lake.open_lake(Path(folder))
+    scratch = tempfile.TemporaryDirectory(prefix="nhiaudit-lake-")
+    try:
+        path = Path(scratch.name) / "lake.duckdb"
+        with closing(store.connect(path)) as con:
+            lake.attach(con, opened)
+        audit = open_audit(path, policy, memory_limit, require_evidence=require_evidence)
+    except BaseException:
+        scratch.cleanup()
+        raise
+    audit.path, audit.readable, audit._scratch = str(opened.folder), tuple(map(str, opened.all_files)), scratch
+    return audit
+
+
+_QUERIES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def _only_queries(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """A lake's ``sql`` may read its files, so it must not be able to write them: only queries
+    (DuckDB's own parse says which statement is which, not a keyword check)."""
+    try:
+        kinds = {s.type for s in con.extract_statements(statement)}
+    except duckdb.Error:
+        return  # query.run reports the syntax error with its usual message
+    if not kinds <= _QUERIES:
+        raise NhiauditError("sql: only queries (SELECT, EXPLAIN …) run against a lake.")
 
 
 LOCK_WAIT_SECONDS = 10.0  # how long a command waits for another process's hold on the store

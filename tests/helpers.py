@@ -134,3 +134,24 @@ def invoke(args: Sequence[str], **kwargs: Any) -> Result:
     a command raises propagates and fails the test, so that a crash cannot pass for exit code 1; a
     ``typer.Exit`` still ends as ``result.exit_code``."""
     return CliRunner().invoke(cli.app, list(args), catch_exceptions=False, **kwargs)
+
+
+def ingest_sample_world(db: Path) -> Path:
+    """The sample world (``sample_logs/``) ingested into a new store ``db``, from a relative path as
+    the README's command does (so paths in reports are the same on any machine); returns ``db``."""
+    root = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd()
+    con = store.connect(db)
+    try:
+        os.chdir(root)
+        result = ingest.ingest(con, [Path("sample_logs")])
+    finally:
+        os.chdir(cwd)
+        con.close()
+    assert not result.unrecognized and not any(f.rejected for f in result.files)
+    return db
+
+
+def said(result: Result) -> str:
+    """A command's output with Rich's line wrapping undone, for matching a message in it."""
+    return " ".join(result.output.split())
