@@ -697,6 +697,8 @@ _LIKELY_HUMANS = """
 SELECT principal, string_agg(DISTINCT why, '; ' ORDER BY why) AS why FROM (
     SELECT actor_id AS principal, 'signed in at a console or by SSO (' || source || ')' AS why FROM events
     WHERE category = 'signin' AND (action IN ('signin:ConsoleLogin', 'entra:UserSignIn') OR source = 'okta')
+    -- an Okta SSO to a SAML app is stored as the issuance of the assertion; the user still signed in
+       OR (source = 'okta' AND action = 'okta:user.authentication.sso')
     UNION ALL SELECT actor_id, 'a person by its ' || source || ' identity type' FROM events WHERE actor_type = 'human'
     UNION ALL SELECT json_extract_string(details, '$.approver'), 'decided an approval (' || source || ')'
     FROM events WHERE category = 'approval'

@@ -1100,3 +1100,22 @@ def test_init_writes_a_starter_policy_from_the_store(tmp_path: Path) -> None:
     again = invoke(["init", "--db", str(db), "--output", str(out)])
     assert again.exit_code == 2 and "already exists. Pass --force" in again.output
     assert invoke(["init", "--db", str(tmp_path / "none.duckdb"), "-o", str(tmp_path / "x.toml")]).exit_code == 2
+
+
+def test_init_counts_an_okta_sso_to_a_saml_app_as_a_person_signing_in(tmp_path: Path) -> None:
+    """An Okta SSO to a SAML app is stored as the issuance of the assertion (the parent of an AWS
+    AssumeRoleWithSAML); init still lists its user as a likely human."""
+    from helpers import SAMPLES, invoke, sample
+
+    from nhiaudit import ingest, store
+
+    first = sample(SAMPLES / "okta" / "panther__okta_sso_to_aws.tests.ndjson").read_text(encoding="utf-8")
+    evidence = tmp_path / "okta.ndjson"
+    evidence.write_text(first.splitlines()[0] + "\n", encoding="utf-8")
+    db = tmp_path / "store.duckdb"
+    with store.connect(db) as con:
+        ingest.ingest(con, [evidence])
+        assert con.execute("SELECT category FROM events").fetchall() == [("credential_issue",)]
+    out = tmp_path / "nhiaudit.toml"
+    assert invoke(["init", "--db", str(db), "--output", str(out)]).exit_code == 0
+    assert load_policy(out).identities.humans == ("aardvark",)
