@@ -35,12 +35,14 @@ from nhiaudit.sources import SOURCES, _sql
 from nhiaudit.sources._read import (
     RAW_EXCERPT,
     EvidenceFile,
+    close_document_prefix,
     first_line_exceeds_head,
     gzip_problem,
     gzip_readable_prefix,
     head,
     is_gzip,
     is_line_delimited,
+    opens_array_document,
     record_limit,
 )
 
@@ -948,7 +950,7 @@ def _load_damaged_gzip(
         return
     with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
         salvaged = Path(tmp) / (evidence.read_path.name.removesuffix(".gz") or "salvaged")
-        written, found = gzip_readable_prefix(evidence.path, salvaged)
+        written, found = _salvage_gzip(con, evidence, salvaged)
         problem = found or problem
         reason = (
             f"{problem}: records after byte {written} of the decompressed stream are lost; "
@@ -977,6 +979,21 @@ def _load_damaged_gzip(
                 wait_turn,
                 f"{problem}; nothing readable before it ({duckdb_reason(again)})",
             )
+
+
+def _salvage_gzip(con: duckdb.DuckDBPyConnection, evidence: EvidenceFile, salvaged: Path) -> tuple[int, str]:
+    """Write what a truncated gzip still holds to ``salvaged``: its whole lines or, when it is one
+    document cut short (an S3 delivery file's single line ``{"Records": [...``, a JSON array), that
+    document closed after its last complete record. Returns (decompressed bytes kept, the damage)."""
+    text = head(evidence.read_path)
+    if not is_line_delimited(text, evidence.size) and opens_array_document(text):
+        whole = salvaged.with_name(salvaged.name + ".prefix")
+        _, found = gzip_readable_prefix(evidence.read_path, whole, whole_lines=False)
+        kept = close_document_prefix(con, whole, salvaged)
+        whole.unlink()
+        if kept:
+            return kept, found
+    return gzip_readable_prefix(evidence.read_path, salvaged)
 
 
 # DuckDB error messages quote the evidence: the CSV reader prints the whole offending line
