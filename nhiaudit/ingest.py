@@ -271,6 +271,13 @@ def ingest(
     # still durable in the WAL; DuckDB checkpoints at this threshold and when the store closes.
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    # Dictionary compression is analyzed with a hash set of every distinct string of a row group,
+    # outside DuckDB's memory limit: for the raw records (1-2 KB each, all distinct) that is 200+
+    # MB per row group and thread. A 300,000-record file's merge peaked at 1.77 GB at a 1 GB limit,
+    # 1.34 GB without it (benchmarks/memory_limit.py); such columns get FSST or dict_fsst instead
+    # (the store measured 5 % larger).
+    disabled = con.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0]
+    con.execute(f"SET disabled_compression_methods = '{_without_dictionary(disabled)}'")
     try:
         _load_files(con, result.files, progress, options)
     except KeyboardInterrupt:
@@ -284,9 +291,16 @@ def ingest(
         ) from None
     finally:
         con.execute(f"SET checkpoint_threshold = '{threshold}'")  # DuckDB's own value, e.g. 16.0 MiB
+        con.execute("SET disabled_compression_methods = ?", [disabled])
     result.unreadable += [(f.path, f.note) for f in result.files if f.unreadable]
     result.files = [f for f in result.files if not f.unreadable]
     return result
+
+
+def _without_dictionary(disabled: str) -> str:
+    """``disabled_compression_methods`` with ``dictionary`` added (names: letters and underscores)."""
+    methods = [m.strip().lower() for m in str(disabled or "").split(",") if re.fullmatch(r"\s*\w+\s*", m)]
+    return ",".join(dict.fromkeys([*methods, "dictionary"]))
 
 
 def _check_options(options: Options) -> None:
