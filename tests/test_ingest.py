@@ -965,3 +965,23 @@ def test_a_huge_first_line_does_not_hide_the_source(store: duckdb.DuckDBPyConnec
     path = tmp_path / "big-first.ndjson"
     path.write_text(ndjson([{"padding": "x" * 20000}, *RECORDS[:3]]))
     assert ingest.detect(path) == "cloudtrail"  # from the lines after the first
+
+
+def test_ingest_runs_without_dictionary_compression_and_restores_it(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dictionary compression's analysis is held outside DuckDB's memory limit (issue 13: a 300,000-
+    # record file's merge peaked at 1.77 GB at 1 GB); a setting the user made stays disabled too.
+    store.execute("SET disabled_compression_methods = 'fsst'")
+    (tmp_path / "a.ndjson").write_text(ndjson(RECORDS[:5]))
+    seen: list[str] = []
+    real_load = cloudtrail.load
+
+    def load(con: duckdb.DuckDBPyConnection, files: list[Any]) -> None:
+        seen.append(con.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0].lower())
+        real_load(con, files)
+
+    monkeypatch.setattr(cloudtrail, "load", load)
+    assert ingest_one(store, tmp_path / "a.ndjson").loaded == 5
+    assert [sorted(s.split(",")) for s in seen] == [["dictionary", "fsst"]]
+    assert store.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0].lower() == "fsst"
