@@ -17,6 +17,10 @@ one ``{"Records": [...]}`` document per file, 5,000 records a file, under ``benc
   what a competent engineer would write with no custody, gzip check, dedupe, rejection or
   per-file transaction duties. It reads all files in one parallel scan.
 
+Two floors are timed on the same files, each in its own process too: decompressing them (zlib, a
+thread per CPU) and DuckDB's bare parse into records (``read_json_objects`` + the ``Records``
+unnest, counted); a ladder then gives every side's wall time as a ratio of each floor.
+
 Every side gets DuckDB's defaults (threads, memory limit). Rounds interleave the sides (``--runs``)
 and each side keeps its fastest; CPU seconds (user + system, every thread) are printed too, as
 they suffer less than wall time from other work on a shared machine.
@@ -401,6 +405,34 @@ con.execute(sys.argv[3].replace("{files}", files))
 print(con.execute("SELECT count(*) FROM events").fetchone()[0])
 """
 
+# The floor ladder: what no loader of these files can beat. Decompressing them (zlib, every file
+# on its own thread: zlib releases the GIL), and DuckDB's bare parse of the same files into
+# records (read_json_objects + the Records unnest, counted: no columns, no table written).
+DECOMPRESS = """
+import sys, zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+def inflate(path):
+    decomp, total = zlib.decompressobj(16 + zlib.MAX_WBITS), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            total += len(decomp.decompress(chunk))
+    return total
+with ThreadPoolExecutor(int(sys.argv[2])) as pool:
+    print(sum(pool.map(inflate, sorted(Path(sys.argv[1]).glob("*.json.gz")))))
+"""
+
+PARSE = """
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+files = "'" + (sys.argv[1] + "/*.json.gz").replace("'", "''") + "'"
+print(con.execute(
+    "SELECT count(*) FROM (SELECT unnest(json_extract(json, '$.Records[*]')) FROM "
+    f"read_json_objects({files}, format = 'unstructured', maximum_object_size = 1073741824))"
+).fetchone()[0])
+"""
+
 LIBRARY = """
 import sys
 from pathlib import Path
@@ -446,11 +478,21 @@ def main() -> None:
     }
     if not args.skip_library:
         sides["nhiaudit library"] = lambda db: [sys.executable, "-c", LIBRARY, str(db), str(data)]
+    floors = {
+        "decompress": [sys.executable, "-c", DECOMPRESS, str(data), str(os.cpu_count() or 1)],
+        "DuckDB parse": [sys.executable, "-c", PARSE, str(data)],
+    }
     # Rounds interleave the sides, so that a busy moment on the machine does not fall on one side
     # only; each side keeps its fastest round.
     results: dict[str, tuple[float, float, int]] = {}
     with tempfile.TemporaryDirectory(prefix="nhiaudit-bench-") as tmp:
         for attempt in range(args.runs):
+            for name, command in floors.items():
+                wall, cpu, rss, out = run(command)
+                if name == "DuckDB parse" and int(out.split()[-1]) != args.n:  # (after DuckDB's progress bar)
+                    raise SystemExit(f"{name}: {out.split()[-1]} records parsed, expected {args.n:,}")
+                if name not in results or wall < results[name][0]:
+                    results[name] = (wall, cpu, rss)
             for name, command in sides.items():
                 db = Path(tmp) / f"{name.replace(' ', '-')}-{attempt}.duckdb"
                 wall, cpu, rss, _ = run(command(db))
@@ -473,6 +515,14 @@ def main() -> None:
             f"{name:<18}{wall:>8.2f}{args.n / wall:>11,.0f}{wall / base_wall:>10.2f}x"
             f"{cpu:>8.2f}{cpu / base_cpu:>7.2f}x{rss / 1e6:>13,.0f}"
         )
+    # The ladder: each side's wall time over each floor (decompressing, then DuckDB's bare parse).
+    floor_names = list(floors)
+    print(f"\n{'floor ladder':<18}" + "".join(f"{'vs ' + f:>16}" for f in floor_names))
+    for name, (wall, _, _) in results.items():
+        if name in floors:
+            continue
+        print(f"{name:<18}" + "".join(f"{wall / results[f][0]:>15.2f}x" for f in floor_names))
+    print(f"{'DuckDB parse':<18}{results['DuckDB parse'][0] / results['decompress'][0]:>15.2f}x")
 
 
 def _count(db: Path) -> int:

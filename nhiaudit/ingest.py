@@ -35,12 +35,14 @@ from nhiaudit.sources import SOURCES, _sql
 from nhiaudit.sources._read import (
     RAW_EXCERPT,
     EvidenceFile,
+    close_document_prefix,
     first_line_exceeds_head,
     gzip_problem,
     gzip_readable_prefix,
     head,
     is_gzip,
     is_line_delimited,
+    opens_array_document,
     record_limit,
 )
 
@@ -269,6 +271,13 @@ def ingest(
     # still durable in the WAL; DuckDB checkpoints at this threshold and when the store closes.
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    # Dictionary compression is analyzed with a hash set of every distinct string of a row group,
+    # outside DuckDB's memory limit: for the raw records (1-2 KB each, all distinct) that is 200+
+    # MB per row group and thread. A 300,000-record file's merge peaked at 1.77 GB at a 1 GB limit,
+    # 1.34 GB without it (benchmarks/memory_limit.py); such columns get FSST or dict_fsst instead
+    # (the store measured 5 % larger).
+    disabled = con.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0]
+    con.execute(f"SET disabled_compression_methods = '{_without_dictionary(disabled)}'")
     try:
         _load_files(con, result.files, progress, options)
     except KeyboardInterrupt:
@@ -282,9 +291,16 @@ def ingest(
         ) from None
     finally:
         con.execute(f"SET checkpoint_threshold = '{threshold}'")  # DuckDB's own value, e.g. 16.0 MiB
+        con.execute("SET disabled_compression_methods = ?", [disabled])
     result.unreadable += [(f.path, f.note) for f in result.files if f.unreadable]
     result.files = [f for f in result.files if not f.unreadable]
     return result
+
+
+def _without_dictionary(disabled: str) -> str:
+    """``disabled_compression_methods`` with ``dictionary`` added (names: letters and underscores)."""
+    methods = [m.strip().lower() for m in str(disabled or "").split(",") if re.fullmatch(r"\s*\w+\s*", m)]
+    return ",".join(dict.fromkeys([*methods, "dictionary"]))
 
 
 def _check_options(options: Options) -> None:
@@ -948,7 +964,7 @@ def _load_damaged_gzip(
         return
     with tempfile.TemporaryDirectory(prefix="nhiaudit-") as tmp:
         salvaged = Path(tmp) / (evidence.read_path.name.removesuffix(".gz") or "salvaged")
-        written, found = gzip_readable_prefix(evidence.path, salvaged)
+        written, found = _salvage_gzip(con, evidence, salvaged)
         problem = found or problem
         reason = (
             f"{problem}: records after byte {written} of the decompressed stream are lost; "
@@ -977,6 +993,21 @@ def _load_damaged_gzip(
                 wait_turn,
                 f"{problem}; nothing readable before it ({duckdb_reason(again)})",
             )
+
+
+def _salvage_gzip(con: duckdb.DuckDBPyConnection, evidence: EvidenceFile, salvaged: Path) -> tuple[int, str]:
+    """Write what a truncated gzip still holds to ``salvaged``: its whole lines or, when it is one
+    document cut short (an S3 delivery file's single line ``{"Records": [...``, a JSON array), that
+    document closed after its last complete record. Returns (decompressed bytes kept, the damage)."""
+    text = head(evidence.read_path)
+    if not is_line_delimited(text, evidence.size) and opens_array_document(text):
+        whole = salvaged.with_name(salvaged.name + ".prefix")
+        _, found = gzip_readable_prefix(evidence.read_path, whole, whole_lines=False)
+        kept = close_document_prefix(con, whole, salvaged)
+        whole.unlink()
+        if kept:
+            return kept, found
+    return gzip_readable_prefix(evidence.read_path, salvaged)
 
 
 # DuckDB error messages quote the evidence: the CSV reader prints the whole offending line

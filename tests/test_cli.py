@@ -111,11 +111,6 @@ def test_ingest_memory_limit(run, logs: Path, db: Path, monkeypatch: pytest.Monk
     assert seen == ["256MB"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="regression since ce719e7 (CloudTrail resources from requestParameters): a 50 MB record no longer "
-    "stages within the default 1 GB; the file is rejected alone with its reason instead of stopping the run",
-)
 def test_50_mb_record_loads_under_the_default_memory_limit(run, tmp_path: Path, db: Path) -> None:
     big = tmp_path / "big.ndjson"
     huge = record(7, requestParameters={"policyDocument": "x" * (50 << 20)})

@@ -158,13 +158,51 @@ def test_corrupt_gzip_is_not_trusted(store: duckdb.DuckDBPyConnection, tmp_path:
     assert "fails its integrity check, so none of its records are loaded" in reason
 
 
-def test_truncated_gzip_records_document(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    data = gzip.compress(json.dumps({"Records": RECORDS}).encode())
+def _whole_before_cut(data: bytes, records: list[dict[str, Any]], separators: tuple[str, str]) -> int:
+    """How many of ``records`` a cut gzip of ``{"Records": records}`` holds whole (by serializing them)."""
+    readable = len(zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data))
+    return sum(
+        len(json.dumps({"Records": records[: n + 1]}, separators=separators)) - 2 <= readable
+        for n in range(len(records))
+    )
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")], ids=["compact", "python"])
+def test_truncated_gzip_records_document(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, separators: tuple[str, str]
+) -> None:
+    # An S3 delivery file is one line: the records complete before the break load, the damage is
+    # one rejected record (issue 13).
+    data = gzip.compress(json.dumps({"Records": RECORDS}, separators=separators).encode())
     path = tmp_path / "111122223333_CloudTrail_eu-west-1_cut.json.gz"
     path.write_bytes(data[: len(data) // 2])
+    whole = _whole_before_cut(data[: len(data) // 2], RECORDS, separators)
+    assert 0 < whole < len(RECORDS)
     result = ingest_one(store, path)
-    # One line, cut: nothing before the break is a whole record. The damage is reported.
-    assert (result.loaded, result.rejected) == (0, 1)
+    assert (result.read, result.loaded, result.rejected) == (whole + 1, whole, 1)
+    assert event_ids(store) == sorted(r["eventID"] for r in RECORDS[:whole])
+    (reason,) = [r[2] for r in rejected(store)]
+    assert reason.startswith("gzip stream ends early (truncated file): records after byte ")
+
+
+def test_truncated_gzip_array_pretty_printed(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    text = json.dumps(RECORDS[:40], indent=2).encode()
+    data = gzip.compress(text)
+    path = tmp_path / "export.json.gz"
+    path.write_bytes(data[: len(data) * 3 // 4])
+    readable = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[: len(data) * 3 // 4])
+    whole = sum(len(json.dumps(RECORDS[: n + 1], indent=2)) - 2 <= len(readable) for n in range(40))
+    result = ingest_one(store, path)
+    assert (result.loaded, result.rejected) == (whole, 1)
+    assert event_ids(store) == sorted(r["eventID"] for r in RECORDS[:whole])
+
+
+def test_truncated_gzip_document_cut_in_its_first_record(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    data = gzip.compress(json.dumps({"Records": [record(1, padding="x" * 5000)]}).encode())
+    path = tmp_path / "cut.json.gz"
+    path.write_bytes(data[: len(data) // 2])
+    result = ingest_one(store, path)
+    assert (result.read, result.loaded, result.rejected) == (1, 0, 1)
     assert "gzip stream ends early (truncated file)" in rejected(store)[0][2]
 
 
@@ -620,16 +658,20 @@ def test_truncated_gzip_with_a_huge_trailer_does_not_stop_the_run(
 
     store.execute("SET memory_limit = '1GB'")
     document = gzip.compress(json.dumps({"Records": RECORDS[:200]}).encode())
-    (tmp_path / "a.json.gz").write_bytes(_cut_where_trailer_reads_large(document))
+    cut = _cut_where_trailer_reads_large(document)
+    (tmp_path / "a.json.gz").write_bytes(cut)
+    whole = _whole_before_cut(cut, RECORDS[:200], (", ", ": "))
+    assert whole > 150
     (tmp_path / "b.ndjson").write_text(ndjson(RECORDS[200:250]))
     assert record_limit(tmp_path / "a.json.gz") < 64 << 20  # from what the stream holds, not the trailer
 
     result = ingest.ingest(store, [tmp_path])
     for file in result.files:
         assert_balanced(store, file)
-    assert [(f.loaded, f.rejected) for f in result.files] == [(0, 1), (50, 0)]
+    # The records whole before the cut load, the damage is one rejected record (issue 13).
+    assert [(f.loaded, f.rejected) for f in result.files] == [(whole, 1), (50, 0)]
     assert result.files[0].note.startswith("gzip stream ends early (truncated file)")
-    assert event_ids(store) == [r["eventID"] for r in RECORDS[200:250]]
+    assert event_ids(store) == [r["eventID"] for r in RECORDS[:whole] + RECORDS[200:250]]
 
 
 def test_out_of_memory_rejects_that_file_alone(
@@ -923,3 +965,23 @@ def test_a_huge_first_line_does_not_hide_the_source(store: duckdb.DuckDBPyConnec
     path = tmp_path / "big-first.ndjson"
     path.write_text(ndjson([{"padding": "x" * 20000}, *RECORDS[:3]]))
     assert ingest.detect(path) == "cloudtrail"  # from the lines after the first
+
+
+def test_ingest_runs_without_dictionary_compression_and_restores_it(
+    store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dictionary compression's analysis is held outside DuckDB's memory limit (issue 13: a 300,000-
+    # record file's merge peaked at 1.77 GB at 1 GB); a setting the user made stays disabled too.
+    store.execute("SET disabled_compression_methods = 'fsst'")
+    (tmp_path / "a.ndjson").write_text(ndjson(RECORDS[:5]))
+    seen: list[str] = []
+    real_load = cloudtrail.load
+
+    def load(con: duckdb.DuckDBPyConnection, files: list[Any]) -> None:
+        seen.append(con.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0].lower())
+        real_load(con, files)
+
+    monkeypatch.setattr(cloudtrail, "load", load)
+    assert ingest_one(store, tmp_path / "a.ndjson").loaded == 5
+    assert [sorted(s.split(",")) for s in seen] == [["dictionary", "fsst"]]
+    assert store.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0].lower() == "fsst"

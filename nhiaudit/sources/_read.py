@@ -358,6 +358,12 @@ _WRAPPER_START = re.compile(r'^\{\s*"([A-Za-z_]+)"\s*:\s*\[')
 _WRAPPER_START_BYTES = re.compile(rb'^\{\s*"([A-Za-z_]+)"\s*:\s*\[')
 
 
+def opens_array_document(text: str) -> bool:
+    """True when ``text`` (a head) opens a top-level array or a wrapper whose first key is an array."""
+    text = text.lstrip()
+    return text.startswith("[") or _WRAPPER_START.match(text) is not None
+
+
 def _wrapper_key(text: str, unwrap: tuple[str, ...]) -> str | None:
     match = _WRAPPER_START.match(text)
     return match.group(1) if match and match.group(1) in unwrap else None
@@ -454,12 +460,13 @@ def _gzip_scan_cached(path: str, mtime_ns: int, size: int) -> tuple[int, str]:
     return total, ""
 
 
-def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
+def gzip_readable_prefix(path: Path, out: Path, whole_lines: bool = True) -> tuple[int, str]:
     """Copy the decompressible prefix of a damaged gzip to ``out`` (plain text).
 
-    Returns (bytes written, what was wrong). Drops the last, partial line: it is reported as
-    rejected by the caller. This is the one per-byte Python path in ingest, taken only after
-    the gzip check found the file damaged.
+    Returns (bytes written, what was wrong). Drops the last, partial line unless ``whole_lines`` is
+    False (a document cut short: ``close_document_prefix`` finds where its last whole record ends);
+    the caller reports the loss as rejected. This is the one per-byte Python path in ingest, taken
+    only after the gzip check found the file damaged.
     """
     written = 0
     tail = b""
@@ -467,7 +474,7 @@ def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
         try:
             for chunk in _inflate(path):
                 data = tail + chunk
-                cut = data.rfind(b"\n")
+                cut = data.rfind(b"\n") if whole_lines else len(data) - 1
                 if cut >= 0:
                     sink.write(data[: cut + 1])
                     written += cut + 1
@@ -478,6 +485,80 @@ def gzip_readable_prefix(path: Path, out: Path) -> tuple[int, str]:
             return written, str(damage)
         sink.write(tail)  # the stream is whole after all: keep its last line too
         return written + len(tail), ""
+
+
+_ELEMENT_END = re.compile(rb"\}(?=\s*(?:,|\]|\Z))")
+
+
+def close_document_prefix(con: duckdb.DuckDBPyConnection, text: Path, out: Path, tries: int = 32) -> int:
+    """``text`` holds the start of one JSON document cut short (a damaged gzip's readable prefix): a
+    top-level array, or a wrapper whose first key is an array (``{"Records": [...``). Write to ``out``
+    the document closed after its last complete element; return how many bytes of ``text`` it keeps
+    (0: not such a document, or no element is complete, and ``out`` is not written).
+
+    Python only proposes where an element may end (a ``}`` before a comma, from the end); DuckDB
+    decides, by reading the array closed there (streamed, one element at a time): it parses only
+    when the cut is between two top-level elements. At most ``tries`` ends are tried.
+    """
+    with open(text, "rb") as fh:
+        first = fh.read(HEAD_BYTES)
+    body = first.removeprefix(b"\xef\xbb\xbf").lstrip()
+    match = _WRAPPER_START_BYTES.match(body)
+    if body.startswith(b"["):
+        opened, closing = len(first) - len(body) + 1, b"]"
+    elif match:
+        opened, closing = len(first) - len(body) + match.end(), b"]}"
+    else:
+        return 0
+    size = text.stat().st_size
+    ends = _element_ends(text, opened, size, tries)
+    if not ends:
+        return 0
+    array = out.with_name(out.name + ".array")
+    try:
+        with open(text, "rb") as source, open(array, "wb") as sink:
+            sink.write(b"[")
+            source.seek(opened)
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+        limit = max(MIN_RECORD_BYTES, min(MAX_RECORD_BYTES, size + (1 << 20)))
+        for end in ends:  # from the last: each truncation only drops bytes after the next candidate
+            with open(array, "r+b") as fh:
+                fh.truncate(end - opened + 2)  # "[" + the elements up to and with this "}"
+                fh.seek(0, 2)
+                fh.write(b"]")
+            try:
+                con.execute(
+                    f"SELECT count(*) FROM read_json_objects({sql_str(array)}, format = 'array', "
+                    f"maximum_object_size = {limit})"
+                ).fetchone()
+            except duckdb.Error:
+                continue
+            with open(text, "rb") as source, open(out, "wb") as sink:
+                remaining = end + 1
+                while remaining and (chunk := source.read(min(remaining, 1 << 20))):
+                    sink.write(chunk)
+                    remaining -= len(chunk)
+                sink.write(closing)
+            return end + 1
+    finally:
+        array.unlink(missing_ok=True)
+    return 0
+
+
+def _element_ends(path: Path, start: int, size: int, tries: int, window: int = 1 << 20) -> list[int]:
+    """Up to ``tries`` offsets (after ``start``, last first) of a ``}`` before a comma, a ``]`` or the end."""
+    ends: list[int] = []
+    with open(path, "rb") as fh:
+        stop = size
+        while stop > start and len(ends) < tries:
+            begin = max(start, stop - window)
+            fh.seek(begin)
+            data = fh.read(stop - begin + 64)  # a little past the window: what follows its last "}"
+            found = [begin + m.start() for m in _ELEMENT_END.finditer(data) if begin + m.start() < stop]
+            ends.extend(reversed(found))
+            stop = begin
+    return ends[:tries]
 
 
 def gzip_ok(path: Path) -> bool:

@@ -55,7 +55,7 @@ _SSM_SIGNALS = "('approve', 'deny', 'reject')"
 _ACCESS_REQUEST_ID = r"oi-[0-9a-f]{12}"
 
 # requestParameters: the few fields read by name, typed here; the resource of a call is read per
-# service (RESOURCE_PARAMS) as ct.req_values, only the parameters that table names — never the
+# service (RESOURCE_PARAMS), only the parameters that table names — never the
 # whole object, which can hold a 50 MB policy document.
 _REQUEST = """{
     "bucketName": "VARCHAR", "key": "VARCHAR", "roleArn": "VARCHAR", "roleSessionName": "VARCHAR",
@@ -212,10 +212,12 @@ def _param_resources(con: duckdb.DuckDBPyConnection) -> None:
     each once), and the record's partition. Values are evidence: they only ever fill ``\0``…``\9`` of
     a template; the record's region, account and partition go into the template escaped."""
     listed_params = _param_list(con)
+    # Its own statement, not a column of ``ct``: two JSON functions over one 50 MB record in one
+    # statement hold a parse arena each (256 MiB apiece), more than a 1 GB limit allows.
     con.execute(
         r"""CREATE OR REPLACE TEMP TABLE ct_param_resources AS
         WITH rec AS (
-            SELECT record_index, req_values,
+            SELECT record_index, json_extract(coalesce(wrapped_ev, doc), REQUEST_PARAMS) AS req_values,
                    r.eventSource AS event_source, r.eventName AS event_name,
                    nullif(r.awsRegion, '') AS region, nullif(coalesce(r.recipientAccountId, r.userIdentity.accountId), '') AS account,
                    CASE WHEN regexp_full_match(r.userIdentity.arn, 'arn:aws[a-z-]*:.*') THEN split_part(r.userIdentity.arn, ':', 2)
@@ -255,7 +257,8 @@ def _param_resources(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT rec.record_index, rec.partition,
                nullif(list_filter(l, (x, i) -> list_position(l, x) = i), []) AS param_resources
-        FROM rec LEFT JOIN listed USING (record_index)""".replace("PARAMS", listed_params)
+        FROM rec LEFT JOIN listed USING (record_index)""".replace("REQUEST_PARAMS", _param_list(con, ".requestParameters"))
+        .replace("PARAMS", listed_params)
     )
 
 
@@ -283,12 +286,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                                     OR (r.Type = 'Notification' AND r.Message IS NOT NULL), false) AS skipped,
             coalesce(wrap_reason, coalesce(wrapped_in, '') || {problem}) AS reason
         FROM (
-            SELECT record_index, line, doc, wrapped_in, wrap_reason, r, t, req_values,
+            SELECT record_index, line, doc, wrapped_in, wrap_reason, wrapped_ev, r, t,
                    try_cast(r.eventTime AS TIMESTAMPTZ) AS event_time
             FROM (SELECT record_index, line, doc, wrapped_in, wrap_reason, json_transform(ev, '{_STRUCT}') AS r,
                          CASE WHEN wrapped_in IS NULL THEN t0 ELSE json_type(ev, {paths}) END AS t,
-                         CASE WHEN json_type(ev, '$.requestParameters') = 'OBJECT'
-                              THEN json_extract(ev, {_param_list(con, ".requestParameters")}) END AS req_values
+                         CASE WHEN wrapped_in IS NOT NULL THEN ev END AS wrapped_ev
                   FROM ({_unwrapped(checked)}))
         )"""
     )
