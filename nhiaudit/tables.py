@@ -34,6 +34,7 @@ TABLES: dict[str, str] = {
     "approvals": "One approval record (or approval stage) of a task (derived).",
     "grants": "One role grant of an approver with its validity window (derived).",
     "chains": "One audited action with every link of its chain, the checks rules read and its verdict (derived).",
+    "chain_link_rows": "View: chain_links before its evidence is located (trace reads it by event id).",
     "chain_links": "View: one link of one audited action's chain, in order, with its evidence (what trace shows).",
     "findings": "One rule firing on one audited action, with its evidence and waiver (derived by correlate).",
 }
@@ -205,6 +206,24 @@ COLUMNS: dict[str, str] = {
     "link_id": "the link's id (credential, task, approval, …)",
     "broker": "the holder is a credential broker",
     "human": "the holder is a human",
+    # approval systems (issue 9) and scope checks (issue 10)
+    "approver_as_logged": "the approver's name as the record logged it, before [identities] aliases",
+    "requested_by_as_logged": "the requester's name as the record logged it, before [identities] aliases",
+    "task_requested_by_as_logged": "the task requester's name as logged, before [identities] aliases",
+    "approval_implied_by": "approval implied, record missing: the gate a credential on the chain proves was passed",
+    "denial_id": "the denial that decides the verdict (the denial link)",
+    "denied_by": "who denied (aliased)",
+    "denied_by_as_logged": "who denied, as logged",
+    "denied_at": "when the deciding denial was made",
+    "denial_reason": "the deciding denial's justification",
+    "denial_source": "source of the deciding denial record",
+    "denial_event_id": "the deciding denial record (event_id)",
+    "protected_environment": "the environment [approval] protected_roles requires for the assumed role",
+    "protected_role": "the protected role assumed by a token whose subject lacks its environment",
+    "protected_issuance_source": "source of that role assumption",
+    "protected_issuance_event_id": "that role assumption (event_id)",
+    "approval_scope_unverifiable": "the approval's scope restricts resources and the action names none",
+    "agent_scope_unverifiable": "the agent's standing scope restricts resources and the action names none",
     # findings
     "rule": "rule id (nhiaudit rules)",
     "severity": "info, low, medium, high, critical",
@@ -258,6 +277,12 @@ TABLE_COLUMNS: dict[tuple[str, str], str] = {
     ("findings", "path"): "evidence file of the action",
     ("event_evidence", "path"): "the file of the stored copy that is the evidence",
 }
+
+
+# chain_link_rows holds chain_links' columns but the evidence location: each means the same there.
+TABLE_COLUMNS.update(
+    {("chain_link_rows", c): text for (t, c), text in list(TABLE_COLUMNS.items()) if t == "chain_links" and c != "path"}
+)
 
 
 def describe_column(table: str, column: str) -> str | None:
