@@ -32,6 +32,11 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError
 from sqlglot.tokens import TokenType
 
+try:
+    from importlib.resources.abc import Traversable
+except ModuleNotFoundError:  # Python 3.10
+    from importlib.abc import Traversable
+
 READ = "duckdb"
 WRITE = "spark"
 
@@ -809,14 +814,14 @@ def _lint_regex(node: exp.Expression, first: int) -> list[Problem]:
     return out
 
 
-def lint_file(path: Path, *, one_query: bool = True) -> list[str]:
+def lint_file(path: Path | Traversable, *, one_query: bool = True) -> list[str]:
     """The portable-subset problems of one SQL file, as ``<file>:<line>: <what>. <fix>`` lines.
     A rule file's metadata header is skipped (the lines are still counted)."""
     text = path.read_text(encoding="utf-8")
     return [p.render(str(path)) for p in lint_sql(text, 1, one_query=one_query)]
 
 
-def lint_paths(paths: Iterable[Path], *, one_query: bool = True) -> list[str]:
+def lint_paths(paths: Iterable[Path | Traversable], *, one_query: bool = True) -> list[str]:
     problems: list[str] = []
     for path in paths:
         problems += lint_file(path, one_query=one_query)

@@ -88,6 +88,12 @@ def spark_session(remote: str | None = None, master: str = "local[2]") -> SparkS
     return spark
 
 
+def _active_session() -> SparkSession | None:
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
 def _is_connect(spark: SparkSession) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
@@ -372,13 +378,13 @@ def open_spark_audit(
                 pol, rules=dataclasses.replace(pol.rules, dirs=(*pol.rules.dirs, *extra_rule_dirs))
             )
         loaded = rules.load_rules(list(pol.rules.dirs))
-        own = spark is None
+        own = spark is None and not remote and _active_session() is None
         spark = spark or spark_session(remote)
         try:
             run(spark, stored.con, pol, loaded, on_statement)
             tables = collect(spark)
         finally:
-            if own and not remote:
+            if own:
                 spark.stop()
         out = duckdb.connect()
         out.execute("SET TimeZone = 'UTC'")
