@@ -549,7 +549,8 @@ def report_cmd(
         typer.Option(
             "--spark-remote",
             metavar="URL",
-            help='With --engine spark: a Spark Connect URL (sc://host:15002). Needs pip install "nhiaudit[spark]".',
+            help="With --engine spark: a Spark Connect URL (sc://host:15002). Needs the spark extra "
+            "(docs/scale-out.md).",
         ),
     ] = None,
 ) -> None:

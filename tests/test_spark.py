@@ -84,3 +84,20 @@ def test_rule_case_world_is_identical_on_spark(spark: object, world: Path) -> No
     policy_file = next((p for p in (world / "nhiaudit.toml", world.parent / "nhiaudit.toml") if p.is_file()), None)
     con, policy = _store(files, policy_file)
     assert_same_audit(spark, con, policy)
+
+
+def test_report_engine_spark_writes_the_same_json_report(
+    spark: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import invoke
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1793750400")
+    db = str(tmp_path / "world.duckdb")
+    assert invoke(["ingest", "--db", db, "sample_logs"]).exit_code == 0
+    policy = ["--policy", "sample_logs/nhiaudit.toml", "--db", db, "--fail-on", "none"]
+    duck = invoke(["report", *policy, "--json", str(tmp_path / "duck.json")])
+    on_spark = invoke(["report", *policy, "--engine", "spark", "--json", str(tmp_path / "spark.json")])
+    assert duck.exit_code == on_spark.exit_code == 0, on_spark.output
+    assert "engine: Spark local[2]" in on_spark.output
+    assert (tmp_path / "spark.json").read_bytes() == (tmp_path / "duck.json").read_bytes()
