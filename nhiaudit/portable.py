@@ -668,8 +668,9 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
                 "a parameter in engine-run SQL",
                 "Pass policy values as tables (policy_*); the runner adds single-action filters",
             )
-        elif isinstance(node, exp.Select):
-            names = [p.alias_or_name for p in node.expressions if p.alias_or_name and not isinstance(p, exp.Star)]
+        elif isinstance(node, exp.Select) and not _named_by_cte(node):
+            # the names a SELECT gives its columns (an unaliased literal has none of its own)
+            names = [p.alias_or_name.lower() for p in node.expressions if isinstance(p, (exp.Alias, exp.Column))]
             dupes = sorted({n for n in names if names.count(n) > 1 and n != "*"})
             if dupes:
                 add(node, f"duplicate output column(s) {', '.join(dupes)}", "Give every output column a unique name")
@@ -717,6 +718,13 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
                     "Use a portable function (docs/scale-out.md) or add it to nhiaudit/portable.py FUNCTIONS",
                 )
     return out
+
+
+def _named_by_cte(select: exp.Select) -> bool:
+    """A SELECT inside ``name(columns) AS (…)``: the column list names its output."""
+    cte = select.find_ancestor(exp.CTE)
+    alias = cte.args.get("alias") if cte is not None else None
+    return bool(alias is not None and alias.columns)
 
 
 def _builtin_ok(node: exp.Expression) -> bool:
