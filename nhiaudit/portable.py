@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -444,7 +444,7 @@ def _rewrite_one(node: exp.Expression, ctx: Context) -> exp.Expression:  # noqa:
         return node
     if isinstance(node, exp.JSONType) and not isinstance(parent, exp.EQ):
         raise PortableError("json_type() is in the rewrite table only as json_type(…) = 'ARRAY'")
-    if isinstance(node, exp.FromJson) if hasattr(exp, "FromJson") else False:
+    if isinstance(node, exp.FromJson):
         structure = node.expression
         if not (isinstance(structure, exp.Literal) and structure.is_string):
             raise PortableError("from_json with a structure built at run time")
@@ -835,5 +835,3 @@ def lint_paths(paths: Iterable[Path | Traversable], *, one_query: bool = True) -
         problems += lint_file(path, one_query=one_query)
     return problems
 
-
-Rewriter = Callable[[exp.Expression, Context], exp.Expression]
