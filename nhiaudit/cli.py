@@ -644,6 +644,23 @@ def report_cmd(
         ),
     ] = None,
     lake: LakeOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="Where correlation and the rules run: duckdb (the store) or spark (Spark local, or --spark-remote).",
+        ),
+    ] = "duckdb",
+    spark_remote: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-remote",
+            metavar="URL",
+            help="With --engine spark: a Spark Connect URL (sc://host:15002). Needs the spark extra "
+            "(docs/scale-out.md).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate the rules; print a summary and write reports. Exit 1 on findings at or above --fail-on."""
     outputs = {
@@ -664,17 +681,22 @@ def report_cmd(
             except OSError as exc:
                 raise NhiauditError(f"{output_dir}: cannot create the output folder ({exc.strerror}).") from None
             outputs = {fmt: target or str(output_dir / FILE_NAMES[fmt]) for fmt, target in outputs.items()}
-        with _open(db, lake, policy, memory_limit) as audit:
-            _say_policy(audit)
-            result = audit.report(
-                fail_on=fail_on,
-                baseline_path=baseline,
-                extra_rule_dirs=list(rules_dir or []),
-                generated_at=_generated_at(),
-                severities=severity or (),
-                only_rules=rule or (),
-                exclude_rules=exclude_rule or (),
-            )
+        report_options = dict(
+            fail_on=fail_on,
+            baseline_path=baseline,
+            generated_at=_generated_at(),
+            severities=severity or (),
+            only_rules=rule or (),
+            exclude_rules=exclude_rule or (),
+        )
+        if engine.strip().lower() != "duckdb" or spark_remote:
+            if lake is not None:
+                raise NhiauditError("--lake and --engine spark: the Spark engine reads the store (--db).")
+            result = _spark_report(engine, spark_remote, db, policy, list(rules_dir or []), report_options)
+        else:
+            with _open(db, lake, policy, memory_limit) as audit:
+                _say_policy(audit)
+                result = audit.report(extra_rule_dirs=list(rules_dir or []), **report_options)
         controls = report.compliance_result(result, compliance) if compliance else None
         options: dict[str, dict] = {
             "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
@@ -883,6 +905,20 @@ def _print_export_summary(result: export.ExportResult) -> None:
     )
 
 
+def _spark_report(
+    engine: str, remote: str | None, db: Path | None, policy: Path | None, rule_dirs: list[Path], options: dict
+) -> report.Report:
+    """``report --engine spark``: correlation and rules on Spark, the same Report for the writers."""
+    if engine.strip().lower() != "spark":
+        raise NhiauditError(f"--engine: unknown engine '{engine}'. Use duckdb or spark.")
+    from nhiaudit import spark_runner
+
+    err_console.print(Text("engine: Spark " + (f"Connect at {remote}" if remote else "local[2]")), style="dim")
+    result, note = spark_runner.spark_report(db, policy, remote=remote, extra_rule_dirs=rule_dirs, **options)
+    err_console.print(t(note, None), style="dim")
+    return result
+
+
 @app.command("rules")
 def rules_cmd(
     lint: Annotated[
@@ -894,6 +930,13 @@ def rules_cmd(
     rules_dir: Annotated[
         list[Path] | None, typer.Option("--rules", metavar="DIR", help="Extra rule folder (repeatable).")
     ] = None,
+    portable: Annotated[
+        bool,
+        typer.Option(
+            "--portable",
+            help="With --lint: also reject SQL outside the portable subset Spark runs (docs/scale-out.md).",
+        ),
+    ] = False,
     db: DbOption = None,
     policy: PolicyOption = None,
 ) -> None:
@@ -905,6 +948,8 @@ def rules_cmd(
     if lint is not None:
         with errors():
             problems = _lint(list(lint), db, policy)
+            if portable:
+                problems += _lint_portable(list(lint))
             if problems:
                 raise RuleError(problems)
         console.print(Text("rules: no problems", style="green"))
@@ -929,6 +974,14 @@ def _lint(dirs: list[Path], db: Path | None, policy: Path | None) -> list[str]:
         return rules.lint(dirs)
     with session.open_audit(db, policy, require_evidence=False, refresh=False) as audit:
         return rules.lint(dirs, con=audit.con if audit.has_chains() else None)
+
+
+def _lint_portable(dirs: list[Path]) -> list[str]:
+    """The portable-subset problems of the built-in rules and every rule file in ``dirs``."""
+    from nhiaudit import portable
+
+    given = sorted(p for d in dirs if d.is_dir() for p in d.glob("*.sql"))
+    return portable.lint_paths([*rules.builtin_rule_files(), *given])
 
 
 @app.command("init")

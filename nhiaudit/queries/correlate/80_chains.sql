@@ -120,15 +120,16 @@ SELECT b.source, b.event_id,
                         AND regexp_full_match(b.action, s.regex)) THEN false
             WHEN NOT pag.has_resources THEN true
             WHEN b.resources IS NULL THEN NULL
-            ELSE NOT EXISTS (
-                      SELECT 1 FROM unnest(b.resources) AS u(r) WHERE NOT EXISTS (
-                          SELECT 1 FROM policy_agent_scope s WHERE s.agent_id = b.agent_id AND s.kind = 'resource'
-                            AND regexp_full_match(u.r, s.regex)))
+            -- no resource outside every scope glob (a list, not a correlated unnest: portable SQL)
+            ELSE len(list_filter(b.resources, r -> len(list_filter(coalesce(ar.regexes, []),
+                                                                 g -> regexp_full_match(r, g))) = 0)) = 0
        END AS in_agent_scope
 FROM chain_base b
 LEFT JOIN covering cv ON cv.source = b.source AND cv.event_id = b.event_id
 LEFT JOIN approvals ap ON ap.approval_key = cv.approval_key
 LEFT JOIN policy_agents pag ON pag.agent_id = b.agent_id
+LEFT JOIN (SELECT agent_id, list(regex ORDER BY regex) AS regexes FROM policy_agent_scope WHERE kind = 'resource'
+           GROUP BY agent_id) ar ON ar.agent_id = b.agent_id
 );
 
 CREATE OR REPLACE TABLE chains AS

@@ -1,0 +1,2 @@
+-- expect: CREATE MACRO
+CREATE MACRO twice(x) AS x * 2;

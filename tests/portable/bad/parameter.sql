@@ -1,0 +1,2 @@
+-- expect: a parameter
+SELECT source, event_id, 'hit' AS message FROM chains WHERE event_id = $event_id
