@@ -66,6 +66,17 @@ def without_query(path: str) -> str:
     return f"regexp_replace({path}, '[?#].*$', '')"
 
 
+def without_port(address: str) -> str:
+    """An IP address as logged with or without a port: 1.2.3.4:5696 -> 1.2.3.4, [2001:db8::1]:5696 ->
+    2001:db8::1; an address without port (a bare IPv6 address included) is kept as is."""
+    return (
+        f"CASE WHEN regexp_matches({address}, '^\\[[^\\]]+\\](:[0-9]*)?$') "
+        f"THEN regexp_extract({address}, '^\\[([^\\]]+)\\]', 1) "
+        f"WHEN regexp_matches({address}, '^[^:]+:[0-9]+$') THEN regexp_extract({address}, '^([^:]+):', 1) "
+        f"ELSE {address} END"
+    )
+
+
 def header(headers: str, name: str) -> str:
     """A request header from a JSON object of headers; a repeated header (a JSON array) gives its
     first value. ``name`` must be lower case (Kong and Envoy log header names in lower case)."""

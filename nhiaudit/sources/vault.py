@@ -69,6 +69,13 @@ _CHECKS = (
     ("$.response.auth.metadata", ("OBJECT",), "an object"),
     ("$.response.data", ("OBJECT",), "an object"),
     ("$.response.secret", ("OBJECT",), "an object"),
+    # KMIP lines: a serial or a status of another type would be read as its JSON text.
+    ("$.request.client_cert_serial", ("VARCHAR",), "a string"),
+    ("$.request.client_certificate_serial_number", ("VARCHAR",), "a string"),
+    ("$.auth.client_certificate_serial_number", ("VARCHAR",), "a string"),
+    ("$.request.remote_address", ("VARCHAR",), "a string"),
+    ("$.request.unique_identifier", ("VARCHAR",), "a string"),
+    ("$.response.result_status", ("VARCHAR",), "a string"),
 )
 
 _EVENT_COLUMNS = (
@@ -159,6 +166,7 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE vault_halves AS
         SELECT record_index, line, doc, type, ts, time_text,
+               CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END AS kind,
                nullif(json_extract_string(doc, '$.request.id'), '') AS rid,
                row_number() OVER (PARTITION BY nullif(json_extract_string(doc, '$.request.id'), ''), type
                                   ORDER BY record_index) AS n
@@ -174,14 +182,15 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE vault_pairs AS
-        WITH q AS (SELECT * FROM vault_halves WHERE type = 'request' AND rid IS NOT NULL),
-             s AS (SELECT * FROM vault_halves WHERE type = 'response' AND rid IS NOT NULL)
-        SELECT 'vault' AS kind, coalesce(q.rid, s.rid) AS rid, {paired}
-        FROM q FULL OUTER JOIN s ON q.rid = s.rid AND q.n = s.n
+        -- KMIP lines pair the same way, a kmip-request with the kmip-response of its request id.
+        WITH q AS (SELECT * FROM vault_halves WHERE type LIKE '%request' AND rid IS NOT NULL),
+             s AS (SELECT * FROM vault_halves WHERE type LIKE '%response' AND rid IS NOT NULL)
+        SELECT coalesce(q.kind, s.kind) AS kind, coalesce(q.rid, s.rid) AS rid, {paired}
+        FROM q FULL OUTER JOIN s ON q.rid = s.rid AND q.kind = s.kind AND q.n = s.n
         UNION ALL
-        -- Lines without a request id cannot be paired; KMIP lines are kept as evidence, unpaired.
-        SELECT CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END, rid, {lone}
-        FROM vault_halves WHERE rid IS NULL OR type LIKE 'kmip-%'"""
+        -- Lines without a request id cannot be paired.
+        SELECT kind, rid, {lone}
+        FROM vault_halves WHERE rid IS NULL"""
     )
     # The response half of a pair is part of the request's event, not an event of its own.
     con.execute(
@@ -210,6 +219,20 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 json_extract_string(rq, '$.path') AS path,
                 coalesce(json_extract_string(rq, '$.path'), '') AS p,
                 json_extract_string(rq, '$.operation') AS op,
+                -- KMIP (field names in docs/sources.md): the client certificate is the credential,
+                -- the batch item's result status the outcome.
+                CASE WHEN kind = 'kmip' THEN coalesce({_s("rq", "$.client_cert_serial")},
+                    {_s("rq", "$.client_certificate_serial_number")},
+                    {_s("au", "$.client_certificate_serial_number")}) END AS kmip_serial,
+                CASE WHEN kind = 'kmip' THEN {_s("rs", "$.result_status")} END AS kmip_status,
+                CASE WHEN kind = 'kmip' THEN coalesce({_s("rs", "$.result_reason")}, {_s("rs", "$.result_message")})
+                     END AS kmip_reason,
+                CASE WHEN kind = 'kmip' THEN coalesce({_s("rq", "$.unique_identifier")},
+                                                      {_s("rs", "$.unique_identifier")}) END AS kmip_object,
+                {_s("rq", "$.scope")} AS kmip_scope,
+                {_s("rq", "$.role")} AS kmip_role,
+                coalesce({_s("rq", "$.client_cert_subject")}, {_s("au", "$.client_certificate_subject")})
+                    AS kmip_subject,
                 coalesce({_s("rq", "$.mount_type")}, {_s("rs", "$.mount_type")}) AS mount_type,
                 coalesce({_s("au", "$.accessor")}, {_s("rq", "$.client_token_accessor")}) AS caller_cred,
                 coalesce(s_err, q_err) AS err,
@@ -240,7 +263,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             FROM fields
         ), classified AS (
             SELECT *,
-                CASE WHEN kind = 'kmip' THEN 'other'
+                CASE WHEN kind = 'kmip' AND op IS NOT NULL THEN 'action'
+                     WHEN kind = 'kmip' THEN 'other'
                      WHEN token_issue OR cloud_issue THEN 'credential_issue'
                      WHEN revoke THEN 'credential_revoke'
                      WHEN op IS NULL THEN 'other'
@@ -249,6 +273,9 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 coalesce(CASE WHEN json_extract(au, '$.metadata') <> '{{}}'
                               THEN {_object("au", "$.metadata")} END,
                          CASE WHEN login THEN {_object("rs", "$.auth.metadata")} END) AS meta,
+                CASE WHEN kind = 'kmip' THEN coalesce(kmip_subject,
+                         CASE WHEN kmip_scope IS NOT NULL OR kmip_role IS NOT NULL
+                              THEN concat_ws('/', kmip_scope, kmip_role) END) END AS kmip_actor,
                 coalesce({_s("au", "$.display_name")}, {_s("au", "$.entity_id")},
                          CASE WHEN login THEN coalesce({_s("rs", "$.auth.display_name")},
                                                        {_s("rs", "$.auth.entity_id")}) END) AS actor,
@@ -266,25 +293,36 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(q_line, s_line) AS line,
             coalesce(q_at, s_at) AS occurred_at,
             category,
-            actor AS actor_id,
+            coalesce(kmip_actor, actor) AS actor_id,
             CASE WHEN meta IS NOT NULL AND ({workload}) THEN 'workload'
+                 WHEN kind = 'kmip' AND (kmip_actor IS NOT NULL OR kmip_serial IS NOT NULL) THEN 'unknown'
+                 WHEN kind = 'kmip' THEN NULL
                  WHEN actor IS NOT NULL OR caller_cred IS NOT NULL THEN 'unknown' END AS actor_type,
             CASE WHEN token_issue THEN coalesce({_s("rs", "$.auth.accessor")}, wrapped_accessor)
                  WHEN cloud_issue THEN json_extract_string(rs, '$.data.access_key')
                  WHEN revoke AND starts_with(path, 'auth/token/revoke-self') THEN caller_cred
                  WHEN revoke THEN {_s("rq", "$.data.accessor")}
-                 WHEN kind = 'kmip' THEN NULL
+                 WHEN kind = 'kmip' THEN 'kmip-cert:' || kmip_serial
                  ELSE caller_cred END AS credential_id,
             CASE WHEN (token_issue AND NOT login) OR cloud_issue THEN caller_cred END AS parent_credential_id,
-            CASE WHEN op IS NOT NULL THEN 'vault:' || op END AS action,
-            path AS resource,
-            CASE WHEN category = 'action' THEN op IN ('read', 'list', 'help')
+            CASE WHEN op IS NOT NULL THEN kind || ':' || op END AS action,
+            CASE WHEN kind = 'kmip' THEN kmip_object ELSE path END AS resource,
+            CASE WHEN kind = 'kmip' THEN NULL
+                 WHEN category = 'action' THEN op IN ('read', 'list', 'help')
                  WHEN category LIKE 'credential_%' THEN false END AS read_only,
-            CASE WHEN denied THEN 'denied' WHEN err IS NOT NULL THEN 'failure' ELSE 'success' END AS outcome,
-            CASE WHEN denied THEN 'permission denied'
+            CASE WHEN kind = 'kmip' AND kmip_status IS NOT NULL
+                     THEN CASE WHEN lower(kmip_status) = 'success' THEN 'success' ELSE 'failure' END
+                 WHEN kind = 'kmip' AND err IS NOT NULL THEN 'failure'
+                 WHEN kind = 'kmip' THEN NULL
+                 WHEN denied THEN 'denied' WHEN err IS NOT NULL THEN 'failure' ELSE 'success' END AS outcome,
+            CASE WHEN kind = 'kmip' AND (kmip_status IS NOT NULL OR kmip_reason IS NOT NULL OR err IS NOT NULL)
+                     AND lower(coalesce(kmip_status, '')) <> 'success'
+                     THEN left(trim(regexp_replace(concat_ws(': ', kmip_status, coalesce(kmip_reason, err)),
+                                                   '\\s+', ' ', 'g')), 200)
+                 WHEN denied THEN 'permission denied'
                  WHEN err IS NOT NULL THEN left(trim(regexp_replace(err, '\\s+', ' ', 'g')), 200)
                  END AS error_code,
-            {_s("rq", "$.remote_address")} AS src_ip,
+            {_sql.without_port(f"coalesce({_s('rq', '$.remote_address')}, {_s('rq', '$.src_ip')})")} AS src_ip,
             -- Headers are HMACed unless the device lists them in audit_non_hmac_request_keys.
             CASE WHEN NOT starts_with(header_user_agent, 'hmac-') THEN header_user_agent END AS user_agent,
             CASE WHEN token_issue THEN json_extract_string(rs, '$.auth.metadata.task_id')
@@ -296,7 +334,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                  WHEN cloud_issue AND lease_ttl > 0 THEN coalesce(s_at, q_at) + to_seconds(lease_ttl)
                  END AS expires_at,
             revoked_lease_id, revoked_lease_prefix, mount_type, token_issue, cloud_issue, revoke, login,
-            caller_cred, has_new_token, token_ttl, lease_ttl, halves, rq, au, rs, meta,
+            caller_cred, has_new_token, token_ttl, lease_ttl, halves, kind,
+            kmip_serial, kmip_status, kmip_reason, kmip_scope, kmip_role, kmip_subject, rq, au, rs, meta,
             json_object('request', q_doc, 'response', s_doc) AS raw,
             CASE WHEN rid IS NOT NULL THEN concat_ws('|', rid, halves, coalesce(q_time, s_time)) END
                 AS dedupe_key
@@ -315,7 +354,9 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     # json_merge_patch('{}', x) drops the keys whose value is null: details keys are absent when unknown.
     con.execute(
         f"""UPDATE vault_events SET
-            credential_type = CASE WHEN cloud_issue OR revoked_lease_id IS NOT NULL
+            credential_type = CASE WHEN kind = 'kmip' THEN CASE WHEN credential_id IS NOT NULL
+                                                                THEN 'kmip_client_cert' END
+                                   WHEN cloud_issue OR revoked_lease_id IS NOT NULL
                                    THEN coalesce(aws_key_type(credential_id), 'aws_access_key')
                                    ELSE 'vault_token' END,
             details = json_merge_patch('{{}}', json_object(
@@ -355,5 +396,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     'lease_prefix', revoked_lease_prefix,
                     'revoked_accessor', CASE WHEN starts_with(resource, 'auth/') THEN credential_id END,
                     'by_credential_id', caller_cred)
+                WHEN kind = 'kmip' THEN json_object(
+                    'kmip_scope', kmip_scope,
+                    'kmip_role', kmip_role,
+                    'client_cert_subject', kmip_subject,
+                    'result_status', kmip_status,
+                    'result_reason', kmip_reason)
                 ELSE '{{}}'::JSON END)"""
     )

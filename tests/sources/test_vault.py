@@ -363,3 +363,63 @@ def test_detect_claims_only_vault_audit_lines(tmp_path: Path) -> None:
     big = pair("big", "2026-11-02T09:00:00Z", "secret/data/a", auth=ORCH, response={"data": {"blob": "x" * 20000}})[1]
     long_line = write_lines(tmp_path / "long.log", [json.dumps(big)])
     assert vault.detect(long_line)
+
+
+# --- KMIP secrets engine lines ----------------------------------------------------------------------
+
+
+def kmip_pair(rid: str, time: str, operation: str, address: str, status: str | None, **extra: Any) -> list[dict]:
+    request = {
+        "id": rid,
+        "operation": operation,
+        "client_cert_serial": "4f:2a:91",
+        "remote_address": address,
+        "scope": "finance",
+        "role": "db-encrypt",
+        "unique_identifier": extra.pop("uid", "key-0001"),
+        **extra,
+    }
+    response: dict[str, Any] = {} if status is None else {"result_status": status}
+    if status not in (None, "Success"):
+        response["result_reason"] = "ItemNotFound"
+    return [
+        {"time": time, "type": "kmip-request", "request": request},
+        {"time": time, "type": "kmip-response", "request": request, "response": response},
+    ]
+
+
+def test_kmip_operations_pair_into_actions(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    hostile = "\x1b[31mevil\u202e</td>'; DROP TABLE events;--"
+    lines = [
+        *kmip_pair("km-get", "2026-11-02T10:00:00Z", "Get", "10.0.0.5:5696", "Success"),
+        *kmip_pair("km-fail", "2026-11-02T10:01:00Z", "Destroy", "[2001:db8::1]:5696", "OperationFailed"),
+        kmip_pair("km-lone", "2026-11-02T10:02:00Z", "Encrypt", "2001:db8::2", None)[0],
+        *kmip_pair("km-hostile", "2026-11-02T10:03:00Z", "Activate", "10.0.0.6", "Success", uid=hostile),
+        # A KMIP response and an HTTP request that share an id are not one event.
+        *pair("km-get", "2026-11-02T10:04:00Z", "secret/data/a", operation="read", auth=ORCH)[:1],
+    ]
+    bad = kmip_pair("km-bad", "2026-11-02T10:05:00Z", "Get", "10.0.0.5", "Success", client_cert_serial=42)[0]
+    result = load(store, "vault", write_lines(tmp_path / "kmip.log", [*lines, bad]))
+    assert result.rejected == 1 and result.loaded == 5
+    (reason,) = rows(store, "SELECT reason FROM rejected")
+    assert reason["reason"] == "request.client_cert_serial is a JSON number, expected a string"
+    by_action = {
+        e["action"]: {**e, "details": json.loads(e["details"])}
+        for e in rows(store, "SELECT * FROM events WHERE event_id = 'km-get'")
+    }
+    assert set(by_action) == {"kmip:Get", "vault:read"}
+    got = by_action["kmip:Get"]
+    assert got["category"] == "action" and got["action"] == "kmip:Get" and got["outcome"] == "success"
+    assert got["credential_id"] == "kmip-cert:4f:2a:91" and got["credential_type"] == "kmip_client_cert"
+    assert got["src_ip"] == "10.0.0.5" and got["resource"] == "key-0001" and got["error_code"] is None
+    assert got["actor_id"] == "finance/db-encrypt" and got["details"]["halves"] == "request+response"
+    assert got["details"]["kmip_scope"] == "finance" and got["details"]["result_status"] == "Success"
+    failed = event(store, "vault", "km-fail")
+    assert failed["outcome"] == "failure" and failed["error_code"] == "OperationFailed: ItemNotFound"
+    assert failed["src_ip"] == "2001:db8::1" and failed["action"] == "kmip:Destroy"
+    lone = event(store, "vault", "km-lone")
+    assert lone["outcome"] is None and lone["details"]["halves"] == "request" and lone["src_ip"] == "2001:db8::2"
+    assert lone["credential_id"] == "kmip-cert:4f:2a:91"
+    assert event(store, "vault", "km-hostile")["resource"] == hostile  # kept as logged, escaped by reports
+    http = by_action["vault:read"]
+    assert http["details"]["halves"] == "request" and http["credential_id"] == "acc-orch"

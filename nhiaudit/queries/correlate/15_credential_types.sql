@@ -18,6 +18,7 @@ SELECT * FROM (VALUES
     ('apigw_iam_principal', false, false, 'API Gateway caller without an access key logged: its IAM user, not a secret'),
     -- HashiCorp Vault
     ('vault_token', true, false, 'Vault token, by its accessor as logged (HMAC or plain)'),
+    ('kmip_client_cert', false, false, 'client certificate a KMIP client authenticated to Vault''s KMIP secrets engine with, by its serial number (kmip-cert:<serial>)'),
     -- gateways (kong, envoy)
     ('kong_credential', false, false, 'Kong credential record (key-auth key, JWT or OAuth2 credential) that authenticated a call'),
     ('jwt', false, false, 'JWT as a gateway sees it (Envoy jwt_jti); issued by an IdP, it takes the issuance''s type when that is in the evidence'),
