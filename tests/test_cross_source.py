@@ -1308,8 +1308,12 @@ def ssm_record(event_id: str, hms: str, name: str, actor: str, key: str | None, 
 
 
 def jit_world(tmp_path: Path, *, signal: str | None = "Approve", automation: bool = True,
-              status: str = "Approved") -> tuple[duckdb.DuckDBPyConnection, Policy]:
+              status: str = "Approved", reads: tuple[str, ...] = (),
+              extra: list[dict[str, Any]] | None = None) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    """``reads``: the OpsItems (access request ids) the approver reads before signalling, as AWS's
+    approval procedure does (GetOpsItem)."""
     records = [
+        *(extra or []),
         ssm_record("88888888-0000-4000-8000-000000000001", "09:00:00", "StartAccessRequest", JIT_RUNNER,
                    JIT_RUNNER_KEY, {"reason": "Patch web-01 (CHG0051)",
                                     "targets": [{"key": "InstanceIds", "values": ["i-0123456789abcdef0"]}]},
@@ -1321,6 +1325,9 @@ def jit_world(tmp_path: Path, *, signal: str | None = "Approve", automation: boo
                                   {"documentName": "AWS-JITNodeAccessApproval",
                                    "parameters": {"AccessRequestId": [JIT_REQUEST]}},
                                   {"automationExecutionId": JIT_EXECUTION}))
+    for i, ops_item in enumerate(reads):
+        records.append(ssm_record(f"88888888-0000-4000-8000-00000000010{i}", f"09:01:3{i}", "GetOpsItem",
+                                  JIT_APPROVER, "AKIAALICE00000000001", {"opsItemId": ops_item}))
     if signal:
         records.append(ssm_record("88888888-0000-4000-8000-000000000003", "09:02:00", "SendAutomationSignal",
                                   JIT_APPROVER, "AKIAALICE00000000001",
@@ -1367,6 +1374,28 @@ def test_ssm_jit_token_issued_approved_without_the_signal_record_is_implied(tmp_
         "(GetAccessToken)"
     )
     assert "missing-approval" not in findings(con, policy, JIT_CALL)
+
+
+def test_ssm_jit_signal_joins_the_request_its_approver_read_before_signalling(tmp_path: Path) -> None:
+    """No record names both the execution and the request; the approver's GetOpsItem of the
+    request (the documented approval procedure) just before the signal ties them."""
+    con, policy = jit_world(tmp_path, automation=False, reads=(JIT_REQUEST,))
+    row = chain(con, JIT_CALL)
+    assert (row["approver"], row["decision"], row["verdict"]) == (JIT_APPROVER, "approved", "approved")
+    assert row["approval_implied_by"] is None
+    assert findings(con, policy, JIT_CALL) == set()
+
+
+def test_ssm_jit_signal_after_reading_two_access_requests_has_no_task(tmp_path: Path) -> None:
+    """An approver who read two access requests before signalling: either could be the one. An
+    OpsItem that no access request record names is not one (any OpsItem has an oi- id)."""
+    other = "oi-0f0f0f0f0f0f"
+    con, _ = jit_world(tmp_path, automation=False, reads=(JIT_REQUEST, other))
+    assert rows(con, "SELECT task_id FROM approvals") == [{"task_id": f"ssm-access-request:{JIT_REQUEST}"}]
+    other_request = ssm_record("88888888-0000-4000-8000-000000000201", "08:50:00", "StartAccessRequest", JIT_RUNNER,
+                               JIT_RUNNER_KEY, {"reason": "other"}, {"accessRequestId": other})
+    con, _ = jit_world(tmp_path, automation=False, reads=(JIT_REQUEST, other), extra=[other_request])
+    assert rows(con, "SELECT task_id FROM approvals") == [{"task_id": None}]
 
 
 def test_identity_center_account_assignment_is_a_grant_until_deleted(tmp_path: Path) -> None:
