@@ -8,7 +8,10 @@
   that use it (nhiaudit/sources/azure.py), so those sign-ins' parent is this issuance.
 - PIM (``loggedByService`` PIM): a role request is a task (``pim-request:<RequestId>``), its approval
   or denial an approval of that task, the completed assignment or activation a grant of the role to
-  the member, and an expiry or removal the end of the task. Justification and ticket are kept.
+  the member, and an expiry or removal the end of the task. Justification and ticket are kept. An
+  activation also names its request (task id) and what joins it to the member's Azure Activity Log
+  calls (member object id and UPN, role kind, ARM scope: 70_action_tasks.sql grant_windows). An
+  approval after which the request is still PendingApproval is one stage of several (pending).
 - Any other directory change is an action ``entra:<operation>`` by its initiator.
 PIM operation names: https://learn.microsoft.com/entra/id-governance/privileged-identity-management/pim-how-to-use-audit-log
 """
