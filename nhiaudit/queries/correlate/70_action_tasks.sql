@@ -184,8 +184,9 @@ WITH g AS (
            || strftime(v.starts, '%Y-%m-%dT%H:%M:%SZ') || '): PIM activates a role only once its activation '
            || 'policy passed, approval included when the role requires it' AS implied_by
     FROM activation v
-    JOIN (SELECT task_id, member_upn AS name FROM activation UNION SELECT task_id, member_id FROM activation
-          UNION SELECT task_id, member FROM activation) n ON n.task_id = v.task_id AND n.name IS NOT NULL
+    -- the member by UPN or object id (a display name is no identity)
+    JOIN (SELECT task_id, member_upn AS name FROM activation UNION SELECT task_id, member_id FROM activation) n
+         ON n.task_id = v.task_id AND n.name IS NOT NULL
     WHERE v.role_kind = 'directory' OR v.arm_scope IS NOT NULL
 )
 SELECT task_id, lower(canonical_identity(principal)) AS principal, covers_source, account, tenant, resource_prefix,
