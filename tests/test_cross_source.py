@@ -1867,6 +1867,9 @@ def test_pim_activation_whose_approval_is_not_loaded_implies_it(tmp_path: Path) 
     assert row["approval_implied_by"].startswith(
         f"the action ran inside the PIM activation of role Contributor for {PIM_MEMBER} (request {PIM_REQUEST}")
     assert "missing-approval" not in findings(con, policy, "az-in-window")
+    traced = links(con, "az-in-window")
+    assert traced["approval"].label.startswith("approval implied, record missing: the action ran inside the PIM")
+    assert traced["task"].evidence.line == 1  # the activation entry: the only record of the request
 
 
 def test_pim_request_with_one_stage_approved_and_one_pending_does_not_cover(tmp_path: Path) -> None:
