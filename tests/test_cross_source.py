@@ -1852,8 +1852,11 @@ def test_pim_directory_role_activation_is_tenant_wide_and_joins_by_object_id(tmp
     assert chain(con, "az-other-tenant")["task_id"] is None
 
 
-def test_pim_resource_role_without_a_scope_in_its_record_covers_nothing(tmp_path: Path) -> None:
-    con, _ = pim_world(tmp_path, pim_activation(scope=None))
+@pytest.mark.parametrize("scope", [None, "/", "/subscriptions/"])
+def test_pim_resource_role_without_an_arm_scope_in_its_record_covers_nothing(tmp_path: Path, scope: str | None) -> None:
+    """No scope, or one that is no subscription or management group path (a bare "/" would make
+    every resource "under" it)."""
+    con, _ = pim_world(tmp_path, pim_activation(scope=scope))
     assert chain(con, "az-in-window")["task_id"] is None
 
 

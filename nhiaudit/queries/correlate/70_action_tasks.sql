@@ -187,7 +187,9 @@ WITH g AS (
     -- the member by UPN or object id (a display name is no identity)
     JOIN (SELECT task_id, member_upn AS name FROM activation UNION SELECT task_id, member_id FROM activation) n
          ON n.task_id = v.task_id AND n.name IS NOT NULL
-    WHERE v.role_kind = 'directory' OR v.arm_scope IS NOT NULL
+    -- an ARM scope is a subscription or management group path (a bare "/" or a stray string is none)
+    WHERE v.role_kind = 'directory'
+       OR regexp_full_match(v.arm_scope, '^/(subscriptions|providers/microsoft\.management/managementgroups)/[^/]+(/.*)?\z')
 )
 SELECT task_id, lower(canonical_identity(principal)) AS principal, covers_source, account, tenant, resource_prefix,
        window_start, window_end, task_link, implied_by
