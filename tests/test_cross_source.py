@@ -1308,8 +1308,12 @@ def ssm_record(event_id: str, hms: str, name: str, actor: str, key: str | None, 
 
 
 def jit_world(tmp_path: Path, *, signal: str | None = "Approve", automation: bool = True,
-              status: str = "Approved") -> tuple[duckdb.DuckDBPyConnection, Policy]:
+              status: str = "Approved", reads: tuple[str, ...] = (),
+              extra: list[dict[str, Any]] | None = None) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    """``reads``: the OpsItems (access request ids) the approver reads before signalling, as AWS's
+    approval procedure does (GetOpsItem)."""
     records = [
+        *(extra or []),
         ssm_record("88888888-0000-4000-8000-000000000001", "09:00:00", "StartAccessRequest", JIT_RUNNER,
                    JIT_RUNNER_KEY, {"reason": "Patch web-01 (CHG0051)",
                                     "targets": [{"key": "InstanceIds", "values": ["i-0123456789abcdef0"]}]},
@@ -1321,6 +1325,9 @@ def jit_world(tmp_path: Path, *, signal: str | None = "Approve", automation: boo
                                   {"documentName": "AWS-JITNodeAccessApproval",
                                    "parameters": {"AccessRequestId": [JIT_REQUEST]}},
                                   {"automationExecutionId": JIT_EXECUTION}))
+    for i, ops_item in enumerate(reads):
+        records.append(ssm_record(f"88888888-0000-4000-8000-00000000010{i}", f"09:01:3{i}", "GetOpsItem",
+                                  JIT_APPROVER, "AKIAALICE00000000001", {"opsItemId": ops_item}))
     if signal:
         records.append(ssm_record("88888888-0000-4000-8000-000000000003", "09:02:00", "SendAutomationSignal",
                                   JIT_APPROVER, "AKIAALICE00000000001",
@@ -1367,6 +1374,28 @@ def test_ssm_jit_token_issued_approved_without_the_signal_record_is_implied(tmp_
         "(GetAccessToken)"
     )
     assert "missing-approval" not in findings(con, policy, JIT_CALL)
+
+
+def test_ssm_jit_signal_joins_the_request_its_approver_read_before_signalling(tmp_path: Path) -> None:
+    """No record names both the execution and the request; the approver's GetOpsItem of the
+    request (the documented approval procedure) just before the signal ties them."""
+    con, policy = jit_world(tmp_path, automation=False, reads=(JIT_REQUEST,))
+    row = chain(con, JIT_CALL)
+    assert (row["approver"], row["decision"], row["verdict"]) == (JIT_APPROVER, "approved", "approved")
+    assert row["approval_implied_by"] is None
+    assert findings(con, policy, JIT_CALL) == set()
+
+
+def test_ssm_jit_signal_after_reading_two_access_requests_has_no_task(tmp_path: Path) -> None:
+    """An approver who read two access requests before signalling: either could be the one. An
+    OpsItem that no access request record names is not one (any OpsItem has an oi- id)."""
+    other = "oi-0f0f0f0f0f0f"
+    con, _ = jit_world(tmp_path, automation=False, reads=(JIT_REQUEST, other))
+    assert rows(con, "SELECT task_id FROM approvals") == [{"task_id": f"ssm-access-request:{JIT_REQUEST}"}]
+    other_request = ssm_record("88888888-0000-4000-8000-000000000201", "08:50:00", "StartAccessRequest", JIT_RUNNER,
+                               JIT_RUNNER_KEY, {"reason": "other"}, {"accessRequestId": other})
+    con, _ = jit_world(tmp_path, automation=False, reads=(JIT_REQUEST, other), extra=[other_request])
+    assert rows(con, "SELECT task_id FROM approvals") == [{"task_id": None}]
 
 
 def test_identity_center_account_assignment_is_a_grant_until_deleted(tmp_path: Path) -> None:
@@ -1681,3 +1710,191 @@ def test_no_okta_parent_without_one_sso_of_that_user_to_aws_in_the_window(
     con, _ = build(tmp_path, okta_world(sso, saml_at), OKTA_POLICY)
     row = chain(con, "5a3e0000-0000-4000-8000-000000000002")
     assert (row["chain_credential_ids"], row["parent_credential_id"]) == (["ASIASAMLALICE0000001"], None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Entra PIM activation -> Azure Activity Log actions (issue 9): the activation window and its scope
+# give the member's calls the request's task and approval (70_action_tasks.sql grant_windows)
+# --------------------------------------------------------------------------------------------------
+
+PIM_TENANT = "t-contoso"
+PIM_SUB = "22222222-3333-4444-5555-666666666666"
+PIM_REQUEST = "b7c9e2f4-pim-0001"
+PIM_MEMBER_ID = "0b7d6f4e-aaaa-4bbb-8ccc-1d2e3f4a5b6c"
+PIM_MEMBER = "deploy-bot@contoso.com"  # a service account: not one of [identities] humans
+PIM_APPROVER = "alice@example.com"
+PIM_SCOPE = f"/subscriptions/{PIM_SUB}/resourceGroups/rg-prod"
+PIM_POLICY = """
+[identities]
+humans = ["*@example.com"]
+[risk]
+high = ["azure:microsoft.storage/*"]
+"""
+
+
+def pim_entry(op: str, audit_id: str, hms: str, details: dict[str, str], *, category: str = "ResourceManagement",
+              initiator: str = PIM_MEMBER, scope: str | None = PIM_SCOPE) -> dict[str, Any]:
+    """A PIM directory audit entry (diagnostic-settings shape, FORMATS §11); the Azure resource
+    role's scope is a target whose id is the ARM path (an assumption: no public record shows one)."""
+    targets: list[dict[str, Any]] = [
+        {"id": "b24988ac-6180-42a0-ab88-20f7382dd24c", "displayName": "Contributor", "type": "Role"},
+        {"id": PIM_REQUEST, "displayName": None, "type": "Request"},
+        {"id": PIM_MEMBER_ID, "displayName": "deploy-bot", "type": "User", "userPrincipalName": PIM_MEMBER},
+    ]
+    if scope:
+        targets.append({"id": scope, "displayName": scope.rsplit("/", 1)[-1], "type": "ResourceGroup"})
+    time = f"2026-11-02T{hms}Z"
+    return {
+        "time": time, "resourceId": "/tenants/t/providers/Microsoft.aadiam", "operationName": op,
+        "category": "AuditLogs", "tenantId": PIM_TENANT, "correlationId": f"c-{audit_id}", "Level": 4,
+        "properties": {
+            "id": audit_id, "category": category, "result": "success", "activityDisplayName": op,
+            "activityDateTime": time, "loggedByService": "PIM", "operationType": "Update",
+            "initiatedBy": {"user": {"id": "u-" + initiator.split("@")[0], "userPrincipalName": initiator}},
+            "targetResources": targets,
+            "additionalDetails": [{"key": k, "value": v} for k, v in
+                                  {"RequestId": PIM_REQUEST, "Justification": "Rotate the prod storage keys",
+                                   "TicketNumber": "CHG0061", **details}.items()],
+        },
+    }
+
+
+def pim_activation(*, requested: bool = True, approvals: tuple[dict[str, str], ...] = ({},),
+                   category: str = "ResourceManagement", scope: str | None = PIM_SCOPE) -> list[dict[str, Any]]:
+    """Request 09:00 -> approval(s) by alice 09:02 -> activation 09:03 for an hour -> expiry 10:03."""
+    entries = []
+    if requested:
+        entries.append(pim_entry("Add member to role requested (PIM activation)", "PIM_r", "09:00:00", {},
+                                 category=category, scope=scope))
+    for i, extra in enumerate(approvals):
+        entries.append(pim_entry("Add member to role request approved (PIM activation)", f"PIM_a{i}",
+                                 f"09:02:0{i}", extra, category=category, initiator=PIM_APPROVER, scope=scope))
+    entries.append(pim_entry("Add member to role completed (PIM activation)", "PIM_c", "09:03:00",
+                             {"StartTime": "2026-11-02T09:03:00Z", "ExpirationTime": "2026-11-02T10:03:00Z"},
+                             category=category, scope=scope))
+    entries.append(pim_entry("Remove member from role (PIM activation expired)", "PIM_x", "10:03:00", {},
+                             category=category, scope=scope))
+    return entries
+
+
+def azure_call(event_id: str, hms: str, resource: str, *, upn: str | None = "Deploy-Bot@contoso.com",
+               tenant: str = PIM_TENANT) -> dict[str, Any]:
+    """An Activity Log record by the member (claims upn when a user token, always oid and tid)."""
+    claims = {"uti": f"uti-{event_id}", "http://schemas.microsoft.com/identity/claims/objectidentifier": PIM_MEMBER_ID,
+              "http://schemas.microsoft.com/identity/claims/tenantid": tenant}
+    if upn:
+        claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = upn
+    return {
+        "time": f"2026-11-02T{hms}.1234567Z", "eventDataId": event_id, "category": "Administrative",
+        "operationName": "MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION", "resourceId": resource.upper(),
+        "resultType": "Success", "correlationId": f"op-{event_id}",
+        "identity": {"claims": claims, "authorization": {
+            "scope": resource, "action": "Microsoft.Storage/storageAccounts/listKeys/action",
+            "evidence": {"role": "Contributor", "principalId": PIM_MEMBER_ID,
+                         "principalType": "User" if upn else "ServicePrincipal"}}},
+    }
+
+
+def azure_signin(call: dict[str, Any]) -> dict[str, Any]:
+    """The member's Entra sign-in that issued the call's token (the chain's issuance)."""
+    claims = call["identity"]["claims"]
+    return {
+        "time": "2026-11-02T09:01:00.0000000Z", "operationName": "Sign-in activity", "category": "SignInLogs",
+        "tenantId": PIM_TENANT, "resultType": "0", "correlationId": f"si-{call['eventDataId']}",
+        "properties": {"id": f"si-{call['eventDataId']}", "userPrincipalName": PIM_MEMBER, "userId": PIM_MEMBER_ID,
+                       "uniqueTokenIdentifier": claims["uti"], "resourceId": "797f4846-ba00-4fd7-ba43-dac1f8f63013"},
+    }
+
+
+PIM_STORAGE = f"{PIM_SCOPE}/providers/Microsoft.Storage/storageAccounts/reports"
+
+
+def pim_world(tmp_path: Path, entries: list[dict[str, Any]], calls: list[dict[str, Any]] | None = None,
+              policy: str = PIM_POLICY) -> tuple[duckdb.DuckDBPyConnection, Policy]:
+    calls = calls if calls is not None else [
+        azure_call("az-in-window", "09:10:00", PIM_STORAGE),
+        azure_call("az-after-expiry", "10:30:00", PIM_STORAGE),
+        azure_call("az-other-scope", "09:20:00",
+                   f"/subscriptions/{PIM_SUB}/resourceGroups/rg-dev/providers/Microsoft.Storage/storageAccounts/x"),
+        # a resource group whose name only starts like the scope's: not under it
+        azure_call("az-prefix-only", "09:21:00", f"{PIM_SCOPE}2/providers/Microsoft.Storage/storageAccounts/y"),
+    ]
+    return build(tmp_path, {"entra.json": entries, "activity.json": calls,
+                            "signins.json": [azure_signin(c) for c in calls]}, policy)
+
+
+def test_pim_activation_covers_the_members_azure_calls_under_its_scope_in_its_window(tmp_path: Path) -> None:
+    con, policy = pim_world(tmp_path, pim_activation())
+    inside = chain(con, "az-in-window")
+    assert (inside["task_id"], inside["task_link"], inside["task_known_from"]) == (
+        f"pim-request:{PIM_REQUEST}", "entra_pim_activation_window", "entra_pim")
+    assert (inside["approver"], inside["decision"], inside["ticket"], inside["verdict"]) == (
+        PIM_APPROVER, "approved", "CHG0061", "approved")
+    assert inside["intent"] == "Rotate the prod storage keys"
+    assert inside["approval_implied_by"] is None
+    assert links(con, "az-in-window")["approval"].evidence.line == 2
+    # after the activation expired, and outside its ARM scope: the member's calls are its own
+    for other in ("az-after-expiry", "az-other-scope", "az-prefix-only"):
+        assert chain(con, other)["task_id"] is None, other
+    assert "credential-without-task" in findings(con, policy, "az-after-expiry")
+    assert findings(con, policy, "az-in-window") == set()
+
+
+def test_pim_directory_role_activation_is_tenant_wide_and_joins_by_object_id(tmp_path: Path) -> None:
+    """A directory role has no ARM scope: it covers the member's calls in its tenant; a caller known
+    only by its object id (no upn claim) is the member by the activation's User target id."""
+    calls = [azure_call("az-oid", "09:10:00", PIM_STORAGE, upn=None),
+             azure_call("az-other-tenant", "09:11:00", PIM_STORAGE, upn=None, tenant="t-elsewhere")]
+    con, _ = pim_world(tmp_path, pim_activation(category="RoleManagement", scope=None), calls)
+    row = chain(con, "az-oid")
+    assert (row["actor_id"], row["task_id"], row["verdict"]) == (PIM_MEMBER_ID, f"pim-request:{PIM_REQUEST}",
+                                                                 "approved")
+    assert chain(con, "az-other-tenant")["task_id"] is None
+
+
+@pytest.mark.parametrize("scope", [None, "/", "/subscriptions/"])
+def test_pim_resource_role_without_an_arm_scope_in_its_record_covers_nothing(tmp_path: Path, scope: str | None) -> None:
+    """No scope, or one that is no subscription or management group path (a bare "/" would make
+    every resource "under" it)."""
+    con, _ = pim_world(tmp_path, pim_activation(scope=scope))
+    assert chain(con, "az-in-window")["task_id"] is None
+
+
+def test_pim_activation_whose_approval_is_not_loaded_implies_it(tmp_path: Path) -> None:
+    """Activation present, request and approval entries absent: PIM activated the role only once
+    its policy passed, so the verdict is unknown ("approval implied"), not missing-approval."""
+    con, policy = pim_world(tmp_path, pim_activation(requested=False, approvals=()))
+    row = chain(con, "az-in-window")
+    assert (row["task_id"], row["task_status"], row["approval_records"], row["verdict"]) == (
+        f"pim-request:{PIM_REQUEST}", "found", 0, "unknown")
+    assert row["approval_implied_by"].startswith(
+        f"the action ran inside the PIM activation of role Contributor for {PIM_MEMBER} (request {PIM_REQUEST}")
+    assert "missing-approval" not in findings(con, policy, "az-in-window")
+    traced = links(con, "az-in-window")
+    assert traced["approval"].label.startswith("approval implied, record missing: the action ran inside the PIM")
+    assert traced["task"].evidence.line == 1  # the activation entry: the only record of the request
+
+
+def test_pim_request_with_one_stage_approved_and_one_pending_does_not_cover(tmp_path: Path) -> None:
+    """The first stage's approval leaves the request PendingApproval: a stage, not the approval."""
+    con, _ = pim_world(tmp_path, pim_activation(approvals=({"RequestStatus": "PendingApproval"},)))
+    row = chain(con, "az-in-window")
+    assert (row["pending_stages"], row["approved_stages"], row["approval_id"]) == (1, 1, None)
+    assert row["approval_implied_by"] is None  # a stage record is loaded: nothing is implied
+    assert row["verdict"] == "unapproved"
+    # both stages approved: the second approval ends the PendingApproval state and covers
+    con, _ = pim_world(tmp_path, pim_activation(approvals=({"RequestStatus": "PendingApproval"}, {})))
+    assert chain(con, "az-in-window")["verdict"] == "approved"
+
+
+def test_pim_member_under_an_alias_is_the_azure_caller(tmp_path: Path) -> None:
+    """The Azure caller's UPN differs from the member's; [identities] aliases make them one."""
+    policy = PIM_POLICY + '[identities.aliases]\n"deploy-bot@contoso.com" = ["svc-deploy@contoso.onmicrosoft.com"]\n'
+    calls = [azure_call("az-alias", "09:10:00", PIM_STORAGE, upn="svc-deploy@contoso.onmicrosoft.com")]
+    entries = pim_activation()
+    for entry in entries:  # the member known by its UPN only
+        for target in entry["properties"]["targetResources"]:
+            if target["type"] == "User":
+                target["id"] = "another-object-id"
+    assert chain(pim_world(tmp_path, entries, calls)[0], "az-alias")["task_id"] is None
+    assert chain(pim_world(tmp_path, entries, calls, policy)[0], "az-alias")["task_id"] == f"pim-request:{PIM_REQUEST}"

@@ -76,6 +76,8 @@ def test_every_sample_file_loads_cleanly(world) -> None:
         "github_actions",
         "teleport",
         "mcp_gateway",
+        "entra_audit",
+        "azure",
     }
     for f in result.files:
         assert f.rejected == 0, f.path
@@ -85,7 +87,7 @@ def test_every_sample_file_loads_cleanly(world) -> None:
 def test_findings_and_verdicts_match_the_readme_oracle(world_con) -> None:
     con = world_con
     expected = oracle()
-    assert len(expected) == 24
+    assert len(expected) == 26
     result = AuditSession.attach(con, load_policy(WORLD / "nhiaudit.toml")).report(generated_at=PINNED)
     verdicts = {f"{a.source}:{a.event_id}": a.verdict for a in result.actions}
     fired: dict[str, set[str]] = {}
@@ -201,8 +203,8 @@ def test_sample_world_sarif_and_junit_validate(world_con, schemas: Path, monkeyp
     xsd = etree.XMLSchema(etree.parse(str(schemas / "junit-10.xsd")))
     junit = etree.fromstring(WRITERS["junit"](result).encode())
     xsd.assertValid(junit)
-    # 24 audited actions, and the 8 credential-not-revoked findings, which are on issuances
-    assert len(junit.findall(".//testcase")) == 32
+    # 26 audited actions, and the 8 credential-not-revoked findings, which are on issuances
+    assert len(junit.findall(".//testcase")) == 34
 
 
 def test_chain_links_view_agrees_with_trace(world_con) -> None:

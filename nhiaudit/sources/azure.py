@@ -395,6 +395,9 @@ def _load_activity(con: duckdb.DuckDBPyConnection) -> None:
                 'app_auth_method', coalesce(json_extract_string(claims, '$.appidacr'),
                                             json_extract_string(claims, '$.azpacr')),
                 'tenant_id', tenant_id,
+                -- the caller's object id (oid) beside a UPN actor: the PIM activation join
+                -- (70_action_tasks.sql grant_windows) matches the member by UPN or object id
+                'object_id', coalesce(oid, json_extract_string(evidence, '$.principalId')),
                 'managed_identity_resource', json_extract_string(claims, '$.xms_mirid'),
                 'token_issued_at', {_epoch_text("json_extract_string(claims, '$.iat')")},
                 'token_expires_at', {_epoch_text("json_extract_string(claims, '$.exp')")},

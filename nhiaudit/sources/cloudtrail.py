@@ -47,7 +47,9 @@ ISSUING = (
 # requests"): StartAccessRequest opens request oi-<12 hex> (a task, ssm-access-request:<id>); the
 # approvers answer the request's Automation execution with SendAutomationSignal (signalType Approve
 # or Deny/Reject: an approval decision, tied to the request in 50_approvals.sql); GetAccessToken
-# (the request id in requestParameters) issues the requester the session credentials.
+# (the request id in requestParameters) issues the requester the session credentials. The request id
+# is an OpsItem id: the documented approval procedure reads it (GetOpsItem, whose OperationalData
+# /aws/accessrequest names the execution) before signalling, so GetOpsItem keeps the id it read.
 SSM_JIT_TASK = "ssm-access-request:"
 _SSM_SIGNALS = "('approve', 'deny', 'reject')"
 # IAM Identity Center: an account assignment gives a principal a permission set in an account
@@ -316,9 +318,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                        AND r.errorCode IS NULL AND r.responseElements.accessRequestId IS NOT NULL AS jit_request,
                    r.eventSource = 'ssm.amazonaws.com' AND r.eventName = 'SendAutomationSignal'
                        AND r.errorCode IS NULL AND lower(r.requestParameters.signalType) IN {_SSM_SIGNALS} AS jit_signal,
-                   -- the access request an Automation record names (its parameters, a signal's payload)
+                   -- the access request an Automation record names (its parameters, a signal's payload),
+                   -- or the OpsItem an approver reads (GetOpsItem: the access request id is the OpsItem id)
                    CASE WHEN r.eventSource = 'ssm.amazonaws.com' AND r.eventName IN
-                             ('SendAutomationSignal', 'StartAutomationExecution', 'StartChangeRequestExecution')
+                             ('SendAutomationSignal', 'StartAutomationExecution', 'StartChangeRequestExecution',
+                              'GetOpsItem')
                         THEN nullif(regexp_extract(concat_ws(' ', r.requestParameters.opsItemId,
                                                              r.requestParameters.payload::VARCHAR,
                                                              r.requestParameters.parameters::VARCHAR),

@@ -8,7 +8,10 @@
   that use it (nhiaudit/sources/azure.py), so those sign-ins' parent is this issuance.
 - PIM (``loggedByService`` PIM): a role request is a task (``pim-request:<RequestId>``), its approval
   or denial an approval of that task, the completed assignment or activation a grant of the role to
-  the member, and an expiry or removal the end of the task. Justification and ticket are kept.
+  the member, and an expiry or removal the end of the task. Justification and ticket are kept. An
+  activation also names its request (task id) and what joins it to the member's Azure Activity Log
+  calls (member object id and UPN, role kind, ARM scope: 70_action_tasks.sql grant_windows). An
+  approval after which the request is still PendingApproval is one stage of several (pending).
 - Any other directory change is an action ``entra:<operation>`` by its initiator.
 PIM operation names: https://learn.microsoft.com/entra/id-governance/privileged-identity-management/pim-how-to-use-audit-log
 """
@@ -91,6 +94,9 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 list_filter(targets, x -> json_extract_string(x, '$.type') = 'Role')[1] AS role_t,
                 list_filter(targets, x -> json_extract_string(x, '$.type') IN ('User', 'ServicePrincipal', 'Group'))[1]
                     AS member_t,
+                -- Azure resource roles: the ARM scope of the assignment, a target whose id is an ARM path
+                lower(json_extract_string(list_filter(targets, x -> starts_with(coalesce(json_extract_string(x, '$.id'), ''),
+                                                                               '/'))[1], '$.id')) AS arm_scope,
                 coalesce(nullif(json_extract_string(by_user, '$.userPrincipalName'), ''),
                          nullif(json_extract_string(by_user, '$.id'), ''),
                          nullif(json_extract_string(by_app, '$.servicePrincipalId'), ''),
@@ -99,7 +105,10 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 {_detail("RequestId")} AS request_id, {_detail("Justification")} AS justification,
                 coalesce({_detail("TicketNumber")}, {_detail("Ticket")}) AS ticket,
                 try_cast({_detail("StartTime")} AS TIMESTAMPTZ) AS start_time,
-                try_cast({_detail("ExpirationTime")} AS TIMESTAMPTZ) AS expiration_time
+                try_cast({_detail("ExpirationTime")} AS TIMESTAMPTZ) AS expiration_time,
+                -- the request's status after this record (Graph's vocabulary: PendingApproval while a
+                -- further approval stage is awaited)
+                coalesce({_detail("RequestStatus")}, {_detail("Status")}) AS request_status
             FROM base
         ), keys AS (
             SELECT *,
@@ -123,7 +132,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                      WHEN service = 'PIM' AND (lop LIKE '%expired%' OR lop LIKE 'remove member from role%')
                          THEN 'task'
                      WHEN service = 'PIM' AND lop LIKE 'add %member to role%' THEN 'grant'
-                     ELSE 'action' END AS category
+                     ELSE 'action' END AS category,
+                -- the member's one name: UPN, else display name, else object id (task agent, grant holder)
+                coalesce(json_extract_string(member_t, '$.userPrincipalName'), json_extract_string(member_t, '$.displayName'),
+                         json_extract_string(member_t, '$.id')) AS member,
+                service = 'PIM' AND lop LIKE '%completed (pim activation)%' AS activation
             FROM keys
         )
         SELECT
@@ -150,7 +163,8 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             coalesce(nullif(json_extract_string(doc, '$.callerIpAddress'), ''),
                      nullif(json_extract_string(by_user, '$.ipAddress'), '')) AS src_ip,
             {_detail("User-Agent")} AS user_agent,
-            CASE WHEN service = 'PIM' AND category IN ('task', 'approval') AND request_id IS NOT NULL
+            -- an activation's grant record is a record of its request too (40_tasks.sql, 70_action_tasks.sql)
+            CASE WHEN service = 'PIM' AND (category IN ('task', 'approval') OR activation) AND request_id IS NOT NULL
                  THEN 'pim-request:' || request_id END AS task_id,
             CASE WHEN category = 'grant' THEN expiration_time END AS expires_at,
             CASE WHEN category = 'task' AND (lop LIKE '%expired%' OR lop LIKE 'remove member from role%')
@@ -175,23 +189,41 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 -- PIM
                 'request_id', request_id,
                 'justification', justification, 'ticket', ticket,
-                'agent_id', CASE WHEN category = 'task' THEN coalesce(json_extract_string(member_t, '$.userPrincipalName'),
-                                                                      json_extract_string(member_t, '$.displayName'),
-                                                                      json_extract_string(member_t, '$.id')) END,
-                'requested_by', CASE WHEN category = 'task' THEN initiator END,
-                'intent', CASE WHEN category = 'task' THEN coalesce(justification, op) END,
-                'status', CASE WHEN category = 'task' THEN CASE WHEN lop LIKE '%requested%' THEN 'requested'
+                'agent_id', CASE WHEN category = 'task' OR activation THEN member END,
+                -- an activation is requested by the member itself (PIM activation is self-service)
+                'requested_by', CASE WHEN category = 'task' THEN initiator WHEN activation THEN member END,
+                'intent', CASE WHEN category = 'task' OR activation THEN coalesce(justification, op) END,
+                'status', CASE WHEN activation THEN 'activated'
+                               WHEN category = 'task' THEN CASE WHEN lop LIKE '%requested%' THEN 'requested'
                                                                ELSE 'ended' END END,
+                'known_from', CASE WHEN service = 'PIM' AND (category = 'task' OR activation) THEN 'entra_pim' END,
                 'approval_id', CASE WHEN category = 'approval' THEN coalesce(request_id, json_extract_string(p, '$.id')) END,
-                'decision', CASE WHEN category = 'approval'
-                                 THEN CASE WHEN lop LIKE '%approved%' THEN 'approved' ELSE 'denied' END END,
-                'approver', CASE WHEN category = 'approval' THEN initiator
-                                 WHEN category = 'grant' THEN coalesce(json_extract_string(member_t, '$.userPrincipalName'),
-                                                                       json_extract_string(member_t, '$.displayName'),
-                                                                       json_extract_string(member_t, '$.id')) END,
+                -- an approval after which the request is still PendingApproval approved one stage of
+                -- several: a pending stage (decision pending, stage_decision approved) that covers nothing
+                'decision', CASE WHEN category = 'approval' THEN CASE
+                                     WHEN lop LIKE '%approved%' AND lower(request_status) = 'pendingapproval' THEN 'pending'
+                                     WHEN lop LIKE '%approved%' THEN 'approved' ELSE 'denied' END END,
+                'stage', CASE WHEN category = 'approval' AND lower(request_status) = 'pendingapproval' THEN initiator END,
+                'stage_decision', CASE WHEN category = 'approval' AND lower(request_status) = 'pendingapproval'
+                                       THEN 'approved' END,
+                'approver', CASE WHEN category = 'approval' THEN initiator WHEN category = 'grant' THEN member END,
                 'role', CASE WHEN category IN ('grant', 'task', 'approval') AND role_t IS NOT NULL
                              THEN json_extract_string(role_t, '$.displayName') END,
-                'role_start', CASE WHEN category = 'grant' THEN strftime(start_time, '%Y-%m-%dT%H:%M:%SZ') END
+                'role_start', CASE WHEN category = 'grant' THEN strftime(start_time, '%Y-%m-%dT%H:%M:%SZ') END,
+                -- a PIM activation: who holds the role where, the join to Azure Activity Log actions
+                -- (70_action_tasks.sql grant_windows): the member's object id and UPN, the role
+                -- definition, and the assignment's scope (directory roles: the tenant; Azure resource
+                -- roles: arm_scope, the ARM path of the target that names one)
+                'member_id', CASE WHEN activation THEN json_extract_string(member_t, '$.id') END,
+                'member_upn', CASE WHEN activation THEN json_extract_string(member_t, '$.userPrincipalName') END,
+                'role_definition_id', CASE WHEN activation THEN coalesce({_detail("RoleDefinitionOriginId")},
+                                                                        json_extract_string(role_t, '$.id')) END,
+                'role_kind', CASE WHEN activation THEN CASE lower(json_extract_string(p, '$.category'))
+                                                           WHEN 'resourcemanagement' THEN 'azure_resource'
+                                                           WHEN 'groupmanagement' THEN 'group'
+                                                           ELSE 'directory' END END,
+                'arm_scope', CASE WHEN activation THEN arm_scope END,
+                'request_status', request_status
             )) AS details,
             doc AS raw,
             -- one audit id is reused by the records of one PIM operation (requested, completed …)

@@ -90,7 +90,7 @@ def test_pim_activation_is_task_approval_grant(store: duckdb.DuckDBPyConnection,
     load(store, "entra_audit", path)
     got = rows(store, "SELECT category, task_id, actor_id, expires_at, ended_at, details FROM events ORDER BY line")
     assert [(r["category"], r["task_id"]) for r in got] == [
-        ("task", "pim-request:req-9"), ("approval", "pim-request:req-9"), ("grant", None),
+        ("task", "pim-request:req-9"), ("approval", "pim-request:req-9"), ("grant", "pim-request:req-9"),
         ("task", "pim-request:req-9")]
     request, approval, grant, expiry = (json.loads(r["details"]) for r in got)
     assert (request["agent_id"], request["requested_by"], request["intent"]) == ("deploy-bot", "sp-bot",
@@ -98,6 +98,9 @@ def test_pim_activation_is_task_approval_grant(store: duckdb.DuckDBPyConnection,
     assert (approval["decision"], approval["approver"], approval["ticket"], approval["justification"]) == (
         "approved", "alice@example.com", "CHG-77", "rotate prod keys")
     assert (grant["approver"], grant["role"]) == ("deploy-bot", "Privileged Role Administrator")
+    # the activation is a record of its request too, with what joins it to the member's Azure calls
+    assert (grant["member_id"], grant["role_kind"], grant["role_definition_id"], grant["status"]) == (
+        "sp-bot", "directory", "r-1", "activated")
     assert got[2]["expires_at"] == utc(2026, 11, 2, 10, 3) and got[3]["ended_at"] == utc(2026, 11, 2, 10, 3)
     correlate.correlate(store, load_policy(None))
     assert rows(store, "SELECT approver, role, valid_to FROM grants") == [

@@ -1,6 +1,8 @@
 -- Task instances, from provenance records and from the systems that run them: invoke_agent spans,
 -- GitHub Actions runs (github-run:<id>:<attempt>), Teleport access requests (teleport-request:<id>).
 -- A task known from any of them counts; known_from names the system (details.known_from).
+-- A grant record that names its task is a record of that task too: an Entra PIM activation
+-- (pim-request:<RequestId>) proves its request even when the request entry is not loaded.
 -- A span's task id is the first attribute present among correlation.task_span_attributes.
 -- Every "first" below has a total tie-break (the event's own key), so that two records with the
 -- same time or position give the same answer on every run: arg_min returns any one of tied rows.
@@ -11,7 +13,8 @@ SELECT e.source, e.event_id,
                     FILTER (WHERE json_extract_string(e.details, '$.attributes."' || k.key || '"') IS NOT NULL),
                 min(e.task_id)) AS task_id
 FROM events e LEFT JOIN policy_task_keys k ON k.kind = 'span_attribute'
-WHERE e.category IN ('task', 'tool_call') AND e.source <> 'provenance'
+WHERE (e.category IN ('task', 'tool_call') OR (e.category = 'grant' AND e.task_id IS NOT NULL))
+  AND e.source <> 'provenance'
 GROUP BY e.source, e.event_id;
 
 CREATE OR REPLACE TABLE tasks AS
@@ -45,7 +48,7 @@ WITH prov AS (
            count(DISTINCT coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id)) AS agents
     FROM (SELECT *, (occurred_at, source, event_id, file_sha256, record_index) AS first_key FROM events) e
     JOIN span_task st USING (source, event_id)
-    WHERE e.category = 'task' AND st.task_id IS NOT NULL
+    WHERE e.category IN ('task', 'grant') AND st.task_id IS NOT NULL
     GROUP BY st.task_id
 )
 SELECT

@@ -8,15 +8,41 @@
 -- approver is the person's one name under [identities] aliases (canonical_identity, the macro
 -- nhiaudit.policy.install creates), approver_as_logged the name the record gives; approver_is_human
 -- holds when either name, or another alias of that person, is human under [identities] humans.
--- An SSM just-in-time signal names an Automation execution, not the access request: the request is
--- the one an Automation record of the same execution names (a unique one; else no task).
+-- An SSM just-in-time signal names an Automation execution, not the access request. The request of
+-- an execution is the unique one named by either
+--   * an Automation record of that execution that names an oi-… request id (StartAutomationExecution
+--     parameters, a signal's payload; assumed: AWS documents no such record), or
+--   * the approval procedure AWS documents: the approver reads the request's OpsItem (GetOpsItem
+--     oi-…, the request id; its OperationalData /aws/accessrequest names the execution, but CloudTrail
+--     keeps no read's response) and then signals the execution: the only known access request the
+--     signer read in the hour before the signal (clock skew allowed), a request that a
+--     StartAccessRequest or GetAccessToken record names.
+-- Two candidate requests give none: the decision then has no task.
 CREATE OR REPLACE TEMP TABLE automation_request AS
-SELECT json_extract_string(details, '$.automation_execution_id') AS execution_id,
-       min(json_extract_string(details, '$.access_request_id')) AS access_request_id
-FROM events
-WHERE source = 'cloudtrail' AND json_extract_string(details, '$.automation_execution_id') IS NOT NULL
-  AND json_extract_string(details, '$.access_request_id') IS NOT NULL
-GROUP BY 1 HAVING count(DISTINCT json_extract_string(details, '$.access_request_id')) = 1;
+WITH named AS (
+    SELECT json_extract_string(details, '$.automation_execution_id') AS execution_id,
+           json_extract_string(details, '$.access_request_id') AS access_request_id
+    FROM events
+    WHERE source = 'cloudtrail' AND json_extract_string(details, '$.automation_execution_id') IS NOT NULL
+      AND json_extract_string(details, '$.access_request_id') IS NOT NULL
+), signal_reads AS (
+    SELECT json_extract_string(s.details, '$.automation_execution_id') AS execution_id,
+           min(json_extract_string(g.details, '$.access_request_id')) AS access_request_id
+    FROM events s
+    CROSS JOIN (SELECT to_seconds(clock_skew_s) AS skew FROM policy_params) p
+    JOIN events g ON g.source = 'cloudtrail' AND g.action = 'ssm:GetOpsItem' AND g.outcome = 'success'
+         AND g.actor_id = s.actor_id AND json_extract_string(g.details, '$.access_request_id') IS NOT NULL
+         AND g.occurred_at BETWEEN s.occurred_at - INTERVAL 1 HOUR AND s.occurred_at + p.skew
+    WHERE s.source = 'cloudtrail' AND s.category = 'approval' AND s.task_id IS NULL
+      AND json_extract_string(s.details, '$.automation_execution_id') IS NOT NULL
+      AND EXISTS (SELECT 1 FROM events t WHERE t.source = 'cloudtrail'
+                     AND t.task_id = 'ssm-access-request:' || json_extract_string(g.details, '$.access_request_id'))
+    GROUP BY s.source, s.event_id, json_extract_string(s.details, '$.automation_execution_id')
+    HAVING count(DISTINCT json_extract_string(g.details, '$.access_request_id')) = 1
+)
+SELECT execution_id, min(access_request_id) AS access_request_id
+FROM (SELECT * FROM named UNION ALL SELECT * FROM signal_reads)
+GROUP BY execution_id HAVING count(DISTINCT access_request_id) = 1;
 
 CREATE OR REPLACE TEMP TABLE approval_rows AS
 SELECT e.*, coalesce(json_extract_string(e.details, '$.approver'), e.actor_id) AS logged_approver,

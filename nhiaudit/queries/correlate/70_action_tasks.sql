@@ -109,18 +109,31 @@ JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
 JOIN issuance_task it ON it.credential_id = anc.ancestor_id
 GROUP BY a.credential_id;
 
--- GCP Privileged Access Manager: a grant gives its requester the entitlement's roles for the
--- requested duration from its approval (else from the request, an entitlement without approvers),
--- until revoked or withdrawn. GCP logs no id for the elevated access, so the grant's task joins the
--- requester's own GCP calls in the grant's project (any project for a folder or organization
--- entitlement) within that window, clock skew allowed. Two overlapping grants give none. A denied
--- grant is never activated: it has no window (the requester's calls are its own, not the grant's).
-CREATE OR REPLACE TEMP TABLE pam_windows AS
+-- Grant windows: elevated access that the cloud logs under the principal's own name, with no id of
+-- the elevation on its calls. A window's task covers the principal's own calls, in the source it
+-- names, inside the window (clock skew allowed) and its scope (account, tenant, ARM path prefix;
+-- NULL: any); two windows of different tasks over one call give none. One row per name the
+-- principal goes by, lower-cased after [identities] aliases (canonical_identity). implied_by: the
+-- gate the window itself proves was passed (chains.approval_implied_by), NULL when it proves none.
+--   * GCP Privileged Access Manager: a grant gives its requester the entitlement's roles for the
+--     requested duration from its approval (else from the request, an entitlement without
+--     approvers), until revoked or withdrawn, in the grant's project (any project for a folder or
+--     organization entitlement). A denied grant is never activated: it has no window. A request
+--     proves no gate: implied_by NULL.
+--   * Entra PIM: an activation ("Add member to role completed (PIM activation)") gives the member
+--     the role from StartTime to ExpirationTime (else 24 hours, PIM's longest activation), until
+--     the expiry or deactivation record. Directory roles: tenant-wide (the action's tenant, when
+--     both records name one); Azure resource roles: actions on resources under the assignment's ARM
+--     scope; an Azure resource or group role whose record names no ARM scope gives no window (a
+--     guess would be worse than no link). PIM activates a role only once its activation policy
+--     passed, approval included: the window implies the approval when no record of it is loaded.
+CREATE OR REPLACE TEMP TABLE grant_windows AS
 WITH g AS (
     SELECT task_id,
            arg_min(json_extract_string(details, '$.requested_by'), (occurred_at, event_id))
                FILTER (WHERE json_extract_string(details, '$.requested_by') IS NOT NULL) AS requester,
-           arg_min(json_extract_string(details, '$.grant'), (occurred_at, event_id)) AS grant_name,
+           arg_min(json_extract_string(details, '$.grant'), (occurred_at, event_id))
+               FILTER (WHERE json_extract_string(details, '$.grant') IS NOT NULL) AS grant_name,
            max(try_cast(json_extract_string(details, '$.requested_duration_s') AS BIGINT)) AS duration_s,
            min(occurred_at) AS requested_at, min(ended_at) AS ended_at
     FROM events
@@ -129,27 +142,81 @@ WITH g AS (
 ), a AS (
     SELECT task_id, min(decided_at) AS approved_at, max(expires_at) AS approval_expires_at FROM approvals
     WHERE source = 'gcp_audit' AND decision = 'approved' AND decided_at IS NOT NULL GROUP BY task_id
+), pam AS (
+    SELECT g.task_id, g.requester AS principal, 'gcp_audit' AS covers_source,
+           nullif(regexp_extract(g.grant_name, '^projects/([^/]+)/.*\z', 1), '') AS account,
+           CAST(NULL AS VARCHAR) AS tenant, CAST(NULL AS VARCHAR) AS resource_prefix,
+           coalesce(a.approved_at, g.requested_at) AS window_start,
+           least(coalesce(g.ended_at, 'infinity'::TIMESTAMPTZ),
+                 coalesce(a.approval_expires_at, coalesce(a.approved_at, g.requested_at) + to_seconds(g.duration_s),
+                          coalesce(a.approved_at, g.requested_at) + INTERVAL 24 HOUR)) AS window_end,
+           'gcp_pam_grant_window' AS task_link, CAST(NULL AS VARCHAR) AS implied_by
+    FROM g LEFT JOIN a USING (task_id)
+    WHERE g.requester IS NOT NULL
+      AND (a.approved_at IS NOT NULL OR NOT EXISTS (
+              SELECT 1 FROM approvals d WHERE d.task_id = g.task_id AND d.decision = 'denied'))
+), activation AS (
+    SELECT e.task_id, e.account AS tenant,
+           json_extract_string(e.details, '$.member_upn') AS member_upn,
+           json_extract_string(e.details, '$.member_id') AS member_id,
+           json_extract_string(e.details, '$.approver') AS member,
+           json_extract_string(e.details, '$.role') AS role,
+           json_extract_string(e.details, '$.role_kind') AS role_kind,
+           rtrim(json_extract_string(e.details, '$.arm_scope'), '/') AS arm_scope,
+           coalesce(try_cast(json_extract_string(e.details, '$.role_start') AS TIMESTAMPTZ), e.occurred_at) AS starts,
+           e.expires_at,
+           (SELECT min(t.ended_at) FROM events t
+            WHERE t.source = 'entra_audit' AND t.category = 'task' AND t.task_id = e.task_id
+              AND t.ended_at IS NOT NULL) AS ended_at
+    FROM events e
+    WHERE e.source = 'entra_audit' AND e.category = 'grant' AND e.task_id LIKE 'pim-request:%'
+      AND e.occurred_at IS NOT NULL
+), pim AS (
+    SELECT v.task_id, n.name AS principal, 'azure' AS covers_source, CAST(NULL AS VARCHAR) AS account,
+           lower(v.tenant) AS tenant,
+           CASE WHEN v.role_kind = 'directory' THEN NULL ELSE v.arm_scope END AS resource_prefix,
+           v.starts AS window_start,
+           least(coalesce(v.ended_at, 'infinity'::TIMESTAMPTZ), coalesce(v.expires_at, v.starts + INTERVAL 24 HOUR))
+               AS window_end,
+           'entra_pim_activation_window' AS task_link,
+           'the action ran inside the PIM activation of role ' || coalesce(v.role, '?') || ' for '
+           || coalesce(v.member, '?') || ' (request ' || replace(v.task_id, 'pim-request:', '') || ', from '
+           || strftime(v.starts, '%Y-%m-%dT%H:%M:%SZ') || '): PIM activates a role only once its activation '
+           || 'policy passed, approval included when the role requires it' AS implied_by
+    FROM activation v
+    -- the member by UPN or object id (a display name is no identity)
+    JOIN (SELECT task_id, member_upn AS name FROM activation UNION SELECT task_id, member_id FROM activation) n
+         ON n.task_id = v.task_id AND n.name IS NOT NULL
+    -- an ARM scope is a subscription or management group path (a bare "/" or a stray string is none)
+    WHERE v.role_kind = 'directory'
+       OR regexp_full_match(v.arm_scope, '^/(subscriptions|providers/microsoft\.management/managementgroups)/[^/]+(/.*)?\z')
 )
-SELECT g.task_id, g.requester,
-       nullif(regexp_extract(g.grant_name, '^projects/([^/]+)/', 1), '') AS project,
-       coalesce(a.approved_at, g.requested_at) AS window_start,
-       least(coalesce(g.ended_at, 'infinity'::TIMESTAMPTZ),
-             coalesce(a.approval_expires_at, coalesce(a.approved_at, g.requested_at) + to_seconds(g.duration_s),
-                      coalesce(a.approved_at, g.requested_at) + INTERVAL 24 HOUR)) AS window_end
-FROM g LEFT JOIN a USING (task_id)
-WHERE g.requester IS NOT NULL
-  AND (a.approved_at IS NOT NULL OR NOT EXISTS (
-          SELECT 1 FROM approvals d WHERE d.task_id = g.task_id AND d.decision = 'denied'));
+SELECT task_id, lower(canonical_identity(principal)) AS principal, covers_source, account, tenant, resource_prefix,
+       window_start, window_end, task_link, implied_by
+FROM (SELECT * FROM pam UNION ALL SELECT * FROM pim);
 
 CREATE OR REPLACE TEMP TABLE window_task AS
-SELECT au.source, au.event_id, min(w.task_id) AS task_id, 'gcp_pam_grant_window' AS task_link
-FROM audited au
-JOIN events e ON e.source = au.source AND e.event_id = au.event_id AND e.category = 'action'
+WITH acts AS (
+    SELECT au.source, au.event_id, au.occurred_at, au.resource, e.account,
+           lower(json_extract_string(e.details, '$.tenant_id')) AS tenant,
+           lower(canonical_identity(au.actor_id)) AS actor_name,
+           lower(canonical_identity(json_extract_string(e.details, '$.object_id'))) AS object_name
+    FROM audited au
+    JOIN events e ON e.source = au.source AND e.event_id = au.event_id AND e.category = 'action'
+    WHERE au.source IN (SELECT DISTINCT covers_source FROM grant_windows)
+)
+SELECT c.source, c.event_id, min(w.task_id) AS task_id, min(w.task_link) AS task_link,
+       max(w.implied_by) AS implied_by
+FROM acts c
 CROSS JOIN (SELECT to_seconds(clock_skew_s) AS s FROM policy_params) skew
-JOIN pam_windows w ON w.requester = au.actor_id AND (w.project IS NULL OR w.project = e.account)
-     AND au.occurred_at BETWEEN w.window_start - skew.s AND w.window_end + skew.s
-WHERE au.source = 'gcp_audit'
-GROUP BY au.source, au.event_id
+JOIN grant_windows w ON w.covers_source = c.source
+     AND (w.principal = c.actor_name OR w.principal = c.object_name)
+     AND (w.account IS NULL OR w.account = c.account)
+     AND (w.tenant IS NULL OR c.tenant IS NULL OR w.tenant = c.tenant)
+     AND (w.resource_prefix IS NULL OR c.resource = w.resource_prefix
+          OR substring(c.resource, 1, length(w.resource_prefix) + 1) = w.resource_prefix || '/')
+     AND c.occurred_at BETWEEN w.window_start - skew.s AND w.window_end + skew.s
+GROUP BY c.source, c.event_id
 HAVING count(DISTINCT w.task_id) = 1;
 
 CREATE OR REPLACE TEMP TABLE spans AS
@@ -259,7 +326,11 @@ SELECT a.source, a.event_id,
        list_sort(list_distinct(list_filter(coalesce(cc.task_ids, []) || coalesce(ct.task_ids, [])
                                            || [a.event_task_id, wt.task_id, tt.task_id], x -> x IS NOT NULL)))
            AS task_ids,
-       gi.approval_implied_by, gi.protected_environment, gi.protected_role, gi.protected_issuance_source,
+       -- a credential's gate, else the gate of the grant window that gave the task (a PIM activation)
+       coalesce(gi.approval_implied_by,
+                CASE WHEN cc.task_id IS NULL AND ct.task_id IS NULL AND a.event_task_id IS NULL THEN wt.implied_by END)
+           AS approval_implied_by,
+       gi.protected_environment, gi.protected_role, gi.protected_issuance_source,
        gi.protected_issuance_event_id
 FROM audited a
 LEFT JOIN credential_chain cc ON cc.credential_id = a.credential_id
