@@ -614,3 +614,25 @@ def test_kmip_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnect
     assert (result.loaded, result.rejected) == (2, 4)
     other = rows(store, "SELECT category, action FROM events WHERE line = 6")
     assert other == [{"category": "other", "action": None}]
+
+
+def test_the_kmip_table_names_each_code_once(store: duckdb.DuckDBPyConnection) -> None:
+    vault._install_kmip(store)
+    table = rows(store, "SELECT * FROM kmip_enumerations")
+    for column in ("code", "name"):  # a lookup by code or by name finds at most one row
+        keys = [(r["enumeration"], r[column]) for r in table]
+        assert len(keys) == len(set(keys)), column
+    by_kind = {
+        kind: {r["code"]: r for r in table if r["enumeration"] == kind} for kind in {r["enumeration"] for r in table}
+    }
+    assert set(by_kind) == {"Operation", "ResultStatus", "ResultReason"}
+    assert sorted(by_kind["Operation"]) == list(range(1, 0x36))  # KMIP 1.0 to 2.0: Create .. ReProvision
+    assert by_kind["Operation"][0x0A]["name"] == "Get" and by_kind["Operation"][0x1E]["name"] == "DiscoverVersions"
+    assert {c: r["outcome"] for c, r in by_kind["ResultStatus"].items()} == {
+        0: "success", 1: "failure", 2: None, 3: "failure"
+    }  # fmt: skip
+    assert (
+        by_kind["ResultReason"][0x0C]["name"] == "PermissionDenied"
+        and by_kind["ResultReason"][0x0C]["outcome"] == "denied"
+    )
+    assert all(r["read_only"] is None for r in table if r["enumeration"] != "Operation")
