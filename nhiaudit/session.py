@@ -319,13 +319,31 @@ def _only_queries(con: duckdb.DuckDBPyConnection, statement: str) -> None:
         raise NhiauditError("sql: only queries (SELECT, EXPLAIN …) run against a lake.")
 
 
-LOCK_WAIT_SECONDS = 10.0  # how long a command waits for another process's hold on the store
+LOCK_WAIT_SECONDS = 10.0  # how long a command waits for another process's hold on the store, by default
+LOCK_WAIT_ENV = "NHIAUDIT_LOCK_WAIT"  # seconds, to wait longer (a long ingest) or not at all (0)
+
+
+def lock_wait_seconds(env: dict[str, str] | None = None) -> float:
+    """The bound on waiting for another process's hold on the store: ``$NHIAUDIT_LOCK_WAIT`` seconds
+    (a number >= 0), else LOCK_WAIT_SECONDS."""
+    text = (os.environ if env is None else env).get(LOCK_WAIT_ENV, "").strip()
+    if not text:
+        return LOCK_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise NhiauditError(f"${LOCK_WAIT_ENV}: {text[:40]!r} is not a number of seconds (0 or more).")
+    return seconds
 
 
 def _connect(path: Path, read_only: bool, on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
-    """``store.connect``, waiting (bounded) while another nhiaudit holds the store: a writer, such as
-    a correlation another command started a moment before, excludes every other connection."""
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    """``store.connect``, waiting (bounded, :func:`lock_wait_seconds`) while another nhiaudit holds the
+    store: a writer, such as a correlation another command started a moment before, excludes every
+    other connection."""
+    wait = lock_wait_seconds()
+    deadline = time.monotonic() + wait
     told = False
     while True:
         try:
@@ -334,12 +352,11 @@ def _connect(path: Path, read_only: bool, on_wait: Callable[[str], None] | None)
             if time.monotonic() >= deadline:
                 raise StoreError(
                     f"{path}: the store is open in another nhiaudit or DuckDB process. Waited "
-                    f"{LOCK_WAIT_SECONDS:.0f} s for it (an ingest, or a report rebuilding the derived tables); "
-                    "run this again when it finishes, or use another --db."
+                    f"{wait:g} s for it (an ingest, or a report rebuilding the derived tables); "
+                    f"run this again when it finishes (or wait longer: ${LOCK_WAIT_ENV}), or use another --db."
                 ) from None
             if on_wait is not None and not told:
-                on_wait(f"{path}: another nhiaudit process holds the store; waiting for it (up to "
-                        f"{LOCK_WAIT_SECONDS:.0f} s)")
+                on_wait(f"{path}: another nhiaudit process holds the store; waiting for it (up to {wait:g} s)")
                 told = True
             time.sleep(0.1)
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from nhiaudit import ingest
 from nhiaudit import store as nhiaudit_store
 
 # The test modules share tests/helpers.py (``from helpers import ...``). pytest's default import
 # mode puts only a test module's own folder on sys.path; put this one there too, for tests/sources/.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import SAMPLES, SCHEMAS, on_ci, sample
+from helpers import SAMPLES, SCHEMAS, on_ci, sample, sample_world_ingest
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,6 +53,46 @@ def store() -> Iterator[duckdb.DuckDBPyConnection]:
     con = nhiaudit_store.connect(":memory:")
     yield con
     con.close()
+
+
+# Stores that many tests read: each is built once per run, and a test that writes to one (a
+# correlation, a second ingest) works on a copy (``copy_store``), never on the original.
+
+
+@pytest.fixture(scope="session")
+def sample_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[ingest.IngestResult, Path]:
+    """The sample world (``sample_logs/``) ingested from a relative path, never correlated: what
+    ingest returned and the store file. Copy it before writing to it."""
+    db = tmp_path_factory.mktemp("sample-world") / "world.duckdb"
+    return sample_world_ingest(db), db
+
+
+@pytest.fixture(scope="session")
+def ingested_samples(tmp_path_factory: pytest.TempPathFactory) -> tuple[ingest.IngestResult, Path]:
+    """The whole shared samples tree ingested into a new store, never correlated: what ingest
+    returned and the store file. Copy it before writing to it."""
+    root = sample(SAMPLES)
+    db = tmp_path_factory.mktemp("samples") / "samples.duckdb"
+    con = nhiaudit_store.connect(db)
+    try:
+        result = ingest.ingest(con, [root])
+    finally:
+        con.close()
+    return result, db
+
+
+@pytest.fixture(scope="session")
+def copy_store() -> Callable[[Path, Path], Path]:
+    """``copy_store(original, target)``: a copy of a store file (with its WAL, if any) at ``target``."""
+
+    def copy(original: Path, target: Path) -> Path:
+        shutil.copy(original, target)
+        wal = original.with_name(original.name + ".wal")
+        if wal.exists():
+            shutil.copy(wal, target.with_name(target.name + ".wal"))
+        return target
+
+    return copy
 
 
 @pytest.fixture

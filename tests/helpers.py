@@ -138,7 +138,14 @@ def invoke(args: Sequence[str], **kwargs: Any) -> Result:
 
 def ingest_sample_world(db: Path) -> Path:
     """The sample world (``sample_logs/``) ingested into a new store ``db``, from a relative path as
-    the README's command does (so paths in reports are the same on any machine); returns ``db``."""
+    the README's command does (so paths in reports are the same on any machine); returns ``db``.
+    Tests that only read it copy conftest's session-wide ``sample_world`` store instead."""
+    sample_world_ingest(db)
+    return db
+
+
+def sample_world_ingest(db: Path) -> ingest.IngestResult:
+    """:func:`ingest_sample_world`, returning what ingest returned."""
     root = Path(__file__).resolve().parents[1]
     cwd = Path.cwd()
     con = store.connect(db)
@@ -149,7 +156,7 @@ def ingest_sample_world(db: Path) -> Path:
         os.chdir(cwd)
         con.close()
     assert not result.unrecognized and not any(f.rejected for f in result.files)
-    return db
+    return result
 
 
 def said(result: Result) -> str:

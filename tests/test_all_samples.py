@@ -6,6 +6,7 @@ source claims, a file two detectors both claim, a folder that contributes nothin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -14,6 +15,7 @@ from helpers import SAMPLE_FOLDERS, SAMPLES
 from typer.testing import CliRunner
 
 from nhiaudit import cli, ingest
+from nhiaudit import store as nhiaudit_store
 from nhiaudit.sources import SOURCES
 
 # Files that hold no events by design: an SNS->SQS notification announcing CloudTrail log files
@@ -40,8 +42,17 @@ def test_the_sample_folders_are_the_expected_ones(samples_dir: Path) -> None:
     assert sorted(p.name for p in samples_dir.iterdir() if p.is_dir()) == list(SAMPLE_FOLDERS)
 
 
-def test_every_sample_loads_with_zero_rejected(store: duckdb.DuckDBPyConnection, samples_dir: Path) -> None:
-    result = ingest.ingest(store, [samples_dir])
+@pytest.fixture
+def samples_store(ingested_samples) -> Iterator[tuple[ingest.IngestResult, duckdb.DuckDBPyConnection]]:
+    """conftest's store of the whole tree (ingested into a new store), read-only."""
+    result, db = ingested_samples
+    con = nhiaudit_store.connect(db, read_only=True)
+    yield result, con
+    con.close()
+
+
+def test_every_sample_loads_with_zero_rejected(samples_store, samples_dir: Path) -> None:
+    result, store = samples_store
     assert sorted(str(p.relative_to(samples_dir)) for p in result.unrecognized) == sorted(PENDING)
     assert [p.name for p in result.ignored] == ["SOURCES.md"]
     assert len(result.files) == len(SAMPLE_FILES) - len(PENDING) > 0

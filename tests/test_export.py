@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
-from helpers import ingest_sample_world, invoke, said
+from helpers import invoke, said
 
 from nhiaudit import export as export_module
 from nhiaudit import ingest, lake, store
@@ -21,8 +21,8 @@ POLICY = ROOT / "sample_logs" / "nhiaudit.toml"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ingest_sample_world(tmp_path_factory.mktemp("world") / "world.duckdb")
+def world(tmp_path_factory: pytest.TempPathFactory, sample_world, copy_store) -> Path:
+    return copy_store(sample_world[1], tmp_path_factory.mktemp("world") / "world.duckdb")
 
 
 def export(db: Path, folder: Path, *more: str) -> dict:

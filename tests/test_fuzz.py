@@ -52,7 +52,8 @@ KEY_FIELDS = (
     "traceId",
     "spanId",
 )
-MAX_EXAMPLES = 100
+MAX_EXAMPLES = 100  # the soak (pytest -m slow, CI's soak step): every run of CI checks these
+QUICK_EXAMPLES = 25  # the default suite: a deterministic subset, so that a local run stays short
 
 pytestmark = pytest.mark.skipif(not SAMPLE_FILES, reason="needs ../shared/samples")
 
@@ -260,19 +261,45 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NHIAUDIT_POLICY", raising=False)
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-)
-@given(
-    sample=st.sampled_from(SAMPLE_FILES or [Path("none")]),
-    mutation=st.sampled_from(sorted(MUTATIONS)),
-    seed=st.integers(0, 2**32 - 1),
-)
+def damaged(max_examples: int) -> Callable:
+    """The fuzz cases: a sample, a mutation and its seed, derandomized (the same cases every run)."""
+
+    def wrap(test: Callable) -> Callable:
+        return settings(
+            max_examples=max_examples,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=[
+                HealthCheck.too_slow,
+                HealthCheck.function_scoped_fixture,
+                HealthCheck.data_too_large,
+            ],
+        )(
+            given(
+                sample=st.sampled_from(SAMPLE_FILES or [Path("none")]),
+                mutation=st.sampled_from(sorted(MUTATIONS)),
+                seed=st.integers(0, 2**32 - 1),
+            )(test)
+        )
+
+    return wrap
+
+
+@damaged(QUICK_EXAMPLES)
 def test_damaged_samples(sample: Path, mutation: str, seed: int, tmp_path_factory, baseline_dir: Path) -> None:
+    check_damaged(sample, mutation, seed, tmp_path_factory, baseline_dir)
+
+
+@pytest.mark.slow
+@damaged(MAX_EXAMPLES)
+def test_damaged_samples_soak(sample: Path, mutation: str, seed: int, tmp_path_factory, baseline_dir: Path) -> None:
+    check_damaged(sample, mutation, seed, tmp_path_factory, baseline_dir)
+
+
+def check_damaged(sample: Path, mutation: str, seed: int, tmp_path_factory, baseline_dir: Path) -> None:
+    """Ingest ``sample`` damaged by ``mutation``: the store is consistent with the summary, and every
+    intact line of an NDJSON sample is still loaded."""
     original = sample.read_bytes()
     if sample.suffix == ".gz":
         original = gzip.decompress(original)

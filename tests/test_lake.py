@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ingest_sample_world, invoke, said
+from helpers import invoke, said
 from test_rules import CASES, EVIDENCE_SUFFIXES
 from test_sample_world import oracle
 
@@ -21,10 +21,10 @@ PINNED = {"SOURCE_DATE_EPOCH": "1793664000"}  # 2026-11-03: byte-identical repor
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def world(tmp_path_factory: pytest.TempPathFactory, sample_world, copy_store) -> tuple[Path, Path]:
     """The sample world's store, audited once with its policy, and its lake."""
     folder = tmp_path_factory.mktemp("world")
-    db = ingest_sample_world(folder / "world.duckdb")
+    db = copy_store(sample_world[1], folder / "world.duckdb")
     result = invoke(["report", "--db", str(db), "--policy", str(POLICY)])
     assert result.exit_code == 1, result.output  # the sample world has high findings
     result = invoke(["export", "--db", str(db), str(folder / "lake")])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import invoke
 
-from nhiaudit import ingest, store
+from nhiaudit import store
 from nhiaudit import trace as tracing
 from nhiaudit.policy import load_policy
 from nhiaudit.reports import WRITERS
@@ -41,20 +41,11 @@ def oracle() -> dict[str, tuple[set[str], set[str], str]]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    """The sample world ingested from a relative path (as the README's command does)."""
-    db = tmp_path_factory.mktemp("world") / "world.duckdb"
-    con = store.connect(db)
-    cwd = Path.cwd()
-    try:
-        import os
-
-        os.chdir(ROOT)
-        result = ingest.ingest(con, [Path("sample_logs")])
-    finally:
-        os.chdir(cwd)
-    con.close()  # each test opens its own connection: the CLI opens the store read-only
-    return result, db
+def world(tmp_path_factory: pytest.TempPathFactory, sample_world, copy_store):
+    """The sample world ingested from a relative path (as the README's command does): conftest's
+    session-wide store, copied (each test opens its own connection: the CLI opens it read-only)."""
+    result, original = sample_world
+    return result, copy_store(original, tmp_path_factory.mktemp("world") / "world.duckdb")
 
 
 @pytest.fixture

@@ -81,9 +81,23 @@ def test_every_source_claims_a_real_sample(name: str) -> None:
     assert claimed_samples()[name], f"no file under {SAMPLES} or sample_logs/ is detected as {name}"
 
 
-def test_every_credential_type_the_samples_give_is_declared(store: duckdb.DuckDBPyConnection) -> None:
+@pytest.fixture
+def every_sample(request: pytest.FixtureRequest, tmp_path: Path, copy_store) -> duckdb.DuckDBPyConnection:
+    """Every file of SAMPLE_ROOTS ingested: conftest's store of the shared samples, copied, plus the
+    other roots (sample_logs/)."""
+    if SAMPLES.is_dir():
+        _, original = request.getfixturevalue("ingested_samples")
+        con = store.connect(copy_store(original, tmp_path / "samples.duckdb"))
+    else:
+        con = store.connect(":memory:")
+    ingest.ingest(con, [root for root in SAMPLE_ROOTS if root != SAMPLES])
+    yield con
+    con.close()
+
+
+def test_every_credential_type_the_samples_give_is_declared(every_sample: duckdb.DuckDBPyConnection) -> None:
     # Ingest refuses an undeclared type (below); this shows the samples reach every source that writes one.
-    ingest.ingest(store, SAMPLE_ROOTS)
+    store = every_sample
     written = {kind for (kind,) in store.execute(
         """SELECT credential_type FROM events WHERE credential_type IS NOT NULL
         UNION SELECT details ->> '$.parent_credential_type' FROM events

@@ -8,11 +8,18 @@ whose partner is not in the file (log rotation, a crash) is still an event on it
 Token issuance (logins, ``auth/token/create*``) describes the new token in ``response.auth``; reads
 of dynamic cloud credentials expose ``response.data.access_key`` when the mount does not HMAC it.
 Accessors and keys are kept exactly as logged: HMACs from one audit device compare equal.
+
+KMIP lines (``kmip-request``/``kmip-response``, the KMIP secrets engine) carry no ``request.id``: a
+``kmip-response`` repeats its whole ``request`` object, so a request pairs with the response whose
+``request`` is identical (the n-th with the n-th, like the HTTP ids). The message is the KMIP TTLV
+tree as JSON ``{"tag", "type", "value"}`` nodes; each BatchItem is one action ``kmip:<Operation>``,
+its enumerations named by ``queries/sources/kmip_enumerations.csv``.
 """
 
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -48,7 +55,33 @@ AWS_MOUNT_CREDS_PATH = r"^[^/]+(/.+)?/(creds|sts)/"
 REVOKE_PATH = r"^(auth/token/revoke|sys/(leases/)?revoke(-prefix|-force)?(/|$))"
 
 _STRUCT = '{"time": "JSON", "type": "JSON", "auth": "JSON", "request": "JSON", "response": "JSON", "error": "JSON"}'
-_FIRST = re.compile(r'^\s*\{\s*"time"\s*:\s*"[^"]*"\s*,\s*"type"\s*:\s*"(kmip-)?(request|response)"')
+# A first line longer than the head. HTTP lines start with "time" then "type"; KMIP lines put them
+# last (`{"request":{…"data":{"kmip_request":{"tag":"RequestMessage"…}}…},…,"time":…,"type":…}`).
+_FIRST = re.compile(
+    r'^\s*\{\s*"time"\s*:\s*"[^"]*"\s*,\s*"type"\s*:\s*"(kmip-)?(request|response)"'
+    r'|^\s*\{\s*"request"\s*:\s*\{.*?"kmip_request"\s*:\s*\{\s*"tag"\s*:\s*"RequestMessage"'
+)
+# The KMIP enumerations (Operation, ResultStatus, ResultReason) by code and name: data, not code.
+KMIP_ENUMERATIONS = "kmip_enumerations.csv"
+_KMIP_COLUMNS = (
+    "{'enumeration': 'VARCHAR', 'code': 'BIGINT', 'name': 'VARCHAR', 'read_only': 'BOOLEAN', 'outcome': 'VARCHAR'}"
+)
+# A TTLV node's first child with a tag, the value of that child, and an Enumeration/Integer value
+# as a number: a hex string ("0x0000000a", any case) or a JSON number. NULL when absent.
+_KMIP_MACROS = """
+CREATE OR REPLACE TEMP MACRO kmip_child(node, t) AS
+    list_filter(CAST(json_extract(node, '$.value[*]') AS JSON[]), x -> json_extract_string(x, '$.tag') = t)[1];
+CREATE OR REPLACE TEMP MACRO kmip_children(node, t) AS
+    list_filter(CAST(json_extract(node, '$.value[*]') AS JSON[]), x -> json_extract_string(x, '$.tag') = t);
+CREATE OR REPLACE TEMP MACRO kmip_code(node) AS CASE
+    WHEN json_type(node, '$.value') IN ('BIGINT', 'UBIGINT') THEN try_cast(json_extract_string(node, '$.value') AS BIGINT)
+    WHEN regexp_full_match(json_extract_string(node, '$.value'), '0[xX][0-9a-fA-F]{1,8}')
+        THEN try_cast(lower(json_extract_string(node, '$.value')) AS BIGINT) END;
+-- How an enumeration not in the table is shown: its code as hex, else the value as logged (a name).
+CREATE OR REPLACE TEMP MACRO kmip_text(node) AS CASE
+    WHEN kmip_code(node) IS NOT NULL THEN format('0x{:08x}', kmip_code(node))
+    ELSE nullif(left(json_extract_string(node, '$.value'), 100), '') END;
+"""
 
 # Fields whose JSON type is checked before use: (path, allowed json_type values, what was expected).
 # A missing field is never an error (Vault omits empty fields); a field of the wrong type is.
@@ -69,13 +102,15 @@ _CHECKS = (
     ("$.response.auth.metadata", ("OBJECT",), "an object"),
     ("$.response.data", ("OBJECT",), "an object"),
     ("$.response.secret", ("OBJECT",), "an object"),
-    # KMIP lines: a serial or a status of another type would be read as its JSON text.
-    ("$.request.client_cert_serial", ("VARCHAR",), "a string"),
-    ("$.request.client_certificate_serial_number", ("VARCHAR",), "a string"),
-    ("$.auth.client_certificate_serial_number", ("VARCHAR",), "a string"),
     ("$.request.remote_address", ("VARCHAR",), "a string"),
-    ("$.request.unique_identifier", ("VARCHAR",), "a string"),
-    ("$.response.result_status", ("VARCHAR",), "a string"),
+)
+# The same on KMIP lines only (an HTTP request's data may hold any key): a serial of another type
+# would be read as its JSON text, a message that is not an object has no batch items.
+_KMIP_CHECKS = (
+    ("$.request.client_certificate_serial_number", ("VARCHAR",), "a string"),
+    ("$.request.data", ("OBJECT",), "an object"),
+    ("$.request.data.kmip_request", ("OBJECT",), "an object"),
+    ("$.response.data.kmip_response", ("OBJECT",), "an object"),
 )
 
 _EVENT_COLUMNS = (
@@ -100,13 +135,26 @@ def detect(path: Path) -> bool:
 
 
 def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
+    _install_kmip(con)
     for file in files:
         stage_json_records(con, file)
         _check(con)
         _pair(con)
-        _normalize(con)
+        _kmip_items(con)
+        _normalize(con, file)
         con.execute(f"INSERT INTO staged BY NAME SELECT {', '.join(_EVENT_COLUMNS)} FROM vault_events")
 
+
+def _install_kmip(con: duckdb.DuckDBPyConnection) -> None:
+    """The KMIP macros and TEMP table ``kmip_enumerations`` (the rows of KMIP_ENUMERATIONS)."""
+    con.execute(_KMIP_MACROS)
+    with resources.as_file(resources.files("nhiaudit") / "queries" / "sources" / KMIP_ENUMERATIONS) as path:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE kmip_enumerations AS
+            SELECT * FROM read_csv(?, auto_detect = false, header = true, comment = '#', delim = ',',
+                                   quote = '"', escape = '"', columns = {_KMIP_COLUMNS})""",
+            [str(path)],
+        )
 
 
 def _s(doc: str, path: str) -> str:
@@ -143,11 +191,17 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
         "THEN 'type ''' || left(type, 60) || ''' is not request, response, kmip-request or kmip-response' "
         "WHEN coalesce(json_type(r.time), 'NULL') = 'NULL' THEN 'no \"time\"' END",
         s.wrong_time("r.time", "time"),
-        "CASE WHEN type IN ('request', 'response') AND coalesce(json_type(r.request), 'NULL') = 'NULL' "
+        "CASE WHEN coalesce(json_type(r.request), 'NULL') = 'NULL' "
         "THEN 'a ' || type || ' line without a \"request\" object' END",
-        "CASE WHEN type IN ('request', 'response') THEN "
-        + s.wrong_type("json_type(r.request)", "request", s.OBJECT, "an object") + " END",
-        *(s.wrong_type(f"json_type(doc, '{path}')", path[2:], allowed, expected) for path, allowed, expected in _CHECKS),
+        s.wrong_type("json_type(r.request)", "request", s.OBJECT, "an object"),
+        *(
+            s.wrong_type(f"json_type(doc, '{path}')", path[2:], allowed, expected)
+            for path, allowed, expected in _CHECKS
+        ),
+        *(
+            f"CASE WHEN type LIKE 'kmip-%' THEN {s.wrong_type(f'json_type(doc, {path!r})', path[2:], allowed, expected)} END"
+            for path, allowed, expected in _KMIP_CHECKS
+        ),
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE vault_checked AS SELECT *, {reason} AS reason FROM vault_lines")
     con.execute(
@@ -162,15 +216,18 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
 
     The n-th request line with an id pairs with the n-th response line with that id, so a log that
     holds the same pair twice yields two identical events (deduplicated later), not a cross product.
+    KMIP lines have no id: their key is the MD5 of the ``request`` object, which the response repeats
+    (client certificate serial, remote address with its port, the whole TTLV request message).
     """
     con.execute(
         """CREATE OR REPLACE TEMP TABLE vault_halves AS
-        SELECT record_index, line, doc, type, ts, time_text,
-               CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END AS kind,
-               nullif(json_extract_string(doc, '$.request.id'), '') AS rid,
-               row_number() OVER (PARTITION BY nullif(json_extract_string(doc, '$.request.id'), ''), type
-                                  ORDER BY record_index) AS n
-        FROM vault_checked WHERE reason IS NULL"""
+        SELECT *, row_number() OVER (PARTITION BY pair_key, type ORDER BY record_index) AS n
+        FROM (SELECT record_index, line, doc, type, ts, time_text,
+                     CASE WHEN type LIKE 'kmip-%' THEN 'kmip' ELSE 'vault' END AS kind,
+                     nullif(json_extract_string(doc, '$.request.id'), '') AS rid,
+                     CASE WHEN type LIKE 'kmip-%' THEN md5(json_extract(doc, '$.request')::VARCHAR)
+                          ELSE nullif(json_extract_string(doc, '$.request.id'), '') END AS pair_key
+              FROM vault_checked WHERE reason IS NULL)"""
     )
     half = ("record_index", "line", "doc", "ts", "time_text")
     names = ("index", "line", "doc", "at", "time")
@@ -182,15 +239,15 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE vault_pairs AS
-        -- KMIP lines pair the same way, a kmip-request with the kmip-response of its request id.
-        WITH q AS (SELECT * FROM vault_halves WHERE type LIKE '%request' AND rid IS NOT NULL),
-             s AS (SELECT * FROM vault_halves WHERE type LIKE '%response' AND rid IS NOT NULL)
+        -- KMIP lines pair the same way, a kmip-request with a kmip-response of the same request.
+        WITH q AS (SELECT * FROM vault_halves WHERE type LIKE '%request' AND pair_key IS NOT NULL),
+             s AS (SELECT * FROM vault_halves WHERE type LIKE '%response' AND pair_key IS NOT NULL)
         SELECT coalesce(q.kind, s.kind) AS kind, coalesce(q.rid, s.rid) AS rid, {paired}
-        FROM q FULL OUTER JOIN s ON q.rid = s.rid AND q.kind = s.kind AND q.n = s.n
+        FROM q FULL OUTER JOIN s ON q.pair_key = s.pair_key AND q.kind = s.kind AND q.n = s.n
         UNION ALL
-        -- Lines without a request id cannot be paired.
+        -- HTTP lines without a request id cannot be paired.
         SELECT kind, rid, {lone}
-        FROM vault_halves WHERE rid IS NULL"""
+        FROM vault_halves WHERE pair_key IS NULL"""
     )
     # The response half of a pair is part of the request's event, not an event of its own.
     con.execute(
@@ -198,14 +255,72 @@ def _pair(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+def _kmip_items(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per BatchItem of each KMIP pair's request message (``pair_index`` = the pair's first
+    line), with the response's BatchItem for it: the one with the same UniqueBatchItemID, else the
+    one at the same position (KMIP requires the id when a message has more than one item)."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE vault_kmip_items AS
+        WITH msgs AS (
+            SELECT coalesce(q_index, s_index) AS pair_index,
+                   kmip_children(coalesce(json_extract(q_doc, '$.request.data.kmip_request'),
+                                          json_extract(s_doc, '$.request.data.kmip_request')), 'BatchItem') AS q_items,
+                   kmip_children(json_extract(s_doc, '$.response.data.kmip_response'), 'BatchItem') AS s_items
+            FROM vault_pairs WHERE kind = 'kmip'
+        ), q AS (
+            SELECT pair_index, len(q_items) AS item_count, unnest(q_items) AS q_item,
+                   unnest(range(1, len(q_items) + 1)) AS item_no
+            FROM msgs
+        ), s AS (
+            SELECT pair_index, unnest(s_items) AS s_item, unnest(range(1, len(s_items) + 1)) AS item_no
+            FROM msgs
+        ), matched AS (
+            SELECT q.*, s.s_item FROM q LEFT JOIN s ON s.pair_index = q.pair_index AND coalesce(
+                json_extract_string(kmip_child(q.q_item, 'UniqueBatchItemID'), '$.value')
+                    = json_extract_string(kmip_child(s.s_item, 'UniqueBatchItemID'), '$.value'),
+                q.item_no = s.item_no)
+            QUALIFY row_number() OVER (PARTITION BY q.pair_index, q.item_no ORDER BY s.item_no) = 1
+        ), nodes AS (
+            SELECT pair_index, item_count, item_no,
+                   coalesce(kmip_child(q_item, 'Operation'), kmip_child(s_item, 'Operation')) AS op,
+                   kmip_child(s_item, 'ResultStatus') AS status,
+                   kmip_child(s_item, 'ResultReason') AS reason,
+                   kmip_child(s_item, 'ResultMessage') AS message,
+                   nullif(json_extract_string(kmip_child(q_item, 'UniqueBatchItemID'), '$.value'), '') AS batch_item_id,
+                   -- The managed object: the request's (Get, Destroy, …), else the one the response
+                   -- names (Create, Register, Locate). A TextString: 2.0 ID placeholders are not objects.
+                   list_filter([kmip_child(kmip_child(q_item, 'RequestPayload'), 'UniqueIdentifier'),
+                                kmip_child(kmip_child(s_item, 'ResponsePayload'), 'UniqueIdentifier')],
+                               x -> coalesce(json_extract_string(x, '$.type'), 'TextString') = 'TextString'
+                                    AND nullif(json_extract_string(x, '$.value'), '') IS NOT NULL)[1] AS object
+            FROM matched
+        )
+        SELECT n.pair_index, n.item_count AS kmip_item_count, n.item_no AS kmip_item_no,
+               n.batch_item_id AS kmip_batch_item_id,
+               coalesce(o.name, kmip_text(n.op)) AS kmip_operation, o.read_only AS kmip_read_only,
+               coalesce(st.name, kmip_text(n.status)) AS kmip_status, st.outcome AS kmip_status_outcome,
+               coalesce(rr.name, kmip_text(n.reason)) AS kmip_reason, rr.outcome AS kmip_reason_outcome,
+               nullif(left(json_extract_string(n.message, '$.value'), 500), '') AS kmip_message,
+               json_extract_string(n.object, '$.value') AS kmip_object
+        FROM nodes n
+        LEFT JOIN kmip_enumerations o ON o.enumeration = 'Operation'
+            AND (o.code = kmip_code(n.op) OR o.name = json_extract_string(n.op, '$.value'))
+        LEFT JOIN kmip_enumerations st ON st.enumeration = 'ResultStatus'
+            AND (st.code = kmip_code(n.status) OR st.name = json_extract_string(n.status, '$.value'))
+        LEFT JOIN kmip_enumerations rr ON rr.enumeration = 'ResultReason'
+            AND (rr.code = kmip_code(n.reason) OR rr.name = json_extract_string(n.reason, '$.value'))"""
+    )
+
+
+def _normalize(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -> None:
     workload = " OR ".join(f"json_exists(meta, '$.{key}')" for key in WORKLOAD_METADATA_KEYS)
     headers = "json_extract(rq, '$.headers')"
     traceparent = _sql.header(headers, "traceparent")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE vault_events AS
         WITH halves AS (
-            SELECT *,
+            SELECT p.*, k.* EXCLUDE (pair_index),
+                json_object('request', q_doc, 'response', s_doc) AS raw_doc,
                 coalesce(json_extract(q_doc, '$.request'), json_extract(s_doc, '$.request')) AS rq,
                 coalesce({_object("q_doc", "$.auth")}, {_object("s_doc", "$.auth")}) AS au,
                 {_object("s_doc", "$.response")} AS rs,
@@ -213,26 +328,17 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 nullif(trim(json_extract_string(s_doc, '$.error')), '') AS s_err,
                 CASE WHEN q_index IS NOT NULL AND s_index IS NOT NULL THEN 'request+response'
                      WHEN q_index IS NOT NULL THEN 'request' ELSE 'response' END AS halves
-            FROM vault_pairs
+            -- A KMIP pair is one row per batch item (one row, without operation, when it has none).
+            FROM vault_pairs p
+            LEFT JOIN vault_kmip_items k ON p.kind = 'kmip' AND k.pair_index = coalesce(p.q_index, p.s_index)
         ), fields AS (
             SELECT *,
                 json_extract_string(rq, '$.path') AS path,
                 coalesce(json_extract_string(rq, '$.path'), '') AS p,
-                json_extract_string(rq, '$.operation') AS op,
-                -- KMIP (field names in docs/sources.md): the client certificate is the credential,
-                -- the batch item's result status the outcome.
-                CASE WHEN kind = 'kmip' THEN coalesce({_s("rq", "$.client_cert_serial")},
-                    {_s("rq", "$.client_certificate_serial_number")},
-                    {_s("au", "$.client_certificate_serial_number")}) END AS kmip_serial,
-                CASE WHEN kind = 'kmip' THEN {_s("rs", "$.result_status")} END AS kmip_status,
-                CASE WHEN kind = 'kmip' THEN coalesce({_s("rs", "$.result_reason")}, {_s("rs", "$.result_message")})
-                     END AS kmip_reason,
-                CASE WHEN kind = 'kmip' THEN coalesce({_s("rq", "$.unique_identifier")},
-                                                      {_s("rs", "$.unique_identifier")}) END AS kmip_object,
-                {_s("rq", "$.scope")} AS kmip_scope,
-                {_s("rq", "$.role")} AS kmip_role,
-                coalesce({_s("rq", "$.client_cert_subject")}, {_s("au", "$.client_certificate_subject")})
-                    AS kmip_subject,
+                CASE WHEN kind = 'kmip' THEN kmip_operation ELSE json_extract_string(rq, '$.operation') END AS op,
+                -- KMIP: the client certificate (its decimal serial) is the credential; a line
+                -- without a serial has none.
+                CASE WHEN kind = 'kmip' THEN {_s("rq", "$.client_certificate_serial_number")} END AS kmip_serial,
                 coalesce({_s("rq", "$.mount_type")}, {_s("rs", "$.mount_type")}) AS mount_type,
                 coalesce({_s("au", "$.accessor")}, {_s("rq", "$.client_token_accessor")}) AS caller_cred,
                 coalesce(s_err, q_err) AS err,
@@ -273,9 +379,6 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                 coalesce(CASE WHEN json_extract(au, '$.metadata') <> '{{}}'
                               THEN {_object("au", "$.metadata")} END,
                          CASE WHEN login THEN {_object("rs", "$.auth.metadata")} END) AS meta,
-                CASE WHEN kind = 'kmip' THEN coalesce(kmip_subject,
-                         CASE WHEN kmip_scope IS NOT NULL OR kmip_role IS NOT NULL
-                              THEN concat_ws('/', kmip_scope, kmip_role) END) END AS kmip_actor,
                 coalesce({_s("au", "$.display_name")}, {_s("au", "$.entity_id")},
                          CASE WHEN login THEN coalesce({_s("rs", "$.auth.display_name")},
                                                        {_s("rs", "$.auth.entity_id")}) END) AS actor,
@@ -288,14 +391,18 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             FROM kinds
         )
         SELECT
-            rid AS event_id,
+            -- A KMIP message of several batch items: the framework's id of the record (ingest._merge)
+            -- plus the item number; one item: the framework's id.
+            CASE WHEN kind = 'kmip' AND kmip_item_count > 1
+                 THEN 'rec-' || left(?, 12) || '-' || coalesce(q_index, s_index) || '.' || kmip_item_no
+                 ELSE rid END AS event_id,
             coalesce(q_index, s_index) AS record_index,
             coalesce(q_line, s_line) AS line,
             coalesce(q_at, s_at) AS occurred_at,
             category,
-            coalesce(kmip_actor, actor) AS actor_id,
+            actor AS actor_id,
             CASE WHEN meta IS NOT NULL AND ({workload}) THEN 'workload'
-                 WHEN kind = 'kmip' AND (kmip_actor IS NOT NULL OR kmip_serial IS NOT NULL) THEN 'unknown'
+                 WHEN kind = 'kmip' AND kmip_serial IS NOT NULL THEN 'unknown'
                  WHEN kind = 'kmip' THEN NULL
                  WHEN actor IS NOT NULL OR caller_cred IS NOT NULL THEN 'unknown' END AS actor_type,
             CASE WHEN token_issue THEN coalesce({_s("rs", "$.auth.accessor")}, wrapped_accessor)
@@ -307,16 +414,19 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN (token_issue AND NOT login) OR cloud_issue THEN caller_cred END AS parent_credential_id,
             CASE WHEN op IS NOT NULL THEN kind || ':' || op END AS action,
             CASE WHEN kind = 'kmip' THEN kmip_object ELSE path END AS resource,
-            CASE WHEN kind = 'kmip' THEN NULL
+            CASE WHEN kind = 'kmip' THEN kmip_read_only
                  WHEN category = 'action' THEN op IN ('read', 'list', 'help')
                  WHEN category LIKE 'credential_%' THEN false END AS read_only,
-            CASE WHEN kind = 'kmip' AND kmip_status IS NOT NULL
-                     THEN CASE WHEN lower(kmip_status) = 'success' THEN 'success' ELSE 'failure' END
+            -- KMIP: the batch item's ResultStatus (Success, OperationFailed/Undone: failure; Pending
+            -- or a code not in the table: unknown), denied when the ResultReason is a refusal.
+            CASE WHEN kind = 'kmip' AND kmip_reason_outcome = 'denied'
+                      AND kmip_status_outcome IS DISTINCT FROM 'success' THEN 'denied'
+                 WHEN kind = 'kmip' AND kmip_status IS NOT NULL THEN kmip_status_outcome
                  WHEN kind = 'kmip' AND err IS NOT NULL THEN 'failure'
                  WHEN kind = 'kmip' THEN NULL
                  WHEN denied THEN 'denied' WHEN err IS NOT NULL THEN 'failure' ELSE 'success' END AS outcome,
             CASE WHEN kind = 'kmip' AND (kmip_status IS NOT NULL OR kmip_reason IS NOT NULL OR err IS NOT NULL)
-                     AND lower(coalesce(kmip_status, '')) <> 'success'
+                     AND kmip_status_outcome IS DISTINCT FROM 'success'
                      THEN left(trim(regexp_replace(concat_ws(': ', kmip_status, coalesce(kmip_reason, err)),
                                                    '\\s+', ' ', 'g')), 200)
                  WHEN denied THEN 'permission denied'
@@ -335,11 +445,14 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                  END AS expires_at,
             revoked_lease_id, revoked_lease_prefix, mount_type, token_issue, cloud_issue, revoke, login,
             caller_cred, has_new_token, token_ttl, lease_ttl, halves, kind,
-            kmip_serial, kmip_status, kmip_reason, kmip_scope, kmip_role, kmip_subject, rq, au, rs, meta,
-            json_object('request', q_doc, 'response', s_doc) AS raw,
-            CASE WHEN rid IS NOT NULL THEN concat_ws('|', rid, halves, coalesce(q_time, s_time)) END
-                AS dedupe_key
-        FROM classified"""
+            kmip_serial, kmip_status, kmip_reason, kmip_message, kmip_item_count, kmip_item_no,
+            kmip_batch_item_id, rq, au, rs, meta, raw_doc AS raw,
+            -- Without an id (KMIP, id-less HTTP lines) the framework's MD5 of raw; one per batch item.
+            CASE WHEN rid IS NOT NULL THEN concat_ws('|', rid, halves, coalesce(q_time, s_time))
+                 WHEN kind = 'kmip' AND kmip_item_count > 1 THEN md5(raw_doc::VARCHAR) || '|' || kmip_item_no
+                 END AS dedupe_key
+        FROM classified""",
+        [file.sha256],
     )
     # A lease revocation names the lease; the credential is the key issued under that lease, when
     # the issuance is in the same file (across files, correlation can join on details.lease_id).
@@ -397,10 +510,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
                     'revoked_accessor', CASE WHEN starts_with(resource, 'auth/') THEN credential_id END,
                     'by_credential_id', caller_cred)
                 WHEN kind = 'kmip' THEN json_object(
-                    'kmip_scope', kmip_scope,
-                    'kmip_role', kmip_role,
-                    'client_cert_subject', kmip_subject,
+                    'kmip_batch_count', kmip_item_count,
+                    'kmip_batch_item', CASE WHEN kmip_item_count > 1 THEN kmip_item_no END,
+                    'kmip_batch_item_id', kmip_batch_item_id,
                     'result_status', kmip_status,
-                    'result_reason', kmip_reason)
+                    'result_reason', kmip_reason,
+                    'result_message', kmip_message)
                 ELSE '{{}}'::JSON END)"""
     )

@@ -182,6 +182,7 @@ def _many(n: int, credentials: int) -> Report:
     return dataclasses.replace(empty_report(), findings=findings)
 
 
+@pytest.mark.slow  # ~45 s on a loaded 2-core machine: CI's soak step runs it (pytest -m slow)
 def test_100k_findings_fit_github_limits_and_validate(schemas):
     import gzip
 

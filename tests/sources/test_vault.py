@@ -366,60 +366,273 @@ def test_detect_claims_only_vault_audit_lines(tmp_path: Path) -> None:
 
 
 # --- KMIP secrets engine lines ----------------------------------------------------------------------
+# Records written here in the shape of Vault's real KMIP audit lines (a public sample:
+# elastic/integrations hashicorp_vault test-audit.log after its first 9 lines): no request.id, the
+# TTLV message as {"tag", "type", "value"} nodes, "time"/"type" last, a response repeating its request.
+
+SERIAL = "79311139933792246475030417908586135267121780671"
 
 
-def kmip_pair(rid: str, time: str, operation: str, address: str, status: str | None, **extra: Any) -> list[dict]:
-    request = {
-        "id": rid,
-        "operation": operation,
-        "client_cert_serial": "4f:2a:91",
+def ttlv(tag: str, value: Any, kind: str | None = None) -> dict:
+    return {"tag": tag, **({"type": kind} if kind else {}), "value": value}
+
+
+def kmip_request(address: str, *items: dict, serial: str | None = SERIAL) -> dict:
+    header = ttlv("RequestHeader", [ttlv("BatchCount", f"0x{len(items):08x}", "Integer")])
+    request: dict[str, Any] = {"client_certificate_serial_number": serial} if serial else {}
+    request |= {
+        "data": {"kmip_request": ttlv("RequestMessage", [header, *items])},
+        "namespace": {"id": "root"},
         "remote_address": address,
-        "scope": "finance",
-        "role": "db-encrypt",
-        "unique_identifier": extra.pop("uid", "key-0001"),
-        **extra,
     }
-    response: dict[str, Any] = {} if status is None else {"result_status": status}
-    if status not in (None, "Success"):
-        response["result_reason"] = "ItemNotFound"
-    return [
-        {"time": time, "type": "kmip-request", "request": request},
-        {"time": time, "type": "kmip-response", "request": request, "response": response},
-    ]
+    return request
 
 
-def test_kmip_operations_pair_into_actions(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    hostile = "\x1b[31mevil\u202e</td>'; DROP TABLE events;--"
+def request_item(operation: Any, uid: str | None = None, batch_id: str | None = None) -> dict:
+    payload = [ttlv("UniqueIdentifier", uid, "TextString")] if uid else []
+    return ttlv(
+        "BatchItem",
+        [
+            ttlv("Operation", operation, "Enumeration"),
+            *([ttlv("UniqueBatchItemID", batch_id, "ByteString")] if batch_id else []),
+            ttlv("RequestPayload", payload),
+        ],
+    )
+
+
+def response_item(
+    operation: str,
+    status: str,
+    reason: str | None = None,
+    batch_id: str | None = None,
+    payload: list[dict] | None = None,
+) -> dict:
+    return ttlv(
+        "BatchItem",
+        [
+            ttlv("Operation", operation, "Enumeration"),
+            *([ttlv("UniqueBatchItemID", batch_id, "ByteString")] if batch_id else []),
+            ttlv("ResultStatus", status, "Enumeration"),
+            *([ttlv("ResultReason", reason, "Enumeration")] if reason else []),
+            *([ttlv("ResponsePayload", payload)] if payload is not None else []),
+        ],
+    )
+
+
+def kmip_line(time: str, request: dict, *items: dict, first: bool = False) -> dict:
+    """A kmip-request line (no items) or a kmip-response line; "time"/"type" last as Vault writes
+    them, or first (``first``)."""
+    body: dict[str, Any] = {"request": request}
+    if items:
+        header = ttlv(
+            "ResponseHeader",
+            [ttlv("TimeStamp", time[:19] + "Z", "DateTime"), ttlv("BatchCount", f"0x{len(items):08x}", "Integer")],
+        )
+        body["response"] = {"data": {"kmip_response": ttlv("ResponseMessage", [header, *items])}}
+    tail = {"time": time, "type": "kmip-response" if items else "kmip-request"}
+    return {**tail, **body} if first else {**body, **tail}
+
+
+HOSTILE = "\x1b[31mevil\u202e</td>'; DROP TABLE events;--"
+
+
+@pytest.fixture
+def kmip_world(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    get = kmip_request("192.168.0.10:36776", request_item("0x0000000a", uid="key-0001"))
+    pair_of_two = kmip_request(
+        "[2001:db8::10]:36778",
+        request_item("0x00000014", uid="key-0002", batch_id="01"),
+        request_item("0x0000001E", batch_id="02"),
+    )
+    no_serial = kmip_request("10.0.0.7:41000", request_item("0x0000000a", uid="key-0003"), serial=None)
+    create = kmip_request("10.0.0.5:41002", request_item("0x00000001"))
     lines = [
-        *kmip_pair("km-get", "2026-11-02T10:00:00Z", "Get", "10.0.0.5:5696", "Success"),
-        *kmip_pair("km-fail", "2026-11-02T10:01:00Z", "Destroy", "[2001:db8::1]:5696", "OperationFailed"),
-        kmip_pair("km-lone", "2026-11-02T10:02:00Z", "Encrypt", "2001:db8::2", None)[0],
-        *kmip_pair("km-hostile", "2026-11-02T10:03:00Z", "Activate", "10.0.0.6", "Success", uid=hostile),
-        # A KMIP response and an HTTP request that share an id are not one event.
-        *pair("km-get", "2026-11-02T10:04:00Z", "secret/data/a", operation="read", auth=ORCH)[:1],
+        kmip_line("2026-05-20T13:49:00.313915809Z", get),
+        kmip_line("2026-05-20T13:49:00.314367448Z", get, response_item("0x0000000a", "0x00000000")),
+        # Response only, two batch items answered in the other order (matched by UniqueBatchItemID).
+        kmip_line(
+            "2026-05-20T13:50:00.100000000Z",
+            pair_of_two,
+            response_item("0x0000001e", "0x00000000", batch_id="02"),
+            response_item("0x00000014", "0x00000001", reason="0x0000000C", batch_id="01"),
+        ),
+        kmip_line("2026-05-20T13:51:00Z", no_serial, response_item("0x0000000a", "0x00000002")),
+        kmip_line(
+            "2026-05-20T13:52:00Z",
+            create,
+            response_item("0x00000001", "0x00000000", payload=[ttlv("UniqueIdentifier", "key-0004", "TextString")]),
+        ),
+        kmip_line("2026-05-20T13:53:00Z", kmip_request("10.0.0.5", request_item("0x00000012", uid="key-0005"))),
+        kmip_line(
+            "2026-05-20T13:54:00Z",
+            kmip_request("10.0.0.5:41004", request_item("0x000000EE", uid=HOSTILE)),
+            response_item("0x000000EE", "0x00000001", reason="0x00000001"),
+            first=True,
+        ),
+        kmip_line(
+            "2026-05-20T13:55:00Z",
+            kmip_request("10.0.0.5:41006", request_item("Locate")),
+            response_item("Locate", "Success"),
+        ),  # the names the KMIP JSON profile allows
+        # An HTTP pair in the same file pairs by its id as before.
+        *pair("http-1", "2026-05-20T13:56:00Z", "secret/data/a", operation="read", auth=ORCH),
     ]
-    bad = kmip_pair("km-bad", "2026-11-02T10:05:00Z", "Get", "10.0.0.5", "Success", client_cert_serial=42)[0]
-    result = load(store, "vault", write_lines(tmp_path / "kmip.log", [*lines, bad]))
-    assert result.rejected == 1 and result.loaded == 5
-    (reason,) = rows(store, "SELECT reason FROM rejected")
-    assert reason["reason"] == "request.client_cert_serial is a JSON number, expected a string"
-    by_action = {
-        e["action"]: {**e, "details": json.loads(e["details"])}
-        for e in rows(store, "SELECT * FROM events WHERE event_id = 'km-get'")
-    }
-    assert set(by_action) == {"kmip:Get", "vault:read"}
-    got = by_action["kmip:Get"]
+    result = load(store, "vault", write_lines(tmp_path / "kmip.log", lines))
+    assert result.rejected == 0, rows(store, "SELECT reason FROM rejected")
+    # 7 KMIP messages (one of 2 batch items) and 1 HTTP pair: 9 events; "read" counts events, not lines
+    assert (result.read, result.loaded, result.duplicates) == (9, 9, 0)
+    return store
+
+
+def kmip_events(con: duckdb.DuckDBPyConnection) -> dict[int, list[dict]]:
+    by_line: dict[int, list[dict]] = {}
+    for e in rows(con, "SELECT * FROM events WHERE action LIKE 'kmip:%' OR category = 'other' ORDER BY line, event_id"):
+        by_line.setdefault(e["line"], []).append({**e, "details": json.loads(e["details"])})
+    return by_line
+
+
+def test_kmip_pairs_by_request_and_reads_the_ttlv_tree(kmip_world: duckdb.DuckDBPyConnection) -> None:
+    by_line = kmip_events(kmip_world)
+    assert sorted(by_line) == [1, 3, 4, 5, 6, 7, 8]  # line 2, the response of line 1, is consumed
+    (got,) = by_line[1]
     assert got["category"] == "action" and got["action"] == "kmip:Get" and got["outcome"] == "success"
-    assert got["credential_id"] == "kmip-cert:4f:2a:91" and got["credential_type"] == "kmip_client_cert"
-    assert got["src_ip"] == "10.0.0.5" and got["resource"] == "key-0001" and got["error_code"] is None
-    assert got["actor_id"] == "finance/db-encrypt" and got["details"]["halves"] == "request+response"
-    assert got["details"]["kmip_scope"] == "finance" and got["details"]["result_status"] == "Success"
-    failed = event(store, "vault", "km-fail")
-    assert failed["outcome"] == "failure" and failed["error_code"] == "OperationFailed: ItemNotFound"
-    assert failed["src_ip"] == "2001:db8::1" and failed["action"] == "kmip:Destroy"
-    lone = event(store, "vault", "km-lone")
-    assert lone["outcome"] is None and lone["details"]["halves"] == "request" and lone["src_ip"] == "2001:db8::2"
-    assert lone["credential_id"] == "kmip-cert:4f:2a:91"
-    assert event(store, "vault", "km-hostile")["resource"] == hostile  # kept as logged, escaped by reports
-    http = by_action["vault:read"]
-    assert http["details"]["halves"] == "request" and http["credential_id"] == "acc-orch"
+    assert got["credential_id"] == f"kmip-cert:{SERIAL}" and got["credential_type"] == "kmip_client_cert"
+    assert got["actor_type"] == "unknown" and got["actor_id"] is None
+    assert got["src_ip"] == "192.168.0.10" and got["resource"] == "key-0001" and got["error_code"] is None
+    assert got["read_only"] is True and got["occurred_at"] == utc(2026, 5, 20, 13, 49, 0, 313915)
+    assert got["details"] == {
+        "halves": "request+response",
+        "namespace": "root",
+        "kmip_batch_count": 1,
+        "result_status": "Success",
+    }
+    assert got["event_id"].startswith("rec-") and got["event_id"].endswith("-0")
+    raw = json.loads(got["raw"])
+    assert raw["request"]["type"] == "kmip-request" and raw["response"]["type"] == "kmip-response"
+
+    destroy, discover = by_line[3]  # one message, one action per batch item
+    assert destroy["action"] == "kmip:Destroy" and destroy["resource"] == "key-0002"
+    assert destroy["outcome"] == "denied" and destroy["error_code"] == "OperationFailed: PermissionDenied"
+    assert destroy["read_only"] is False and destroy["src_ip"] == "2001:db8::10"
+    assert destroy["details"]["kmip_batch_item"] == 1 and destroy["details"]["kmip_batch_item_id"] == "01"
+    assert discover["action"] == "kmip:DiscoverVersions" and discover["outcome"] == "success"
+    assert discover["details"]["kmip_batch_item"] == 2 and discover["details"]["halves"] == "response"
+    assert destroy["event_id"] != discover["event_id"] and destroy["dedupe_key"] != discover["dedupe_key"]
+    assert destroy["credential_id"] == discover["credential_id"] == f"kmip-cert:{SERIAL}"
+
+    (pending,) = by_line[4]  # no serial: no credential, not even a type
+    assert pending["credential_id"] is None and pending["credential_type"] is None
+    assert pending["actor_type"] is None and pending["src_ip"] == "10.0.0.7"
+    assert pending["outcome"] is None and pending["error_code"] == "OperationPending"
+
+    (create,) = by_line[5]  # the object a Create made is named by its response
+    assert create["action"] == "kmip:Create" and create["resource"] == "key-0004" and create["read_only"] is False
+
+    (lone,) = by_line[6]  # a request without its response: an action whose outcome is unknown
+    assert lone["action"] == "kmip:Activate" and lone["outcome"] is None and lone["error_code"] is None
+    assert lone["details"]["halves"] == "request" and lone["src_ip"] == "10.0.0.5"
+    assert lone["credential_id"] == f"kmip-cert:{SERIAL}"
+
+    (unknown,) = by_line[7]  # a code not in the table stays its hex; the object is kept as logged
+    assert unknown["action"] == "kmip:0x000000ee" and unknown["read_only"] is None
+    assert unknown["resource"] == HOSTILE and unknown["outcome"] == "failure"
+    assert unknown["error_code"] == "OperationFailed: ItemNotFound"
+
+    (named,) = by_line[8]
+    assert named["action"] == "kmip:Locate" and named["outcome"] == "success" and named["read_only"] is True
+
+    http = event(kmip_world, "vault", "http-1")
+    assert http["action"] == "vault:read" and http["details"]["halves"] == "request+response"
+
+
+def test_kmip_detection_does_not_depend_on_key_order(tmp_path: Path) -> None:
+    get = kmip_request("192.168.0.10:36776", request_item("0x0000000a", uid="key-0001"))
+    last = write_lines(tmp_path / "last.log", [kmip_line("2026-05-20T13:49:00Z", get)])
+    first = write_lines(tmp_path / "first.log", [kmip_line("2026-05-20T13:49:00Z", get, first=True)])
+    for path in (last, first):
+        assert vault.detect(path) and ingest.detect(path) == "vault"
+    # A first line longer than the head, "time"/"type" past it: recognized from the request's start.
+    big = kmip_request("10.0.0.5:1", request_item("0x00000003", uid="k" * 20000))
+    long_line = write_lines(tmp_path / "long.log", [kmip_line("2026-05-20T13:49:00Z", big)])
+    assert vault.detect(long_line) and ingest.detect(long_line) == "vault"
+
+
+def test_kmip_repeats_pair_in_order_and_duplicates_collapse(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    get = kmip_request("192.168.0.10:36776", request_item("0x0000000a", uid="key-0001"))
+    two = kmip_request(
+        "[2001:db8::10]:1", request_item("0x0000000a", batch_id="a"), request_item("0x0000000b", batch_id="b")
+    )
+    answer = kmip_line(
+        "2026-05-20T13:49:01Z",
+        two,
+        response_item("0x0000000a", "0x00000000", batch_id="a"),
+        response_item("0x0000000b", "0x00000000", batch_id="b"),
+    )
+    lines = [
+        # The same request twice, then both answers: two operations, not one and not four.
+        kmip_line("2026-05-20T13:49:00Z", get),
+        kmip_line("2026-05-20T13:49:00.5Z", get),
+        kmip_line("2026-05-20T13:49:01Z", get, response_item("0x0000000a", "0x00000000")),
+        kmip_line("2026-05-20T13:49:02Z", get, response_item("0x0000000a", "0x00000001", reason="0x00000001")),
+        answer,
+        answer,  # logged twice: both items are duplicates
+    ]
+    result = load(store, "vault", write_lines(tmp_path / "repeat.log", lines))
+    assert (result.read, result.loaded, result.duplicates, result.rejected) == (6, 4, 2, 0)
+    gets = rows(store, "SELECT line, outcome FROM events WHERE resource = 'key-0001' ORDER BY line")
+    assert gets == [{"line": 1, "outcome": "success"}, {"line": 2, "outcome": "failure"}]
+    assert {e["action"] for e in rows(store, "SELECT action FROM events WHERE line = 5")} == {
+        "kmip:Get",
+        "kmip:GetAttributes",
+    }
+
+
+def test_kmip_bad_lines_are_rejected_with_a_reason(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    get = kmip_request("10.0.0.5:1", request_item("0x0000000a"))
+    lines = [
+        kmip_line("2026-05-20T13:49:00Z", {**get, "client_certificate_serial_number": 42}),
+        kmip_line("2026-05-20T13:49:01Z", {**get, "data": {"kmip_request": "RequestMessage"}}),
+        {
+            "response": {"data": {"kmip_response": []}},
+            "request": get,
+            "time": "2026-05-20T13:49:02Z",
+            "type": "kmip-response",
+        },
+        {"time": "2026-05-20T13:49:03Z", "type": "kmip-request"},
+        kmip_line("2026-05-20T13:49:04Z", get),
+        # A message with no batch item is still evidence: an event without an action.
+        kmip_line("2026-05-20T13:49:05Z", {**get, "data": {"kmip_request": ttlv("RequestMessage", [])}}),
+    ]
+    result = load(store, "vault", write_lines(tmp_path / "bad.log", lines))
+    reasons = {r["line"]: r["reason"] for r in rows(store, "SELECT line, reason FROM rejected")}
+    assert reasons == {
+        1: "request.client_certificate_serial_number is a JSON number, expected a string",
+        2: "request.data.kmip_request is a JSON string, expected an object",
+        3: "response.data.kmip_response is a JSON array, expected an object",
+        4: 'a kmip-request line without a "request" object',
+    }
+    assert (result.loaded, result.rejected) == (2, 4)
+    other = rows(store, "SELECT category, action FROM events WHERE line = 6")
+    assert other == [{"category": "other", "action": None}]
+
+
+def test_the_kmip_table_names_each_code_once(store: duckdb.DuckDBPyConnection) -> None:
+    vault._install_kmip(store)
+    table = rows(store, "SELECT * FROM kmip_enumerations")
+    for column in ("code", "name"):  # a lookup by code or by name finds at most one row
+        keys = [(r["enumeration"], r[column]) for r in table]
+        assert len(keys) == len(set(keys)), column
+    by_kind = {
+        kind: {r["code"]: r for r in table if r["enumeration"] == kind} for kind in {r["enumeration"] for r in table}
+    }
+    assert set(by_kind) == {"Operation", "ResultStatus", "ResultReason"}
+    assert sorted(by_kind["Operation"]) == list(range(1, 0x36))  # KMIP 1.0 to 2.0: Create .. ReProvision
+    assert by_kind["Operation"][0x0A]["name"] == "Get" and by_kind["Operation"][0x1E]["name"] == "DiscoverVersions"
+    assert {c: r["outcome"] for c, r in by_kind["ResultStatus"].items()} == {
+        0: "success", 1: "failure", 2: None, 3: "failure"
+    }  # fmt: skip
+    assert (
+        by_kind["ResultReason"][0x0C]["name"] == "PermissionDenied"
+        and by_kind["ResultReason"][0x0C]["outcome"] == "denied"
+    )
+    assert all(r["read_only"] is None for r in table if r["enumeration"] != "Operation")
