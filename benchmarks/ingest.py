@@ -285,8 +285,8 @@ class World:
             yield self.assume_role() if (i % 20 == 0 or not self.sessions) else self.call()
 
 
-def generate(n: int, out: Path) -> None:
-    """Write N records as gzip S3-delivery files, PER_FILE records each, unless already there."""
+def generate(n: int, out: Path, per_file: int = PER_FILE) -> None:
+    """Write N records as gzip S3-delivery files, ``per_file`` records each, unless already there."""
     marker = out / ".complete"  # hidden: ingest skips it
     if marker.exists():
         return
@@ -298,7 +298,7 @@ def generate(n: int, out: Path) -> None:
     started = time.perf_counter()
     for record in world.records(n):
         batch.append(record)
-        if len(batch) == PER_FILE:
+        if len(batch) == per_file:
             _write(out, index, batch)
             index, batch = index + 1, []
     if batch:
