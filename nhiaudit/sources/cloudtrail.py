@@ -35,6 +35,10 @@ DETECTION = (
     "also CloudTrail digest files and SNS/SQS delivery notifications (skipped, no events)"
 )
 
+# The dedupe key (eventID|eventTime|eventName|account, below) fixes occurred_at, which is read from
+# the same eventTime (or "@timestamp"): the merge looks for stored copies in the staged time span.
+DEDUPE_KEY_FIXES_TIME = True
+
 ISSUING = (
     "AssumeRole",
     "AssumeRoleWithSAML",
