@@ -545,6 +545,9 @@ def _load_batch(
             f.read = f.loaded = f.rejected = f.duplicates = 0
             f.note = ""
         return False
+    except BaseException:
+        _rollback(con)  # a bug or an interrupt: nothing of the batch stays, the error goes on
+        raise
     for twin in twins:
         twin.already_ingested, twin.note = True, "already ingested (same SHA-256)"
     return True
