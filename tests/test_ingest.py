@@ -1045,3 +1045,33 @@ def test_batched_small_files_match_one_file_at_a_time(
     assert sum(i.startswith("rec-") for i in ids) == 1  # record(60) without an id, twice in c: one duplicate
     if damaged:
         assert "truncated" in summary["f.json.gz"][6]
+
+
+def test_killed_mid_batch_leaves_the_store_as_before(tmp_path: Path) -> None:
+    """A SIGKILL after a batch's events were inserted, before its COMMIT: none of its files is there."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for n in range(3):
+        (logs / f"{n}.json.gz").write_bytes(_delivery(RECORDS[n * 10 : n * 10 + 10]))
+    db = tmp_path / "store.duckdb"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from nhiaudit import ingest, store
+        real_merge = ingest._merge_files
+        def merge_then_die(con, source, files, batched=False):
+            real_merge(con, source, files, batched)
+            assert batched and con.execute("SELECT count(*) FROM events").fetchone()[0] == 30
+            os.kill(os.getpid(), signal.SIGKILL)
+        ingest._merge_files = merge_then_die
+        con = store.connect(Path({str(db)!r}))
+        ingest.ingest(con, [Path({str(logs)!r})])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    con = nhistore.connect(db)
+    assert counts(con) == (0, 0, 0)
+    result = ingest.ingest(con, [logs])
+    assert [f.loaded for f in result.files] == [10, 10, 10]
+    assert event_ids(con) == sorted(r["eventID"] for r in RECORDS[:30])
+    con.close()
