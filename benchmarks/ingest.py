@@ -2,10 +2,13 @@
 
     python benchmarks/ingest.py 100000            # generate (once) and time both sides
     python benchmarks/ingest.py 1000000 --runs 1
+    python benchmarks/ingest.py 200000 --per-file 2000 --mix calls,issuing   # 100 files, two mixes
+    python benchmarks/ingest.py 1000000 --per-file 100 --skip-library        # 10,000 small files
 
 Generates N realistic CloudTrail records (AssumeRole issuances and the S3/EC2/IAM/KMS calls made
 with the issued keys, errors, 1-2 KB each, fixed random seed) as native S3-delivery files: gzip,
-one ``{"Records": [...]}`` document per file, 5,000 records a file, under ``benchmarks/data/``
+one ``{"Records": [...]}`` document per file, 5,000 records a file (``--per-file``), in one or more
+record mixes (``--mix``: how many of the records are issuances), under ``benchmarks/data/``
 (gitignored; reused when present). Then, each side in its own process so that its peak memory
 (``wait4`` rusage, max RSS) is its own:
 
@@ -280,13 +283,19 @@ class World:
             ]
         return record
 
-    def records(self, n: int):
+    def records(self, n: int, issue_every: int = 20):
         for i in range(n):
-            yield self.assume_role() if (i % 20 == 0 or not self.sessions) else self.call()
+            yield self.assume_role() if (i % issue_every == 0 or not self.sessions) else self.call()
 
 
-def generate(n: int, out: Path) -> None:
-    """Write N records as gzip S3-delivery files, PER_FILE records each, unless already there."""
+# Record mixes: the share of AssumeRole issuances (large responses: a 300-700 character session
+# token, tags, assumed-role user) among the calls made with the issued keys. The ratio against
+# DuckDB alone depends on the mix (issue 14), so the benchmark can show several.
+MIXES = {"calls": 20, "issuing": 3}
+
+
+def generate(n: int, out: Path, per_file: int = PER_FILE, mix: str = "calls") -> None:
+    """Write N records as gzip S3-delivery files, ``per_file`` records each, unless already there."""
     marker = out / ".complete"  # hidden: ingest skips it
     if marker.exists():
         return
@@ -296,9 +305,9 @@ def generate(n: int, out: Path) -> None:
     batch: list[dict[str, object]] = []
     index = 0
     started = time.perf_counter()
-    for record in world.records(n):
+    for record in world.records(n, MIXES[mix]):
         batch.append(record)
-        if len(batch) == PER_FILE:
+        if len(batch) == per_file:
             _write(out, index, batch)
             index, batch = index + 1, []
     if batch:
@@ -467,10 +476,21 @@ def main() -> None:
     parser.add_argument("n", type=int, help="number of records")
     parser.add_argument("--runs", type=int, default=1, help="rounds of every side; each keeps its fastest")
     parser.add_argument("--skip-library", action="store_true", help="time only the CLI and DuckDB")
+    parser.add_argument("--per-file", type=int, default=PER_FILE, help="records per file (100: many small files)")
+    parser.add_argument(
+        "--mix", default="calls", help=f"record mixes to time, comma-separated, of {', '.join(MIXES)} (default calls)"
+    )
     args = parser.parse_args()
+    for mix in args.mix.split(","):
+        if mix not in MIXES:
+            raise SystemExit(f"--mix: unknown mix {mix!r}; known: {', '.join(MIXES)}")
+        bench(args, mix)
 
-    data = DATA / f"cloudtrail-{args.n}"
-    generate(args.n, data)
+
+def bench(args: argparse.Namespace, mix: str) -> None:
+    suffix = ("" if args.per_file == PER_FILE else f"-{args.per_file}") + ("" if mix == "calls" else f"-{mix}")
+    data = DATA / f"cloudtrail-{args.n}{suffix}"
+    generate(args.n, data, args.per_file, mix)
     nhiaudit = shutil.which("nhiaudit") or str(Path(sys.executable).with_name("nhiaudit"))
     sides = {
         "DuckDB alone": lambda db: [sys.executable, "-c", BASELINE, str(db), str(data), BASELINE_SQL],
@@ -505,14 +525,18 @@ def main() -> None:
                 Path(str(db) + ".wal").unlink(missing_ok=True)
 
     base_wall, base_cpu, _ = results["DuckDB alone"]
+    files = len(list(data.glob("*.json.gz")))
     print(
-        f"\n{args.n:,} CloudTrail records, {len(list(data.glob('*.json.gz')))} gzip files "
+        f"\n{args.n:,} CloudTrail records ({mix} mix), {files:,} gzip files "
         f"({_size(data)}), {os.cpu_count()} CPUs, best of {args.runs}"
     )
-    print(f"{'side':<18}{'wall s':>8}{'records/s':>11}{'vs DuckDB':>11}{'CPU s':>8}{'CPU vs':>8}{'peak RSS MB':>13}")
+    print(
+        f"{'side':<18}{'wall s':>8}{'records/s':>11}{'files/s':>9}{'vs DuckDB':>11}{'CPU s':>8}{'CPU vs':>8}"
+        f"{'peak RSS MB':>13}"
+    )
     for name, (wall, cpu, rss) in results.items():
         print(
-            f"{name:<18}{wall:>8.2f}{args.n / wall:>11,.0f}{wall / base_wall:>10.2f}x"
+            f"{name:<18}{wall:>8.2f}{args.n / wall:>11,.0f}{files / wall:>9,.0f}{wall / base_wall:>10.2f}x"
             f"{cpu:>8.2f}{cpu / base_cpu:>7.2f}x{rss / 1e6:>13,.0f}"
         )
     # The ladder: each side's wall time over each floor (decompressing, then DuckDB's bare parse).

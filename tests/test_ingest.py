@@ -985,3 +985,93 @@ def test_ingest_runs_without_dictionary_compression_and_restores_it(
     assert ingest_one(store, tmp_path / "a.ndjson").loaded == 5
     assert [sorted(s.split(",")) for s in seen] == [["dictionary", "fsst"]]
     assert store.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0].lower() == "fsst"
+
+
+# --- small files in batches (issue 14 goal 1) -------------------------------------------------------
+
+
+def _delivery(records: list[Any]) -> bytes:
+    """A CloudTrail S3 delivery file: one compact {"Records": [...]} document, gzip."""
+    return gzip.compress(json.dumps({"Records": records}, separators=(",", ":")).encode())
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_batched_small_files_match_one_file_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: bool
+) -> None:
+    """Small S3 delivery files are staged and merged together, with the store, custody, counts,
+    duplicates, conflicts, rejections and notes of a file-by-file ingest. A batch with a file it
+    cannot read as one (a damaged gzip) falls back to file by file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.json.gz").write_bytes(_delivery(RECORDS[:30]))
+    (logs / "b.json.gz").write_bytes(_delivery(RECORDS[20:50] + [7, None]))  # 10 duplicates, 2 non-objects
+    changed = [record(3, sourceIPAddress="10.9.9.9"), record(60, eventID=None)]  # a conflict; an id from position
+    (logs / "c.json.gz").write_bytes(_delivery(changed + RECORDS[50:55] + [record(60, eventID=None)]))
+    (logs / "d.json.gz").write_bytes((logs / "a.json.gz").read_bytes())  # the same bytes under another name
+    (logs / "e.json.gz").write_bytes(_delivery([record(3, eventName=7)] + RECORDS[55:60]))  # a wrong type
+    if damaged:
+        (logs / "f.json.gz").write_bytes(_delivery(RECORDS[60:90])[:-8])
+    batches: list[int] = []
+    real = ingest.stage_record_batch
+    monkeypatch.setattr(ingest, "stage_record_batch", lambda con, files: batches.append(len(files)) or real(con, files))
+
+    def run(batch_files: int) -> tuple[list[Any], ...]:
+        monkeypatch.setattr(ingest, "BATCH_FILES", batch_files)
+        con = nhistore.connect(":memory:")
+        result = ingest.ingest(con, [logs])
+        for f in result.files:
+            assert_balanced(con, f)
+        summary = [(f.path.name, f.read, f.loaded, f.rejected, f.duplicates, f.already_ingested, f.note)
+                   for f in result.files]
+        events = con.execute("SELECT * EXCLUDE (raw), raw::VARCHAR FROM events ORDER BY ALL").fetchall()
+        custody = con.execute("SELECT * EXCLUDE (ingested_at) FROM evidence_files ORDER BY ALL").fetchall()
+        bad = con.execute("SELECT * FROM rejected ORDER BY ALL").fetchall()
+        con.close()
+        return summary, events, custody, bad
+
+    alone = run(1)
+    assert not batches
+    together = run(256)
+    assert batches == ([] if damaged else [4])  # d.json.gz, a's twin, is not staged again
+    assert together == alone
+    summary = {row[0]: row for row in alone[0]}
+    assert summary["b.json.gz"][1:5] == (32, 20, 2, 10)
+    assert "1 id(s) of this file were seen with different content" in summary["c.json.gz"][6]
+    assert summary["d.json.gz"][5] is True
+    assert summary["e.json.gz"][3] == 1
+    ids = [row[0] for row in alone[1]]
+    assert any(i.startswith("evt-000003~") for i in ids)
+    assert sum(i.startswith("rec-") for i in ids) == 1  # record(60) without an id, twice in c: one duplicate
+    if damaged:
+        assert "truncated" in summary["f.json.gz"][6]
+
+
+def test_killed_mid_batch_leaves_the_store_as_before(tmp_path: Path) -> None:
+    """A SIGKILL after a batch's events were inserted, before its COMMIT: none of its files is there."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for n in range(3):
+        (logs / f"{n}.json.gz").write_bytes(_delivery(RECORDS[n * 10 : n * 10 + 10]))
+    db = tmp_path / "store.duckdb"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from nhiaudit import ingest, store
+        real_merge = ingest._merge_files
+        def merge_then_die(con, source, files, batched=False):
+            real_merge(con, source, files, batched)
+            assert batched and con.execute("SELECT count(*) FROM events").fetchone()[0] == 30
+            os.kill(os.getpid(), signal.SIGKILL)
+        ingest._merge_files = merge_then_die
+        con = store.connect(Path({str(db)!r}))
+        ingest.ingest(con, [Path({str(logs)!r})])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    con = nhistore.connect(db)
+    assert counts(con) == (0, 0, 0)
+    result = ingest.ingest(con, [logs])
+    assert [f.loaded for f in result.files] == [10, 10, 10]
+    assert event_ids(con) == sorted(r["eventID"] for r in RECORDS[:30])
+    con.close()

@@ -280,15 +280,70 @@ def _number_document_lines(con: duckdb.DuckDBPyConnection, file: EvidenceFile) -
     )
 
 
-def _reject_non_objects(con: duckdb.DuckDBPyConnection) -> None:
+def _reject_non_objects(con: duckdb.DuckDBPyConnection, index: str = "record_index") -> None:
+    """Reject the records that are not JSON objects; ``index`` is the record's number in its file."""
     not_object = f"({_NOT_OBJECT})"
     con.execute(
         f"""INSERT INTO staged_rejected
-        SELECT record_index, line, 'record ' || record_index || ' is a JSON ' || lower(json_type(doc))
+        SELECT record_index, line, 'record ' || {index} || ' is a JSON ' || lower(json_type(doc))
                || ', not an object', left(doc::VARCHAR, ?) FROM records WHERE {not_object}""",
         [RAW_EXCERPT],
     )
     con.execute(f"DELETE FROM records WHERE {not_object}")
+
+
+# A batch of small files (stage_record_batch) numbers its records file_no << BATCH_SHIFT | index:
+# one table, one pass of the source's SQL, and each record still knows its file and position.
+BATCH_SHIFT = 32
+BATCH_INDEX = f"(record_index & {(1 << BATCH_SHIFT) - 1})"
+BATCH_FILE_NO = f"(record_index >> {BATCH_SHIFT})"
+
+
+def batchable(path: Path, unwrap: str = "Records") -> bool:
+    """True when the head shows one compact wrapper document (``{"Records": [...]}`` on one line,
+    as CloudTrail delivers to S3): the layout ``stage_record_batch`` reads many of at once."""
+    text = head(path).lstrip()
+    return _wrapper_key(text, (unwrap,)) == unwrap and "\n" not in text.rstrip()
+
+
+def stage_record_batch(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile], unwrap: str = "Records") -> bool:
+    """The temp table ``records`` for several small files, each one compact wrapper document
+    (``batchable``), read in one ``read_json_objects`` call: record_index is ``file_no <<
+    BATCH_SHIFT | position``. Non-object records are rejected (as in ``stage_json_records``).
+    False, with nothing staged, when any file is not exactly one such one-line document: the
+    caller then loads each file on its own, where every other layout and every damage is handled.
+    """
+    limit = max(record_limit(f.read_path) for f in files)
+    paths = "[" + ", ".join(sql_str(f.read_path) for f in files) + "]"
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_paths (file_no BIGINT, filename VARCHAR)")
+    con.executemany("INSERT INTO batch_paths VALUES (?, ?)", [(n, str(f.read_path)) for n, f in enumerate(files)])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE batch_docs AS
+        SELECT p.file_no, d.json AS doc FROM read_json_objects({paths}, format = 'unstructured', filename = true,
+                                                               maximum_object_size = {limit}) d
+        JOIN batch_paths p USING (filename)"""
+    )
+    key = sql_str("$." + unwrap)
+    (good,) = con.execute(
+        f"""SELECT count(*) = ? AND count(DISTINCT file_no) = ? AND bool_and(
+                   starts_with(doc::VARCHAR, '{{') AND NOT contains(doc::VARCHAR, chr(10))
+                   AND coalesce(json_type(doc, {key}) = 'ARRAY', false))
+            FROM batch_docs""",
+        [len(files), len(files)],
+    ).fetchone()
+    if not good:
+        con.execute("DROP TABLE batch_docs")
+        return False
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE records AS
+        SELECT (file_no << {BATCH_SHIFT}) + pos - 1 AS record_index, 1::BIGINT AS line, doc
+        FROM (SELECT file_no, generate_subscripts(elems, 1) AS pos, unnest(elems) AS doc
+              FROM (SELECT file_no, json_extract(doc, {sql_str("$." + unwrap + "[*]")}) AS elems FROM batch_docs))
+        WHERE doc IS NOT NULL"""
+    )
+    con.execute("DROP TABLE batch_docs")
+    _reject_non_objects(con, BATCH_INDEX)
+    return True
 
 
 def record_limit(path: Path) -> int:

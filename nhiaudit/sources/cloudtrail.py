@@ -35,6 +35,10 @@ DETECTION = (
     "also CloudTrail digest files and SNS/SQS delivery notifications (skipped, no events)"
 )
 
+# The dedupe key (eventID|eventTime|eventName|account, below) fixes occurred_at, which is read from
+# the same eventTime (or "@timestamp"): the merge looks for stored copies in the staged time span.
+DEDUPE_KEY_FIXES_TIME = True
+
 ISSUING = (
     "AssumeRole",
     "AssumeRoleWithSAML",
@@ -135,13 +139,19 @@ def detect(path: Path) -> bool:
 
 
 def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
-    _install_resource_params(con)
     for file in files:
         # LookupEvents output opens with its "Events" key. Only then is it a layout to look for:
         # each one costs another parse of every document (and its memory, for a 50 MB record).
         lookup = '"Events"' in head(file.read_path)
         stage_json_records(con, file, unwrap=("Records", "Events") if lookup else ("Records",))
-        _normalize(con)
+        load_records(con)
+
+
+def load_records(con: duckdb.DuckDBPyConnection) -> None:
+    """Normalize the staged ``records`` table. The framework calls it directly for a batch of
+    small S3 delivery files staged at once (``nhiaudit.ingest``, ``_read.stage_record_batch``)."""
+    _install_resource_params(con)
+    _normalize(con)
 
 
 def _unwrapped(checked: list[str]) -> str:
