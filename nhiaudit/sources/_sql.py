@@ -129,6 +129,19 @@ CREDENTIAL_TYPES = "15_credential_types.sql"
 
 
 @cache
+def install_data_table(con: duckdb.DuckDBPyConnection, table: str, file_name: str, columns: str) -> None:
+    """TEMP table ``table`` from the CSV data file ``queries/sources/<file_name>`` (header row, ``#``
+    comments, double-quoted fields; ``columns`` a DuckDB struct of name: type), plus ``rank``: the
+    row's order in the file. Sources keep their per-service knowledge in such files, not in code."""
+    with resources.as_file(resources.files("nhiaudit") / "queries" / "sources" / file_name) as path:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT row_number() OVER () AS rank, * FROM read_csv(?, auto_detect = false, header = true,
+                comment = '#', delim = ',', quote = '"', escape = '"', columns = {columns})""",
+            [str(path)],
+        )
+
+
 def credential_types_sql() -> str:
     """The declared credential types (TEMP table ``credential_types``) and ``aws_key_type()``: the
     file correlation runs too, so ingest and correlation read one declaration."""

@@ -16,7 +16,6 @@ its Automation approval signals, the token it issues) and IAM Identity Center ac
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -116,13 +115,7 @@ _PARAM_COLUMNS = "{'event_source': 'VARCHAR', 'event_name': 'VARCHAR', 'param': 
 
 def _install_resource_params(con: duckdb.DuckDBPyConnection) -> None:
     """TEMP table ``ct_resource_params`` (the rows of RESOURCE_PARAMS, ``rank`` = file order)."""
-    with resources.as_file(resources.files("nhiaudit") / "queries" / "sources" / RESOURCE_PARAMS) as path:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE ct_resource_params AS
-            SELECT row_number() OVER () AS rank, * FROM read_csv(?, auto_detect = false, header = true,
-                comment = '#', delim = ',', quote = '"', escape = '"', columns = {_PARAM_COLUMNS})""",
-            [str(path)],
-        )
+    _sql.install_data_table(con, "ct_resource_params", RESOURCE_PARAMS, _PARAM_COLUMNS)
 
 
 def detect(path: Path) -> bool:

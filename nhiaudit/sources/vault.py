@@ -19,7 +19,6 @@ its enumerations named by ``queries/sources/kmip_enumerations.csv``.
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -148,13 +147,7 @@ def load(con: duckdb.DuckDBPyConnection, files: list[EvidenceFile]) -> None:
 def _install_kmip(con: duckdb.DuckDBPyConnection) -> None:
     """The KMIP macros and TEMP table ``kmip_enumerations`` (the rows of KMIP_ENUMERATIONS)."""
     con.execute(_KMIP_MACROS)
-    with resources.as_file(resources.files("nhiaudit") / "queries" / "sources" / KMIP_ENUMERATIONS) as path:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE kmip_enumerations AS
-            SELECT * FROM read_csv(?, auto_detect = false, header = true, comment = '#', delim = ',',
-                                   quote = '"', escape = '"', columns = {_KMIP_COLUMNS})""",
-            [str(path)],
-        )
+    _sql.install_data_table(con, "kmip_enumerations", KMIP_ENUMERATIONS, _KMIP_COLUMNS)
 
 
 def _s(doc: str, path: str) -> str:
