@@ -7,7 +7,7 @@ touch the store. Every string that came from a log is untrusted: writers escape 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -135,9 +135,15 @@ class ListedActions(tuple):
         """How many actions have each verdict (approved, unapproved, unknown)."""
         return {v: sum(1 for a in self if a.verdict == v) for v in VERDICTS}
 
-    def first(self, source: str, event_id: str) -> AuditedAction | None:
-        """The first action (in report order) of ``source:event_id``, links and findings included."""
-        return next((a for a in self if a.source == source and a.event_id == event_id), None)
+    def first(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AuditedAction]:
+        """The first action (in report order) of each (source, event_id) of ``keys`` that has one,
+        links and findings included."""
+        wanted = set(keys)
+        found: dict[tuple[str, str], AuditedAction] = {}
+        for a in self:
+            if (a.source, a.event_id) in wanted:
+                found.setdefault((a.source, a.event_id), a)
+        return found
 
 
 VERDICTS = ("approved", "unapproved", "unknown")

@@ -131,9 +131,11 @@ class StoredActions:
     def verdicts(self) -> dict[str, int]:
         return {v: self._verdicts.get(v, 0) for v in VERDICTS}
 
-    def first(self, source: str, event_id: str) -> AuditedAction | None:
-        found = trace.load_actions(self._con, (source, event_id))
-        return self._with_findings(found[0]) if found else None
+    def first(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AuditedAction]:
+        found: dict[tuple[str, str], AuditedAction] = {}
+        for a in trace.iter_actions(self._con, list(keys)):  # one query for all of them
+            found.setdefault((a.source, a.event_id), self._with_findings(a))
+        return found
 
 
 class ActionHead(NamedTuple):

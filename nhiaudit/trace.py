@@ -321,17 +321,20 @@ def load_actions(con: duckdb.DuckDBPyConnection, only: tuple[str, str] | None = 
     return list(iter_actions(con))
 
 
-def iter_actions(con: duckdb.DuckDBPyConnection) -> Iterator[AuditedAction]:
-    """Every audited action with its links, in time order, built one batch of rows at a time: DuckDB
-    sorts (spilling to disk past its memory limit) and groups each action's links into one list, so
-    only the batch being built is ever held in Python."""
+def iter_actions(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]] | None = None) -> Iterator[AuditedAction]:
+    """Every audited action with its links (or those of ``keys``, (source, event_id) pairs), in time
+    order, built one batch of rows at a time: DuckDB sorts (spilling to disk past its memory limit)
+    and groups each action's links into one list, so only the batch being built is ever held in Python."""
+    only = "" if keys is None else "WHERE list_contains($keys, [{t}.source, {t}.event_id])"
     cursor = con.cursor()
     try:
         cursor.execute(
             f"""SELECT c.*, l.links AS {_LINKS} FROM chains c
                 LEFT JOIN (SELECT source, event_id, list(cl ORDER BY position) AS links FROM chain_links cl
-                           GROUP BY source, event_id) l USING (source, event_id)
-                ORDER BY {", ".join("c." + part for part in ACTION_ORDER.split(", "))}"""
+                           {only.format(t="cl")} GROUP BY source, event_id) l USING (source, event_id)
+                {only.format(t="c")}
+                ORDER BY {", ".join("c." + part for part in ACTION_ORDER.split(", "))}""",
+            None if keys is None else {"keys": [list(key) for key in keys]},
         )
         columns = [d[0] for d in cursor.description]
         while batch := cursor.fetchmany(_BATCH):

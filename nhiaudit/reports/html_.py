@@ -233,7 +233,8 @@ def _worst_chains(report: Report, limit: int) -> tuple[list[_Group], int]:
     best = heapq.nsmallest(
         limit, [*best, *((score(key, 1), len(seen) + p, key, None) for p, key in enumerate(orphans))]
     )
-    shown = [_Group(key, report.actions.first(*ids) if ids else None) for _, _, key, ids in best]
+    full = report.actions.first([ids for *_, ids in best if ids])
+    shown = [_Group(key, full.get(ids) if ids else None) for _, _, key, ids in best]
     by_key = {g.key: g for g in shown}
     for f in report.findings:
         group = by_key.get(action_key(f.source, f.event_id))
