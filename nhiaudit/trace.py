@@ -328,18 +328,18 @@ def iter_actions(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]] | N
     only = "" if keys is None else "WHERE list_contains($keys, [{t}.source, {t}.event_id])"
     cursor = con.cursor()
     try:
-        cursor.execute(
+        # A streaming result read as Arrow batches: execute() + fetchmany would first materialize the
+        # whole sorted result outside DuckDB's memory limit (gigabytes at a million actions).
+        relation = cursor.sql(
             f"""SELECT c.*, l.links AS {_LINKS} FROM chains c
                 LEFT JOIN (SELECT source, event_id, list(cl ORDER BY position) AS links FROM chain_links cl
                            {only.format(t="cl")} GROUP BY source, event_id) l USING (source, event_id)
                 {only.format(t="c")}
                 ORDER BY {", ".join("c." + part for part in ACTION_ORDER.split(", "))}""",
-            None if keys is None else {"keys": [list(key) for key in keys]},
+            params=None if keys is None else {"keys": [list(key) for key in keys]},
         )
-        columns = [d[0] for d in cursor.description]
-        while batch := cursor.fetchmany(_BATCH):
-            for values in batch:
-                r = dict(zip(columns, values, strict=True))
+        for batch in relation.to_arrow_reader(_BATCH):
+            for r in batch.to_pylist():
                 yield _action(r, r.pop(_LINKS) or [])
     finally:
         cursor.close()
