@@ -119,12 +119,10 @@ class StoredActions:
         """Each action's identity and verdict, without its links, in report order, in batches."""
         cursor = self._con.cursor()
         try:
-            cursor.execute(
-                f"SELECT {', '.join(ActionHead._fields)} FROM chains ORDER BY {trace.ACTION_ORDER}"
-            )
-            while batch := cursor.fetchmany(5_000):
-                for source, event_id, occurred_at, *rest in batch:
-                    yield ActionHead(source, event_id, trace.iso(occurred_at) or "", *rest)
+            relation = cursor.sql(f"SELECT {', '.join(ActionHead._fields)} FROM chains ORDER BY {trace.ACTION_ORDER}")
+            for batch in relation.to_arrow_reader(5_000):  # streamed, as trace.iter_actions
+                for r in batch.to_pylist():
+                    yield ActionHead(**{**r, "occurred_at": trace.iso(r["occurred_at"]) or ""})
         finally:
             cursor.close()
 
