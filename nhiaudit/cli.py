@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
@@ -689,31 +689,34 @@ def report_cmd(
             only_rules=rule or (),
             exclude_rules=exclude_rule or (),
         )
-        if engine.strip().lower() != "duckdb" or spark_remote:
-            if lake is not None:
-                raise NhiauditError("--lake and --engine spark: the Spark engine reads the store (--db).")
-            result = _spark_report(engine, spark_remote, db, policy, list(rules_dir or []), report_options)
-        else:
-            with _open(db, lake, policy, memory_limit) as audit:
+        # A report over a store streams its actions from it: the session stays open until every
+        # format is written.
+        with ExitStack() as stack:
+            if engine.strip().lower() != "duckdb" or spark_remote:
+                if lake is not None:
+                    raise NhiauditError("--lake and --engine spark: the Spark engine reads the store (--db).")
+                result = _spark_report(engine, spark_remote, db, policy, list(rules_dir or []), report_options)
+            else:
+                audit = stack.enter_context(_open(db, lake, policy, memory_limit))
                 _say_policy(audit)
                 result = audit.report(extra_rule_dirs=list(rules_dir or []), **report_options)
-        controls = report.compliance_result(result, compliance) if compliance else None
-        options: dict[str, dict] = {
-            "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
-            "markdown": {"max_rows": markdown_max, "full_report": _full_report(outputs)},
-            "sarif": {
-                "max_results": sarif_max_results,
-                "category": sarif_category,
-                "source_root": str(source_root.resolve()) if source_root else None,
-                "cwd": str(Path.cwd()),
-            },
-        }
-        if controls is not None:  # every format shows pass/fail per control
-            for fmt in WRITERS:
-                options.setdefault(fmt, {})["compliance"] = controls
-        for fmt, target in outputs.items():
-            if target:
-                _write_report(fmt, target, lambda out, fmt=fmt: write(fmt, result, out, **options.get(fmt, {})))
+            controls = report.compliance_result(result, compliance) if compliance else None
+            options: dict[str, dict] = {
+                "html": {"max_chains": html_max_chains, "max_findings": html_max_findings},
+                "markdown": {"max_rows": markdown_max, "full_report": _full_report(outputs)},
+                "sarif": {
+                    "max_results": sarif_max_results,
+                    "category": sarif_category,
+                    "source_root": str(source_root.resolve()) if source_root else None,
+                    "cwd": str(Path.cwd()),
+                },
+            }
+            if controls is not None:  # every format shows pass/fail per control
+                for fmt in WRITERS:
+                    options.setdefault(fmt, {})["compliance"] = controls
+            for fmt, target in outputs.items():
+                if target:
+                    _write_report(fmt, target, lambda out, fmt=fmt: write(fmt, result, out, **options.get(fmt, {})))
     to_stdout = any(target == "-" for target in outputs.values())
     out = Console(stderr=True) if to_stdout else console
     _print_summary(result, out)

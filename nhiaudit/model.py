@@ -7,7 +7,9 @@ touch the store. Every string that came from a log is untrusted: writers escape 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -117,6 +119,36 @@ class AuditedAction:
     findings: tuple[Finding, ...] = ()
 
 
+class ListedActions(tuple):
+    """Audited actions held in memory (a tuple), with the questions writers ask of every action set.
+
+    A report over a store does not hold its actions: :class:`nhiaudit.report.StoredActions` streams
+    them from DuckDB in batches and answers the same questions in SQL. Writers only iterate the set
+    (once per pass), take its ``len``, and use :meth:`heads` when the links are not needed."""
+
+    def heads(self) -> Iterator[AuditedAction]:
+        """Each action without needing its links (``source``, ``event_id``, ``occurred_at``,
+        ``actor_id``, ``action``, ``resource``, ``verdict``), in report order."""
+        return iter(self)
+
+    def verdicts(self) -> dict[str, int]:
+        """How many actions have each verdict (approved, unapproved, unknown)."""
+        return {v: sum(1 for a in self if a.verdict == v) for v in VERDICTS}
+
+    def first(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AuditedAction]:
+        """The first action (in report order) of each (source, event_id) of ``keys`` that has one,
+        links and findings included."""
+        wanted = set(keys)
+        found: dict[tuple[str, str], AuditedAction] = {}
+        for a in self:
+            if (a.source, a.event_id) in wanted:
+                found.setdefault((a.source, a.event_id), a)
+        return found
+
+
+VERDICTS = ("approved", "unapproved", "unknown")
+
+
 @dataclass(frozen=True)
 class Trace:
     """What ``nhiaudit trace`` shows of one event: its chain when it is an audited action, else why
@@ -138,15 +170,20 @@ class Report:
     fail_on: str
     rules: tuple[RuleInfo, ...]
     findings: tuple[Finding, ...]  # sorted: severity desc, occurred_at, source, event_id, rule
-    actions: tuple[AuditedAction, ...]  # sorted by occurred_at, source, event_id
+    actions: Any  # ListedActions or report.StoredActions, sorted by occurred_at, source, event_id
     expired_waivers: tuple[Waiver, ...] = ()
     fixed: tuple[dict[str, Any], ...] = ()  # baseline findings no longer present (JSON objects)
     evidence_files: tuple[dict[str, Any], ...] = ()  # path, sha256, source, records
     baseline_path: str | None = None
 
-    @property
+    def __post_init__(self) -> None:
+        if not hasattr(self.actions, "heads"):  # a tuple or list of AuditedAction
+            object.__setattr__(self, "actions", ListedActions(self.actions))
+
+    @cached_property
     def summary(self) -> dict[str, Any]:
-        """Counts for every writer: by severity, by rule, waived, new, failing."""
+        """Counts for every writer: by severity, by rule, waived, new, failing (computed once: at a
+        million actions the verdict counts are a query, not a pass in Python)."""
         by_severity = {s: 0 for s in reversed(SEVERITIES)}
         by_rule: dict[str, int] = {}
         waived = new = failing = 0
@@ -174,7 +211,5 @@ class Report:
             "fixed": len(self.fixed) if self.baseline_path else None,
             "fail_on": self.fail_on,
             "failing": failing,
-            "verdicts": {
-                v: sum(1 for a in self.actions if a.verdict == v) for v in ("approved", "unapproved", "unknown")
-            },
+            "verdicts": self.actions.verdicts(),
         }

@@ -7,18 +7,28 @@ evaluate -> baseline -> Report. Writers then render the same Report to every req
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
 from nhiaudit import __version__, trace
 from nhiaudit.baseline import apply_baseline
 from nhiaudit.errors import NhiauditError, did_you_mean
-from nhiaudit.model import FAIL_ON, FRAMEWORKS, SEVERITIES, SEVERITY_RANK, Finding, Report, RuleInfo
+from nhiaudit.model import (
+    FAIL_ON,
+    FRAMEWORKS,
+    SEVERITIES,
+    SEVERITY_RANK,
+    VERDICTS,
+    AuditedAction,
+    Finding,
+    Report,
+    RuleInfo,
+)
 from nhiaudit.policy import Policy
 
 
@@ -53,13 +63,7 @@ def audit(
             raise NhiauditError(f"{baseline_path}: cannot read the baseline ({exc.strerror}).") from exc
         marked, fixed = apply_baseline(findings, text, where=str(baseline_path))
         findings = list(marked)
-    actions = trace.load_actions(con)
-    by_action: dict[tuple[str, str], list] = {}
-    for f in findings:
-        by_action.setdefault((f.source, f.event_id), []).append(f)
-    for i, a in enumerate(actions):  # in place: never two copies of a million actions
-        if (a.source, a.event_id) in by_action:
-            actions[i] = replace(a, findings=tuple(by_action[(a.source, a.event_id)]))
+    actions = StoredActions(con, findings)
     files = con.execute(
         "SELECT path, sha256, source, records_read, records_loaded, records_rejected FROM evidence_files "
         "ORDER BY path, sha256"
@@ -72,7 +76,7 @@ def audit(
         fail_on=fail_on,
         rules=tuple(sorted((info for info, _ in rules), key=lambda i: i.id)),
         findings=tuple(findings),
-        actions=tuple(actions),
+        actions=actions,
         expired_waivers=tuple(w for w in policy.waivers if w.expired),
         fixed=fixed,
         evidence_files=tuple(
@@ -81,6 +85,67 @@ def audit(
         ),
         baseline_path=str(baseline_path) if baseline_path else None,
     )
+
+
+class StoredActions:
+    """The audited actions of a store, never all in memory: each pass over them streams the chains
+    from DuckDB in batches (:func:`nhiaudit.trace.iter_actions`), each action carrying its findings;
+    counts and the link-less :meth:`heads` are queries. The connection must stay open while writers
+    run (to iterate, not to count). The same questions of actions held in memory:
+    :class:`nhiaudit.model.ListedActions`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, findings: Sequence[Finding]) -> None:
+        self._con = con
+        grouped: dict[tuple[str, str], list[Finding]] = {}
+        for f in findings:
+            grouped.setdefault((f.source, f.event_id), []).append(f)
+        self._findings: dict[tuple[str, str], tuple[Finding, ...]] = {k: tuple(v) for k, v in grouped.items()}
+        # Counted now, so len() and the summary still answer once the session is closed.
+        self._verdicts: dict[str | None, int] = dict(
+            con.execute("SELECT verdict, count(*) FROM chains GROUP BY verdict").fetchall()
+        )
+
+    def _with_findings(self, a: AuditedAction) -> AuditedAction:
+        found = self._findings.get((a.source, a.event_id))
+        return replace(a, findings=found) if found else a
+
+    def __iter__(self) -> Iterator[AuditedAction]:
+        return (self._with_findings(a) for a in trace.iter_actions(self._con))
+
+    def __len__(self) -> int:
+        return sum(self._verdicts.values())
+
+    def heads(self) -> Iterator[ActionHead]:
+        """Each action's identity and verdict, without its links, in report order, in batches."""
+        cursor = self._con.cursor()
+        try:
+            relation = cursor.sql(f"SELECT {', '.join(ActionHead._fields)} FROM chains ORDER BY {trace.ACTION_ORDER}")
+            for batch in relation.to_arrow_reader(5_000):  # streamed, as trace.iter_actions
+                for r in batch.to_pylist():
+                    yield ActionHead(**{**r, "occurred_at": trace.iso(r["occurred_at"]) or ""})
+        finally:
+            cursor.close()
+
+    def verdicts(self) -> dict[str, int]:
+        return {v: self._verdicts.get(v, 0) for v in VERDICTS}
+
+    def first(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], AuditedAction]:
+        found: dict[tuple[str, str], AuditedAction] = {}
+        for a in trace.iter_actions(self._con, list(keys)):  # one query for all of them
+            found.setdefault((a.source, a.event_id), self._with_findings(a))
+        return found
+
+
+class ActionHead(NamedTuple):
+    """An audited action without its links (what :meth:`StoredActions.heads` yields)."""
+
+    source: str
+    event_id: str
+    occurred_at: str
+    actor_id: str | None
+    action: str | None
+    resource: str | None
+    verdict: str
 
 
 def select(

@@ -36,7 +36,7 @@ from sqlglot import exp
 
 from nhiaudit import correlate, evaluate, portable, rules, session
 from nhiaudit.errors import NhiauditError
-from nhiaudit.model import RuleInfo
+from nhiaudit.model import ListedActions, RuleInfo
 from nhiaudit.policy import _TABLES as POLICY_TABLES
 from nhiaudit.policy import Policy, install
 
@@ -411,4 +411,6 @@ def spark_report(
 ) -> tuple[Any, str]:
     """``AuditSession.report`` of a Spark-computed session, with its policy note."""
     with open_spark_audit(db, policy, remote=remote, extra_rule_dirs=extra_rule_dirs) as audit:
-        return audit.report(**report_options), audit.policy_note
+        result = audit.report(**report_options)
+        # The session's store is gone once it closes: the actions are kept in memory, not streamed.
+        return dataclasses.replace(result, actions=ListedActions(result.actions)), audit.policy_note

@@ -21,7 +21,7 @@ from nhiaudit.model import AuditedAction, Evidence, Link, Trace
 
 # Actions in time order. An event id may repeat (two records of one source with the same id), so
 # the columns that tell such rows apart follow: the order never depends on DuckDB's scan order.
-_ACTION_ORDER = (
+ACTION_ORDER = (
     "occurred_at NULLS LAST, source, event_id, action NULLS LAST, resource NULLS LAST, actor_id NULLS LAST, "
     "credential_id NULLS LAST, outcome NULLS LAST, task_id NULLS LAST, approval_id NULLS LAST"
 )
@@ -307,62 +307,45 @@ def _links_of(con: duckdb.DuckDBPyConnection, source: str, event_id: str) -> lis
     return [{**r, **evidence.get((r["evidence_source"], r["evidence_event_id"]), none)} for r in rows]
 
 
-_ORDER_COLUMNS = tuple(part.split()[0] for part in _ACTION_ORDER.split(","))  # all ascending, NULLS LAST
 _BATCH = 5_000  # rows fetched from DuckDB at a time
 
 
 def load_actions(con: duckdb.DuckDBPyConnection, only: tuple[str, str] | None = None) -> list[AuditedAction]:
     """Audited actions with their links, in time order: all of them, or ``only`` (source, event_id).
 
-    At a million actions neither ``chains`` nor ``chain_links`` is fetched whole: both are read in
-    batches, in (source, event_id) order, and merged, so only the actions built are kept; they are
-    then put in time order (``_ACTION_ORDER``, the same comparison DuckDB's ORDER BY makes)."""
+    All of them are a list: a report streams them instead (:func:`iter_actions`)."""
     if only is not None:  # one action: by index (see _BY_ID)
         link_rows = _links_of(con, *only)
-        one = f"SELECT * FROM chains WHERE {_BY_ID} ORDER BY {_ACTION_ORDER}"
+        one = f"SELECT * FROM chains WHERE {_BY_ID} ORDER BY {ACTION_ORDER}"
         return [_action(r, link_rows) for r in _of_event(con, one, *only)]
-    rest = ", ".join(part for part in _ACTION_ORDER.split(", ") if part.split()[0] not in ("source", "event_id"))
-    chains = con.cursor()
-    links = con.cursor()
+    return list(iter_actions(con))
+
+
+def iter_actions(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]] | None = None) -> Iterator[AuditedAction]:
+    """Every audited action with its links (or those of ``keys``, (source, event_id) pairs), in time
+    order, built one batch of rows at a time: DuckDB sorts (spilling to disk past its memory limit)
+    and groups each action's links into one list, so only the batch being built is ever held in Python."""
+    only = "" if keys is None else "WHERE list_contains($keys, [{t}.source, {t}.event_id])"
+    cursor = con.cursor()
     try:
-        chains.execute(f"SELECT * FROM chains ORDER BY source, event_id, {rest}")
-        links.execute("SELECT * FROM chain_links ORDER BY source, event_id, position")
-        built = [(_order_key(r), action) for r, action in _merged(chains, links)]
+        # A streaming result read as Arrow batches: execute() + fetchmany would first materialize the
+        # whole sorted result outside DuckDB's memory limit (gigabytes at a million actions).
+        relation = cursor.sql(
+            f"""SELECT c.*, l.links AS {_LINKS} FROM chains c
+                LEFT JOIN (SELECT source, event_id, list(cl ORDER BY position) AS links FROM chain_links cl
+                           {only.format(t="cl")} GROUP BY source, event_id) l USING (source, event_id)
+                {only.format(t="c")}
+                ORDER BY {", ".join("c." + part for part in ACTION_ORDER.split(", "))}""",
+            params=None if keys is None else {"keys": [list(key) for key in keys]},
+        )
+        for batch in relation.to_arrow_reader(_BATCH):
+            for r in batch.to_pylist():
+                yield _action(r, r.pop(_LINKS) or [])
     finally:
-        chains.close()
-        links.close()
-    built.sort(key=lambda pair: pair[0])
-    return [action for _, action in built]
+        cursor.close()
 
 
-def _order_key(r: Row) -> tuple:
-    return tuple((r[c] is None, r[c]) for c in _ORDER_COLUMNS)
-
-
-def _batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[Row]:
-    columns = [d[0] for d in cursor.description]
-    while batch := cursor.fetchmany(_BATCH):
-        for values in batch:
-            yield dict(zip(columns, values, strict=True))
-
-
-def _merged(chains: duckdb.DuckDBPyConnection, links: duckdb.DuckDBPyConnection) -> Iterator[tuple[Row, AuditedAction]]:
-    """Each chains row with its action built from the link rows of its (source, event_id); both
-    cursors are ordered by that key. A key held by several chains rows gives each of them its links."""
-    pending = _batches(links)
-    link = next(pending, None)
-    key: tuple[str, str] | None = None
-    group: list[Row] = []
-    for r in _batches(chains):
-        here = (r["source"], r["event_id"])
-        if here != key:
-            key, group = here, []
-            while link is not None and (link["source"], link["event_id"]) < here:
-                link = next(pending, None)
-            while link is not None and (link["source"], link["event_id"]) == here:
-                group.append(link)
-                link = next(pending, None)
-        yield r, _action(r, group)
+_LINKS = "__nhiaudit_links"  # the column of iter_actions' query holding an action's link rows
 
 
 def _action(r: Row, links: list[Row]) -> AuditedAction:

@@ -8,8 +8,10 @@ own escaping; JSON formats rely on ``json.dumps(ensure_ascii=True)``, which esca
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from nhiaudit.model import AuditedAction, Evidence, Finding, Report
+from nhiaudit.model import Evidence, Finding, Report
 
 # C0 controls except TAB/LF/CR, DEL, C1 controls (U+009B is a one-byte CSI on some terminals),
 # bidi marks (ALM, LRM, RLM), embeddings/overrides/isolates ("Trojan Source"), lone surrogates,
@@ -54,17 +56,18 @@ def action_key(source: str, event_id: str) -> str:
     return f"{source}:{event_id}"
 
 
-def findings_by_action(report: Report) -> list[tuple[AuditedAction | None, list[Finding]]]:
+def findings_by_action(report: Report) -> Iterator[tuple[Any, list[Finding]]]:
     """Each audited action with its findings (report order), then findings whose action is not listed.
 
-    Findings without an action record come last, one group per ``source:event_id`` (sorted) with
-    ``None`` for the action, so no finding is ever lost from a per-action view.
+    The actions are ``report.actions.heads()`` (no links: a writer that needs them iterates the
+    actions), streamed, so a second pass is a second call. Findings without an action record come
+    last, one group per ``source:event_id`` (sorted) with ``None`` for the action, so no finding is
+    ever lost from a per-action view.
     """
     grouped: dict[str, list[Finding]] = {}
     for finding in report.findings:
         grouped.setdefault(action_key(finding.source, finding.event_id), []).append(finding)
-    groups: list[tuple[AuditedAction | None, list[Finding]]] = []
-    for action in report.actions:
-        groups.append((action, grouped.pop(action_key(action.source, action.event_id), [])))
-    groups.extend((None, grouped[key]) for key in sorted(grouped))
-    return groups
+    for action in report.actions.heads():
+        yield action, grouped.pop(action_key(action.source, action.event_id), [])
+    for key in sorted(grouped):
+        yield None, grouped[key]

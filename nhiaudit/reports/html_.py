@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import heapq
 import html
-import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from nhiaudit.model import SEVERITIES, SEVERITY_RANK, AuditedAction, Finding, Link, Report
+from nhiaudit.model import SEVERITIES, SEVERITY_RANK, VERDICTS, AuditedAction, Finding, Link, Report
 from nhiaudit.reports import _svg
 from nhiaudit.reports._common import action_key, pointer, visible
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
-VERDICTS = ("approved", "unapproved", "unknown")
 LINK_STATUSES = _svg.LINK_STATUSES
 MAX_CHAINS = 200
 MAX_FINDINGS = 2000
@@ -200,18 +198,10 @@ def _worst_chains(report: Report, limit: int) -> tuple[list[_Group], int]:
     before unknown before approved, then report order), and how many there are in all: every
     action, plus one group per ``source:event_id`` of findings without an action record (sorted).
 
-    At a million actions the Report already holds millions of objects, so this keeps only strings
-    and ints per action (which Python's garbage collector does not track) and ranks by one integer.
-    When every finding is on its action's ``findings`` (as ``report.assemble`` builds them), no key
-    is built at all.
+    At a million actions nothing per action is held but its key: the actions are streamed without
+    their links (``heads``), ranked on the fly keeping only the ``limit`` best, and only the shown
+    chains are then read in full.
     """
-    actions = report.actions
-    most = len(report.findings) + 1  # above any count: the score orders exactly as the tuple would
-    if sum(len(a.findings) for a in actions) == len(report.findings):
-        total = len(actions)
-        scores = (_score(a.findings, _VERDICT_RANK.get(a.verdict, 1), most) * total + i for i, a in enumerate(actions))
-        shown = [actions[best % total] for best in heapq.nsmallest(limit, scores)]
-        return [_Group(action_key(a.source, a.event_id), a, list(a.findings)) for a in shown], total
     worst: dict[str, int] = {}
     count: dict[str, int] = {}
     for f in report.findings:
@@ -223,42 +213,34 @@ def _worst_chains(report: Report, limit: int) -> tuple[list[_Group], int]:
         rank = SEVERITY_RANK.get(f.severity, -1)
         if rank > worst.get(key, -1):
             worst[key] = rank
-    positions: dict[str, int] = {}
-    for i, action in enumerate(report.actions):
-        positions.setdefault(action_key(action.source, action.event_id), i)
-    keys = list(positions)
-    orphans = sorted(key for key in count if key not in positions)
-    total = len(positions) + len(orphans)
+    most = len(report.findings) + 1  # above any count: the score orders exactly as the tuple would
 
-    def score(key: str, verdict: int, position: int) -> int:
-        return (((5 - worst.get(key, -1)) * most + most - count.get(key, 0)) * 3 + verdict) * total + position
+    def score(key: str, verdict: int) -> int:
+        return ((5 - worst.get(key, -1)) * most + most - count.get(key, 0)) * 3 + verdict
 
-    scores = (score(key, _VERDICT_RANK.get(actions[positions[key]].verdict, 1), p) for p, key in enumerate(keys))
-    orphan_scores = (score(key, 1, len(positions) + p) for p, key in enumerate(orphans))
-    shown = []
-    for best in heapq.nsmallest(limit, itertools.chain(scores, orphan_scores)):
-        position = best % total
-        if position < len(positions):
-            key = keys[position]
-            shown.append(_Group(key, actions[positions[key]]))
-        else:
-            shown.append(_Group(orphans[position - len(positions)], None))
+    seen: set[str] = set()
+
+    def ranked() -> Iterator[tuple[int, int, str, tuple[str, str] | None]]:
+        for a in report.actions.heads():
+            key = action_key(a.source, a.event_id)
+            if key not in seen:  # an action listed twice is one chain, at its first place
+                yield score(key, _VERDICT_RANK.get(a.verdict, 1)), len(seen), key, (a.source, a.event_id)
+                seen.add(key)
+
+    best = heapq.nsmallest(limit, ranked())
+    orphans = sorted(key for key in count if key not in seen)
+    total = len(seen) + len(orphans)
+    best = heapq.nsmallest(
+        limit, [*best, *((score(key, 1), len(seen) + p, key, None) for p, key in enumerate(orphans))]
+    )
+    full = report.actions.first([ids for *_, ids in best if ids])
+    shown = [_Group(key, full.get(ids) if ids else None) for _, _, key, ids in best]
     by_key = {g.key: g for g in shown}
     for f in report.findings:
         group = by_key.get(action_key(f.source, f.event_id))
         if group is not None:
             group.findings.append(f)
     return shown, total
-
-
-def _score(findings: Sequence[Finding], verdict: int, most: int) -> int:
-    """The rank of one chain from its findings, as in :func:`_worst_chains` (smaller is worse)."""
-    worst, count = -1, 0
-    for f in findings:
-        if not f.waived:
-            count += 1
-            worst = max(worst, SEVERITY_RANK.get(f.severity, -1))
-    return ((5 - worst) * most + most - count) * 3 + verdict
 
 
 # --- the page --------------------------------------------------------------------------------------
@@ -573,7 +555,7 @@ def _timeline(report: Report) -> list[str]:
     seconds: list[float] = []
     kinds: list[str] = []
     undated = 0
-    for a in report.actions:
+    for a in report.actions.heads():
         when = _time(a.occurred_at)
         if when is None:
             undated += 1

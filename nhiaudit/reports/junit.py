@@ -20,8 +20,9 @@ rules); the root's counts add both suites up.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
-from nhiaudit.model import SEVERITY_RANK, AuditedAction, Finding, Report
+from nhiaudit.model import SEVERITY_RANK, Finding, Report
 from nhiaudit.reports._common import findings_by_action, pointer, visible
 from nhiaudit.reports.json_ import TOOL_NAME
 
@@ -32,14 +33,8 @@ MAX_CASES = 10_000
 
 
 def render(report: Report, *, max_cases: int = MAX_CASES, compliance: dict | None = None) -> str:
-    groups = findings_by_action(report)
     counted = {id(f) for f in counting(report)}
-    folded: dict[str, int] = {}
-    if len(groups) > max_cases:
-        groups, folded_cases, folded = _fold(groups, counted, max_cases)
-    else:
-        folded_cases = []
-    cases = [_testcase(action, findings, counted) for action, findings in groups] + folded_cases
+    cases, folded = _cases(report, counted, max_cases)
     failed = sum(1 for case in cases if case.find("failure") is not None)
     counts = {"tests": str(len(cases)), "failures": str(failed), "errors": "0"}
 
@@ -80,31 +75,50 @@ def counting(report: Report) -> list[Finding]:
     ]
 
 
-def _fold(groups, counted: set[int], max_cases: int):
-    """Keep ``max_cases`` - (folded cases) actions, failing ones first and most severe first; fold the rest."""
+def _cases(report: Report, counted: set[int], max_cases: int) -> tuple[list[ET.Element], dict[str, int]]:
+    """One testcase per action (and per group of findings without one), in report order; past
+    ``max_cases`` the failing actions are kept first, most severe first, and the rest are folded.
 
-    def worst(findings: list[Finding]) -> int:
-        return max((SEVERITY_RANK[f.severity] for f in findings if id(f) in counted), default=-1)
-
-    ranked = sorted(range(len(groups)), key=lambda i: (-worst(groups[i][1]), i))
-    # Room for the folded cases: one per rule plus one per source at most.
-    rules = {f.rule for _, findings in groups for f in findings if id(f) in counted}
-    sources = {(a.source if a else findings[0].source) for a, findings in groups}
-    room = max(1, max_cases - len(rules) - len(sources))
-    kept = sorted(ranked[:room])
-    rest = ranked[room:]
-    failing: dict[str, list[tuple[str, str]]] = {}
-    passing: dict[str, int] = {}
-    for i in rest:
-        action, findings = groups[i]
-        key = f"{action.source}:{action.event_id}" if action else f"{findings[0].source}:{findings[0].event_id}"
+    The actions are streamed twice (:func:`findings_by_action`) and never held: the first pass
+    ranks the failing ones (at most one per finding), the second builds the cases it keeps."""
+    total = 0
+    failing_ranks: list[tuple[int, int]] = []  # (-worst counted severity, position)
+    rules: set[str] = set()
+    sources: set[str] = set()
+    for i, (action, findings) in enumerate(findings_by_action(report)):
+        total += 1
+        sources.add(action.source if action else findings[0].source)
         hits = [f for f in findings if id(f) in counted]
-        for f in hits:
-            failing.setdefault(f.rule, []).append((key, f.severity))
-        if not hits:
+        if hits:
+            failing_ranks.append((-max(SEVERITY_RANK[f.severity] for f in hits), i))
+            rules.update(f.rule for f in hits)
+    if total <= max_cases:
+        return [_testcase(action, findings, counted) for action, findings in findings_by_action(report)], {}
+    # Room for the folded cases: one per rule plus one per source at most.
+    room = max(1, max_cases - len(rules) - len(sources))
+    failing_ranks.sort()
+    kept = {i for _, i in failing_ranks[:room]}
+    folded_rank = {i: rank for rank, (_, i) in enumerate(failing_ranks[room:])}
+    passing_room = max(0, room - len(failing_ranks))  # passing actions kept, the first ones in order
+    cases: list[ET.Element] = []
+    folded_failing: list[tuple[int, str, list[Finding]]] = []
+    passing: dict[str, int] = {}
+    for i, (action, findings) in enumerate(findings_by_action(report)):
+        if i in kept:
+            cases.append(_testcase(action, findings, counted))
+        elif i in folded_rank:
+            key = f"{action.source}:{action.event_id}" if action else f"{findings[0].source}:{findings[0].event_id}"
+            folded_failing.append((folded_rank[i], key, [f for f in findings if id(f) in counted]))
+        elif passing_room:
+            passing_room -= 1
+            cases.append(_testcase(action, findings, counted))
+        else:
             source = action.source if action else findings[0].source
             passing[source] = passing.get(source, 0) + 1
-    cases = []
+    failing: dict[str, list[tuple[str, str]]] = {}
+    for _, key, hits in sorted(folded_failing, key=lambda item: item[0]):
+        for f in hits:
+            failing.setdefault(f.rule, []).append((key, f.severity))
     for rule in sorted(failing):
         listed = failing[rule]
         case = ET.Element(
@@ -131,8 +145,8 @@ def _fold(groups, counted: set[int], max_cases: int):
                 },
             )
         )
-    folded = {"actions": len(rest), "failing_rules": len(failing), "passing_sources": len(passing)}
-    return [groups[i] for i in kept], cases, folded
+    rest = len(folded_failing) + sum(passing.values())
+    return cases, {"actions": rest, "failing_rules": len(failing), "passing_sources": len(passing)}
 
 
 def _control_cases(compliance: dict) -> list[ET.Element]:
@@ -184,7 +198,7 @@ def _properties(report: Report) -> list[tuple[str, str]]:
     return props
 
 
-def _testcase(action: AuditedAction | None, findings: list[Finding], counted: set[int]) -> ET.Element:
+def _testcase(action: Any, findings: list[Finding], counted: set[int]) -> ET.Element:
     if action is not None:
         source, event_id, actor = action.source, action.event_id, action.actor_id
         verb, resource = action.action, action.resource

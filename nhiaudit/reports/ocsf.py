@@ -68,8 +68,9 @@ def _metadata(version: str, uid: str) -> dict[str, Any]:
 def _compliance_events(report: Report, result: dict[str, Any]) -> list[dict[str, Any]]:
     """Compliance Finding (2003) per control: fail is High (a finding at or above --fail-on from
     one of its rules), pass is Informational."""
-    times = [t for t in (epoch_ms(a.occurred_at) for a in report.actions) if t is not None]
-    when = max(times) if times else epoch_ms(report.generated_at) or 0
+    times = (epoch_ms(a.occurred_at) for a in report.actions.heads())
+    newest = max((t for t in times if t is not None), default=None)
+    when = newest if newest is not None else epoch_ms(report.generated_at) or 0
     events = []
     for control in result["controls"]:
         status_id, status = COMPLIANCE_STATUS[control["status"]]

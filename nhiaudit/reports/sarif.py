@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from nhiaudit.model import Finding, Report, RuleInfo
 from nhiaudit.reports._common import visible
-from nhiaudit.reports.json_ import TOOL_NAME, dumps
+from nhiaudit.reports.json_ import TOOL_NAME, dumps_typed
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = "https://github.com/nhiaudit/nhiaudit"
@@ -90,7 +90,7 @@ def render(
             }
         }
     document = {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
-    return dumps(document, indent=2) + "\n"
+    return dumps_typed(document) + "\n"
 
 
 def aggregation_note(report: Report, max_results: int = MAX_RESULTS) -> str | None:
