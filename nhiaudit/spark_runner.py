@@ -38,7 +38,7 @@ from nhiaudit import correlate, evaluate, portable, rules, session
 from nhiaudit.errors import NhiauditError
 from nhiaudit.model import RuleInfo
 from nhiaudit.policy import _TABLES as POLICY_TABLES
-from nhiaudit.policy import Policy, install
+from nhiaudit.policy import IDENTITY_MACRO, Policy, install
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -338,6 +338,9 @@ def run(
         started = time.perf_counter()
         load_inputs(spark, store_con, Path(scratch))
         runner.timings["load"] = time.perf_counter() - started
+        # The policy's SQL macros the correlation calls (installed on DuckDB by policy.install):
+        # the pass inlines them, so they have one definition on both engines.
+        runner.script(IDENTITY_MACRO, "nhiaudit.policy")
         for name, sql in correlate.sql_files():
             runner.script(sql, name)
         _findings(runner, policy, loaded)
