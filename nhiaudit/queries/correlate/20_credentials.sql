@@ -13,7 +13,7 @@ CREATE OR REPLACE TEMP TABLE saml_parent AS
 WITH skew AS (SELECT to_seconds(clock_skew_s) AS s FROM policy_params),
 assumed AS (
     SELECT source, event_id, occurred_at,
-           lower(nullif(regexp_extract(actor_id, '^[^:]*:(.+)$', 1), '')) AS subject,
+           lower(nullif(regexp_extract(actor_id, '^[^:]*:(.+)\z', 1), '')) AS subject,
            lower(json_extract_string(details, '$.role_session_name')) AS session_name
     FROM events
     WHERE source = 'cloudtrail' AND category = 'credential_issue' AND action = 'sts:AssumeRoleWithSAML'
@@ -24,7 +24,7 @@ assumed AS (
     WHERE source = 'okta' AND category = 'credential_issue' AND credential_type = 'saml_assertion'
       AND occurred_at IS NOT NULL
       AND regexp_matches(concat_ws(' ', json_extract_string(details, '$.app'),
-                                   json_extract_string(details, '$.app_instance')), '(?i)\b(aws|amazon)\b')
+                                   json_extract_string(details, '$.app_instance')), '^(?is:.*?\b(?:aws|amazon)\b.*)\z')
 )
 SELECT a.source, a.event_id, min(s.credential_id) AS parent_credential_id
 FROM assumed a CROSS JOIN skew
@@ -48,16 +48,19 @@ FROM events e LEFT JOIN saml_parent sp USING (source, event_id);
 
 CREATE OR REPLACE TEMP TABLE issuance_rows AS
 SELECT e.*,
-       row_number() OVER (PARTITION BY credential_id
-                          ORDER BY occurred_at NULLS LAST, source, event_id, file_sha256, record_index) AS rn,
-       count(DISTINCT coalesce(linked_parent_id, '')) OVER (PARTITION BY credential_id) AS parent_variants
+       row_number() OVER (PARTITION BY e.credential_id
+                          ORDER BY e.occurred_at NULLS LAST, e.source, e.event_id, e.file_sha256, e.record_index) AS rn,
+       pv.parent_variants
 FROM linked_events e
-WHERE category = 'credential_issue' AND credential_id IS NOT NULL;
+JOIN (SELECT credential_id, count(DISTINCT coalesce(linked_parent_id, '')) AS parent_variants
+      FROM linked_events WHERE category = 'credential_issue' AND credential_id IS NOT NULL
+      GROUP BY credential_id) pv ON pv.credential_id = e.credential_id
+WHERE e.category = 'credential_issue' AND e.credential_id IS NOT NULL;
 
 -- Session tags carry the task id under keys the policy names (correlation.task_tag_keys); a key
 -- listed twice in one request counts at its first place.
 CREATE OR REPLACE TEMP TABLE issuance_tag_task AS
-SELECT source, event_id, arg_min(tag.value, (k.position, t.tag_pos)) AS task_id
+SELECT source, event_id, arg_min(tag.value, (k.position, t.tag_pos)) FILTER (WHERE tag.value IS NOT NULL) AS task_id
 FROM (
     SELECT source, event_id, unnest(tags) AS tag, generate_subscripts(tags, 1) AS tag_pos
     FROM (SELECT source, event_id,
@@ -89,11 +92,11 @@ WITH used AS (
     SELECT credential_id,
            min(occurred_at) AS first_used_at, max(occurred_at) AS last_used_at,
            arg_min(actor_id, (occurred_at, source, event_id, file_sha256, record_index))
-               FILTER (WHERE occurred_at IS NOT NULL) AS first_actor,
+               FILTER (WHERE occurred_at IS NOT NULL AND actor_id IS NOT NULL) AS first_actor,
            arg_min(credential_type, (occurred_at, source, event_id, file_sha256, record_index))
-               FILTER (WHERE occurred_at IS NOT NULL) AS used_type,
+               FILTER (WHERE occurred_at IS NOT NULL AND credential_type IS NOT NULL) AS used_type,
            arg_min(source, (occurred_at, source, event_id, file_sha256, record_index))
-               FILTER (WHERE occurred_at IS NOT NULL) AS used_source
+               FILTER (WHERE occurred_at IS NOT NULL AND source IS NOT NULL) AS used_source
     FROM credential_use GROUP BY credential_id
 ), revoked AS (
     SELECT credential_id, min(occurred_at) AS revoked_at FROM events
