@@ -698,6 +698,8 @@ def _lint_nodes(
                 add(node, f"duplicate output column(s) {', '.join(dupes)}", "Give every output column a unique name")
         elif isinstance(node, exp.Star) and node.args.get("except_"):
             add(node, "* EXCLUDE (…)", "List the columns")
+        elif isinstance(node, exp.Star) and node.args.get("replace"):
+            add(node, "* REPLACE (…)", "Spark has no star REPLACE: add the new value as a column of its own")
         elif (
             isinstance(node, exp.Window)
             and isinstance(node.this, exp.Count)
@@ -708,9 +710,12 @@ def _lint_nodes(
             add(node, "a computed list index", "Use a CASE, or a literal index")
         elif isinstance(node, (exp.ArgMin, exp.ArgMax)):
             condition = node.parent.expression.this if isinstance(node.parent, exp.Filter) else None
-            guarded = condition is not None and any(
-                isinstance(n, exp.Is) and isinstance(n.parent, exp.Not) and n.this == node.this
-                for n in condition.walk()
+            guarded = _never_null(node.this) or (
+                condition is not None
+                and any(
+                    isinstance(n, exp.Is) and isinstance(n.parent, exp.Not) and n.this == node.this
+                    for n in condition.walk()
+                )
             )
             if not guarded:
                 add(
@@ -748,6 +753,13 @@ def _lint_nodes(
                     f"{name}() is DuckDB-only and not in the rewrite pass's table",
                     "Use a portable function (docs/scale-out.md) or add it to nhiaudit/portable.py FUNCTIONS",
                 )
+
+
+def _never_null(e: exp.Expression) -> bool:
+    """A literal, or a coalesce whose last argument is one (the lint needs no NULL guard for it)."""
+    if isinstance(e, exp.Coalesce):
+        return _never_null((e.expressions or [e.this])[-1])
+    return isinstance(e, exp.Literal)
 
 
 def _named_by_cte(select: exp.Select) -> bool:
