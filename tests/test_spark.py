@@ -127,7 +127,7 @@ def connect_server(tmp_path: Path) -> Iterator[str]:
         port = probe.getsockname()[1]
     log = (tmp_path / "connect-server.log").open("w")
     argv = [str(home / "bin" / "spark-submit"), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
-    argv += ["--master", "local[2]", "--conf", f"spark.connect.grpc.binding.port={port}"]
+    argv += ["--master", "local[2]", "--driver-memory", "2g", "--conf", f"spark.connect.grpc.binding.port={port}"]
     argv += ["--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=2", "spark-internal"]
     server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SPARK_HOME": str(home)})
     try:
