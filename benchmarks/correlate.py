@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,24 +135,60 @@ def write_provenance(db: Path, out: Path) -> int:
     return len(rows)
 
 
+NHIAUDIT = [sys.executable, "-m", "nhiaudit"]
+
+
+@dataclass
+class BenchWorld:
+    """The benchmark world of one N: a store of N CloudTrail records plus their provenance."""
+
+    n: int
+    db: Path
+    policy: Path
+    events: int
+    tasks: int
+    ingest_seconds: float  # the CloudTrail folder's ingest (CLI wall time)
+    provenance_seconds: float  # the provenance file's ingest
+    ingest_rss: int
+
+
+def build_world(n: int, tmp: Path) -> BenchWorld:
+    """The one recipe every benchmark's world follows: generate N CloudTrail records (cached under
+    benchmarks/data), ingest them into ``tmp/store.duckdb``, write provenance for their tasks and
+    ingest it; the policy is POLICY at ``tmp/nhiaudit.toml``. Each ingest runs in its own process."""
+    data = DATA / f"cloudtrail-{n}"
+    generate(n, data)
+    db, policy = tmp / "store.duckdb", tmp / "nhiaudit.toml"
+    policy.write_text(POLICY, encoding="utf-8")
+    ingest_wall, _, ingest_rss, _ = run([*NHIAUDIT, "ingest", "--db", str(db), str(data)])
+    provenance = tmp / "provenance"
+    provenance.mkdir()
+    tasks = write_provenance(db, provenance / "provenance.ndjson")
+    prov_wall, _, _, _ = run([*NHIAUDIT, "ingest", "--db", str(db), str(provenance)])
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    return BenchWorld(n, db, policy, events, tasks, ingest_wall, prov_wall, ingest_rss)
+
+
+def sizes_argument(doc: str | None, many: bool = False) -> list[int]:
+    """The benchmark's N (or Ns) from the command line, with the script's docstring as help."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if many:
+        parser.add_argument("n", type=int, nargs="+", help="numbers of CloudTrail records (one world each)")
+    else:
+        parser.add_argument("n", type=int, nargs=1, help="number of CloudTrail records")
+    return parser.parse_args().n
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("n", type=int, help="number of CloudTrail records")
-    args = parser.parse_args()
-    data = DATA / f"cloudtrail-{args.n}"
-    generate(args.n, data)
+    (n,) = sizes_argument(__doc__)
     nhiaudit = shutil.which("nhiaudit") or str(Path(sys.executable).with_name("nhiaudit"))
     with tempfile.TemporaryDirectory(prefix="nhiaudit-bench-") as tmp:
-        db = Path(tmp) / "store.duckdb"
-        policy = Path(tmp) / "nhiaudit.toml"
-        policy.write_text(POLICY, encoding="utf-8")
-        ingest_wall, _, ingest_rss, _ = run([nhiaudit, "ingest", "--db", str(db), str(data)])
-        provenance = Path(tmp) / "provenance"
-        provenance.mkdir()
-        tasks = write_provenance(db, provenance / "provenance.ndjson")
-        prov_wall, _, _, _ = run([nhiaudit, "ingest", "--db", str(db), str(provenance)])
+        world = build_world(n, Path(tmp))
+        db, policy, tasks = world.db, world.policy, world.tasks
+        ingest_wall, prov_wall, ingest_rss = world.ingest_seconds, world.provenance_seconds, world.ingest_rss
         corr_file = Path(tmp) / "correlate.out"
         corr_wall, _, corr_rss, _ = run([sys.executable, "-c", CORRELATE, str(db), str(policy), str(corr_file)])
         corr_out = corr_file.read_text(encoding="utf-8")
@@ -178,7 +215,7 @@ def main() -> None:
 
     ingest_total = ingest_wall + prov_wall
     trace_best, point_best = min(trace_runs), min(point_runs)
-    print(f"\n{events:,} events ({args.n:,} CloudTrail + provenance for {tasks:,} tasks)")
+    print(f"\n{events:,} events ({n:,} CloudTrail + provenance for {tasks:,} tasks)")
     print(f"ingest (CLI, both folders)   {ingest_total:8.2f} s   peak RSS {ingest_rss / 1e6:,.0f} MB")
     print(
         f"correlation (library)        {corr_seconds:8.2f} s   peak RSS {corr_rss / 1e6:,.0f} MB   "

@@ -19,7 +19,6 @@ correlation time, peak memory under 2 GB at the default --memory-limit.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -31,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from correlate import POLICY, write_provenance  # noqa: E402  (the sibling benchmarks)
-from ingest import DATA, generate, run  # noqa: E402
+from correlate import build_world, sizes_argument  # noqa: E402  (the sibling benchmarks' world)
+from ingest import run  # noqa: E402
 
 DUCKDB_EXPORT = """
 import sys, duckdb
@@ -43,20 +42,11 @@ con.execute(f\"\"\"COPY (SELECT f.*, c.verdict, c.tier FROM findings f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("n", type=int, help="number of CloudTrail records")
-    args = parser.parse_args()
-    data = DATA / f"cloudtrail-{args.n}"
-    generate(args.n, data)
+    (n,) = sizes_argument(__doc__)
     nhiaudit = shutil.which("nhiaudit") or str(Path(sys.executable).with_name("nhiaudit"))
     with tempfile.TemporaryDirectory(prefix="nhiaudit-bench-") as tmp:
-        db, policy, out = Path(tmp) / "store.duckdb", Path(tmp) / "nhiaudit.toml", Path(tmp) / "reports"
-        policy.write_text(POLICY, encoding="utf-8")
-        run([nhiaudit, "ingest", "--db", str(db), str(data)])
-        provenance = Path(tmp) / "provenance"
-        provenance.mkdir()
-        write_provenance(db, provenance / "provenance.ndjson")
-        run([nhiaudit, "ingest", "--db", str(db), str(provenance)])
+        world = build_world(n, Path(tmp))
+        db, policy, out = world.db, world.policy, Path(tmp) / "reports"
         corr_wall, _, corr_rss, _ = run([nhiaudit, "sql", "--db", str(db), "--policy", str(policy), "SELECT 1"])
         os.environ["SOURCE_DATE_EPOCH"] = "1700000000"  # the children's reports are byte-stable
         report_argv = [nhiaudit, "report", "--db", str(db), "--policy", str(policy), "--output-dir", str(out)]
@@ -75,7 +65,7 @@ def main() -> None:
         ).fetchone()
         con.close()
 
-    print(f"\n{events:,} events, {chains:,} audited actions, {findings:,} findings ({args.n:,} CloudTrail records)")
+    print(f"\n{events:,} events, {chains:,} audited actions, {findings:,} findings ({n:,} CloudTrail records)")
     print(f"correlation (sql SELECT 1 on a fresh store) {corr_wall:8.2f} s   peak RSS {corr_rss / 1e6:,.0f} MB")
     print(
         f"report, every format                        {rep_wall:8.2f} s   peak RSS {rep_rss / 1e6:,.0f} MB   "

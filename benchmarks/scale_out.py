@@ -22,7 +22,6 @@ for another engine appends itself there and reads what the earlier ones left in 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -35,10 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from correlate import POLICY, write_provenance  # noqa: E402  (the sibling benchmarks' world)
-from ingest import DATA, generate, run  # noqa: E402
-
-NHIAUDIT = [sys.executable, "-m", "nhiaudit"]
+from correlate import NHIAUDIT, build_world, sizes_argument  # noqa: E402  (the sibling benchmarks' world)
+from ingest import run  # noqa: E402
+from spark_vs_duckdb import spark_section  # noqa: E402
 
 PLAIN_COPY = """
 import sys, duckdb
@@ -128,31 +126,17 @@ def audit_section(world: World) -> list[tuple[str, float, str]]:
 SECTIONS: list[tuple[str, Callable[[World], list[tuple[str, float, str]]]]] = [
     ("export", export_section),
     ("audit: lake vs store", audit_section),
+    ("audit: Spark local[2] vs DuckDB", lambda world: spark_section(world.db, world.policy)),
 ]
 
 
 def build(n: int, tmp: Path) -> World:
-    data = DATA / f"cloudtrail-{n}"
-    generate(n, data)
-    world = World(n, tmp, tmp / "store.duckdb", tmp / "nhiaudit.toml", tmp / "lake")
-    world.policy.write_text(POLICY, encoding="utf-8")
-    run([*NHIAUDIT, "ingest", "--db", str(world.db), str(data)])
-    provenance = tmp / "provenance"
-    provenance.mkdir()
-    write_provenance(world.db, provenance / "provenance.ndjson")
-    run([*NHIAUDIT, "ingest", "--db", str(world.db), str(provenance)])
-    import duckdb
-
-    with duckdb.connect(str(world.db), read_only=True) as con:
-        world.events = con.execute("SELECT count(*) FROM events").fetchone()[0]
-    return world
+    built = build_world(n, tmp)
+    return World(n, tmp, built.db, built.policy, tmp / "lake", built.events)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("n", type=int, nargs="+", help="numbers of CloudTrail records (one world each)")
-    args = parser.parse_args()
-    for n in args.n:
+    for n in sizes_argument(__doc__, many=True):
         with tempfile.TemporaryDirectory(prefix="nhiaudit-scale-") as tmp:
             world = build(n, Path(tmp))
             print(f"\n{world.events:,} events ({n:,} CloudTrail records + provenance), {os.cpu_count()} CPUs")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,8 +224,18 @@ def _json_text(doc: exp.Expression, path: exp.Expression) -> exp.Expression:
             # DuckDB returns the list of the elements' strings; Spark's get_json_object returns JSON text.
             return _fn("from_json", _fn("get_json_object", doc, _lit(text[:-3])), _lit("array<string>"))
         return _fn("get_json_object", doc, _lit(_spark_json_path(text)))
+    lookup = _key_lookup(path)
+    if lookup is not None:
+        obj_path, key = lookup
+        obj = _fn("get_json_object", doc, _lit(_spark_json_path(obj_path)))
+        return exp.Bracket(this=_fn("from_json", obj, _lit("map<string,string>")), expressions=[key], offset=0)
+    raise PortableError("a JSON path built at run time (use a literal path, or '$.obj.\"' || key || '\"')")
+
+
+def _key_lookup(path: exp.Expression) -> tuple[str, exp.Expression] | None:
+    """``'$.a."' || key || '"'`` (a key chosen at run time, a policy's attribute name, under a
+    literal object path) as (the object's path, the key expression); else None."""
     parts = _parts(path)
-    # '$.a."' || key || '"': a key chosen at run time (a policy's attribute name) under a literal object.
     if (
         len(parts) == 3
         and isinstance(parts[0], exp.Literal)
@@ -234,9 +244,8 @@ def _json_text(doc: exp.Expression, path: exp.Expression) -> exp.Expression:
         and parts[0].this.endswith('."')
         and parts[2].this == '"'
     ):
-        obj = _fn("get_json_object", doc, _lit(_spark_json_path(parts[0].this[:-2])))
-        return exp.Bracket(this=_fn("from_json", obj, _lit("map<string,string>")), expressions=[parts[1]], offset=0)
-    raise PortableError("a JSON path built at run time (use a literal path, or '$.obj.\"' || key || '\"')")
+        return parts[0].this[:-2], parts[1]
+    return None
 
 
 _QUOTED_KEY = re.compile(r'\."((?:[^"\\]|\\.)*)"')
@@ -356,6 +365,7 @@ FUNCTIONS: dict[str, str] = {
     "generate_subscripts": "with unnest, as above",
     "glob_regex": "the glob macro of nhiaudit.policy, written with Java's replacement syntax",
     "aws_key_type": "the macro of 15_credential_types.sql, inlined",
+    "canonical_identity": "the macro of nhiaudit.policy (IDENTITY_MACRO), inlined",
     "sha256": "sha2(x, 256)",
     "any_value": "any_value(x, true): skips NULLs as DuckDB's does",
 }
@@ -641,6 +651,11 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
 
     if isinstance(statement, exp.Create):
         kind = str(statement.args.get("kind", "")).upper()
+        macro = macro_of(statement)
+        if macro is not None and not one_query and macro.name in FUNCTIONS:
+            # A project macro the pass inlines (FUNCTIONS names it): its body must be portable.
+            _lint_nodes(statement.expression, first, add, out)
+            return out
         if kind == "MACRO" or one_query:
             add(statement, f"CREATE {kind} in engine-run SQL", "Write one SELECT; the runner owns materialisation")
             return out
@@ -659,8 +674,15 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
     else:
         add(statement, f"a {type(statement).__name__} statement", "Engine-run SQL is SELECT (or CREATE … AS SELECT)")
         return out
-    if query is None:
-        return out
+    if query is not None:
+        _lint_nodes(query, first, add, out)
+    return out
+
+
+def _lint_nodes(
+    query: exp.Expression, first: int, add: Callable[[exp.Expression, str, str], None], out: list[Problem]
+) -> None:
+    """Every construct under ``query`` outside the subset, added to ``out``."""
     for node in query.walk():
         if isinstance(node, (exp.Placeholder, exp.Parameter)):
             add(
@@ -676,6 +698,8 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
                 add(node, f"duplicate output column(s) {', '.join(dupes)}", "Give every output column a unique name")
         elif isinstance(node, exp.Star) and node.args.get("except_"):
             add(node, "* EXCLUDE (…)", "List the columns")
+        elif isinstance(node, exp.Star) and node.args.get("replace"):
+            add(node, "* REPLACE (…)", "Spark has no star REPLACE: add the new value as a column of its own")
         elif (
             isinstance(node, exp.Window)
             and isinstance(node.this, exp.Count)
@@ -686,9 +710,12 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
             add(node, "a computed list index", "Use a CASE, or a literal index")
         elif isinstance(node, (exp.ArgMin, exp.ArgMax)):
             condition = node.parent.expression.this if isinstance(node.parent, exp.Filter) else None
-            guarded = condition is not None and any(
-                isinstance(n, exp.Is) and isinstance(n.parent, exp.Not) and n.this == node.this
-                for n in condition.walk()
+            guarded = _never_null(node.this) or (
+                condition is not None
+                and any(
+                    isinstance(n, exp.Is) and isinstance(n.parent, exp.Not) and n.this == node.this
+                    for n in condition.walk()
+                )
             )
             if not guarded:
                 add(
@@ -701,8 +728,17 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
             inner = node.this
             if not isinstance(inner, exp.Order) and not isinstance(inner, exp.Distinct):
                 add(node, "list() without ORDER BY", "Write list(x ORDER BY k): engines keep no order otherwise")
-        elif isinstance(node, (exp.JSONExtract, exp.JSONExtractScalar)) and _json_path(node.expression) is None:
-            add(node, "a JSON path built at run time", "Use a literal path; resolve policy-chosen keys at ingest")
+        elif (
+            isinstance(node, (exp.JSONExtract, exp.JSONExtractScalar))
+            and _json_path(node.expression) is None
+            and not (isinstance(node, exp.JSONExtractScalar) and _key_lookup(node.expression) is not None)
+        ):
+            add(
+                node,
+                "a JSON path built at run time",
+                "Use a literal path (or json_extract_string(j, '$.obj.\"' || key || '\"')); "
+                "resolve policy-chosen keys at ingest",
+            )
         elif isinstance(node, (exp.RegexpLike, exp.RegexpExtract, exp.RegexpReplace, exp.RegexpILike)):
             out += _lint_regex(node, first)
         elif isinstance(node, exp.TimeToUnix):
@@ -717,7 +753,13 @@ def _lint_statement(statement: exp.Expression, first: int, one_query: bool, crea
                     f"{name}() is DuckDB-only and not in the rewrite pass's table",
                     "Use a portable function (docs/scale-out.md) or add it to nhiaudit/portable.py FUNCTIONS",
                 )
-    return out
+
+
+def _never_null(e: exp.Expression) -> bool:
+    """A literal, or a coalesce whose last argument is one (the lint needs no NULL guard for it)."""
+    if isinstance(e, exp.Coalesce):
+        return _never_null((e.expressions or [e.this])[-1])
+    return isinstance(e, exp.Literal)
 
 
 def _named_by_cte(select: exp.Select) -> bool:

@@ -38,7 +38,7 @@ from nhiaudit import correlate, evaluate, portable, rules, session
 from nhiaudit.errors import NhiauditError
 from nhiaudit.model import ListedActions, RuleInfo
 from nhiaudit.policy import _TABLES as POLICY_TABLES
-from nhiaudit.policy import Policy, install
+from nhiaudit.policy import IDENTITY_MACRO, Policy, install
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -112,8 +112,15 @@ def _duck_select(con: duckdb.DuckDBPyConnection, table: str) -> str:
 
 def _to_spark(spark: SparkSession, con: duckdb.DuckDBPyConnection, table: str, scratch: Path) -> DataFrame:
     if _is_connect(spark):
-        # Spark Connect: the rows travel as Arrow through the client.
-        return spark.createDataFrame(con.execute(_duck_select(con, table)).arrow().to_pandas())
+        # Spark Connect: the rows travel as Arrow through the client (Spark 4 takes an Arrow table as
+        # is; 3.5 takes pandas). DuckDB 1.5's .arrow() is a RecordBatchReader.
+        rows = con.execute(_duck_select(con, table)).arrow()
+        rows = rows.read_all() if isinstance(rows, pa.RecordBatchReader) else rows
+        import pyspark
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        data = rows if int(pyspark.__version__.split(".")[0]) >= 4 else rows.to_pandas()
+        return spark.createDataFrame(data, schema=from_arrow_schema(rows.schema))  # an empty table too
     target = scratch / f"{table}.parquet"
     con.execute(f"COPY ({_duck_select(con, table)}) TO '{target}' (FORMAT parquet)")
     return spark.read.parquet(str(target))
@@ -338,6 +345,9 @@ def run(
         started = time.perf_counter()
         load_inputs(spark, store_con, Path(scratch))
         runner.timings["load"] = time.perf_counter() - started
+        # The policy's SQL macros the correlation calls (installed on DuckDB by policy.install):
+        # the pass inlines them, so they have one definition on both engines.
+        runner.script(IDENTITY_MACRO, "nhiaudit.policy")
         for name, sql in correlate.sql_files():
             runner.script(sql, name)
         _findings(runner, policy, loaded)
@@ -378,7 +388,8 @@ def open_spark_audit(
                 pol, rules=dataclasses.replace(pol.rules, dirs=(*pol.rules.dirs, *extra_rule_dirs))
             )
         loaded = rules.load_rules(list(pol.rules.dirs))
-        own = spark is None and not remote and _active_session() is None
+        # A session this call starts is stopped when it ends (a Connect client's, too).
+        own = spark is None and (bool(remote) or _active_session() is None)
         spark = spark or spark_session(remote)
         try:
             run(spark, stored.con, pol, loaded, on_statement)

@@ -7,6 +7,7 @@ on Spark is tests/test_spark.py's job (``pytest -m spark``).
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,22 @@ BAD_FILES = sorted(BAD.glob("*.sql"))
 
 def test_the_project_rules_are_portable() -> None:
     assert portable.lint_paths(builtin_rule_files()) == []
+
+
+def test_the_correlation_sql_and_the_rules_are_portable() -> None:
+    """The next non-portable edit of queries/correlate or queries/rules fails the default suite, not
+    only the Spark step (the merge of issues 9 and 10 broke the Spark engine that way)."""
+    folder = resources.files("nhiaudit") / "queries" / "correlate"
+    correlation = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    assert len(correlation) >= 10
+    assert portable.lint_paths(correlation, one_query=False) + portable.lint_paths(builtin_rule_files()) == []
+
+
+def test_a_non_portable_correlation_statement_is_reported() -> None:
+    sql = "CREATE TEMP TABLE t AS SELECT e.* REPLACE (1 AS x), arg_min(a, b) AS m FROM events e GROUP BY ALL"
+    problems = [p.what for p in portable.lint_sql(sql, one_query=False)]
+    assert any("arg_min without explicit NULL handling" in p for p in problems), problems
+    assert "* REPLACE (…)" in problems
 
 
 def test_there_is_a_bad_example_per_banned_construct() -> None:

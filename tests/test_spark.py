@@ -10,6 +10,9 @@ and .ci/run does as its own step.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,18 +89,66 @@ def test_rule_case_world_is_identical_on_spark(spark: object, world: Path) -> No
     assert_same_audit(spark, con, policy)
 
 
-def test_report_engine_spark_writes_the_same_json_report(
-    spark: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _same_json_report(tmp_path: Path, engine: list[str], expect_engine: str) -> None:
+    """The sample world's JSON report from ``report <engine options>`` is DuckDB's, byte for byte."""
     from helpers import invoke
 
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1793750400")
+    os.environ["SOURCE_DATE_EPOCH"] = "1793750400"
     db = str(tmp_path / "world.duckdb")
     assert invoke(["ingest", "--db", db, "sample_logs"]).exit_code == 0
     policy = ["--policy", "sample_logs/nhiaudit.toml", "--db", db, "--fail-on", "none"]
     duck = invoke(["report", *policy, "--json", str(tmp_path / "duck.json")])
-    on_spark = invoke(["report", *policy, "--engine", "spark", "--json", str(tmp_path / "spark.json")])
+    on_spark = invoke(["report", *policy, *engine, "--json", str(tmp_path / "spark.json")])
     assert duck.exit_code == on_spark.exit_code == 0, on_spark.output
-    assert "engine: Spark local[2]" in on_spark.output
+    assert f"engine: {expect_engine}" in on_spark.output
     assert (tmp_path / "spark.json").read_bytes() == (tmp_path / "duck.json").read_bytes()
+
+
+def test_report_engine_spark_writes_the_same_json_report(
+    spark: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1793750400")
+    _same_json_report(tmp_path, ["--engine", "spark"], "Spark local[2]")
+
+
+@pytest.fixture()
+def connect_server(tmp_path: Path) -> Iterator[str]:
+    """A local Spark Connect server (local[2]) started from the installed pyspark's own jars, and
+    its sc:// URL; skipped when pyspark ships no Connect server (3.5 does not: its spark-connect jar
+    comes from Maven; 4.x pip packages include it)."""
+    pyspark = pytest.importorskip("pyspark")
+    home = Path(pyspark.__file__).parent
+    jars = sorted((home / "jars").glob("spark-connect_*.jar"))
+    if not jars:
+        pytest.skip(f"pyspark {pyspark.__version__} ships no Spark Connect server jar")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "connect-server.log").open("w")
+    argv = [str(home / "bin" / "spark-submit"), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    argv += ["--master", "local[2]", "--driver-memory", "2g", "--conf", f"spark.connect.grpc.binding.port={port}"]
+    argv += ["--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=2", "spark-internal"]
+    server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SPARK_HOME": str(home)})
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert server.poll() is None, (tmp_path / "connect-server.log").read_text()[-2000:]
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the Spark Connect server did not listen within 600 s"
+            time.sleep(1)
+        yield f"sc://localhost:{port}"
+    finally:
+        server.terminate()
+        server.wait(120)
+        log.close()
+
+
+def test_report_through_spark_connect_writes_the_same_json_report(
+    connect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1793750400")
+    _same_json_report(tmp_path, ["--engine", "spark", "--spark-remote", connect_server], "Spark Connect")

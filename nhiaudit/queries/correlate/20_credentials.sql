@@ -13,7 +13,7 @@ CREATE OR REPLACE TEMP TABLE saml_parent AS
 WITH skew AS (SELECT to_seconds(clock_skew_s) AS s FROM policy_params),
 assumed AS (
     SELECT source, event_id, occurred_at,
-           lower(nullif(regexp_extract(actor_id, '^[^:]*:(.+)$', 1), '')) AS subject,
+           lower(nullif(regexp_extract(actor_id, '^[^:]*:(.+)\z', 1), '')) AS subject,
            lower(json_extract_string(details, '$.role_session_name')) AS session_name
     FROM events
     WHERE source = 'cloudtrail' AND category = 'credential_issue' AND action = 'sts:AssumeRoleWithSAML'
@@ -24,7 +24,7 @@ assumed AS (
     WHERE source = 'okta' AND category = 'credential_issue' AND credential_type = 'saml_assertion'
       AND occurred_at IS NOT NULL
       AND regexp_matches(concat_ws(' ', json_extract_string(details, '$.app'),
-                                   json_extract_string(details, '$.app_instance')), '(?i)\b(aws|amazon)\b')
+                                   json_extract_string(details, '$.app_instance')), '^(?is:.*?\b(?:aws|amazon)\b.*)\z')
 )
 SELECT a.source, a.event_id, min(s.credential_id) AS parent_credential_id
 FROM assumed a CROSS JOIN skew
@@ -33,28 +33,34 @@ JOIN sso s ON s.app_user IN (a.subject, a.session_name)
 GROUP BY a.source, a.event_id
 HAVING count(DISTINCT s.credential_id) = 1;
 
--- The events with the parents joined above: what the issuances and uses below read.
+-- The events with the parents joined above: what the issuances and uses below read. The joined
+-- parent is linked_parent_id (the logged one, else saml_parent's), its type linked_parent_type (the
+-- logged details.parent_credential_type, else 'saml_assertion'), and parent_link says how it was
+-- joined ('okta_saml_sso'): new columns beside events' own, so the statement stays portable (no
+-- `* REPLACE`, no JSON patching) and lists no events column by hand.
 CREATE OR REPLACE TEMP VIEW linked_events AS
-SELECT e.* REPLACE (coalesce(e.parent_credential_id, sp.parent_credential_id) AS parent_credential_id,
-                    CASE WHEN sp.parent_credential_id IS NOT NULL
-                         THEN json_merge_patch(coalesce(e.details, '{}'),
-                                               json_object('parent_credential_type', 'saml_assertion',
-                                                           'parent_link', 'okta_saml_sso'))
-                         ELSE e.details END AS details)
+SELECT e.*,
+       coalesce(e.parent_credential_id, sp.parent_credential_id) AS linked_parent_id,
+       CASE WHEN sp.parent_credential_id IS NOT NULL THEN 'saml_assertion'
+            ELSE json_extract_string(e.details, '$.parent_credential_type') END AS linked_parent_type,
+       CASE WHEN sp.parent_credential_id IS NOT NULL THEN 'okta_saml_sso' END AS parent_link
 FROM events e LEFT JOIN saml_parent sp USING (source, event_id);
 
 CREATE OR REPLACE TEMP TABLE issuance_rows AS
 SELECT e.*,
-       row_number() OVER (PARTITION BY credential_id
-                          ORDER BY occurred_at NULLS LAST, source, event_id, file_sha256, record_index) AS rn,
-       count(DISTINCT coalesce(parent_credential_id, '')) OVER (PARTITION BY credential_id) AS parent_variants
+       row_number() OVER (PARTITION BY e.credential_id
+                          ORDER BY e.occurred_at NULLS LAST, e.source, e.event_id, e.file_sha256, e.record_index) AS rn,
+       pv.parent_variants
 FROM linked_events e
-WHERE category = 'credential_issue' AND credential_id IS NOT NULL;
+JOIN (SELECT credential_id, count(DISTINCT coalesce(linked_parent_id, '')) AS parent_variants
+      FROM linked_events WHERE category = 'credential_issue' AND credential_id IS NOT NULL
+      GROUP BY credential_id) pv ON pv.credential_id = e.credential_id
+WHERE e.category = 'credential_issue' AND e.credential_id IS NOT NULL;
 
 -- Session tags carry the task id under keys the policy names (correlation.task_tag_keys); a key
 -- listed twice in one request counts at its first place.
 CREATE OR REPLACE TEMP TABLE issuance_tag_task AS
-SELECT source, event_id, arg_min(tag.value, (k.position, t.tag_pos)) AS task_id
+SELECT source, event_id, arg_min(tag.value, (k.position, t.tag_pos)) FILTER (WHERE tag.value IS NOT NULL) AS task_id
 FROM (
     SELECT source, event_id, unnest(tags) AS tag, generate_subscripts(tags, 1) AS tag_pos
     FROM (SELECT source, event_id,
@@ -69,14 +75,14 @@ GROUP BY source, event_id;
 -- details.parent_credential_type when the parent is of another kind (an Entra app secret signing in
 -- for a token, a kubelet certificate requesting a service account token), else the issued type.
 CREATE OR REPLACE TEMP TABLE credential_use AS
-SELECT CASE WHEN category = 'credential_issue' THEN parent_credential_id ELSE credential_id END AS credential_id,
+SELECT CASE WHEN category = 'credential_issue' THEN linked_parent_id ELSE credential_id END AS credential_id,
        actor_id, occurred_at,
        CASE WHEN category = 'credential_issue'
-            THEN coalesce(json_extract_string(details, '$.parent_credential_type'), credential_type)
+            THEN coalesce(linked_parent_type, credential_type)
             ELSE credential_type END AS credential_type,
        category, source, event_id, file_sha256, record_index
 FROM linked_events
-WHERE (category = 'credential_issue' AND parent_credential_id IS NOT NULL)
+WHERE (category = 'credential_issue' AND linked_parent_id IS NOT NULL)
    OR (category <> 'credential_issue' AND category <> 'credential_revoke' AND credential_id IS NOT NULL);
 
 CREATE OR REPLACE TABLE credentials AS
@@ -86,11 +92,11 @@ WITH used AS (
     SELECT credential_id,
            min(occurred_at) AS first_used_at, max(occurred_at) AS last_used_at,
            arg_min(actor_id, (occurred_at, source, event_id, file_sha256, record_index))
-               FILTER (WHERE occurred_at IS NOT NULL) AS first_actor,
+               FILTER (WHERE occurred_at IS NOT NULL AND actor_id IS NOT NULL) AS first_actor,
            arg_min(credential_type, (occurred_at, source, event_id, file_sha256, record_index))
-               FILTER (WHERE occurred_at IS NOT NULL) AS used_type,
+               FILTER (WHERE occurred_at IS NOT NULL AND credential_type IS NOT NULL) AS used_type,
            arg_min(source, (occurred_at, source, event_id, file_sha256, record_index))
-               FILTER (WHERE occurred_at IS NOT NULL) AS used_source
+               FILTER (WHERE occurred_at IS NOT NULL AND source IS NOT NULL) AS used_source
     FROM credential_use GROUP BY credential_id
 ), revoked AS (
     SELECT credential_id, min(occurred_at) AS revoked_at FROM events
@@ -110,7 +116,7 @@ SELECT
     i.occurred_at AS issued_at,
     i.expires_at,
     r.revoked_at,
-    i.parent_credential_id,
+    i.linked_parent_id AS parent_credential_id,
     i.source AS issuance_source,
     i.event_id AS issuance_event_id,
     coalesce(i.parent_variants, 0) > 1 AS issuance_conflict,

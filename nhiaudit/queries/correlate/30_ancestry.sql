@@ -29,7 +29,8 @@ WITH links AS (
     LEFT JOIN principal_class pc ON pc.principal = c.holder
     LEFT JOIN principal_class known ON known.principal = c.credential_id
 ), top AS (
-    SELECT credential_id, arg_max(ancestor_id, depth) AS root_credential_id, max(depth) AS chain_depth
+    SELECT credential_id, arg_max(ancestor_id, depth)
+        FILTER (WHERE ancestor_id IS NOT NULL) AS root_credential_id, max(depth) AS chain_depth
     FROM links GROUP BY credential_id
 )
 SELECT
@@ -41,13 +42,15 @@ SELECT
          WHEN any_value(r.issuance_event_id) IS NOT NULL THEN 'issuer:' || any_value(r.issuance_source)
          ELSE 'unrooted' END AS root_kind,
     arg_min(l.ancestor_id, l.depth) FILTER (
-        WHERE (l.temporary AND l.issuance_event_id IS NULL AND NOT l.holder_is_broker) OR l.unknown_actor)
+        WHERE ((l.temporary AND l.issuance_event_id IS NULL AND NOT l.holder_is_broker) OR l.unknown_actor) AND l.ancestor_id IS NOT NULL)
         AS broken_credential_id,
-    arg_min(l.holder, l.depth) FILTER (WHERE l.holder_is_human) AS human_holder,
-    arg_min(l.ancestor_id, l.depth) FILTER (WHERE l.holder_is_human) AS human_credential_id,
+    arg_min(l.holder, l.depth) FILTER (WHERE l.holder_is_human AND l.holder IS NOT NULL) AS human_holder,
+    arg_min(l.ancestor_id, l.depth)
+        FILTER (WHERE l.holder_is_human AND l.ancestor_id IS NOT NULL) AS human_credential_id,
     arg_min(l.task_id, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_id,
-    arg_min(l.task_link, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_link,
-    arg_min(l.ancestor_id, l.depth) FILTER (WHERE l.task_id IS NOT NULL) AS task_credential_id,
+    arg_min(l.task_link, l.depth) FILTER (WHERE l.task_id IS NOT NULL AND l.task_link IS NOT NULL) AS task_link,
+    arg_min(l.ancestor_id, l.depth)
+        FILTER (WHERE l.task_id IS NOT NULL AND l.ancestor_id IS NOT NULL) AS task_credential_id,
     list(DISTINCT l.task_id ORDER BY l.task_id) FILTER (WHERE l.task_id IS NOT NULL) AS task_ids
 FROM top t
 JOIN links l USING (credential_id)

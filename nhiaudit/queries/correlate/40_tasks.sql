@@ -20,31 +20,37 @@ GROUP BY e.source, e.event_id;
 CREATE OR REPLACE TABLE tasks AS
 WITH prov AS (
     SELECT task_id,
-           arg_min(json_extract_string(details, '$.agent_id'), (record_index, file_sha256)) AS agent_id,
-           arg_min(json_extract_string(details, '$.intent'), (record_index, file_sha256)) AS intent,
-           arg_min(json_extract_string(details, '$.requested_by'), (record_index, file_sha256)) AS requested_by,
-           arg_min(json_extract_string(details, '$.status'), (record_index, file_sha256)) AS status,
+           arg_min(json_extract_string(details, '$.agent_id'), (record_index, file_sha256))
+               FILTER (WHERE json_extract_string(details, '$.agent_id') IS NOT NULL) AS agent_id,
+           arg_min(json_extract_string(details, '$.intent'), (record_index, file_sha256))
+               FILTER (WHERE json_extract_string(details, '$.intent') IS NOT NULL) AS intent,
+           arg_min(json_extract_string(details, '$.requested_by'), (record_index, file_sha256))
+               FILTER (WHERE json_extract_string(details, '$.requested_by') IS NOT NULL) AS requested_by,
+           arg_min(json_extract_string(details, '$.status'), (record_index, file_sha256))
+               FILTER (WHERE json_extract_string(details, '$.status') IS NOT NULL) AS status,
            min(occurred_at) AS started_at, max(ended_at) AS ended_at,
-           arg_min(event_id, (occurred_at, event_id)) FILTER (WHERE occurred_at IS NOT NULL) AS event_id,
+           arg_min(event_id, (occurred_at, event_id))
+               FILTER (WHERE occurred_at IS NOT NULL AND event_id IS NOT NULL) AS event_id,
            count(DISTINCT json_extract_string(details, '$.agent_id')) AS agents
     FROM events WHERE category = 'task' AND source = 'provenance' AND task_id IS NOT NULL
     GROUP BY task_id
 ), trace AS (
     SELECT st.task_id,
            arg_min(coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id), e.first_key)
-               FILTER (WHERE e.occurred_at IS NOT NULL) AS agent_id,
+               FILTER (WHERE e.occurred_at IS NOT NULL AND coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id) IS NOT NULL) AS agent_id,
            arg_min(json_extract_string(e.details, '$.intent'), e.first_key)
-               FILTER (WHERE e.occurred_at IS NOT NULL) AS intent,
+               FILTER (WHERE e.occurred_at IS NOT NULL AND json_extract_string(e.details, '$.intent') IS NOT NULL) AS intent,
            arg_min(json_extract_string(e.details, '$.requested_by'), e.first_key)
-               FILTER (WHERE e.occurred_at IS NOT NULL) AS requested_by,
+               FILTER (WHERE e.occurred_at IS NOT NULL AND json_extract_string(e.details, '$.requested_by') IS NOT NULL) AS requested_by,
            min(e.occurred_at) AS started_at, max(e.ended_at) AS ended_at,
            -- the latest status a record gives (a run requested, then completed)
            arg_max(json_extract_string(e.details, '$.status'), (coalesce(e.ended_at, e.occurred_at), e.first_key))
-               FILTER (WHERE e.occurred_at IS NOT NULL) AS status,
+               FILTER (WHERE e.occurred_at IS NOT NULL AND json_extract_string(e.details, '$.status') IS NOT NULL) AS status,
            arg_min(coalesce(json_extract_string(e.details, '$.known_from'), 'trace'), e.first_key)
                FILTER (WHERE e.occurred_at IS NOT NULL) AS known_from,
-           arg_min(e.source, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL) AS source,
-           arg_min(e.event_id, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL) AS event_id,
+           arg_min(e.source, e.first_key) FILTER (WHERE e.occurred_at IS NOT NULL AND e.source IS NOT NULL) AS source,
+           arg_min(e.event_id, e.first_key)
+               FILTER (WHERE e.occurred_at IS NOT NULL AND e.event_id IS NOT NULL) AS event_id,
            count(DISTINCT coalesce(json_extract_string(e.details, '$.agent_id'), e.actor_id)) AS agents
     FROM (SELECT *, (occurred_at, source, event_id, file_sha256, record_index) AS first_key FROM events) e
     JOIN span_task st USING (source, event_id)

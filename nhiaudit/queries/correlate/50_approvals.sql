@@ -46,17 +46,29 @@ GROUP BY execution_id HAVING count(DISTINCT access_request_id) = 1;
 
 CREATE OR REPLACE TEMP TABLE approval_rows AS
 SELECT e.*, coalesce(json_extract_string(e.details, '$.approver'), e.actor_id) AS logged_approver,
+       canonical_identity(coalesce(json_extract_string(e.details, '$.approver'), e.actor_id)) AS canonical_approver,
        coalesce(e.task_id, 'ssm-access-request:' || ar.access_request_id) AS resolved_task_id
 FROM events e
 LEFT JOIN automation_request ar ON e.source = 'cloudtrail' AND e.task_id IS NULL
      AND ar.execution_id = json_extract_string(e.details, '$.automation_execution_id')
 WHERE e.category = 'approval';
 
+-- The logged approver names that are human: the name, its canonical name or another alias of that
+-- person matches an [identities] humans glob. A join, not a subquery nested in one (Spark cannot
+-- correlate a subquery with a query two levels out).
+CREATE OR REPLACE TEMP TABLE human_approvers AS
+SELECT DISTINCT n.logged_approver AS human_name
+FROM (SELECT DISTINCT logged_approver, canonical_approver FROM approval_rows) n
+LEFT JOIN policy_aliases a ON a.canonical = n.canonical_approver
+JOIN policy_identity pi ON pi.kind = 'human'
+     AND (regexp_full_match(n.logged_approver, pi.regex) OR regexp_full_match(n.canonical_approver, pi.regex)
+          OR regexp_full_match(a.name, pi.regex));
+
 CREATE OR REPLACE TABLE approvals AS
 SELECT
     coalesce(json_extract_string(details, '$.approval_id'), event_id) AS approval_id,
     resolved_task_id AS task_id,
-    canonical_identity(logged_approver) AS approver,
+    canonical_approver AS approver,
     json_extract_string(details, '$.decision') AS decision,
     occurred_at AS decided_at,
     expires_at,
@@ -77,13 +89,7 @@ SELECT
     -- a new decision keeps its id (and event_id), and ids may repeat across tasks.
     source || ':' || file_sha256 || ':' || record_index AS approval_key,
     logged_approver AS approver_as_logged,
-    EXISTS (SELECT 1 FROM policy_identity pi
-            WHERE pi.kind = 'human'
-              AND (regexp_full_match(logged_approver, pi.regex)
-                   OR regexp_full_match(canonical_identity(logged_approver), pi.regex)
-                   OR EXISTS (SELECT 1 FROM policy_aliases a
-                              WHERE a.canonical = canonical_identity(logged_approver)
-                                AND regexp_full_match(a.name, pi.regex)))) AS approver_is_human
+    EXISTS (SELECT 1 FROM human_approvers h WHERE h.human_name = logged_approver) AS approver_is_human
 FROM approval_rows;
 
 -- Role grants: the records that say so (category grant), and IAM Identity Center account assignments

@@ -12,16 +12,16 @@
 -- issuance, within clock skew. Two candidate runs give none: a guess would be worse than no link.
 CREATE OR REPLACE TEMP TABLE github_oidc AS
 SELECT e.credential_id, e.source, e.event_id, e.occurred_at, sub,
-       regexp_extract(sub, '^repo:([^:]+):', 1) AS repository,
-       nullif(regexp_extract(sub, ':environment:([^:]+)', 1), '') AS environment,
-       nullif(regexp_extract(sub, ':ref:refs/heads/([^:]+)', 1), '') AS head_branch,
-       nullif(regexp_extract(e.user_agent, '(?i)run[-_]?id[/#=:]([0-9]+)', 1), '') AS ua_run,
-       nullif(regexp_extract(e.user_agent, '(?i)run[-_]?attempt[/#=:]([0-9]+)', 1), '') AS ua_attempt,
-       nullif(regexp_extract(json_extract_string(e.details, '$.role_session_name'), '([0-9]{7,})(?:[-_.]([0-9]{1,3}))?$', 1), '')
+       regexp_extract(sub, '^repo:([^:]+):(?s:.*)\z', 1) AS repository,
+       nullif(regexp_extract(sub, '^(?s:.*?):environment:([^:]+)(?s:.*)\z', 1), '') AS environment,
+       nullif(regexp_extract(sub, '^(?s:.*?):ref:refs/heads/([^:]+)(?s:.*)\z', 1), '') AS head_branch,
+       nullif(regexp_extract(e.user_agent, '^(?is:.*?run[-_]?id[/#=:]([0-9]+).*)\z', 1), '') AS ua_run,
+       nullif(regexp_extract(e.user_agent, '^(?is:.*?run[-_]?attempt[/#=:]([0-9]+).*)\z', 1), '') AS ua_attempt,
+       nullif(regexp_extract(json_extract_string(e.details, '$.role_session_name'), '^(?s:.*?)([0-9]{7,})(?:[-_.]([0-9]{1,3}))?\z', 1), '')
            AS session_run,
-       nullif(regexp_extract(json_extract_string(e.details, '$.role_session_name'), '([0-9]{7,})(?:[-_.]([0-9]{1,3}))?$', 2), '')
+       nullif(regexp_extract(json_extract_string(e.details, '$.role_session_name'), '^(?s:.*?)([0-9]{7,})(?:[-_.]([0-9]{1,3}))?\z', 2), '')
            AS session_attempt
-FROM (SELECT *, regexp_extract(actor_id, 'oidc-provider/token\.actions\.githubusercontent\.com(?:/[^:]*)?:[^:]*:(repo:.*)$', 1)
+FROM (SELECT *, regexp_extract(actor_id, '^(?s:.*?)oidc-provider/token\.actions\.githubusercontent\.com(?:/[^:]*)?:[^:]*:(repo:.*)\z', 1)
                     AS sub
       FROM events
       WHERE category = 'credential_issue' AND action = 'sts:AssumeRoleWithWebIdentity' AND credential_id IS NOT NULL) e
@@ -99,10 +99,11 @@ SELECT credential_id, task_id, task_link, environment, source, event_id FROM tel
 -- Per audited credential: the joined task nearest to it on its chain (itself, its parent, …).
 CREATE OR REPLACE TEMP TABLE chain_issuance_task AS
 SELECT a.credential_id,
-       arg_min(it.task_id, (anc.depth, it.task_id)) AS task_id,
-       arg_min(it.task_link, (anc.depth, it.task_id)) AS task_link,
-       arg_min(anc.ancestor_id, (anc.depth, it.task_id)) AS task_credential_id,
-       arg_min(it.environment, (anc.depth, it.task_id)) AS environment,
+       arg_min(it.task_id, (anc.depth, it.task_id)) FILTER (WHERE it.task_id IS NOT NULL) AS task_id,
+       arg_min(it.task_link, (anc.depth, it.task_id)) FILTER (WHERE it.task_link IS NOT NULL) AS task_link,
+       arg_min(anc.ancestor_id, (anc.depth, it.task_id))
+           FILTER (WHERE anc.ancestor_id IS NOT NULL) AS task_credential_id,
+       arg_min(it.environment, (anc.depth, it.task_id)) FILTER (WHERE it.environment IS NOT NULL) AS environment,
        list(DISTINCT it.task_id ORDER BY it.task_id) AS task_ids
 FROM (SELECT DISTINCT credential_id FROM audited WHERE credential_id IS NOT NULL) a
 JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
@@ -144,7 +145,7 @@ WITH g AS (
     WHERE source = 'gcp_audit' AND decision = 'approved' AND decided_at IS NOT NULL GROUP BY task_id
 ), pam AS (
     SELECT g.task_id, g.requester AS principal, 'gcp_audit' AS covers_source,
-           nullif(regexp_extract(g.grant_name, '^projects/([^/]+)/.*\z', 1), '') AS account,
+           nullif(regexp_extract(g.grant_name, '^projects/([^/]+)/(?s:.*)\z', 1), '') AS account,
            CAST(NULL AS VARCHAR) AS tenant, CAST(NULL AS VARCHAR) AS resource_prefix,
            coalesce(a.approved_at, g.requested_at) AS window_start,
            least(coalesce(g.ended_at, 'infinity'::TIMESTAMPTZ),
@@ -240,9 +241,12 @@ WITH RECURSIVE up(source, event_id, trace_id, span_id, depth) AS (
 ), fallback AS (
     -- The named span is not in the evidence: a task span of the same trace covering the call.
     SELECT a.source, a.event_id, 1000 AS depth,
-           arg_min(s.task_id, (s.occurred_at, s.source, s.event_id, s.task_id)) AS task_id,
-           arg_min(s.source, (s.occurred_at, s.source, s.event_id, s.task_id)) AS span_source,
-           arg_min(s.event_id, (s.occurred_at, s.source, s.event_id, s.task_id)) AS span_event_id
+           arg_min(s.task_id, (s.occurred_at, s.source, s.event_id, s.task_id))
+               FILTER (WHERE s.task_id IS NOT NULL) AS task_id,
+           arg_min(s.source, (s.occurred_at, s.source, s.event_id, s.task_id))
+               FILTER (WHERE s.source IS NOT NULL) AS span_source,
+           arg_min(s.event_id, (s.occurred_at, s.source, s.event_id, s.task_id))
+               FILTER (WHERE s.event_id IS NOT NULL) AS span_event_id
     FROM audited a JOIN spans s ON s.trace_id = a.trace_id AND s.category = 'task' AND s.task_id IS NOT NULL
     WHERE a.trace_id IS NOT NULL
       AND a.occurred_at BETWEEN s.occurred_at - to_seconds((SELECT clock_skew_s FROM policy_params))
@@ -251,9 +255,12 @@ WITH RECURSIVE up(source, event_id, trace_id, span_id, depth) AS (
 )
 -- The nearest span wins; spans at the same depth are ordered by their own key (a total order, so
 -- the task and its evidence come from one span, the same one on every run).
-SELECT source, event_id, arg_min(task_id, (depth, span_source, span_event_id, task_id)) AS task_id,
-       arg_min(span_source, (depth, span_source, span_event_id, task_id)) AS span_source,
-       arg_min(span_event_id, (depth, span_source, span_event_id, task_id)) AS span_event_id
+SELECT source, event_id, arg_min(task_id, (depth, span_source, span_event_id, task_id))
+    FILTER (WHERE task_id IS NOT NULL) AS task_id,
+       arg_min(span_source, (depth, span_source, span_event_id, task_id))
+           FILTER (WHERE span_source IS NOT NULL) AS span_source,
+       arg_min(span_event_id, (depth, span_source, span_event_id, task_id))
+           FILTER (WHERE span_event_id IS NOT NULL) AS span_event_id
 FROM (SELECT * FROM hits UNION ALL SELECT * FROM fallback)
 GROUP BY source, event_id;
 
@@ -295,15 +302,16 @@ FROM issuance_task it WHERE it.task_link = 'teleport_app_session';
 -- Per audited credential: the gate nearest to it on its chain; a protected-role bypass anywhere on it.
 CREATE OR REPLACE TEMP TABLE chain_gate AS
 SELECT a.credential_id,
-       arg_min(g.implied_by, (anc.depth, g.implied_by)) FILTER (WHERE g.implied_by IS NOT NULL) AS approval_implied_by,
+       arg_min(g.implied_by, (anc.depth, g.implied_by))
+           FILTER (WHERE g.implied_by IS NOT NULL) AS approval_implied_by,
        arg_min(g.protected_environment, (anc.depth, g.protected_role))
            FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_environment,
        arg_min(g.protected_role, (anc.depth, g.protected_role))
-           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_role,
+           FILTER (WHERE g.protected_environment IS NOT NULL AND g.protected_role IS NOT NULL) AS protected_role,
        arg_min(c.issuance_source, (anc.depth, g.protected_role))
-           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_issuance_source,
+           FILTER (WHERE g.protected_environment IS NOT NULL AND c.issuance_source IS NOT NULL) AS protected_issuance_source,
        arg_min(c.issuance_event_id, (anc.depth, g.protected_role))
-           FILTER (WHERE g.protected_environment IS NOT NULL) AS protected_issuance_event_id
+           FILTER (WHERE g.protected_environment IS NOT NULL AND c.issuance_event_id IS NOT NULL) AS protected_issuance_event_id
 FROM (SELECT DISTINCT credential_id FROM audited WHERE credential_id IS NOT NULL) a
 JOIN credential_ancestry anc ON anc.credential_id = a.credential_id
 JOIN credential_gate g ON g.credential_id = anc.ancestor_id

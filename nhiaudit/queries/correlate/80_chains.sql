@@ -57,18 +57,23 @@ SELECT source, event_id,
            AS stage_approvers,
        arg_max(approval_key, (coalesce(decided_before AND unexpired, false), coalesce(decided_before, false),
                               decided_at IS NULL,
-                              CASE WHEN decided_before THEN epoch(decided_at) ELSE -epoch(decided_at) END,
+                              -- before: the latest; after: the earliest (decided_at mirrored about 2000-01-01, a
+                              -- timestamp compared as one, portable where a negated epoch is not; exact in UTC)
+                              CASE WHEN decided_before THEN decided_at
+                                   ELSE CAST('2000-01-01 00:00:00+00:00' AS TIMESTAMPTZ)
+                                        + (CAST('2000-01-01 00:00:00+00:00' AS TIMESTAMPTZ) - decided_at) END,
                               approval_key))
-           FILTER (WHERE decision = 'approved') AS approval_key,
-       arg_max(decision, (epoch(decided_at), decision = 'denied', approval_key))
-           FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_decision,
-       arg_max(approval_id, (epoch(decided_at), decision = 'denied', approval_key))
-           FILTER (WHERE decided_before AND decision IN ('approved', 'denied')) AS effective_approval_id,
+           FILTER (WHERE decision = 'approved' AND approval_key IS NOT NULL) AS approval_key,
+       arg_max(decision, (decided_at, decision = 'denied', approval_key))
+           FILTER (WHERE decided_before AND decision IN ('approved', 'denied') AND decision IS NOT NULL) AS effective_decision,
+       arg_max(approval_id, (decided_at, decision = 'denied', approval_key))
+           FILTER (WHERE decided_before AND decision IN ('approved', 'denied') AND approval_id IS NOT NULL) AS effective_approval_id,
        -- the denial that decides when one does: the latest before the action, else the first after it
-       arg_max(approval_key, (epoch(decided_at), approval_key)) FILTER (WHERE decided_before AND decision = 'denied')
+       arg_max(approval_key, (decided_at, approval_key))
+           FILTER (WHERE decided_before AND decision = 'denied' AND approval_key IS NOT NULL)
            AS denial_before_key,
-       arg_min(approval_key, (epoch(decided_at), approval_key))
-           FILTER (WHERE decision = 'denied' AND decided_at IS NOT NULL) AS first_denial_key
+       arg_min(approval_key, (decided_at, approval_key))
+           FILTER (WHERE decision = 'denied' AND decided_at IS NOT NULL AND approval_key IS NOT NULL) AS first_denial_key
 FROM action_approval GROUP BY source, event_id;
 
 -- Authority: the roles the approver held at decision time, and whether one is listed for the tier.
@@ -77,11 +82,14 @@ SELECT cv.source, cv.event_id,
        list(DISTINCT g.role ORDER BY g.role) FILTER (WHERE g.role IS NOT NULL) AS roles_held,
        bool_or(pa.role IS NOT NULL) AS authorized,
        -- the earliest authorizing grant; one grant (a total order), so role and evidence agree
-       arg_min(g.event_id, (g.valid_from, g.role, g.source, g.event_id)) FILTER (WHERE pa.role IS NOT NULL)
+       arg_min(g.event_id, (g.valid_from, g.role, g.source, g.event_id))
+           FILTER (WHERE pa.role IS NOT NULL AND g.event_id IS NOT NULL)
            AS grant_event_id,
-       arg_min(g.source, (g.valid_from, g.role, g.source, g.event_id)) FILTER (WHERE pa.role IS NOT NULL)
+       arg_min(g.source, (g.valid_from, g.role, g.source, g.event_id))
+           FILTER (WHERE pa.role IS NOT NULL AND g.source IS NOT NULL)
            AS grant_source,
-       arg_min(g.role, (g.valid_from, g.role, g.source, g.event_id)) FILTER (WHERE pa.role IS NOT NULL)
+       arg_min(g.role, (g.valid_from, g.role, g.source, g.event_id))
+           FILTER (WHERE pa.role IS NOT NULL AND g.role IS NOT NULL)
            AS grant_role
 FROM covering cv
 JOIN approvals ap ON ap.approval_key = cv.approval_key
@@ -132,7 +140,8 @@ LEFT JOIN (SELECT agent_id, list(regex ORDER BY regex) AS regexes FROM policy_ag
            GROUP BY agent_id) ar ON ar.agent_id = b.agent_id
 );
 
-CREATE OR REPLACE TABLE chains AS
+-- The chain's facts; chains (below) adds the verdict. Two named stages: one statement, one relation.
+CREATE OR REPLACE TEMP TABLE chain_facts AS
 WITH shared AS (
     SELECT credential_id,
            count(DISTINCT task_id) AS task_count, count(DISTINCT agent_id) AS agent_count,
@@ -171,7 +180,7 @@ WITH shared AS (
 )
 SELECT
     source, event_id, occurred_at, actor_id, actor_type, action, resource, read_only, outcome,
-    tier_rank, ['low', 'medium', 'high', 'critical'][tier_rank + 1] AS tier,
+    tier_rank, CASE tier_rank WHEN 0 THEN 'low' WHEN 1 THEN 'medium' WHEN 2 THEN 'high' WHEN 3 THEN 'critical' END AS tier,
     -- credential and issuance
     credential_id, cred_type AS credential_type, credential_holder, credential_long_term,
     CASE WHEN credential_id IS NULL THEN 'missing' ELSE 'found' END AS credential_status,
@@ -264,7 +273,7 @@ SELECT *,
          WHEN approval_implied_by IS NOT NULL AND protected_environment IS NULL
               AND coalesce(in_agent_scope, true) THEN 'unknown'
          ELSE 'unapproved' END AS verdict
-FROM chains
+FROM chain_facts
 -- Stored in event-id order: DuckDB's per-row-group min/max then lets `trace` and per-action rule
 -- evaluation skip almost every row group (measured: 89 -> 41 ms per trace at 1M events).
 ORDER BY event_id, source;
