@@ -87,9 +87,13 @@ def correlate(con: duckdb.DuckDBPyConnection, policy: Policy, *, full: bool = Fa
     stamp = fingerprint(policy)
     con.execute("BEGIN TRANSACTION")
     try:
-        reason = "asked for a full correlation" if full else incremental.plan(
-            con, stamp, store.get_meta(con, "correlated_policy"), bool(policy.rules.dirs), sql_files()
-        ).reason
+        reason = (
+            "asked for a full correlation"
+            if full
+            else incremental.plan(
+                con, stamp, store.get_meta(con, "correlated_policy"), bool(policy.rules.dirs), sql_files()
+            ).reason
+        )
         if reason is None:
             reason = incremental.run(con, sql_files(), lambda: evaluate.materialize(con, policy, loaded), timings)
             if reason is not None:  # nothing it wrote survives: roll back to the start and rebuild

@@ -53,7 +53,11 @@ OWNED_BY_KEY = {
 # each). A superset is always safe (it only merges components); a missing key is a wrong answer, so
 # REVIEWED_SQL below pins the SQL this list was checked against. Over {events}; the policy installed.
 KEYS_SQL = r"""
-WITH ev AS (SELECT * FROM {events}),
+WITH ev AS (  -- the columns read below, not the raw records: a CTE read several times is materialized
+    SELECT source, event_id, category, action, actor_id, credential_id, parent_credential_id, task_id, trace_id,
+           user_agent, details
+    FROM {events}
+),
 gh AS (  -- 70 github_oidc: the OIDC subject of a GitHub Actions role assumption
     SELECT source, event_id, regexp_extract(actor_id,
                'oidc-provider/token\.actions\.githubusercontent\.com(?:/[^:]*)?:[^:]*:(repo:.*)$', 1) AS sub
@@ -169,8 +173,13 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     )
 
 
-def plan(con: duckdb.DuckDBPyConnection, stamp: str, correlated_policy: str | None, has_rule_dirs: bool,
-         files: tuple[tuple[str, str], ...]) -> Plan:
+def plan(
+    con: duckdb.DuckDBPyConnection,
+    stamp: str,
+    correlated_policy: str | None,
+    has_rule_dirs: bool,
+    files: tuple[tuple[str, str], ...],
+) -> Plan:
     """Whether the derived tables can be brought up to date incrementally (see the module docstring)."""
     if correlated_policy != stamp:
         return Plan("the policy, the correlation SQL, the rules or nhiaudit changed")
@@ -193,32 +202,45 @@ def plan(con: duckdb.DuckDBPyConnection, stamp: str, correlated_policy: str | No
     return Plan(None, new)
 
 
+def _rows(condition: str) -> str:
+    """The events matching ``condition``, fetched by row id: a filter on ``SELECT *`` would read every
+    column of every event (5.8 s at 1M events, loaded), the row ids then the rows take 0.2 s."""
+    return f"(SELECT * FROM main.events WHERE rowid IN (SELECT rowid FROM main.events WHERE {condition}))"
+
+
 def _new_events(con: duckdb.DuckDBPyConnection) -> str:
-    return "(SELECT * FROM main.events WHERE file_sha256 NOT IN (SELECT sha256 FROM main.correlated_files))"
+    return _rows("file_sha256 NOT IN (SELECT sha256 FROM main.correlated_files)")
 
 
-def run(con: duckdb.DuckDBPyConnection, files: tuple[tuple[str, str], ...], materialize, timings: dict[str, float]
-        ) -> str | None:
+def run(
+    con: duckdb.DuckDBPyConnection, files: tuple[tuple[str, str], ...], materialize, timings: dict[str, float]
+) -> str | None:
     """Inside the caller's transaction, with the policy installed: bring the derived tables up to date
     with the new evidence files. None when done; else the reason it could not (nothing was written
     that the caller's full rebuild does not replace)."""
     started = time.perf_counter()
     con.execute("CREATE OR REPLACE TEMP TABLE new_keys AS " + KEYS_SQL.format(events=_new_events(con)))
     # seeded with the new events themselves: one that carries no key is a component of its own
-    con.execute("CREATE OR REPLACE TEMP TABLE closure_events AS SELECT DISTINCT hash(source, event_id) AS eid FROM "
-                + _new_events(con))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE closure_events AS SELECT DISTINCT hash(source, event_id) AS eid FROM "
+        + _new_events(con)
+    )
     con.execute("CREATE OR REPLACE TEMP TABLE closure_keys AS SELECT DISTINCT k FROM new_keys")
     con.execute("INSERT INTO main.event_keys SELECT * FROM new_keys")
-    size = (con.execute("SELECT count(*) FROM closure_events").fetchone()[0],
-            con.execute("SELECT count(*) FROM closure_keys").fetchone()[0])
+    size = (
+        con.execute("SELECT count(*) FROM closure_events").fetchone()[0],
+        con.execute("SELECT count(*) FROM closure_keys").fetchone()[0],
+    )
     total = con.execute("SELECT count(*) FROM main.events").fetchone()[0]
     while True:  # to the fixpoint: every event sharing a key with the set, every key of those events
         con.execute("""INSERT INTO closure_events SELECT DISTINCT eid FROM main.event_keys
                        WHERE k IN (SELECT k FROM closure_keys) AND eid NOT IN (SELECT eid FROM closure_events)""")
         con.execute("""INSERT INTO closure_keys SELECT DISTINCT k FROM main.event_keys
                        WHERE eid IN (SELECT eid FROM closure_events) AND k NOT IN (SELECT k FROM closure_keys)""")
-        now = (con.execute("SELECT count(*) FROM closure_events").fetchone()[0],
-               con.execute("SELECT count(*) FROM closure_keys").fetchone()[0])
+        now = (
+            con.execute("SELECT count(*) FROM closure_events").fetchone()[0],
+            con.execute("SELECT count(*) FROM closure_keys").fetchone()[0],
+        )
         if now == size:
             break
         size = now
@@ -228,13 +250,17 @@ def run(con: duckdb.DuckDBPyConnection, files: tuple[tuple[str, str], ...], mate
     timings["incremental closure events"] = float(size[0])
     _drop_scope(con)
     con.execute(f"CREATE SCHEMA {SCOPE}")
-    con.execute(f"""CREATE TABLE {SCOPE}.events AS SELECT * FROM main.events
-                    WHERE hash(source, event_id) IN (SELECT eid FROM closure_events)""")
-    if con.execute(
-        f"""SELECT count(*) FROM {SCOPE}.events WHERE credential_type = 'oauth_actor'
+    con.execute(
+        f"CREATE TABLE {SCOPE}.events AS SELECT * FROM "
+        + _rows("hash(source, event_id) IN (SELECT eid FROM closure_events)")
+    )
+    if (
+        con.execute(
+            f"""SELECT count(*) FROM {SCOPE}.events WHERE credential_type = 'oauth_actor'
                OR json_extract_string(details, '$.parent_credential_type') = 'oauth_actor'"""
-    ).fetchone()[0] or con.execute("SELECT count(*) FROM main.credentials WHERE credential_type = 'oauth_actor'"
-                                   ).fetchone()[0]:
+        ).fetchone()[0]
+        or con.execute("SELECT count(*) FROM main.credentials WHERE credential_type = 'oauth_actor'").fetchone()[0]
+    ):
         return "an RFC 8693 actor credential is known or unknown from the whole store (oauth_actor)"
     timings["incremental scope"] = time.perf_counter() - started - timings["incremental closure"]
     con.execute(f"SET search_path = '{SCOPE}'")
