@@ -149,6 +149,8 @@ def sql_digest(files: tuple[tuple[str, str], ...]) -> str:
 
 def build(con: duckdb.DuckDBPyConnection) -> None:
     """After a full correlation (its transaction): the keys of every event and the files correlated."""
+    if not _has_table(con, "events"):  # a lake's scratch store: events are views over Parquet, used once
+        return
     con.execute("CREATE OR REPLACE TABLE event_keys AS " + KEYS_SQL.format(events="main.events"))
     con.execute(
         "CREATE OR REPLACE TABLE correlated_files AS SELECT sha256, ingested_at, records_loaded FROM evidence_files"

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 from helpers import write_lines
+from test_rules import CASES, EVIDENCE_SUFFIXES
 
 from nhiaudit import correlate, evaluate, incremental, ingest, store
 from nhiaudit.policy import Policy, load_policy
 from nhiaudit.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = Path(__file__).parent / "rules"
-EVIDENCE_SUFFIXES = (".ndjson", ".json", ".jsonl", ".log", ".gz")
 
 
 def derived(con) -> dict[str, list[tuple]]:
