@@ -243,11 +243,11 @@ def run(
             con.execute("SELECT count(*) FROM closure_events").fetchone()[0],
             con.execute("SELECT count(*) FROM closure_keys").fetchone()[0],
         )
-        if now == size:
-            break
-        size = now
+        grew, size = now != size, now
         if size[0] > MAX_SHARE * total:
             return f"the new evidence reaches {size[0]} of {total} events"
+        if not grew:
+            break
     timings["incremental closure"] = time.perf_counter() - started
     timings["incremental closure events"] = float(size[0])
     _drop_scope(con)
