@@ -15,7 +15,7 @@ from importlib import resources
 
 import duckdb
 
-from nhiaudit import __version__, evaluate, rules, store
+from nhiaudit import __version__, evaluate, incremental, rules, store
 from nhiaudit.policy import Policy, install
 
 DERIVED_TABLES = (
@@ -51,7 +51,7 @@ LOOKUP_INDEXES = (("event_evidence", "event_id"), ("chains", "event_id"), ("find
 
 @cache
 def _sql_digest() -> bytes:
-    digest = hashlib.sha256(repr(LOOKUP_INDEXES).encode())
+    digest = hashlib.sha256(repr(LOOKUP_INDEXES).encode() + incremental.KEYS_SQL.encode())
     for name, sql in sql_files():
         digest.update(name.encode() + b"\0" + sql.encode())
     return digest.digest()
@@ -72,35 +72,68 @@ def is_stale(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:
     ) or store.get_meta(con, "correlated_policy") != fingerprint(policy)
 
 
-def correlate(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, float]:
-    """Rebuild every derived table in one transaction (the policy tables installed on ``con``
-    first), the ``findings`` of the built-in rules and the policy's ``[rules] dirs`` last, and
-    remember the policy (``audit_runs``); return seconds per step."""
+def correlate(con: duckdb.DuckDBPyConnection, policy: Policy, *, full: bool = False) -> dict[str, float]:
+    """Bring every derived table up to date in one transaction (the policy tables installed on
+    ``con`` first), the ``findings`` of the built-in rules and the policy's ``[rules] dirs`` last, and
+    remember the policy (``audit_runs``); return seconds per step.
+
+    When only new evidence files arrived since the last correlation with this policy, only what they
+    touch is re-correlated (:mod:`nhiaudit.incremental`, the same SQL over the events they reach);
+    otherwise, or with ``full``, every derived table is rebuilt. ``timings["mode"]`` is 1.0 for an
+    incremental run, 0.0 for a full one, and ``timings["incremental closure events"]`` how many events
+    an incremental run re-correlated; meta ``correlated_mode`` says which, and why not incremental."""
     timings: dict[str, float] = {}
     install(policy, con)
     loaded = rules.load_rules(list(policy.rules.dirs))
     stamp = fingerprint(policy)
     con.execute("BEGIN TRANSACTION")
     try:
-        for name, sql in sql_files():
-            started = time.perf_counter()
-            con.execute(sql)
-            timings[name] = time.perf_counter() - started
-        started = time.perf_counter()
-        evaluate.materialize(con, policy, loaded)
-        timings["findings"] = time.perf_counter() - started
-        started = time.perf_counter()
-        for table, column in LOOKUP_INDEXES:  # CREATE OR REPLACE TABLE dropped any earlier one
-            con.execute(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
-        timings["lookup indexes"] = time.perf_counter() - started
+        reason = (
+            "asked for a full correlation"
+            if full
+            else incremental.plan(
+                con, stamp, store.get_meta(con, "correlated_policy"), bool(policy.rules.dirs), sql_files()
+            ).reason
+        )
+        if reason is None:
+            reason = incremental.run(con, sql_files(), lambda: evaluate.materialize(con, policy, loaded), timings)
+            if reason is not None:  # nothing it wrote survives: roll back to the start and rebuild
+                con.execute("ROLLBACK")
+                con.execute("BEGIN TRANSACTION")
+                install(policy, con)
+                timings.clear()
+        if reason is not None:
+            _rebuild(con, policy, loaded, timings)
+        timings["mode"] = 0.0 if reason is not None else 1.0
+        store.set_meta(con, "correlated_mode", "incremental" if reason is None else f"full: {reason}")
         store.set_meta(con, "correlated_generation", store.get_meta(con, "evidence_generation") or "0")
         store.set_meta(con, "correlated_policy", stamp)
         store.record_audit_run(con, __version__, policy.path and policy.path.resolve(), policy.text, stamp)
+        started = time.perf_counter()
         con.execute("COMMIT")
+        timings["commit"] = time.perf_counter() - started
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return timings
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection, policy: Policy, loaded: list, timings: dict[str, float]) -> None:
+    """Every derived table from all the events, inside the caller's transaction."""
+    for name, sql in sql_files():
+        started = time.perf_counter()
+        con.execute(sql)
+        timings[name] = time.perf_counter() - started
+    started = time.perf_counter()
+    evaluate.materialize(con, policy, loaded)
+    timings["findings"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for table, column in LOOKUP_INDEXES:  # CREATE OR REPLACE TABLE dropped any earlier one
+        con.execute(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
+    timings["lookup indexes"] = time.perf_counter() - started
+    started = time.perf_counter()
+    incremental.build(con)
+    timings["incremental keys"] = time.perf_counter() - started
 
 
 def ensure(con: duckdb.DuckDBPyConnection, policy: Policy) -> bool:

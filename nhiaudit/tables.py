@@ -37,6 +37,8 @@ TABLES: dict[str, str] = {
     "chain_link_rows": "View: chain_links before its evidence is located (trace reads it by event id).",
     "chain_links": "View: one link of one audited action's chain, in order, with its evidence (what trace shows).",
     "findings": "One rule firing on one audited action, with its evidence and waiver (derived by correlate).",
+    "event_keys": "One (event, join key) pair: what incremental correlation follows from new events (derived).",
+    "correlated_files": "One evidence file the derived tables were built from (incremental correlation).",
 }
 
 #: What a column means, by name, in every table that has it.
@@ -84,6 +86,8 @@ COLUMNS: dict[str, str] = {
     "records_duplicate": "records already stored (same dedupe key), skipped",
     "reason": "why the record was rejected",
     "key": "setting name",
+    "eid": "hash of the event's source and event_id",
+    "k": "hash of a value correlation joins events on (a credential, task, trace, approver …)",
     "value": "setting value",
     "run": "run number, in order",
     "recorded_at": "when the run was recorded (UTC)",
