@@ -100,10 +100,23 @@ gh AS (  -- 70 github_oidc: the OIDC subject of a GitHub Actions role assumption
              THEN 'tpuser:' || actor_id END,
         CASE WHEN category = 'credential_issue' AND action = 'sts:AssumeRole'
              THEN 'tpuser:' || json_extract_string(details, '$.role_session_name') END,
-        -- 70 pam_windows, window_task: a PAM grant's requester and that principal's GCP calls
+        -- 70 grant_windows, window_task: a GCP PAM grant's requester or an Entra PIM activation's
+        -- member (UPN, object id), and the calls of the sources a window covers by that principal
+        -- (actor or object id), compared as lower(canonical_identity(...))
         CASE WHEN source = 'gcp_audit' AND category = 'task'
-             THEN 'gcpp:' || json_extract_string(details, '$.requested_by') END,
-        CASE WHEN source = 'gcp_audit' AND category = 'action' THEN 'gcpp:' || actor_id END
+             THEN 'win:' || lower(canonical_identity(json_extract_string(details, '$.requested_by'))) END,
+        CASE WHEN source = 'entra_audit' AND category = 'grant'
+             THEN 'win:' || lower(canonical_identity(json_extract_string(details, '$.member_upn'))) END,
+        CASE WHEN source = 'entra_audit' AND category = 'grant'
+             THEN 'win:' || lower(canonical_identity(json_extract_string(details, '$.member_id'))) END,
+        CASE WHEN source IN ('gcp_audit', 'azure') AND category = 'action'
+             THEN 'win:' || lower(canonical_identity(actor_id)) END,
+        CASE WHEN source IN ('gcp_audit', 'azure') AND category = 'action'
+             THEN 'win:' || lower(canonical_identity(json_extract_string(details, '$.object_id'))) END,
+        -- 50 automation_request signal_reads: an SSM signal and the GetOpsItem reads by its signer
+        CASE WHEN source = 'cloudtrail' AND (action = 'ssm:GetOpsItem'
+                  OR (category = 'approval' AND json_extract_string(details, '$.automation_execution_id') IS NOT NULL))
+             THEN 'ssmsigner:' || actor_id END
     ], x -> x IS NOT NULL)) AS k
     FROM ev
     UNION ALL
@@ -134,7 +147,7 @@ SELECT hash(source, event_id) AS eid, hash(k) AS k FROM keyed WHERE k IS NOT NUL
 # sha256 of the correlation SQL (correlate.sql_files) that KEYS_SQL was checked against. Editing a
 # correlation file turns the incremental path off (full rebuilds, still correct) until someone checks
 # the new joins against KEYS_SQL and updates this (tests/test_incremental.py says so when they differ).
-REVIEWED_SQL = "1d99a9d7044a66bfbe9bd9ee29cd421b1cde9e894a91ef2ca5d3404cadd95a36"
+REVIEWED_SQL = "e4bff91fa17e1f3df49608d1d11be03f68d60d89fe9df8aeeb348b5d6045969e"
 
 # A closure holding more than this share of the events re-correlates everything instead.
 MAX_SHARE = 0.5
